@@ -1,0 +1,38 @@
+"""python -m service: read the environment, start the server."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from aiohttp import web
+
+from .app import create_app
+from .settings import ConfigError, Settings
+
+
+def main() -> int:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as error:
+        print(f"collect-jobs: configuration error: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+    )
+    # aiohttp owns the signals: SIGTERM/SIGINT run the cleanup contexts, where the
+    # job manager checkpoints and releases its jobs within SHUTDOWN_GRACE_SECONDS.
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        shutdown_timeout=min(5.0, settings.shutdown_grace_seconds / 2),
+        access_log=logging.getLogger("aiohttp.access"),
+        print=None,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

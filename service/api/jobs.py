@@ -1,0 +1,46 @@
+"""Reading jobs and controlling them: GET /jobs, GET /jobs/{id}, POST /jobs/{id}/{action}."""
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from ..jobs.model import ACTIONS, JobState, job_json
+from ..typedefs import MANAGER_KEY
+from .common import int_param, job_response, json_response, list_param, org_of
+
+STATES = frozenset(s.value for s in JobState)
+KINDS = frozenset({"import", "export", "teams"})
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    """Newest first; ``state`` and ``kind`` filter (repeat or comma-separate them);
+    ``limit`` (1-500, default 50) and ``before`` (a job id) page through."""
+    manager = request.app[MANAGER_KEY]
+    query = request.query
+    states = list_param(query, "state", STATES)
+    kinds = list_param(query, "kind", KINDS)
+    limit = int_param(query, "limit", 50, 1, 500)
+    before = query.get("before") or None
+    docs = await manager.repo.list(org_of(request), states=states, kinds=kinds, limit=limit, before=before)
+    next_link = None
+    if len(docs) == limit:
+        params = [("state", s) for s in states] + [("kind", k) for k in kinds]
+        params += [("limit", str(limit)), ("before", docs[-1]["_id"])]
+        next_link = f"{request.path}?{urlencode(params)}"
+    return json_response({"jobs": [job_json(d) for d in docs], "next": next_link})
+
+
+async def get_job(request: web.Request) -> web.Response:
+    doc = await request.app[MANAGER_KEY].repo.get(org_of(request), request.match_info["job_id"])
+    return job_response(doc)
+
+
+async def control_job(request: web.Request) -> web.Response:
+    """pause, resume or terminate: 200 with the job, 409 with its state when the
+    action does not apply to it, 404 for an unknown job."""
+    action = request.match_info["action"]
+    if action not in ACTIONS:
+        raise web.HTTPNotFound()
+    doc = await request.app[MANAGER_KEY].control(org_of(request), request.match_info["job_id"], action)
+    return job_response(doc)

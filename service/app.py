@@ -1,0 +1,30 @@
+"""The application factory: settings in, a web.Application out."""
+from __future__ import annotations
+
+import csv
+
+from aiohttp import web
+
+from .api import health, imports, jobs
+from .jobs.manager import manager_ctx
+from .middlewares import problem_middleware
+from .settings import Settings
+from .store.db import database_ctx
+from .typedefs import SETTINGS_KEY
+
+
+def create_app(settings: Settings) -> web.Application:
+    # csv's field limit is process-wide; the service is the only csv user here.
+    csv.field_size_limit(settings.max_field_size)
+    app = web.Application(middlewares=[problem_middleware])
+    app[SETTINGS_KEY] = settings
+    # Opened in order, closed in reverse: the manager stops before the database closes.
+    app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(manager_ctx)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_post("/api/v1/jobs/import", imports.create_import)
+    app.router.add_get("/api/v1/jobs", jobs.list_jobs)
+    app.router.add_get("/api/v1/jobs/{job_id}", jobs.get_job)
+    app.router.add_post("/api/v1/jobs/{job_id}/{action}", jobs.control_job)
+    return app

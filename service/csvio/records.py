@@ -1,0 +1,250 @@
+"""Streaming CSV records from an async byte source, with file line numbers and
+byte offsets at record boundaries (the import's resumable position).
+
+Bytes are split into lines; lines are grouped into whole records by counting
+quote characters (a newline inside a quoted field leaves an odd count), and only
+whole records are handed to ``csv.reader``, which reads from a resumable
+iterator. Memory is bounded by one read chunk plus one record."""
+from __future__ import annotations
+
+import csv
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+READ_CHUNK = 256 * 1024
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    row: int  # 1-based data row number
+    line: int  # file line where the record starts (header = line 1)
+    fields: list[str] | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where to continue: the byte offset of the next record and the numbers so far."""
+
+    offset: int
+    line: int
+    row: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"offset": self.offset, "line": self.line, "row": self.row}
+
+
+class _LineFeed:
+    """The iterator csv.reader reads from. It runs dry only between records, and
+    csv.reader simply continues when it is refilled."""
+
+    __slots__ = ("lines", "consumed", "line_no", "problems")
+
+    def __init__(self, line_no: int) -> None:
+        self.lines: deque[bytes | int] = deque()
+        self.consumed = 0
+        self.line_no = line_no
+        self.problems: dict[int, str] = {}
+
+    def __iter__(self) -> _LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        if not self.lines:
+            raise StopIteration
+        raw = self.lines.popleft()
+        self.line_no += 1
+        if type(raw) is int:  # an over-long line, already dropped: only its length is left
+            self.consumed += raw
+            self.problems[self.line_no] = f"line longer than {MAX_RECORD_BYTES} bytes"
+            return "\n"
+        self.consumed += len(raw)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.problems[self.line_no] = f"invalid UTF-8 (byte {exc.start + 1} of the line)"
+            return raw.decode("utf-8", "replace")
+        if "\x00" in text:
+            self.problems[self.line_no] = "NUL character in the line (is the file UTF-16 or binary?)"
+        return text
+
+
+class _Splitter:
+    """Cuts byte chunks into lines and releases them in whole-record groups."""
+
+    def __init__(self, feed: _LineFeed) -> None:
+        self.feed = feed
+        self.partial = bytearray()
+        self.dropping = 0  # bytes of an over-long line dropped so far
+        self.group: list[bytes | int] = []
+        self.group_bytes = 0
+        self.in_quotes = False
+
+    def push(self, chunk: bytes) -> None:
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            if end < 0:
+                self._keep_partial(chunk[start:])
+                return
+            if self.dropping:
+                self._add(self.dropping + end + 1 - start)
+                self.dropping = 0
+            elif self.partial:
+                self.partial += chunk[start : end + 1]
+                self._add(bytes(self.partial))
+                self.partial.clear()
+            else:
+                self._add(chunk[start : end + 1])
+            start = end + 1
+
+    def finish(self) -> None:
+        if self.dropping:
+            self._add(self.dropping)
+        elif self.partial:
+            self._add(bytes(self.partial))
+        self.partial.clear()
+        self.dropping = 0
+        self._release()
+
+    def _keep_partial(self, tail: bytes) -> None:
+        if self.dropping:
+            self.dropping += len(tail)
+            return
+        self.partial += tail
+        if len(self.partial) > MAX_RECORD_BYTES:
+            self.dropping = len(self.partial)
+            self.partial.clear()
+
+    def _add(self, line: bytes | int) -> None:
+        if type(line) is int:
+            self.in_quotes = False
+            self.group.append(line)
+            self._release()
+            return
+        if line.count(b'"') % 2:
+            self.in_quotes = not self.in_quotes
+        self.group.append(line)
+        self.group_bytes += len(line)
+        # A quoted field that never closes must not hold the whole file in memory.
+        if not self.in_quotes or self.group_bytes > MAX_RECORD_BYTES:
+            self.in_quotes = False
+            self._release()
+
+    def _release(self) -> None:
+        self.feed.lines.extend(self.group)
+        self.group = []
+        self.group_bytes = 0
+
+
+class RecordReader:
+    """Reads records after the header from ``read(n) -> bytes`` (b"" at the end),
+    starting at ``start`` (where the header ended, or a checkpoint)."""
+
+    def __init__(self, read: Callable[[int], Awaitable[bytes]], start: Position) -> None:
+        self._read = read
+        self._base = start.offset
+        self._feed = _LineFeed(start.line)
+        self._splitter = _Splitter(self._feed)
+        self._reader = csv.reader(self._feed, strict=False)
+        self._row = start.row
+        self._eof = False
+
+    def position(self) -> Position:
+        return Position(self._base + self._feed.consumed, self._feed.line_no, self._row)
+
+    async def batches(self, size: int) -> AsyncIterator[list[Record]]:
+        """Yields lists of at most ``size`` records; the position after each list
+        is a record boundary, safe to checkpoint."""
+        batch: list[Record] = []
+        while True:
+            for record in self._drain():
+                batch.append(record)
+                if len(batch) >= size:
+                    yield batch
+                    batch = []
+            if self._eof:
+                break
+            chunk = await self._read(READ_CHUNK)
+            if chunk:
+                self._splitter.push(chunk)
+            else:
+                self._eof = True
+                self._splitter.finish()
+        if batch:
+            yield batch
+
+    def _drain(self):  # -> Iterator[Record]
+        feed, reader = self._feed, self._reader
+        while True:
+            first = feed.line_no + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                fields, error = None, f"malformed CSV: {exc}"
+            else:
+                error = None
+            if feed.problems:
+                error = self._problem_between(first, feed.line_no) or error
+            if not fields and error is None:
+                continue  # a blank line is not a row
+            self._row += 1
+            yield Record(self._row, first, fields, error)
+
+    def _problem_between(self, first: int, last: int) -> str | None:
+        found = None
+        for line in [n for n in self._feed.problems if n <= last]:
+            message = self._feed.problems.pop(line)
+            if found is None and line >= first:
+                found = message if line == first else f"{message} on line {line}"
+        return found
+
+
+class RecordCounter:
+    """Counts CSV records (header included, blank lines excluded) in a byte stream
+    as it passes, using the same quote-parity rule as the reader. Used while an
+    upload streams in, so a job knows its total before it starts."""
+
+    def __init__(self) -> None:
+        self.records = 0
+        self.in_quotes = False
+        self.has_content = False
+
+    def feed(self, chunk: bytes) -> None:
+        pieces = chunk.split(b"\n")
+        tail = pieces.pop()
+        if pieces:
+            if not self.in_quotes and b'"' not in chunk:
+                head = pieces[0]
+                if self.has_content or _content(head):
+                    self.records += 1
+                self.records += sum(1 for p in pieces[1:] if p and p != b"\r")
+                self.has_content = False
+            else:
+                for piece in pieces:
+                    self._piece(piece)
+                    if not self.in_quotes:
+                        self.records += self.has_content
+                        self.has_content = False
+        self._piece(tail)
+
+    def finish(self) -> int:
+        if self.has_content:
+            self.records += 1
+            self.has_content = False
+        return self.records
+
+    def _piece(self, piece: bytes) -> None:
+        if piece.count(b'"') % 2:
+            self.in_quotes = not self.in_quotes
+        if not self.has_content and _content(piece):
+            self.has_content = True
+
+
+def _content(piece: bytes) -> bool:
+    return bool(piece) and piece != b"\r"

@@ -1,0 +1,7 @@
+"""The kinds of job the engine runs, by name."""
+from __future__ import annotations
+
+from ..runner import Kind
+from . import imports
+
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (imports.KIND,)}

@@ -1,0 +1,181 @@
+"""The JobManager: this replica's registry of runners, admission of queued jobs,
+lease keeping, adoption of orphaned jobs, and the user's control requests."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from ..settings import Settings
+from ..store.db import Database
+from ..typedefs import DB_KEY, MANAGER_KEY, SETTINGS_KEY
+from .model import ACTIONS, JobState, utcnow
+from .repo import JobRepo
+from .runner import Kind, Runner
+
+log = logging.getLogger(__name__)
+
+QUEUE_SCAN = 100
+
+
+class JobManager:
+    def __init__(self, db: Database, settings: Settings, kinds: dict[str, Kind]) -> None:
+        self.db = db
+        self.settings = settings
+        self.kinds = kinds
+        self.repo = JobRepo(db.jobs)
+        self.owner = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.runners: dict[str, Runner] = {}
+        self.accepting = False
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        # Per-kind limit of jobs holding a slot in one org.
+        self._org_limits = {"import": settings.max_imports_per_org}
+
+    def lease_until(self) -> dt.datetime:
+        return utcnow() + dt.timedelta(seconds=self.settings.job_lease_seconds)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        self.accepting = True
+        self._loop_task = asyncio.create_task(self._loop(), name="job-manager")
+        self.wake()
+
+    async def stop(self) -> None:
+        """Two-phase shutdown: stop admitting, let runners reach a checkpoint and
+        release their jobs within the grace period, then cancel stragglers."""
+        self.accepting = False
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        runners = list(self.runners.values())
+        for runner in runners:
+            runner.stop()
+        tasks = [r.task for r in runners if r.task is not None]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
+        for task in pending:
+            log.warning("job task %s did not stop within the grace period; cancelling it", task.get_name())
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def runner_done(self, runner: Runner) -> None:
+        self.runners.pop(runner.job_id, None)
+        self.wake()
+
+    # -- control -------------------------------------------------------------
+
+    async def control(self, org_id: str, job_id: str, action_name: str) -> dict[str, Any]:
+        """pause / resume / terminate: one guarded write, then the local runner (if
+        this replica owns the job) is told at once; other owners see it on their tick."""
+        doc = await self.repo.request(org_id, job_id, ACTIONS[action_name])
+        runner = self.runners.get(job_id)
+        if runner is not None:
+            runner.apply(doc["state"], doc["rev"])
+        else:
+            # A terminated queued/failed job, or a resumed job nobody runs: the
+            # scheduler adopts it (its lease is expired) on the next tick, now.
+            self.wake()
+        return doc
+
+    # -- the loop ------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self.settings.job_poll_seconds):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self._tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("job manager tick failed; retrying next tick")
+
+    async def _tick(self) -> None:
+        if self.runners:
+            docs = await self.repo.renew(self.owner, list(self.runners), self.lease_until())
+            for doc in docs:
+                runner = self.runners.get(doc["_id"])
+                if runner is None:
+                    continue
+                if doc.get("owner") != self.owner and doc["state"] in (s.value for s in (JobState.RUNNING, JobState.PAUSED, JobState.TERMINATING)):
+                    runner.lost = True
+                    runner.gate.set()
+                runner.apply(doc["state"], doc["rev"])
+        if self.accepting:
+            await self._adopt_orphans()
+            await self._admit()
+
+    async def _adopt_orphans(self) -> None:
+        for orphan in await self.repo.orphans(QUEUE_SCAN):
+            if orphan["_id"] in self.runners:
+                continue
+            doc = await self.repo.adopt(orphan["_id"], self.owner, self.lease_until())
+            if doc is None:
+                continue
+            # Rollbacks always run (they free a slot); other work respects capacity.
+            if doc["state"] != JobState.TERMINATING.value and self._full():
+                await self.repo.release(doc["_id"], self.owner)
+                continue
+            log.info("adopted job %s (%s)", doc["_id"], doc["state"])
+            self._start(doc)
+
+    async def _admit(self) -> None:
+        if self._full():
+            return
+        for queued in await self.repo.queued(QUEUE_SCAN):
+            if self._full():
+                return
+            limit = self._org_limits.get(queued["kind"])
+            if limit is not None:
+                holders = await self.repo.slot_holders(queued["org_id"], queued["kind"])
+                if len(holders) >= limit:
+                    continue
+            doc = await self.repo.claim_queued(queued["_id"], self.owner, self.lease_until())
+            if doc is None:
+                continue
+            if limit is not None:
+                # Another replica may have claimed a job of the same org at the same
+                # moment: the oldest jobs keep their slots, the rest go back.
+                holders = await self.repo.slot_holders(doc["org_id"], doc["kind"])
+                if doc["_id"] not in holders[:limit]:
+                    await self.repo.unclaim(doc["_id"], self.owner)
+                    continue
+            log.info("started job %s (%s)", doc["_id"], doc["kind"])
+            self._start(doc)
+
+    def _full(self) -> bool:
+        return len(self.runners) >= self.settings.max_running_jobs
+
+    def _start(self, doc: dict[str, Any]) -> None:
+        runner = Runner(self, doc, self.kinds[doc["kind"]])
+        self.runners[runner.job_id] = runner
+        runner.start()
+
+
+async def manager_ctx(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx, registered after the database's so it is torn down first."""
+    from .kinds import KINDS
+
+    manager = JobManager(app[DB_KEY], app[SETTINGS_KEY], KINDS)
+    app[MANAGER_KEY] = manager
+    await manager.start()
+    yield
+    await manager.stop()

@@ -1,0 +1,217 @@
+"""A Runner is one job running on this replica: an asyncio.Task plus an
+asyncio.Event gate. Job code calls ``ctx.checkpoint()`` between batches; that
+is the only place where pause, resume, terminate and shutdown take effect."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import JobFailed, JobStopped, JobTerminated
+from .model import JobState, utcnow
+from .repo import MAX_ERRORS_KEPT
+
+if TYPE_CHECKING:
+    from .manager import JobManager
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a job kind provides. ``run`` continues from ``ctx.position`` (None at
+    the start); ``rollback`` removes everything the job wrote and must itself be
+    safe to run again from the start; ``cleanup`` frees what a finished job no
+    longer needs (its upload)."""
+
+    name: str
+    run: Callable[[JobContext], Awaitable[None]]
+    rollback: Callable[[JobContext], Awaitable[None]]
+    cleanup: Callable[[JobContext], Awaitable[None]]
+
+
+class JobContext:
+    """What job code sees: the job document, the database, and checkpoint()."""
+
+    def __init__(self, runner: Runner, job: dict[str, Any]) -> None:
+        self._runner = runner
+        self.job = job
+        self.job_id: str = job["_id"]
+        self.org_id: str = job["org_id"]
+        self.params: dict[str, Any] = job.get("params") or {}
+        self.db = runner.manager.db
+        self.settings = runner.manager.settings
+        self.progress: dict[str, Any] = dict(job.get("progress") or {})
+        self.position: dict[str, Any] | None = job.get("checkpoint")
+        self.rolling_back = False
+        self._errors_kept = len(job.get("errors") or [])
+        self._rate_since = (time.monotonic(), self.progress.get("processed", 0))
+
+    async def checkpoint(self, position: dict[str, Any] | None = None, errors: list[dict[str, Any]] = ()) -> None:
+        """Persist progress and the resumable position, then stop if terminated
+        or shutting down, or wait here while paused. Call between batches only."""
+        await self.persist(position, errors)
+        runner = self._runner
+        runner.raise_if_stopping(self.rolling_back)
+        if self.rolling_back or runner.gate.is_set():
+            return
+        log.info("job %s paused at %s", self.job_id, self.progress.get("processed"))
+        await self.persist()
+        await runner.gate.wait()
+        runner.raise_if_stopping(self.rolling_back)
+        log.info("job %s resumed", self.job_id)
+        self._rate_since = (time.monotonic(), self.progress.get("processed", 0))
+
+    async def persist(self, position: dict[str, Any] | None = None, errors: list[dict[str, Any]] = ()) -> None:
+        """Write progress, position and (the first MAX_ERRORS_KEPT) row errors, without
+        waiting for anything; also learns the job's current state."""
+        if position is not None:
+            self.position = position
+        room = max(0, MAX_ERRORS_KEPT - self._errors_kept)
+        kept = list(errors[:room])
+        self._errors_kept += len(kept)
+        self._update_rates()
+        runner = self._runner
+        doc = await runner.manager.repo.save_progress(
+            self.job_id, runner.manager.owner, runner.manager.lease_until(), self.progress, self.position, kept
+        )
+        if doc is None:
+            runner.lost = True
+            raise JobStopped("another replica owns this job now")
+        runner.apply(doc["state"], doc["rev"])
+
+    def _update_rates(self) -> None:
+        processed = self.progress.get("processed", 0)
+        total = self.progress.get("total")
+        if total:
+            self.progress["percent"] = round(min(100.0, 100.0 * processed / total), 2)
+        if self.rolling_back:
+            return
+        if not self._runner.gate.is_set():
+            self.progress["rows_per_second"] = 0.0
+            return
+        since, at = self._rate_since
+        elapsed = time.monotonic() - since
+        if elapsed > 0:
+            self.progress["rows_per_second"] = round((processed - at) / elapsed, 1)
+
+
+class Runner:
+    def __init__(self, manager: JobManager, job: dict[str, Any], kind: Kind) -> None:
+        self.manager = manager
+        self.job_id: str = job["_id"]
+        self.kind = kind
+        self.job = job
+        self.rev: int = job.get("rev", 0)
+        self.gate = asyncio.Event()
+        self.terminate_requested = job["state"] == JobState.TERMINATING.value
+        self.stopping = False
+        self.lost = False
+        if job["state"] != JobState.PAUSED.value:
+            self.gate.set()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._main(), name=f"job-{self.job_id}")
+
+    def apply(self, state: str, rev: int) -> None:
+        """Bring the local gate in line with the job document. Revisions only grow,
+        so a stale read can never undo a newer request."""
+        if rev <= self.rev:
+            return
+        self.rev = rev
+        if state == JobState.PAUSED.value:
+            self.gate.clear()
+        elif state == JobState.RUNNING.value:
+            self.gate.set()
+        elif state == JobState.TERMINATING.value:
+            self.terminate_requested = True
+            self.gate.set()
+
+    def stop(self) -> None:
+        """Shutdown: leave at the next checkpoint and hand the job back."""
+        self.stopping = True
+        self.gate.set()
+
+    def raise_if_stopping(self, rolling_back: bool) -> None:
+        if self.lost:
+            raise JobStopped("another replica owns this job now")
+        if self.stopping:
+            raise JobStopped("shutting down")
+        if self.terminate_requested and not rolling_back:
+            raise JobTerminated()
+
+    async def _main(self) -> None:
+        ctx = JobContext(self, self.job)
+        repo, owner = self.manager.repo, self.manager.owner
+        try:
+            if self.terminate_requested:
+                await self._rollback(ctx)
+                return
+            try:
+                await self.kind.run(ctx)
+                await self._complete(ctx)
+            except JobTerminated:
+                await self._rollback(ctx)
+        except JobStopped as stop:
+            log.info("job %s left this replica: %s", self.job_id, stop)
+            if not self.lost:
+                await asyncio.shield(repo.release(self.job_id, owner))
+        except asyncio.CancelledError:
+            log.warning("job %s cancelled; releasing it for another replica", self.job_id)
+            await asyncio.shield(repo.release(self.job_id, owner))
+            raise
+        except JobFailed as failure:
+            await asyncio.shield(self._fail(ctx, str(failure)))
+        except Exception as exc:  # a bug or an unrecoverable database error
+            log.exception("job %s crashed", self.job_id)
+            await asyncio.shield(self._fail(ctx, f"internal error: {type(exc).__name__}: {exc}"))
+        finally:
+            self.manager.runner_done(self)
+
+    async def _complete(self, ctx: JobContext) -> None:
+        # A pause or terminate may land between the last batch and this write;
+        # the guarded transition then fails and the next checkpoint honours it.
+        while True:
+            await ctx.checkpoint()
+            done = await self.manager.repo.transition(
+                self.job_id, self.manager.owner, [JobState.RUNNING], JobState.COMPLETED, progress=ctx.progress
+            )
+            if done is not None:
+                log.info("job %s completed", self.job_id)
+                await self._cleanup(ctx)
+                return
+
+    async def _rollback(self, ctx: JobContext) -> None:
+        ctx.rolling_back = True
+        log.info("job %s terminating: rolling back", self.job_id)
+        await self.kind.rollback(ctx)
+        await self.manager.repo.transition(
+            self.job_id, self.manager.owner, [JobState.TERMINATING], JobState.TERMINATED, progress=ctx.progress
+        )
+        log.info("job %s terminated", self.job_id)
+
+    async def _fail(self, ctx: JobContext, message: str) -> None:
+        log.warning("job %s failed: %s", self.job_id, message)
+        failed = await self.manager.repo.transition(
+            self.job_id,
+            self.manager.owner,
+            [JobState.RUNNING, JobState.PAUSED],
+            JobState.FAILED,
+            error=message,
+            progress=ctx.progress,
+        )
+        if failed is not None:
+            await self._cleanup(ctx)
+        else:
+            # Terminated while failing: hand the job back so the rollback starts now.
+            await self.manager.repo.release(self.job_id, self.manager.owner)
+
+    async def _cleanup(self, ctx: JobContext) -> None:
+        try:
+            await self.kind.cleanup(ctx)
+        except Exception:
+            log.exception("job %s: cleanup failed (nothing is lost; files may be left)", self.job_id)

@@ -1,0 +1,46 @@
+"""Every error leaves as application/problem+json; never a traceback, never a 200."""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from .errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def problem_response(error: ServiceError, request: web.Request) -> web.Response:
+    return web.Response(
+        status=error.status,
+        text=json.dumps(error.problem(instance=request.path)),
+        content_type=PROBLEM_JSON,
+    )
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ServiceError as error:
+        if error.status >= 500:
+            log.error("%s %s: %s", request.method, request.path, error.detail)
+        return problem_response(error, request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error = ServiceError(exc.reason if exc.text is None or exc.text.startswith(f"{exc.status}:") else exc.text)
+        error.status, error.title = exc.status, exc.reason
+        error.slug = exc.reason.lower().replace(" ", "-")
+        response = problem_response(error, request)
+        if exc.status == 405 and "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return problem_response(ServiceError("An unexpected error occurred; it has been logged."), request)

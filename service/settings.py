@@ -1,0 +1,148 @@
+"""Configuration: one function reads the environment, validates it, fails fast."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_DATABASE = "collect"
+
+
+class ConfigError(ValueError):
+    """A setting in the environment has a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class MongoSettings:
+    """Where the database is: the URI as given plus the database named in its path."""
+
+    uri: str
+    database: str
+
+    @classmethod
+    def from_uri(cls, uri: str) -> MongoSettings:
+        # Parsed by hand rather than by pymongo.uri_parser, which resolves
+        # mongodb+srv hosts through DNS: start-up validation must not need the network.
+        parts = urlsplit(uri)
+        if parts.scheme not in ("mongodb", "mongodb+srv") or not parts.netloc:
+            raise ConfigError(
+                f"MONGODB_URI must look like mongodb://host[:port][,host...]/database, got {_redact(uri)!r}"
+            )
+        database = parts.path.lstrip("/") or DEFAULT_DATABASE
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,63}", database):
+            raise ConfigError(f"MONGODB_URI names the database {database!r}; use letters, digits, '_' or '-'")
+        return cls(uri=uri, database=database)
+
+
+def _redact(uri: str) -> str:
+    return re.sub(r"//[^@/]*@", "//***@", uri)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting the service reads; README's configuration table lists the same names."""
+
+    mongo: MongoSettings = MongoSettings("mongodb://127.0.0.1:27017/collect", DEFAULT_DATABASE)
+    host: str = "0.0.0.0"
+    port: int = 8080
+    log_level: str = "INFO"
+    default_org_id: str = "default"
+    max_upload_bytes: int = 1024 * 1024 * 1024
+    max_field_size: int = 128 * 1024
+    max_imports_per_org: int = 1
+    max_running_jobs: int = 4
+    job_poll_seconds: float = 1.0
+    job_lease_seconds: float = 15.0
+    shutdown_grace_seconds: float = 20.0
+    db_retry_seconds: float = 60.0
+    replica_id: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, parse in _READERS.items():
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            field, value = parse(name, raw.strip())
+            values[field] = value
+        settings = cls(**values)
+        if settings.job_poll_seconds * 2 > settings.job_lease_seconds:
+            raise ConfigError("JOB_LEASE_SECONDS must be at least twice JOB_POLL_SECONDS so leases are renewed in time")
+        return settings
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _int(field: str, low: int, high: int) -> Callable[[str, str], tuple[str, int]]:
+    def parse(name: str, raw: str) -> tuple[str, int]:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+        return field, value
+
+    return parse
+
+
+def _seconds(field: str, low: float, high: float) -> Callable[[str, str], tuple[str, float]]:
+    def parse(name: str, raw: str) -> tuple[str, float]:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds, got {raw}")
+        return field, value
+
+    return parse
+
+
+def _choice(field: str, choices: tuple[str, ...]) -> Callable[[str, str], tuple[str, str]]:
+    def parse(name: str, raw: str) -> tuple[str, str]:
+        if raw.upper() not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        return field, raw.upper()
+
+    return parse
+
+
+def _pattern(field: str, pattern: str, what: str) -> Callable[[str, str], tuple[str, str]]:
+    def parse(name: str, raw: str) -> tuple[str, str]:
+        if not re.fullmatch(pattern, raw):
+            raise ConfigError(f"{name} must be {what}, got {raw!r}")
+        return field, raw
+
+    return parse
+
+
+def _mongo(name: str, raw: str) -> tuple[str, MongoSettings]:
+    return "mongo", MongoSettings.from_uri(raw)
+
+
+_READERS: dict[str, Callable[[str, str], tuple[str, Any]]] = {
+    "MONGODB_URI": _mongo,
+    "HOST": _pattern("host", r"[A-Za-z0-9.:\[\]-]+", "a host name or IP address"),
+    "PORT": _int("port", 1, 65535),
+    "LOG_LEVEL": _choice("log_level", ("DEBUG", "INFO", "WARNING", "ERROR")),
+    "DEFAULT_ORG_ID": _pattern("default_org_id", r"[A-Za-z0-9_-]{1,64}", "1-64 letters, digits, '_' or '-'"),
+    "MAX_UPLOAD_BYTES": _int("max_upload_bytes", 1024, 1 << 40),
+    "MAX_FIELD_SIZE": _int("max_field_size", 64, 64 * 1024 * 1024),
+    "MAX_IMPORTS_PER_ORG": _int("max_imports_per_org", 1, 1000),
+    "MAX_RUNNING_JOBS": _int("max_running_jobs", 1, 1000),
+    "JOB_POLL_SECONDS": _seconds("job_poll_seconds", 0.05, 60),
+    "JOB_LEASE_SECONDS": _seconds("job_lease_seconds", 1, 3600),
+    "SHUTDOWN_GRACE_SECONDS": _seconds("shutdown_grace_seconds", 0, 3600),
+    "DB_RETRY_SECONDS": _seconds("db_retry_seconds", 0, 86400),
+    "REPLICA_ID": _pattern("replica_id", r"[A-Za-z0-9_.-]{1,128}", "1-128 letters, digits, '_', '.' or '-'"),
+}
+
+ENV_VARS = tuple(_READERS)

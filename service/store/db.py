@@ -1,0 +1,74 @@
+"""The database: one AsyncMongoClient, the collections the service uses, their indexes."""
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from gridfs import AsyncGridFSBucket
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+from ..settings import MongoSettings
+from ..typedefs import DB_KEY, SETTINGS_KEY
+
+log = logging.getLogger(__name__)
+
+UPLOAD_CHUNK_BYTES = 255 * 1024
+
+
+class Database:
+    """Named handles to the collections and GridFS buckets of one MongoDB database."""
+
+    def __init__(self, client: AsyncMongoClient, name: str) -> None:
+        self.client = client
+        self.db: AsyncDatabase = client[name]
+        self.jobs: AsyncCollection = self.db["jobs"]
+        self.records: AsyncCollection = self.db["records"]
+        self.teams: AsyncCollection = self.db["teams"]
+        self.users: AsyncCollection = self.db["users"]
+        self.undo: AsyncCollection = self.db["undo_log"]
+        self.uploads = AsyncGridFSBucket(self.db, bucket_name="uploads", chunk_size_bytes=UPLOAD_CHUNK_BYTES)
+        self.exports = AsyncGridFSBucket(self.db, bucket_name="exports", chunk_size_bytes=UPLOAD_CHUNK_BYTES)
+
+    @classmethod
+    def connect(cls, mongo: MongoSettings, **client_options: object) -> Database:
+        client: AsyncMongoClient = AsyncMongoClient(
+            mongo.uri,
+            tz_aware=True,
+            appname="collect-jobs",
+            serverSelectionTimeoutMS=5000,
+            **client_options,
+        )
+        return cls(client, mongo.database)
+
+    async def ping(self) -> None:
+        await self.db.command("ping")
+
+    async def ensure_indexes(self) -> None:
+        await self.jobs.create_index([("state", ASCENDING), ("_id", ASCENDING)], name="state_id")
+        await self.jobs.create_index([("org_id", ASCENDING), ("_id", DESCENDING)], name="org_newest")
+        await self.jobs.create_index([("owner", ASCENDING)], name="owner")
+        await self.records.create_index([("job_id", ASCENDING)], name="job_id")
+        await self.records.create_index(
+            [("org_id", ASCENDING), ("dataset", ASCENDING), ("_id", ASCENDING)], name="org_dataset_id"
+        )
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: connect and create indexes before serving; close last."""
+    settings = app[SETTINGS_KEY]
+    database = Database.connect(settings.mongo)
+    try:
+        await database.ensure_indexes()
+    except Exception:
+        await database.close()
+        raise
+    app[DB_KEY] = database
+    log.info("connected to database %r", settings.mongo.database)
+    yield
+    await database.close()
