@@ -124,8 +124,8 @@ async def create_import(request: web.Request) -> web.Response:
                 "max_errors": max_errors,
                 "data_start": header.data_start.as_dict(),
             },
-            "progress": {"processed": 0, "total": rows, "inserted": 0, "failed": 0, "percent": 0.0},
-        }
+        },
+        progress={"processed": 0, "total": rows, "inserted": 0, "failed": 0, "percent": 0.0},
     )
     manager.wake()
     return job_response(job, status=202)

@@ -30,7 +30,7 @@ class JobManager:
         self.db = db
         self.settings = settings
         self.kinds = kinds
-        self.repo = JobRepo(db.jobs)
+        self.repo = JobRepo(db.jobs, db.job_progress)
         self.owner = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.runners: dict[str, Runner] = {}
         self.accepting = False
@@ -115,19 +115,19 @@ class JobManager:
                 runner = self.runners.get(doc["_id"])
                 if runner is None:
                     continue
-                if doc.get("owner") != self.owner and doc["state"] in (s.value for s in (JobState.RUNNING, JobState.PAUSED, JobState.TERMINATING)):
-                    runner.lost = True
-                    runner.gate.set()
-                runner.apply(doc["state"], doc["rev"])
+                if not doc["owned"]:
+                    runner.lose()
+                else:
+                    runner.apply(doc["state"], doc["rev"])
         if self.accepting:
             await self._adopt_orphans()
             await self._admit()
 
     async def _adopt_orphans(self) -> None:
-        for orphan in await self.repo.orphans(QUEUE_SCAN):
-            if orphan["_id"] in self.runners:
+        for job_id in await self.repo.orphans(QUEUE_SCAN):
+            if job_id in self.runners:
                 continue
-            doc = await self.repo.adopt(orphan["_id"], self.owner, self.lease_until())
+            doc = await self.repo.adopt(job_id, self.owner, self.lease_until())
             if doc is None:
                 continue
             # Rollbacks always run (they free a slot); other work respects capacity.

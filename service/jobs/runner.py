@@ -79,7 +79,7 @@ class JobContext:
             self.job_id, runner.manager.owner, runner.manager.lease_until(), self.progress, self.position, kept
         )
         if doc is None:
-            runner.lost = True
+            runner.lose()
             raise JobStopped("another replica owns this job now")
         runner.apply(doc["state"], doc["rev"])
 
@@ -130,6 +130,12 @@ class Runner:
         elif state == JobState.TERMINATING.value:
             self.terminate_requested = True
             self.gate.set()
+
+    def lose(self) -> None:
+        """Another replica adopted the job (this one was too slow to renew its
+        lease): stop at the next checkpoint without touching the job again."""
+        self.lost = True
+        self.gate.set()
 
     def stop(self) -> None:
         """Shutdown: leave at the next checkpoint and hand the job back."""

@@ -25,6 +25,7 @@ class Database:
         self.client = client
         self.db: AsyncDatabase = client[name]
         self.jobs: AsyncCollection = self.db["jobs"]
+        self.job_progress: AsyncCollection = self.db["job_progress"]
         self.records: AsyncCollection = self.db["records"]
         self.teams: AsyncCollection = self.db["teams"]
         self.users: AsyncCollection = self.db["users"]
@@ -49,7 +50,8 @@ class Database:
     async def ensure_indexes(self) -> None:
         await self.jobs.create_index([("state", ASCENDING), ("_id", ASCENDING)], name="state_id")
         await self.jobs.create_index([("org_id", ASCENDING), ("_id", DESCENDING)], name="org_newest")
-        await self.jobs.create_index([("owner", ASCENDING)], name="owner")
+        await self.jobs.create_index([("org_id", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING)], name="org_kind_state")
+        await self.job_progress.create_index([("owner", ASCENDING)], name="owner")
         await self.records.create_index([("job_id", ASCENDING)], name="job_id")
         await self.records.create_index(
             [("org_id", ASCENDING), ("dataset", ASCENDING), ("_id", ASCENDING)], name="org_dataset_id"

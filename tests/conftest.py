@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from service.app import create_app
+from service.settings import MongoSettings, Settings
+from service.store.db import Database
+
+from .devdb import DevDatabase, database_server, with_database
+
+
+@pytest.fixture(scope="session")
+def db_server() -> Iterator[tuple[str, DevDatabase | None]]:
+    with database_server() as server:
+        yield server
+
+
+@pytest.fixture
+def db_name() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def mongo(db_server, db_name) -> MongoSettings:
+    return MongoSettings(uri=with_database(db_server[0], db_name), database=db_name)
+
+
+@pytest.fixture
+def settings(mongo) -> Settings:
+    return Settings(mongo=mongo, job_poll_seconds=0.2, job_lease_seconds=3.0, shutdown_grace_seconds=5.0)
+
+
+@pytest.fixture
+async def db(mongo) -> AsyncIterator[Database]:
+    """A connection of the test's own, to look at what the service wrote; the
+    database is dropped after the test."""
+    database = Database.connect(mongo)
+    yield database
+    await database.client.drop_database(mongo.database)
+    await database.close()
+
+
+@pytest.fixture
+def make_client(aiohttp_client, settings, db) -> Callable[..., Awaitable[TestClient]]:
+    async def make(**overrides: Any) -> TestClient:
+        return await aiohttp_client(create_app(settings.replace(**overrides)))
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client) -> TestClient:
+    return await make_client()
+
+
+@pytest.fixture(autouse=True)
+async def no_job_task_left_behind() -> AsyncIterator[None]:
+    yield
+    leftovers = [t for t in asyncio.all_tasks() if t.get_name().startswith("job") and not t.done()]
+    assert not leftovers, f"tasks still running after the test: {leftovers}"

@@ -1,0 +1,92 @@
+"""Helpers for driving the service the way a user does: over HTTP, polling."""
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+FINAL = {"completed", "terminated", "failed"}
+
+
+def make_csv(rows: int, *, columns: int = 4, header: Iterable[str] | None = None, start: int = 1) -> bytes:
+    """``rows`` data rows: id (int), name, day (ISO date), then filler columns."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    names = list(header) if header else ["id", "name", "day"] + [f"c{i}" for i in range(3, columns)]
+    writer.writerow(names)
+    for i in range(start, start + rows):
+        values = [i, f"name {i}", f"2017-{(i % 12) + 1:02d}-{(i % 28) + 1:02d}"]
+        values += [f"v{i}-{j}" for j in range(3, len(names))]
+        writer.writerow(values[: len(names)])
+    return out.getvalue().encode()
+
+
+async def start_import(client: TestClient, body: bytes, *, expect: int = 202, **params: Any) -> dict[str, Any]:
+    params.setdefault("dataset", "people")
+    resp = await client.post(
+        "/api/v1/jobs/import",
+        params={k: str(v) for k, v in params.items()},
+        data=body,
+        headers={"Content-Type": "text/csv"},
+    )
+    payload = await resp.json(content_type=None)
+    assert resp.status == expect, payload
+    return payload
+
+
+async def get_job(client: TestClient, job_id: str) -> dict[str, Any]:
+    resp = await client.get(f"/api/v1/jobs/{job_id}")
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def control(client: TestClient, job_id: str, action: str, *, expect: int = 200) -> dict[str, Any]:
+    resp = await client.post(f"/api/v1/jobs/{job_id}/{action}")
+    payload = await resp.json(content_type=None)
+    assert resp.status == expect, payload
+    return payload
+
+
+async def wait_for(
+    client: TestClient,
+    job_id: str,
+    predicate: Callable[[dict[str, Any]], bool],
+    *,
+    timeout: float = 60.0,
+    what: str = "condition",
+) -> dict[str, Any]:
+    """Polls the job over HTTP until ``predicate`` holds; never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    job = await get_job(client, job_id)
+    while not predicate(job):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; job is {job['state']}: {job['progress']}")
+        await asyncio.sleep(0.02)
+        job = await get_job(client, job_id)
+    return job
+
+
+async def wait_for_state(client: TestClient, job_id: str, *states: str, timeout: float = 60.0) -> dict[str, Any]:
+    return await wait_for(client, job_id, lambda j: j["state"] in states, timeout=timeout, what=f"state {states}")
+
+
+async def wait_until_processed(client: TestClient, job_id: str, at_least: int = 1) -> dict[str, Any]:
+    return await wait_for(
+        client, job_id, lambda j: j["progress"].get("processed", 0) >= at_least, what=f"{at_least} rows processed"
+    )
+
+
+async def wait_until_settled(client: TestClient, job_id: str) -> dict[str, Any]:
+    """A paused job has settled once it persisted a checkpoint after the pause:
+    its rate then reads 0 and it writes nothing more until resumed."""
+    return await wait_for(
+        client,
+        job_id,
+        lambda j: j["state"] == "paused" and j["progress"].get("rows_per_second") == 0.0,
+        what="the paused job's last checkpoint",
+    )
