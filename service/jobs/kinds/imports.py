@@ -109,10 +109,18 @@ async def run(ctx: JobContext) -> None:
         reader = RecordReader(source.read, start)
         async for batch in reader.batches(params["batch_size"]):
             docs, sources, errors = builder.build(batch)
+            processed = len(batch)
+            if errors and fail_fast:
+                # Stop at the first bad row: nothing after it is written.
+                first_bad = errors[0]["row"]
+                keep = sum(1 for s in sources if s.row < first_bad)
+                docs, sources, errors = docs[:keep], sources[:keep], errors[:1]
+                processed = first_bad - batch[0].row + 1
             errors += await insert_idempotent(ctx.db.records, docs, sources)
-            progress["processed"] += len(batch)
+            errors.sort(key=lambda e: e["row"])
+            progress["processed"] += processed
             progress["failed"] += len(errors)
-            progress["inserted"] += len(batch) - len(errors)
+            progress["inserted"] += processed - len(errors)
             position = reader.position().as_dict()
             if errors and (fail_fast or progress["failed"] > max_errors):
                 await ctx.persist(position, errors)

@@ -1,0 +1,105 @@
+"""The streaming record reader and counter, on bytes in memory."""
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from service.csvio import records
+from service.csvio.records import Position, RecordCounter, RecordReader
+from service.csvio.schema import parse_header
+
+SAMPLE = (
+    b"id,text,n\r\n"
+    b'1,"quoted, with comma",10\r\n'
+    b'2,"multi\r\nline\nfield",20\r\n'
+    b"\r\n"
+    b'3,"say ""hi""",30\r\n'
+    b"4,\xc3\xa9t\xc3\xa9,40\r\n"
+    b"5,last,50"
+)
+
+
+def source(data: bytes, chunk: int):
+    """read(n) over ``data`` that returns at most ``chunk`` bytes at a time."""
+    offset = 0
+
+    async def read(n: int) -> bytes:
+        nonlocal offset
+        piece = data[offset : offset + min(n, chunk)]
+        offset += len(piece)
+        return piece
+
+    return read
+
+
+async def read_all(data: bytes, chunk: int, start: Position, batch: int = 2):
+    reader = RecordReader(source(data[start.offset :], chunk), start)
+    out, positions = [], []
+    async for records_ in reader.batches(batch):
+        out.extend(records_)
+        positions.append(reader.position())
+    return out, positions
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 16, 64, 4096])
+async def test_records_are_the_same_whatever_the_chunk_boundaries(chunk):
+    header = parse_header(SAMPLE, complete=True)
+    got, _ = await read_all(SAMPLE, chunk, header.data_start)
+    expected = list(csv.reader(io.StringIO(SAMPLE.decode(), newline="")))[1:]
+    assert [r.fields for r in got] == [row for row in expected if row]
+    assert [(r.row, r.line) for r in got] == [(1, 2), (2, 3), (3, 7), (4, 8), (5, 9)]
+    assert all(r.error is None for r in got)
+
+
+async def test_resuming_from_any_checkpoint_yields_exactly_the_remaining_records():
+    header = parse_header(SAMPLE, complete=True)
+    everything, positions = await read_all(SAMPLE, 5, header.data_start, batch=1)
+    for i, position in enumerate(positions):
+        rest, _ = await read_all(SAMPLE, 5, position, batch=1)
+        assert [(r.row, r.line, r.fields) for r in rest] == [(r.row, r.line, r.fields) for r in everything[i + 1 :]]
+
+
+async def test_batches_never_exceed_the_batch_size():
+    data = b"a\n" + b"".join(b"%d\n" % i for i in range(1000))
+    reader = RecordReader(source(data[2:], 97), Position(2, 1, 0))
+    sizes = [len(b) async for b in reader.batches(64)]
+    assert sum(sizes) == 1000 and max(sizes) == 64
+
+
+async def test_an_unclosed_quote_does_not_hold_the_rest_of_the_file_in_memory(monkeypatch):
+    monkeypatch.setattr(records, "MAX_RECORD_BYTES", 1000)
+    data = b'1,"never closed\n' + b"x,y\n" * 2000
+    reader = RecordReader(source(data, 256), Position(0, 1, 0))
+    first_batch = None
+    async for batch in reader.batches(10):
+        first_batch = batch
+        break
+    assert first_batch is not None, "records are released once the record limit is passed"
+
+
+async def test_an_over_long_line_is_a_row_error_and_reading_goes_on(monkeypatch):
+    monkeypatch.setattr(records, "MAX_RECORD_BYTES", 100)
+    data = b"1,a\n2," + b"z" * 500 + b"\n3,c\n"
+    got, _ = await read_all(data, 64, Position(0, 1, 0))
+    assert [(r.line, r.fields) for r in got if r.error is None] == [(2, ["1", "a"]), (4, ["3", "c"])]
+    assert [(r.line, "longer than" in r.error) for r in got if r.error] == [(3, True)]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 11, 1 << 16])
+def test_the_counter_counts_records_not_lines(chunk):
+    counter = RecordCounter()
+    for i in range(0, len(SAMPLE), chunk):
+        counter.feed(SAMPLE[i : i + chunk])
+    assert counter.finish() == 6  # header + 5 rows; the blank line and the quoted newlines do not count
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [(b"", 0), (b"a", 1), (b"a\n", 1), (b"a\n\n\n", 1), (b"a\r\n\r\nb\r\n", 2), (b'a\n"x\n\ny"\nb', 3)],
+)
+def test_the_counter_on_edge_cases(data, expected):
+    counter = RecordCounter()
+    counter.feed(data)
+    assert counter.finish() == expected
