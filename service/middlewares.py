@@ -7,7 +7,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from .errors import ServiceError
+from pymongo.errors import ConnectionFailure
+
+from .errors import ServiceError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if error.status >= 500:
             log.error("%s %s: %s", request.method, request.path, error.detail)
         return problem_response(error, request)
+    except ConnectionFailure as exc:
+        log.warning("%s %s: database unavailable: %s", request.method, request.path, exc)
+        response = problem_response(Unavailable("The database is unavailable; retry shortly."), request)
+        response.headers["Retry-After"] = "5"
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

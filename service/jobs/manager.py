@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
+from pymongo.errors import ConnectionFailure
 
 from ..settings import Settings
 from ..store.db import Database
@@ -103,8 +104,8 @@ class JobManager:
             self._wake.clear()
             try:
                 await self._tick()
-            except asyncio.CancelledError:
-                raise
+            except ConnectionFailure as exc:
+                log.warning("job manager tick: database unavailable (%s); retrying next tick", exc)
             except Exception:
                 log.exception("job manager tick failed; retrying next tick")
 

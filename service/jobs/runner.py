@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pymongo.errors import ConnectionFailure, PyMongoError
+
 from ..errors import JobFailed, JobStopped, JobTerminated
 from .model import JobState, utcnow
 from .repo import MAX_ERRORS_KEPT
@@ -18,6 +20,13 @@ if TYPE_CHECKING:
     from .manager import JobManager
 
 log = logging.getLogger(__name__)
+
+# Errors that mean "the database is not reachable right now", as opposed to
+# "the database refused this": AutoReconnect, NetworkTimeout and
+# ServerSelectionTimeoutError are all ConnectionFailures.
+OUTAGE = (ConnectionFailure,)
+RETRY_FIRST_DELAY = 0.5
+RETRY_MAX_DELAY = 5.0
 
 
 @dataclass(frozen=True)
@@ -158,8 +167,7 @@ class Runner:
                 await self._rollback(ctx)
                 return
             try:
-                await self.kind.run(ctx)
-                await self._complete(ctx)
+                await self._retrying(ctx, self._run_to_completion)
             except JobTerminated:
                 await self._rollback(ctx)
         except JobStopped as stop:
@@ -172,11 +180,39 @@ class Runner:
             raise
         except JobFailed as failure:
             await asyncio.shield(self._fail(ctx, str(failure)))
-        except Exception as exc:  # a bug or an unrecoverable database error
+        except Exception as exc:  # a bug, or a database error that is not an outage
             log.exception("job %s crashed", self.job_id)
             await asyncio.shield(self._fail(ctx, f"internal error: {type(exc).__name__}: {exc}"))
         finally:
             self.manager.runner_done(self)
+
+    async def _retrying(self, ctx: JobContext, step: Callable[[JobContext], Awaitable[None]]) -> None:
+        """Runs ``step``; when the database goes away, waits with backoff and runs it
+        again from the last checkpoint (inserts are idempotent, so the replayed
+        batch is harmless) for up to DB_RETRY_SECONDS without progress."""
+        budget = self.manager.settings.db_retry_seconds
+        delay, failing_since, position = RETRY_FIRST_DELAY, None, ctx.position
+        while True:
+            try:
+                await step(ctx)
+                return
+            except OUTAGE as exc:
+                now = time.monotonic()
+                if ctx.position != position:  # progress since the last outage: a new one
+                    failing_since, delay, position = None, RETRY_FIRST_DELAY, ctx.position
+                failing_since = failing_since or now
+                if now - failing_since >= budget:
+                    raise JobFailed(
+                        f"the database was unreachable for more than {budget:g} s (DB_RETRY_SECONDS): {exc}"
+                    ) from exc
+                log.warning("job %s: database unavailable (%s); retrying in %.1f s", self.job_id, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+                self.raise_if_stopping(ctx.rolling_back)
+
+    async def _run_to_completion(self, ctx: JobContext) -> None:
+        await self.kind.run(ctx)
+        await self._complete(ctx)
 
     async def _complete(self, ctx: JobContext) -> None:
         # A pause or terminate may land between the last batch and this write;
@@ -194,7 +230,13 @@ class Runner:
     async def _rollback(self, ctx: JobContext) -> None:
         ctx.rolling_back = True
         log.info("job %s terminating: rolling back", self.job_id)
-        await self.kind.rollback(ctx)
+        try:
+            await self._retrying(ctx, self.kind.rollback)
+        except JobFailed as failure:
+            # A rollback is never abandoned: hand the job back, still terminating,
+            # and whichever replica adopts it next continues the rollback.
+            log.error("job %s: rollback interrupted: %s", self.job_id, failure)
+            raise JobStopped(str(failure)) from failure
         await self.manager.repo.transition(
             self.job_id, self.manager.owner, [JobState.TERMINATING], JobState.TERMINATED, progress=ctx.progress
         )
@@ -202,6 +244,14 @@ class Runner:
 
     async def _fail(self, ctx: JobContext, message: str) -> None:
         log.warning("job %s failed: %s", self.job_id, message)
+        try:
+            await self._record_failure(ctx, message)
+        except PyMongoError as exc:
+            # The database is still away: the job stays running with a lease that
+            # expires, and a replica adopts it once the database is back.
+            log.error("job %s: could not record the failure (%s); it will be adopted later", self.job_id, exc)
+
+    async def _record_failure(self, ctx: JobContext, message: str) -> None:
         failed = await self.manager.repo.transition(
             self.job_id,
             self.manager.owner,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 from gridfs import AsyncGridFSBucket
@@ -11,6 +12,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ..settings import MongoSettings
+from .files import ChunkReader, open_reader
 from ..typedefs import DB_KEY, SETTINGS_KEY
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,9 @@ class Database:
         )
         return cls(client, mongo.database)
 
+    async def open_upload(self, file_id: Any, offset: int = 0) -> ChunkReader:
+        return await open_reader(self.db["uploads.files"], self.db["uploads.chunks"], file_id, offset)
+
     async def ping(self) -> None:
         await self.db.command("ping")
 
@@ -52,10 +57,10 @@ class Database:
         await self.jobs.create_index([("org_id", ASCENDING), ("_id", DESCENDING)], name="org_newest")
         await self.jobs.create_index([("org_id", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING)], name="org_kind_state")
         await self.job_progress.create_index([("owner", ASCENDING)], name="owner")
-        await self.records.create_index([("job_id", ASCENDING)], name="job_id")
-        await self.records.create_index(
-            [("org_id", ASCENDING), ("dataset", ASCENDING), ("_id", ASCENDING)], name="org_dataset_id"
-        )
+        # records has no secondary index on purpose: _ids are
+        # "org/dataset/job:row", so an export is an _id prefix range and a
+        # rollback a narrower one, both on the primary key. Every index would
+        # slow every insert.
 
     async def close(self) -> None:
         await self.client.close()

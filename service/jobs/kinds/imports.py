@@ -2,6 +2,8 @@
 ``records`` tagged with the job id; roll back by deleting by that tag."""
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from bson import ObjectId
@@ -15,14 +17,29 @@ from ...store.files import delete_file
 from ..model import utcnow
 from ..runner import JobContext, Kind
 
-ROLLBACK_CHUNK = 5000
+# Rows per delete command: bounded for progress, and below SQLite's limit of
+# 32,766 variables per statement, which FerretDB hits on larger deletes.
+ROLLBACK_ROWS = 30_000
 DUPLICATE_KEY = 11000
 
 
-def record_id(job_id: str, row: int) -> str:
-    """Deterministic, so a batch replayed after a crash cannot insert a row twice;
-    zero-padded, so ``_id`` order is file order within a job."""
-    return f"{job_id}:{row:010d}"
+def dataset_prefix(org_id: str, dataset: str) -> str:
+    """All of a dataset's records have _ids starting with this: an export is a
+    range of the primary key. Org ids and dataset names cannot contain '/'."""
+    return f"{org_id}/{dataset}/"
+
+
+def record_id(org_id: str, dataset: str, job_id: str, row: int) -> str:
+    """Deterministic from (job, row), so a batch replayed after a crash cannot
+    insert a row twice; ordered by dataset, then job (ObjectIds grow with time),
+    then row (zero-padded), so a job's rows are one contiguous _id range."""
+    return f"{org_id}/{dataset}/{job_id}:{row:010d}"
+
+
+def prefix_range(prefix: str) -> dict[str, str]:
+    """The _id range of every string starting with ``prefix`` (which ends in a
+    separator, '/' or ':', both followed in ASCII by the next character)."""
+    return {"$gte": prefix, "$lt": prefix[:-1] + chr(ord(prefix[-1]) + 1)}
 
 
 class RowBuilder:
@@ -34,11 +51,12 @@ class RowBuilder:
         self.width = len(self.columns)
         self.typed = [(i, c, CONVERTERS[params["types"][c]]) for i, c in enumerate(self.columns) if c in params["types"]]
         self.base = {"org_id": ctx.org_id, "dataset": params["dataset"], "job_id": ctx.job_id}
+        self.id_prefix = f"{dataset_prefix(ctx.org_id, params['dataset'])}{ctx.job_id}:"
 
     def build(self, batch: list[Record]) -> tuple[list[dict[str, Any]], list[Record], list[dict[str, Any]]]:
         docs, sources, errors = [], [], []
         now = utcnow()
-        job_id = self.base["job_id"]
+        id_prefix = self.id_prefix
         for record in batch:
             if record.error is not None:
                 errors.append({"line": record.line, "row": record.row, "message": record.error})
@@ -64,7 +82,7 @@ class RowBuilder:
                 )
                 continue
             docs.append(
-                {"_id": record_id(job_id, record.row), **self.base, "row": record.row, "data": data, "created_at": now}
+                {"_id": f"{id_prefix}{record.row:010d}", **self.base, "row": record.row, "data": data, "created_at": now}
             )
             sources.append(record)
         return docs, sources, errors
@@ -92,7 +110,18 @@ async def insert_idempotent(
     return []
 
 
+@dataclass
+class _Batch:
+    records: list[Record]
+    processed: int
+    position: dict[str, int]
+    errors: list[dict[str, Any]]
+    insert: asyncio.Task[list[dict[str, Any]]]
+
+
 async def run(ctx: JobContext) -> None:
+    """Parses batch k+1 while batch k's insert_many is in flight; batch k+1 is only
+    sent after batch k's checkpoint, so a pause still stops within one batch."""
     params = ctx.params
     start = Position(**(ctx.position or params["data_start"]))
     progress = ctx.progress
@@ -103,32 +132,48 @@ async def run(ctx: JobContext) -> None:
     fail_fast = params["on_error"] == "fail"
     max_errors = params["max_errors"]
 
-    source = await ctx.db.uploads.open_download_stream(ObjectId(params["file_id"]))
+    async def finish(batch: _Batch) -> None:
+        errors = batch.errors + await batch.insert
+        errors.sort(key=lambda e: e["row"])
+        progress["processed"] += batch.processed
+        progress["failed"] += len(errors)
+        progress["inserted"] += batch.processed - len(errors)
+        if errors and (fail_fast or progress["failed"] > max_errors):
+            await ctx.persist(batch.position, errors)
+            first = errors[0]
+            reason = "on_error=fail" if fail_fast else f"more than max_errors={max_errors} rows failed"
+            raise JobFailed(f"stopped at line {first['line']} ({reason}): {first['message']}")
+        await ctx.checkpoint(batch.position, errors)
+
+    source = await ctx.db.open_upload(ObjectId(params["file_id"]), start.offset)
+    in_flight: _Batch | None = None
     try:
-        await source.seek(start.offset)
         reader = RecordReader(source.read, start)
-        async for batch in reader.batches(params["batch_size"]):
-            docs, sources, errors = builder.build(batch)
-            processed = len(batch)
+        async for records in reader.batches(params["batch_size"]):
+            position = reader.position().as_dict()
+            docs, sources, errors = builder.build(records)
+            processed = len(records)
             if errors and fail_fast:
                 # Stop at the first bad row: nothing after it is written.
                 first_bad = errors[0]["row"]
                 keep = sum(1 for s in sources if s.row < first_bad)
                 docs, sources, errors = docs[:keep], sources[:keep], errors[:1]
-                processed = first_bad - batch[0].row + 1
-            errors += await insert_idempotent(ctx.db.records, docs, sources)
-            errors.sort(key=lambda e: e["row"])
-            progress["processed"] += processed
-            progress["failed"] += len(errors)
-            progress["inserted"] += processed - len(errors)
-            position = reader.position().as_dict()
-            if errors and (fail_fast or progress["failed"] > max_errors):
-                await ctx.persist(position, errors)
-                first = errors[0]
-                reason = "on_error=fail" if fail_fast else f"more than max_errors={max_errors} rows failed"
-                raise JobFailed(f"stopped at line {first['line']} ({reason}): {first['message']}")
-            await ctx.checkpoint(position, errors)
+                processed = first_bad - records[0].row + 1
+            if in_flight is not None:
+                await finish(in_flight)
+                in_flight = None
+            insert = asyncio.create_task(insert_idempotent(ctx.db.records, docs, sources))
+            in_flight = _Batch(records, processed, position, errors, insert)
+            if errors and fail_fast:
+                break
+        if in_flight is not None:
+            await finish(in_flight)
+            in_flight = None
     finally:
+        if in_flight is not None:
+            # Stopped with an insert in flight: let it land (it is part of the
+            # job's writes, found by rollback) rather than cancel it midway.
+            await asyncio.gather(in_flight.insert, return_exceptions=True)
         await source.close()
     # The count made while uploading is exact for RFC 4180 files; a file with
     # stray quotes can differ, and the final number is the one that was read.
@@ -137,18 +182,33 @@ async def run(ctx: JobContext) -> None:
 
 
 async def rollback(ctx: JobContext) -> None:
-    """Delete every row the job inserted, found by its tag, in chunks with progress."""
+    """Delete every row the job inserted, in ranges of its deterministic _ids
+    (a primary-key range on MongoDB), with progress; resumable from the range it
+    reached. Rows are written at most one batch past the last checkpoint, and a
+    final sweep by the job_id tag catches anything else."""
     records = ctx.db.records
     progress = ctx.progress
     progress.setdefault("rolled_back", 0)
-    while True:
-        cursor = records.find({"job_id": ctx.job_id, "org_id": ctx.org_id}, {"_id": 1}, limit=ROLLBACK_CHUNK)
-        ids = [doc["_id"] async for doc in cursor]
-        if not ids:
-            break
-        result = await records.delete_many({"_id": {"$in": ids}, "job_id": ctx.job_id})
+    dataset = ctx.params["dataset"]
+    checkpoint = ctx.position if ctx.position and "row" in ctx.position else {"row": 0}
+    last_row = checkpoint["row"] + ctx.params["batch_size"]
+    first = progress.get("rollback_next_row", 1)
+    while first <= last_row:
+        upto = first + ROLLBACK_ROWS
+        result = await records.delete_many(
+            {
+                "_id": {
+                    "$gte": record_id(ctx.org_id, dataset, ctx.job_id, first),
+                    "$lt": record_id(ctx.org_id, dataset, ctx.job_id, upto),
+                },
+                "job_id": ctx.job_id,
+            }
+        )
         progress["rolled_back"] += result.deleted_count
+        progress["rollback_next_row"] = first = upto
         await ctx.checkpoint()
+    result = await records.delete_many({"job_id": ctx.job_id, "org_id": ctx.org_id})
+    progress["rolled_back"] += result.deleted_count
     await cleanup(ctx)
 
 

@@ -1,0 +1,158 @@
+"""Shared pieces of the benchmarks: data files, the database, service processes,
+the machine description, and writing results into the README."""
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiofiles
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.devdb import DevDatabase, with_database  # noqa: E402
+from tests.procs import ServiceProcess  # noqa: E402
+
+DATA = ROOT / "bench" / "data"
+RESULTS = ROOT / "bench" / "results"
+README = ROOT / "README.md"
+COLUMNS = ["id", "name", "email", "city", "day", "amount", "score", "active", "code", "note"]
+
+
+def data_file(rows: int) -> Path:
+    """A CSV of ``rows`` rows and 10 columns (~100 bytes a row), made once."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"rows-{rows}.csv"
+    if path.exists():
+        return path
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        for i in range(1, rows + 1):
+            writer.writerow(
+                [
+                    i,
+                    f"Person {i}",
+                    f"person{i}@example.org",
+                    ("Pune", "Lagos", "Lima", "Oslo")[i % 4],
+                    f"20{10 + i % 10}-{i % 12 + 1:02d}-{i % 28 + 1:02d}",
+                    f"{(i * 37) % 100000 / 100:.2f}",
+                    i % 97,
+                    "true" if i % 3 else "false",
+                    f"C{i % 9973:05d}",
+                    "baseline upload",
+                ]
+            )
+    tmp.rename(path)
+    return path
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, FerretDB 1.24.2 (SQLite backend) on 127.0.0.1"
+    )
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's high-water mark of resident memory (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM")
+
+
+async def upload(http: aiohttp.ClientSession, url: str, path: Path, **params: Any) -> dict[str, Any]:
+    """Streams the file from disk as the request body (never read whole)."""
+
+    async def chunks():
+        async with aiofiles.open(path, "rb") as f:
+            while chunk := await f.read(256 * 1024):
+                yield chunk
+
+    async with http.post(
+        f"{url}/api/v1/jobs/import",
+        params={k: str(v) for k, v in params.items()},
+        data=chunks(),
+        headers={"Content-Type": "text/csv"},
+    ) as resp:
+        body = await resp.json(content_type=None)
+        assert resp.status == 202, body
+        return body
+
+
+async def job(http: aiohttp.ClientSession, url: str, job_id: str) -> dict[str, Any]:
+    async with http.get(f"{url}/api/v1/jobs/{job_id}") as resp:
+        return await resp.json()
+
+
+async def wait_job(http, url, job_id, predicate, timeout: float = 3600, interval: float = 0.05) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        current = await job(http, url, job_id)
+        if predicate(current):
+            return current
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {job_id}: {current['state']} {current['progress']}")
+        await asyncio.sleep(interval)
+
+
+async def control(http, url, job_id, action) -> dict[str, Any]:
+    async with http.post(f"{url}/api/v1/jobs/{job_id}/{action}") as resp:
+        body = await resp.json(content_type=None)
+        assert resp.status == 200, body
+        return body
+
+
+def seconds_between(a: str, b: str) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(b.replace("Z", "+00:00")) - datetime.fromisoformat(a.replace("Z", "+00:00"))).total_seconds()
+
+
+def write_results(name: str, results: dict[str, Any], markdown: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    text = README.read_text()
+    block = f"{begin}\n{markdown.strip()}\n{end}"
+    if begin in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    else:
+        text += f"\n{block}\n"
+    README.write_text(text)
+
+
+__all__ = [
+    "DevDatabase",
+    "ServiceProcess",
+    "with_database",
+    "data_file",
+    "machine",
+    "peak_rss_mb",
+    "upload",
+    "job",
+    "wait_job",
+    "control",
+    "seconds_between",
+    "write_results",
+]
