@@ -5,7 +5,7 @@ import csv
 
 from aiohttp import web
 
-from .api import health, imports, jobs
+from .api import exports, health, imports, jobs, metrics
 from .jobs.manager import manager_ctx
 from .middlewares import problem_middleware
 from .settings import Settings
@@ -23,7 +23,11 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(manager_ctx)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", metrics.metrics)
     app.router.add_post("/api/v1/jobs/import", imports.create_import)
+    app.router.add_post("/api/v1/jobs/export", exports.create_export)
+    app.router.add_get("/api/v1/exports/{dataset}.csv", exports.stream_export)
+    app.router.add_get("/api/v1/jobs/{job_id}/result", exports.export_result)
     app.router.add_get("/api/v1/jobs", jobs.list_jobs)
     app.router.add_get("/api/v1/jobs/{job_id}", jobs.get_job)
     app.router.add_post("/api/v1/jobs/{job_id}/{action}", jobs.control_job)

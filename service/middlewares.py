@@ -45,8 +45,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         error.status, error.title = exc.status, exc.reason
         error.slug = exc.reason.lower().replace(" ", "-")
         response = problem_response(error, request)
-        if exc.status == 405 and "Allow" in exc.headers:
-            response.headers["Allow"] = exc.headers["Allow"]
+        for name, value in exc.headers.items():  # Allow, Content-Range, ...
+            if name not in ("Content-Type", "Content-Length"):
+                response.headers[name] = value
         return response
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)

@@ -31,7 +31,7 @@ async def start_import(client: TestClient, body: bytes, *, expect: int = 202, **
     resp = await client.post(
         "/api/v1/jobs/import",
         params={k: str(v) for k, v in params.items()},
-        data=body,
+        data=io.BytesIO(body),
         headers={"Content-Type": "text/csv"},
     )
     payload = await resp.json(content_type=None)

@@ -21,7 +21,9 @@ def org_of(request: web.Request) -> str:
     return request.app[SETTINGS_KEY].default_org_id
 
 
-def dataset_param(value: str | None) -> str:
+def dataset_param(value: object) -> str:
+    if value is not None and not isinstance(value, str):
+        raise BadRequest("The dataset must be a string.", parameter="dataset")
     if not value:
         raise BadRequest("The dataset parameter is required.", parameter="dataset")
     if not DATASET_RE.fullmatch(value):

@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import socket
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -34,6 +35,7 @@ class JobManager:
         self.repo = JobRepo(db.jobs, db.job_progress)
         self.owner = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.runners: dict[str, Runner] = {}
+        self.finished: Counter[tuple[str, str]] = Counter()  # (kind, outcome) -> count, for /metrics
         self.accepting = False
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -76,6 +78,15 @@ class JobManager:
     def runner_done(self, runner: Runner) -> None:
         self.runners.pop(runner.job_id, None)
         self.wake()
+
+    async def start_attached(self, job: dict[str, Any], progress: dict[str, Any], sink: Any) -> Runner:
+        """Creates a job that runs at once on this replica, writing into ``sink``
+        (a streamed download: the person is waiting, so it is not queued)."""
+        doc = await self.repo.create(job, progress, owner=self.owner, lease_until=self.lease_until())
+        runner = Runner(self, doc, self.kinds[doc["kind"]], sink=sink)
+        self.runners[runner.job_id] = runner
+        runner.start()
+        return runner
 
     # -- control -------------------------------------------------------------
 

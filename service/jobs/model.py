@@ -75,6 +75,7 @@ def job_json(doc: dict[str, Any]) -> dict[str, Any]:
         "progress": doc.get("progress", {}),
         "errors": doc.get("errors", []),
         "error": doc.get("error"),
+        "owner": doc.get("owner"),  # the replica running it, if any
         "created_at": _iso(doc.get("created_at")),
         "started_at": _iso(doc.get("started_at")),
         "finished_at": _iso(doc.get("finished_at")),

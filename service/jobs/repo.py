@@ -108,7 +108,14 @@ class JobRepo:
 
     # -- the control document -------------------------------------------------
 
-    async def create(self, job: dict[str, Any], progress: dict[str, Any]) -> dict[str, Any]:
+    async def create(
+        self,
+        job: dict[str, Any],
+        progress: dict[str, Any],
+        owner: str | None = None,
+        lease_until: dt.datetime = EPOCH,
+    ) -> dict[str, Any]:
+        """A new job, queued; or, with an owner, already running on that replica."""
         now = utcnow()
         job = {
             "state": JobState.QUEUED.value,
@@ -120,7 +127,9 @@ class JobRepo:
             "finished_at": None,
             **job,
         }
-        run = {"_id": job["_id"], "progress": progress, "checkpoint": None, "errors": [], "owner": None, "lease_until": EPOCH}
+        if owner is not None:
+            job.update(state=JobState.RUNNING.value, started_at=now)
+        run = {"_id": job["_id"], "progress": progress, "checkpoint": None, "errors": [], "owner": owner, "lease_until": lease_until}
         # The progress document first: a job visible in the queue always has one.
         await self.runs.insert_one(run)
         await self.jobs.insert_one(job)

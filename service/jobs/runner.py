@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import ConnectionFailure, PyMongoError
 
-from ..errors import JobFailed, JobStopped, JobTerminated
-from .model import JobState, utcnow
+from ..errors import InvalidTransition, JobFailed, JobStopped, JobTerminated
+from .model import TERMINATE, JobState
 from .repo import MAX_ERRORS_KEPT
 
 if TYPE_CHECKING:
@@ -55,24 +55,48 @@ class JobContext:
         self.settings = runner.manager.settings
         self.progress: dict[str, Any] = dict(job.get("progress") or {})
         self.position: dict[str, Any] | None = job.get("checkpoint")
+        self.sink = runner.sink
+        self.outcome: JobState | None = None
         self.rolling_back = False
         self._errors_kept = len(job.get("errors") or [])
         self._rate_since = (time.monotonic(), self.progress.get("processed", 0))
 
-    async def checkpoint(self, position: dict[str, Any] | None = None, errors: list[dict[str, Any]] = ()) -> None:
+    async def checkpoint(
+        self,
+        position: dict[str, Any] | None = None,
+        errors: list[dict[str, Any]] = (),
+        on_pause: Callable[[], Awaitable[None]] | None = None,
+    ) -> bool:
         """Persist progress and the resumable position, then stop if terminated
-        or shutting down, or wait here while paused. Call between batches only."""
+        or shutting down, or wait here while paused. Call between batches only.
+        ``on_pause`` runs before waiting (to let go of a database cursor, say).
+        Returns whether the job was paused here."""
         await self.persist(position, errors)
         runner = self._runner
         runner.raise_if_stopping(self.rolling_back)
         if self.rolling_back or runner.gate.is_set():
-            return
+            return False
         log.info("job %s paused at %s", self.job_id, self.progress.get("processed"))
+        if on_pause is not None:
+            await on_pause()
         await self.persist()
         await runner.gate.wait()
         runner.raise_if_stopping(self.rolling_back)
         log.info("job %s resumed", self.job_id)
         self._rate_since = (time.monotonic(), self.progress.get("processed", 0))
+        return True
+
+    async def terminate_self(self, reason: str) -> None:
+        """The job ends itself as terminated (a streamed export whose client left)."""
+        log.info("job %s terminating itself: %s", self.job_id, reason)
+        try:
+            doc = await self._runner.manager.repo.request(self.org_id, self.job_id, TERMINATE)
+        except InvalidTransition:
+            pass  # already terminating
+        else:
+            self._runner.apply(doc["state"], doc["rev"])
+        self._runner.terminate_requested = True
+        raise JobTerminated(reason)
 
     async def persist(self, position: dict[str, Any] | None = None, errors: list[dict[str, Any]] = ()) -> None:
         """Write progress, position and (the first MAX_ERRORS_KEPT) row errors, without
@@ -109,8 +133,12 @@ class JobContext:
 
 
 class Runner:
-    def __init__(self, manager: JobManager, job: dict[str, Any], kind: Kind) -> None:
+    def __init__(self, manager: JobManager, job: dict[str, Any], kind: Kind, sink: Any = None) -> None:
         self.manager = manager
+        # An attached runner writes into one HTTP response (a streamed export):
+        # it cannot move to another replica or restart, so it is never handed
+        # back or retried; if it must stop, the job ends terminated.
+        self.sink = sink
         self.job_id: str = job["_id"]
         self.kind = kind
         self.job = job
@@ -173,10 +201,10 @@ class Runner:
         except JobStopped as stop:
             log.info("job %s left this replica: %s", self.job_id, stop)
             if not self.lost:
-                await asyncio.shield(repo.release(self.job_id, owner))
+                await asyncio.shield(self._hand_back(ctx, str(stop)))
         except asyncio.CancelledError:
             log.warning("job %s cancelled; releasing it for another replica", self.job_id)
-            await asyncio.shield(repo.release(self.job_id, owner))
+            await asyncio.shield(self._hand_back(ctx, "cancelled"))
             raise
         except JobFailed as failure:
             await asyncio.shield(self._fail(ctx, str(failure)))
@@ -185,6 +213,20 @@ class Runner:
             await asyncio.shield(self._fail(ctx, f"internal error: {type(exc).__name__}: {exc}"))
         finally:
             self.manager.runner_done(self)
+
+    async def _hand_back(self, ctx: JobContext, reason: str) -> None:
+        repo, owner = self.manager.repo, self.manager.owner
+        if self.sink is None:
+            await repo.release(self.job_id, owner)
+            return
+        await repo.transition(
+            self.job_id,
+            owner,
+            [JobState.RUNNING, JobState.PAUSED, JobState.TERMINATING],
+            JobState.TERMINATED,
+            progress=ctx.progress,
+            error=f"the download ended: {reason}",
+        )
 
     async def _retrying(self, ctx: JobContext, step: Callable[[JobContext], Awaitable[None]]) -> None:
         """Runs ``step``; when the database goes away, waits with backoff and runs it
@@ -197,6 +239,8 @@ class Runner:
                 await step(ctx)
                 return
             except OUTAGE as exc:
+                if self.sink is not None:
+                    raise JobFailed(f"the database became unreachable during the download: {exc}") from exc
                 now = time.monotonic()
                 if ctx.position != position:  # progress since the last outage: a new one
                     failing_since, delay, position = None, RETRY_FIRST_DELAY, ctx.position
@@ -224,7 +268,7 @@ class Runner:
             )
             if done is not None:
                 log.info("job %s completed", self.job_id)
-                await self._cleanup(ctx)
+                await self._cleanup(ctx, JobState.COMPLETED)
                 return
 
     async def _rollback(self, ctx: JobContext) -> None:
@@ -241,6 +285,7 @@ class Runner:
             self.job_id, self.manager.owner, [JobState.TERMINATING], JobState.TERMINATED, progress=ctx.progress
         )
         log.info("job %s terminated", self.job_id)
+        self.manager.finished[(self.kind.name, JobState.TERMINATED.value)] += 1
 
     async def _fail(self, ctx: JobContext, message: str) -> None:
         log.warning("job %s failed: %s", self.job_id, message)
@@ -261,12 +306,14 @@ class Runner:
             progress=ctx.progress,
         )
         if failed is not None:
-            await self._cleanup(ctx)
+            await self._cleanup(ctx, JobState.FAILED)
         else:
             # Terminated while failing: hand the job back so the rollback starts now.
             await self.manager.repo.release(self.job_id, self.manager.owner)
 
-    async def _cleanup(self, ctx: JobContext) -> None:
+    async def _cleanup(self, ctx: JobContext, outcome: JobState) -> None:
+        ctx.outcome = outcome
+        self.manager.finished[(self.kind.name, outcome.value)] += 1
         try:
             await self.kind.cleanup(ctx)
         except Exception:

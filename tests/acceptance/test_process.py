@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import signal
 import subprocess
 import sys
@@ -46,7 +47,7 @@ async def test_the_process_serves_probes_and_a_whole_import_then_stops_on_sigter
     async with http.post(
         f"{proc.url}/api/v1/jobs/import",
         params={"dataset": "accept", "types": "id:int"},
-        data=make_csv(5000),
+        data=io.BytesIO(make_csv(5000)),
         headers={"Content-Type": "text/csv"},
     ) as resp:
         assert resp.status == 202

@@ -1,0 +1,232 @@
+"""Exports: POST /jobs/export (background, into GridFS), GET /exports/{dataset}.csv
+(streamed into the response), GET /jobs/{id}/result (the stored CSV, with Range)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+from bson import ObjectId
+
+from ..csvio.schema import MAX_COLUMNS, parse_datetime
+from ..datasets import describe
+from ..errors import BadRequest, InvalidTransition, NotFound, ServiceError, UnsupportedMediaType
+from ..jobs.kinds.exports import ResponseSink
+from ..jobs.model import JobState, new_job_id
+from ..store.files import ChunkReader
+from ..typedefs import DB_KEY, MANAGER_KEY
+from .common import dataset_param, int_param, job_response, org_of
+
+EXPORT_BATCH = 1000
+DOWNLOAD_CHUNK = 256 * 1024
+FIELDS = frozenset({"dataset", "date_field", "from", "to", "fields", "neutralize_formulas", "batch_size"})
+MAX_BATCH = 10_000
+DISCONNECT_POLL_SECONDS = 0.5
+
+
+class Gone(ServiceError):
+    """The resource existed but was deleted."""
+
+    status, slug, title = 410, "gone", "Gone"
+
+
+async def export_params(request: web.Request, spec: dict[str, Any]) -> dict[str, Any]:
+    """Validates an export request against what the dataset really has. Only
+    names found in the dataset and parsed dates reach the query."""
+    unknown = sorted(set(spec) - FIELDS)
+    if unknown:
+        raise BadRequest(f"Unknown export options: {', '.join(unknown)}; use {', '.join(sorted(FIELDS))}.")
+    name = dataset_param(spec.get("dataset"))
+    dataset = await describe(request.app[DB_KEY], org_of(request), name)
+    if dataset is None:
+        raise NotFound(f"Your organisation has no dataset {name!r}.", parameter="dataset")
+
+    fields = spec.get("fields") or dataset.columns
+    if not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields):
+        raise BadRequest("fields must be a list of column names.", parameter="fields")
+    if len(fields) > MAX_COLUMNS:
+        raise BadRequest(f"fields names {len(fields)} columns; at most {MAX_COLUMNS} are allowed.", parameter="fields")
+    missing = [f for f in fields if f not in dataset.columns]
+    if missing:
+        raise BadRequest(
+            f"Dataset {name!r} has no column {', '.join(map(repr, missing))}; it has {', '.join(map(repr, dataset.columns))}.",
+            parameter="fields",
+        )
+    if len(set(fields)) != len(fields):
+        raise BadRequest("fields names a column twice.", parameter="fields")
+
+    date_field, bounds = spec.get("date_field") or None, {}
+    if date_field is not None and not isinstance(date_field, str):
+        raise BadRequest("date_field must be a column name.", parameter="date_field")
+    for key in ("from", "to"):
+        raw = spec.get(key)
+        if raw in (None, ""):
+            continue
+        if not isinstance(raw, str):
+            raise BadRequest(f"{key} must be an ISO 8601 date or datetime string.", parameter=key)
+        try:
+            bounds[key] = parse_datetime(raw)
+        except ValueError as exc:
+            raise BadRequest(f"{key}: {raw[:40]!r} is {exc}.", parameter=key) from None
+    if bounds and not date_field:
+        raise BadRequest("from and to need a date_field to compare with.", parameter="date_field")
+    if date_field:
+        if date_field not in dataset.columns:
+            raise BadRequest(f"Dataset {name!r} has no column {date_field!r}.", parameter="date_field")
+        if dataset.types.get(date_field) != "date":
+            raise BadRequest(
+                f"Column {date_field!r} was not imported as a date; import it with types={date_field}:date.",
+                parameter="date_field",
+            )
+    if "from" in bounds and "to" in bounds and bounds["from"] > bounds["to"]:
+        raise BadRequest("from is after to (from is inclusive, to exclusive).", parameter="from")
+    batch_size = spec.get("batch_size", EXPORT_BATCH)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or not 1 <= batch_size <= MAX_BATCH:
+        raise BadRequest(f"batch_size must be an integer from 1 to {MAX_BATCH}.", parameter="batch_size")
+    neutralize = spec.get("neutralize_formulas", True)
+    if not isinstance(neutralize, bool):
+        raise BadRequest("neutralize_formulas must be true or false.", parameter="neutralize_formulas")
+    return {
+        "dataset": name,
+        "date_field": date_field,
+        "from": bounds["from"].isoformat() if "from" in bounds else None,
+        "to": bounds["to"].isoformat() if "to" in bounds else None,
+        "columns": fields,
+        "types": {c: dataset.types[c] for c in fields if c in dataset.types},
+        "neutralize": neutralize,
+        "batch_size": batch_size,
+        "filename": f"{name}.csv",
+    }
+
+
+async def create_export(request: web.Request) -> web.Response:
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("Send the export request as application/json.", accepted=["application/json"])
+    try:
+        spec = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("The body is not valid JSON.") from None
+    if not isinstance(spec, dict):
+        raise BadRequest("The body must be a JSON object.")
+    params = await export_params(request, spec)
+    params["file_id"] = str(ObjectId())
+    manager = request.app[MANAGER_KEY]
+    job = await manager.repo.create(
+        {"_id": new_job_id(), "org_id": org_of(request), "kind": "export", "params": params},
+        progress={"processed": 0, "total": None, "bytes": 0, "percent": 0.0},
+    )
+    manager.wake()
+    return job_response(job, status=202)
+
+
+async def stream_export(request: web.Request) -> web.StreamResponse:
+    """The export streamed into the response as it is read: the download starts at
+    once. It is a job (X-Job-Id): pause stalls the stream, terminate aborts it so
+    the browser shows a failed download, and a client that leaves terminates it."""
+    query = request.query
+    spec: dict[str, Any] = {"dataset": request.match_info["dataset"]}
+    for key in ("date_field", "from", "to"):
+        if query.get(key):
+            spec[key] = query[key]
+    if query.get("fields"):
+        spec["fields"] = [f.strip() for f in query["fields"].split(",") if f.strip()]
+    if query.get("batch_size"):
+        spec["batch_size"] = int_param(query, "batch_size", EXPORT_BATCH, 1, MAX_BATCH)
+    if "neutralize_formulas" in query:
+        spec["neutralize_formulas"] = query["neutralize_formulas"].lower() not in ("false", "0", "no")
+    params = await export_params(request, {**spec, "dataset": spec["dataset"]})
+    params["stream"] = True
+    job_id = new_job_id()
+
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{params["filename"]}"',
+            "X-Job-Id": job_id,
+            "Cache-Control": "no-store",
+        }
+    )
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    manager = request.app[MANAGER_KEY]
+    runner = await manager.start_attached(
+        {"_id": job_id, "org_id": org_of(request), "kind": "export", "params": params},
+        {"processed": 0, "total": None, "bytes": 0, "percent": 0.0},
+        ResponseSink(response),
+    )
+    assert runner.task is not None
+    # aiohttp does not cancel a handler when its client leaves; while the job is
+    # paused nothing is written, so watch the connection too.
+    while not runner.task.done():
+        await asyncio.wait([runner.task], timeout=DISCONNECT_POLL_SECONDS)
+        transport = request.transport
+        if not runner.task.done() and (transport is None or transport.is_closing()):
+            try:
+                await manager.control(org_of(request), job_id, "terminate")
+            except InvalidTransition:
+                pass
+    job = await manager.repo.get(org_of(request), job_id)
+    if job["state"] != JobState.COMPLETED.value:
+        # Never end a chunked body cleanly for an export that did not finish:
+        # closing the connection mid-body makes the browser report a failure.
+        # (aiohttp will not write the final chunk to a closing transport.)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response
+
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+async def export_result(request: web.Request) -> web.StreamResponse:
+    """The stored CSV of a completed export: Content-Length, and single byte
+    ranges so a broken download can continue (curl -C -, browsers)."""
+    db, manager = request.app[DB_KEY], request.app[MANAGER_KEY]
+    job = await manager.repo.get(org_of(request), request.match_info["job_id"])
+    if job["kind"] != "export" or job["params"].get("stream"):
+        raise NotFound("Only background export jobs have a stored result.")
+    if job["state"] == JobState.TERMINATED.value:
+        raise Gone("This export was terminated and its file deleted.")
+    if job["state"] != JobState.COMPLETED.value:
+        raise InvalidTransition(f"The export is {job['state']}; its result is ready once it is completed.", state=job["state"])
+    file_doc = await db.db["exports.files"].find_one({"_id": ObjectId(job["params"]["file_id"])})
+    if file_doc is None:
+        raise Gone("The export's file no longer exists.")
+    length = file_doc["length"]
+    start, end, status = 0, length, 200
+    header = request.headers.get("Range")
+    match = _RANGE.fullmatch(header.strip()) if header else None
+    if match and match.group(1) + match.group(2):
+        first, last = match.groups()
+        if first:
+            start, end = int(first), (min(int(last) + 1, length) if last else length)
+        else:
+            start, end = max(0, length - int(last)), length
+        if start >= length or start >= end:
+            raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{length}"})
+        status = 206
+    response = web.StreamResponse(
+        status=status,
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{job["params"]["filename"]}"',
+            "Accept-Ranges": "bytes",
+            "ETag": f'"{job["params"]["file_id"]}"',
+        },
+    )
+    if status == 206:
+        response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{length}"
+    response.content_length = end - start
+    await response.prepare(request)
+    reader = ChunkReader(db.db["exports.chunks"], file_doc, start, end)
+    try:
+        while data := await reader.read(DOWNLOAD_CHUNK):
+            await response.write(data)
+    finally:
+        await reader.close()
+    await response.write_eof()
+    return response

@@ -1,0 +1,37 @@
+"""What a dataset is: the columns and types of the imports that wrote it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .jobs.model import JobState
+from .store.db import Database
+
+# Imports whose rows are (or may still be) in records.
+_LIVE = [s.value for s in (JobState.RUNNING, JobState.PAUSED, JobState.COMPLETED, JobState.FAILED)]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    columns: list[str]  # first-seen order across the dataset's imports, oldest first
+    types: dict[str, str]  # column -> type, for typed columns
+
+
+async def describe(db: Database, org_id: str, name: str) -> Dataset | None:
+    """None when the org has no such dataset (another org's is not visible)."""
+    cursor = db.jobs.find(
+        {"org_id": org_id, "kind": "import", "params.dataset": name, "state": {"$in": _LIVE}},
+        {"params.columns": 1, "params.types": 1},
+        sort=[("_id", 1)],
+    )
+    columns: dict[str, None] = {}
+    types: dict[str, str] = {}
+    found = False
+    async for job in cursor:
+        found = True
+        params = job.get("params", {})
+        for column in params.get("columns", []):
+            columns.setdefault(column, None)
+        for column, kind in params.get("types", {}).items():
+            types.setdefault(column, kind)
+    return Dataset(name, list(columns), types) if found else None

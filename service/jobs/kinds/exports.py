@@ -1,0 +1,188 @@
+"""CSV export: read a dataset's records through one cursor in _id order and
+write RFC 4180 CSV into a GridFS file (background) or an HTTP response
+(streamed). Pausing closes the cursor; resume re-queries after the last _id."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import logging
+from typing import Any, Protocol
+
+from aiohttp import ClientConnectionResetError
+from bson import ObjectId
+
+from ...csvio.schema import parse_datetime
+from ...store.files import delete_file
+from ..model import JobState
+from ..runner import JobContext, Kind
+from .imports import dataset_prefix, prefix_range
+
+log = logging.getLogger(__name__)
+
+# Cells a spreadsheet would run as a formula (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+NUMERIC = frozenset({"int", "float"})
+DISCONNECTED = (ConnectionResetError, ClientConnectionResetError)
+
+
+class Sink(Protocol):
+    async def write(self, data: bytes) -> None: ...
+
+
+class ResponseSink:
+    """A streamed export's aiohttp StreamResponse (already prepared)."""
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+
+    async def write(self, data: bytes) -> None:
+        await self.response.write(data)
+
+
+def export_query(org_id: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The filter, built only from validated parts: the dataset's _id range, and a
+    date range on a column the dataset is known to have."""
+    query: dict[str, Any] = {
+        "_id": prefix_range(dataset_prefix(org_id, params["dataset"])),
+        "org_id": org_id,
+        "dataset": params["dataset"],
+    }
+    if params.get("date_field"):
+        bounds: dict[str, Any] = {}
+        if params.get("from"):
+            bounds["$gte"] = parse_datetime(params["from"])
+        if params.get("to"):
+            bounds["$lt"] = parse_datetime(params["to"])
+        query[f"data.{params['date_field']}"] = bounds
+    return query
+
+
+class CsvRenderer:
+    def __init__(self, columns: list[str], types: dict[str, str], neutralize: bool) -> None:
+        self.columns = columns
+        self.numeric = {c for c in columns if types.get(c) in NUMERIC}
+        self.neutralize = neutralize
+        self.buffer = io.StringIO()
+        self.writer = csv.writer(self.buffer, lineterminator="\r\n")
+
+    def header(self) -> bytes:
+        self.writer.writerow(self.columns)
+        return self._take()
+
+    def rows(self, docs: list[dict[str, Any]]) -> bytes:
+        columns, cell = self.columns, self._cell
+        self.writer.writerows([[cell(c, doc["data"].get(c)) for c in columns] for doc in docs])
+        return self._take()
+
+    def _cell(self, column: str, value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None:
+                value = value.replace(tzinfo=dt.timezone.utc)
+            return value.isoformat().replace("+00:00", "Z")
+        if isinstance(value, (int, float)) and column in self.numeric:
+            return repr(value) if isinstance(value, float) else str(value)
+        text = str(value)
+        if self.neutralize and text.startswith(FORMULA_STARTS):
+            return "'" + text
+        return text
+
+    def _take(self) -> bytes:
+        data = self.buffer.getvalue().encode("utf-8")
+        self.buffer.seek(0)
+        self.buffer.truncate()
+        return data
+
+
+async def run(ctx: JobContext) -> None:
+    """Restarts from the beginning whenever it is (re)started: exports are
+    deterministic, so a restart after a crash writes the same file. A pause
+    within one run re-queries from the checkpoint instead."""
+    params = ctx.params
+    records = ctx.db.records
+    query = export_query(ctx.org_id, params)
+    batch_size = params["batch_size"]
+    renderer = CsvRenderer(params["columns"], params["types"], params["neutralize"])
+    progress = ctx.progress
+    progress.update(processed=0, bytes=0, percent=0.0)
+    progress["total"] = await records.count_documents(query)
+
+    grid = None
+    sink: Sink
+    if ctx.sink is None:
+        file_id = ObjectId(params["file_id"])
+        await delete_file(ctx.db.exports, file_id)  # a partial file of an earlier attempt
+        grid = ctx.db.exports.open_upload_stream_with_id(
+            file_id, params["filename"], metadata={"org_id": ctx.org_id, "job_id": ctx.job_id}
+        )
+        sink = grid
+    else:
+        sink = ctx.sink
+
+    async def emit(data: bytes) -> None:
+        try:
+            await sink.write(data)
+        except DISCONNECTED:
+            await ctx.terminate_self("the client disconnected")
+        progress["bytes"] += len(data)
+
+    try:
+        await emit(renderer.header())
+        last_id = None
+        while True:
+            # Each pass holds one cursor; a pause closes it and the next pass
+            # re-queries after the last _id written.
+            window = dict(query)
+            if last_id is not None:
+                window["_id"] = {**query["_id"], "$gt": last_id}
+                del window["_id"]["$gte"]
+            cursor = records.find(window, {"data": 1}, sort=[("_id", 1)], batch_size=batch_size)
+            paused = False
+            try:
+                batch: list[dict[str, Any]] = []
+                async for doc in cursor:
+                    batch.append(doc)
+                    if len(batch) < batch_size:
+                        continue
+                    await emit(renderer.rows(batch))
+                    progress["processed"] += len(batch)
+                    last_id = batch[-1]["_id"]
+                    batch = []
+                    if await ctx.checkpoint({"last_id": last_id}, on_pause=cursor.close):
+                        paused = True
+                        break
+                if not paused and batch:
+                    await emit(renderer.rows(batch))
+                    progress["processed"] += len(batch)
+                    last_id = batch[-1]["_id"]
+            finally:
+                await cursor.close()
+            if not paused:
+                break
+        progress["total"] = progress["processed"]
+        if grid is not None:
+            await grid.close()
+            grid = None
+        progress["percent"] = 100.0
+    finally:
+        if grid is not None:
+            await grid.abort()
+
+
+async def rollback(ctx: JobContext) -> None:
+    """Terminate: the partial (or finished) file goes; a streamed export has
+    nothing stored."""
+    if ctx.sink is None and ctx.params.get("file_id"):
+        await delete_file(ctx.db.exports, ObjectId(ctx.params["file_id"]))
+
+
+async def cleanup(ctx: JobContext) -> None:
+    if ctx.outcome is JobState.FAILED:
+        await rollback(ctx)
+
+
+KIND = Kind(name="export", run=run, rollback=rollback, cleanup=cleanup)

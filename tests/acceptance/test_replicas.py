@@ -1,0 +1,202 @@
+"""Durability with real processes: several `python -m service` replicas on one
+database, killed, stopped and restarted mid-job, and the database restarted."""
+from __future__ import annotations
+
+import asyncio
+import io
+import signal
+import time
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from ..devdb import DevDatabase, with_database
+from ..helpers import make_csv
+from ..procs import ServiceProcess, exits_within
+
+FAST = {"JOB_POLL_SECONDS": "0.5", "JOB_LEASE_SECONDS": "3", "SHUTDOWN_GRACE_SECONDS": "5"}
+N = 200_000
+
+
+class Api:
+    """The HTTP API of whichever replica is named."""
+
+    def __init__(self, http) -> None:
+        self.http = http
+
+    async def start_import(self, proc: ServiceProcess, body: bytes, **params) -> dict:
+        params = {"dataset": "people", **{k: str(v) for k, v in params.items()}}
+        async with self.http.post(
+            f"{proc.url}/api/v1/jobs/import", params=params, data=io.BytesIO(body), headers={"Content-Type": "text/csv"}
+        ) as resp:
+            assert resp.status == 202, await resp.text()
+            return await resp.json()
+
+    async def job(self, proc: ServiceProcess, job_id: str) -> dict:
+        async with self.http.get(f"{proc.url}/api/v1/jobs/{job_id}") as resp:
+            assert resp.status == 200, await resp.text()
+            return await resp.json()
+
+    async def control(self, proc: ServiceProcess, job_id: str, action: str) -> dict:
+        async with self.http.post(f"{proc.url}/api/v1/jobs/{job_id}/{action}") as resp:
+            assert resp.status == 200, await resp.text()
+            return await resp.json()
+
+    async def wait(self, proc, job_id, predicate, what="condition", timeout=120.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = await self.job(proc, job_id)
+            if predicate(job):
+                return job
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {job['state']} {job['progress']}"
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def api(http) -> Api:
+    return Api(http)
+
+
+@pytest.fixture
+async def records(service_uri):
+    client = AsyncMongoClient(service_uri)
+    yield client.get_default_database()["records"]
+    await client.close()
+
+
+async def assert_each_row_once(records, job_id: str, n: int) -> None:
+    """_ids are unique and encode the row number, so n documents whose _ids all
+    lie in the job's range for rows 1..n hold each row exactly once. (Counts, not
+    distinct(): FerretDB's distinct is far too slow on 200,000 documents.)"""
+    assert await records.count_documents({"job_id": job_id}) == n
+    first = await records.find_one({"job_id": job_id}, {"_id": 1})
+    prefix = first["_id"].rsplit(":", 1)[0]
+    in_range = {"_id": {"$gte": f"{prefix}:{1:010d}", "$lte": f"{prefix}:{n:010d}"}, "job_id": job_id}
+    assert await records.count_documents(in_range) == n
+
+
+def owner_and_other(job: dict, a: ServiceProcess, b: ServiceProcess) -> tuple[ServiceProcess, ServiceProcess]:
+    assert job["owner"] in (a.name, b.name), job["owner"]
+    return (a, b) if job["owner"] == a.name else (b, a)
+
+
+async def test_a_pause_sent_to_another_replica_stops_the_owners_writes_within_a_tick(spawn, api, records):
+    a, b = spawn("a", **FAST), spawn("b", **FAST)
+    job = await api.start_import(a, make_csv(N), batch_size=500)
+    running = await api.wait(a, job["id"], lambda j: j["progress"].get("processed", 0) > 0 and j["owner"])
+    owner, other = owner_and_other(running, a, b)
+
+    paused = await api.control(other, job["id"], "pause")
+    assert paused["state"] == "paused"
+    at_response = await records.count_documents({"job_id": job["id"]})
+    settled = await api.wait(owner, job["id"], lambda j: j["progress"].get("rows_per_second") == 0.0, "the owner to stop")
+    stopped_at = await records.count_documents({"job_id": job["id"]})
+    # The owner sees the request at its next checkpoint (each batch reads the state).
+    assert stopped_at - at_response <= 2 * 500
+    assert settled["progress"]["inserted"] == stopped_at
+    watch_until = time.monotonic() + 1.5
+    while time.monotonic() < watch_until:
+        assert await records.count_documents({"job_id": job["id"]}) == stopped_at
+        await asyncio.sleep(0.1)
+
+    await api.control(other, job["id"], "resume")
+    await api.wait(a, job["id"], lambda j: j["state"] == "completed", "completion")
+    await assert_each_row_once(records, job["id"], N)
+
+
+async def test_kill_9_of_the_owner_mid_import_leaves_another_replica_to_finish_exactly(spawn, api, records):
+    a, b = spawn("a", **FAST), spawn("b", **FAST)
+    job = await api.start_import(a, make_csv(N))
+    running = await api.wait(a, job["id"], lambda j: j["progress"].get("processed", 0) >= 20_000 and j["owner"])
+    owner, survivor = owner_and_other(running, a, b)
+
+    owner.signal(signal.SIGKILL)
+    owner.wait(10)
+    adopted = await api.wait(survivor, job["id"], lambda j: j["owner"] == survivor.name, "adoption")
+    assert adopted["state"] in ("running", "completed")
+    done = await api.wait(survivor, job["id"], lambda j: j["state"] in ("completed", "failed"), "completion")
+    assert done["state"] == "completed", done
+    assert done["progress"]["inserted"] == N
+    await assert_each_row_once(records, job["id"], N)
+
+
+async def test_sigterm_hands_the_job_over_at_once_and_the_process_exits_within_the_grace_period(spawn, api, records):
+    a, b = spawn("a", **FAST), spawn("b", **FAST)
+    job = await api.start_import(a, make_csv(N))
+    running = await api.wait(a, job["id"], lambda j: j["progress"].get("processed", 0) >= 20_000 and j["owner"])
+    owner, survivor = owner_and_other(running, a, b)
+
+    signalled = time.monotonic()
+    owner.signal(signal.SIGTERM)
+    code, took = exits_within(owner, 10)
+    assert code == 0 and took < 5 + 2, took
+    await api.wait(survivor, job["id"], lambda j: j["owner"] == survivor.name, "adoption")
+    # Released, not expired: adopted well before a lease (3 s) could run out.
+    assert time.monotonic() - signalled < 3 + took
+    done = await api.wait(survivor, job["id"], lambda j: j["state"] in ("completed", "failed"), "completion")
+    assert done["state"] == "completed", done
+    await assert_each_row_once(records, job["id"], N)
+
+
+async def test_kill_9_while_terminating_the_rollback_completes_after_adoption(spawn, api, records):
+    a, b = spawn("a", **FAST), spawn("b", **FAST)
+    job = await api.start_import(a, make_csv(N))
+    running = await api.wait(a, job["id"], lambda j: j["progress"].get("processed", 0) >= 40_000 and j["owner"])
+    owner, survivor = owner_and_other(running, a, b)
+
+    await api.control(survivor, job["id"], "terminate")
+    await api.wait(survivor, job["id"], lambda j: j["state"] == "terminating")
+    owner.signal(signal.SIGKILL)
+    owner.wait(10)
+    done = await api.wait(survivor, job["id"], lambda j: j["state"] == "terminated", "the rollback", timeout=300)
+    assert done["owner"] is None
+    assert await records.count_documents({"job_id": job["id"]}) == 0
+
+
+async def test_a_paused_job_stays_paused_across_a_restart_and_resumes_on_the_new_process(spawn, api, records):
+    first = spawn("first", **FAST)
+    job = await api.start_import(first, make_csv(50_000), batch_size=500)
+    await api.wait(first, job["id"], lambda j: j["progress"].get("processed", 0) > 0)
+    await api.control(first, job["id"], "pause")
+    held = await api.wait(first, job["id"], lambda j: j["progress"].get("rows_per_second") == 0.0)
+    first.signal(signal.SIGTERM)
+    exits_within(first, 10)
+
+    second = spawn("second", **FAST)
+    for _ in range(4):  # several ticks: nothing adopts or runs a paused job
+        await asyncio.sleep(0.5)
+        now = await api.job(second, job["id"])
+        assert now["state"] == "paused" and now["progress"]["inserted"] == held["progress"]["inserted"]
+    await api.control(second, job["id"], "resume")
+    done = await api.wait(second, job["id"], lambda j: j["state"] in ("completed", "failed"), "completion")
+    assert done["state"] == "completed" and done["owner"] is None
+    await assert_each_row_once(records, job["id"], 50_000)
+
+
+async def test_the_database_restarting_mid_import_ends_complete_and_exact(tmp_path, api):
+    database = DevDatabase()
+    database.start()
+    uri = with_database(database.uri, "outage")
+    proc = ServiceProcess(uri, tmp_path, "svc", DB_RETRY_SECONDS="60", **FAST).start()
+    client = AsyncMongoClient(uri)
+    try:
+        job = await api.start_import(proc, make_csv(N), batch_size=200)
+        before = await api.wait(proc, job["id"], lambda j: j["progress"].get("processed", 0) >= 2_000)
+        database.stop()
+        assert before["state"] == "running" and before["progress"]["processed"] < N // 2
+        async with api.http.get(f"{proc.url}/healthz") as resp:
+            assert resp.status == 200, "liveness never depends on the database"
+        async with api.http.get(f"{proc.url}/readyz") as resp:
+            assert resp.status == 503
+        # Longer than the client's 5 s server selection, so operations really
+        # fail and the job's own retry (not just PyMongo's) is exercised.
+        await asyncio.sleep(7)
+        database.start()
+        done = await api.wait(proc, job["id"], lambda j: j["state"] in ("completed", "failed"), "the end", timeout=180)
+        assert done["state"] == "completed", done
+        await assert_each_row_once(client.get_default_database()["records"], job["id"], N)
+        assert f"job {job['id']}: database unavailable" in proc.log(), "the job's own retry ran"
+    finally:
+        proc.stop()
+        await client.close()
+        database.close()
