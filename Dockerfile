@@ -22,7 +22,7 @@ ENV PYTHONUNBUFFERED=1 \
 RUN groupadd --system --gid "${UID}" app \
     && useradd --system --uid "${UID}" --gid app --no-create-home --shell /usr/sbin/nologin app
 COPY --from=builder /wheels /wheels
-RUN pip install --no-index --find-links=/wheels collect-jobs && rm -rf /wheels
+RUN pip install --no-index --find-links=/wheels "collect-jobs==0.1.0" && rm -rf /wheels
 USER 10001:10001
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \

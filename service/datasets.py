@@ -15,6 +15,7 @@ class Dataset:
     name: str
     columns: list[str]  # first-seen order across the dataset's imports, oldest first
     types: dict[str, str]  # column -> type, for typed columns
+    rows: int  # rows its imports have inserted so far (exact once they finish)
 
 
 async def describe(db: Database, org_id: str, name: str) -> Dataset | None:
@@ -26,12 +27,17 @@ async def describe(db: Database, org_id: str, name: str) -> Dataset | None:
     )
     columns: dict[str, None] = {}
     types: dict[str, str] = {}
-    found = False
+    ids = []
     async for job in cursor:
-        found = True
+        ids.append(job["_id"])
         params = job.get("params", {})
         for column in params.get("columns", []):
             columns.setdefault(column, None)
         for column, kind in params.get("types", {}).items():
             types.setdefault(column, kind)
-    return Dataset(name, list(columns), types) if found else None
+    if not ids:
+        return None
+    rows = 0
+    async for run in db.job_progress.find({"_id": {"$in": ids}}, {"progress.inserted": 1}):
+        rows += (run.get("progress") or {}).get("inserted", 0)
+    return Dataset(name, list(columns), types, rows)

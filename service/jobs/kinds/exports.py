@@ -3,6 +3,7 @@ write RFC 4180 CSV into a GridFS file (background) or an HTTP response
 (streamed). Pausing closes the cursor; resume re-queries after the last _id."""
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
@@ -108,8 +109,14 @@ async def run(ctx: JobContext) -> None:
     batch_size = params["batch_size"]
     renderer = CsvRenderer(params["columns"], params["types"], params["neutralize"])
     progress = ctx.progress
-    progress.update(processed=0, bytes=0, percent=0.0)
-    progress["total"] = await records.count_documents(query)
+    progress.update(processed=0, bytes=0, percent=0.0, total=params.get("expected_rows"))
+    # A filtered export's total is counted once, beside the export rather than
+    # before it: the download starts at once, and the total shows when known.
+    counting = asyncio.create_task(records.count_documents(query)) if progress["total"] is None else None
+
+    def take_count() -> None:
+        if counting is not None and counting.done() and not counting.cancelled() and not counting.exception():
+            progress["total"] = counting.result()
 
     grid = None
     sink: Sink
@@ -152,6 +159,7 @@ async def run(ctx: JobContext) -> None:
                     progress["processed"] += len(batch)
                     last_id = batch[-1]["_id"]
                     batch = []
+                    take_count()
                     if await ctx.checkpoint({"last_id": last_id}, on_pause=cursor.close):
                         paused = True
                         break
@@ -169,6 +177,9 @@ async def run(ctx: JobContext) -> None:
             grid = None
         progress["percent"] = 100.0
     finally:
+        if counting is not None:
+            counting.cancel()
+            await asyncio.gather(counting, return_exceptions=True)
         if grid is not None:
             await grid.abort()
 
