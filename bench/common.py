@@ -129,6 +129,11 @@ def seconds_between(a: str, b: str) -> float:
     return (datetime.fromisoformat(b.replace("Z", "+00:00")) - datetime.fromisoformat(a.replace("Z", "+00:00"))).total_seconds()
 
 
+def ok(good: bool) -> str:
+    """The mark a README table shows against a target."""
+    return "✅" if good else "❌"
+
+
 def write_results(name: str, results: dict[str, Any], markdown: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -148,6 +153,7 @@ __all__ = [
     "with_database",
     "data_file",
     "machine",
+    "ok",
     "peak_rss_mb",
     "upload",
     "job",

@@ -28,6 +28,7 @@ from common import (
     data_file,
     job,
     machine,
+    ok,
     peak_rss_mb,
     seconds_between,
     upload,
@@ -141,7 +142,6 @@ async def main(rows: int, small_rows: int) -> None:
         db.close()
 
     r = results
-    ok = lambda good: "✅" if good else "❌"  # noqa: E731
     markdown = f"""
 Measured by `bench/export_bench.py` on {r['machine']}; a {r['rows']:,}-row, 10-column dataset ({r['file_mb']} MB of CSV).
 

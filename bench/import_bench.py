@@ -28,6 +28,7 @@ from common import (
     control,
     data_file,
     machine,
+    ok,
     peak_rss_mb,
     seconds_between,
     upload,
@@ -191,7 +192,6 @@ async def main(rows: int, small_rows: int, rollback_rows: int) -> None:
         db.close()
 
     r = results
-    ok = lambda good: "✅" if good else "❌"  # noqa: E731
     markdown = f"""
 Measured by `bench/import_bench.py` on {r['machine']}; a {r['rows']:,}-row, 10-column CSV ({r['file_mb']} MB).
 

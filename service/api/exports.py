@@ -196,7 +196,7 @@ async def export_result(request: web.Request) -> web.StreamResponse:
         raise Gone("This export was terminated and its file deleted.")
     if job["state"] != JobState.COMPLETED.value:
         raise InvalidTransition(f"The export is {job['state']}; its result is ready once it is completed.", state=job["state"])
-    file_doc = await db.db["exports.files"].find_one({"_id": ObjectId(job["params"]["file_id"])})
+    file_doc = await db.exports.file(ObjectId(job["params"]["file_id"]))
     if file_doc is None:
         raise Gone("The export's file no longer exists.")
     length = file_doc["length"]
@@ -225,7 +225,7 @@ async def export_result(request: web.Request) -> web.StreamResponse:
         response.headers["Content-Range"] = f"bytes {start}-{end - 1}/{length}"
     response.content_length = end - start
     await response.prepare(request)
-    reader = ChunkReader(db.db["exports.chunks"], file_doc, start, end)
+    reader = ChunkReader(db.exports.chunks, file_doc, start, end)
     try:
         while data := await reader.read(DOWNLOAD_CHUNK):
             await response.write(data)

@@ -10,7 +10,7 @@ from ..csvio.records import RecordCounter
 from ..csvio.schema import HEADER_LIMIT, parse_header, parse_types, resolve_types
 from ..errors import BadRequest, InvalidCsv, PayloadTooLarge, UnsupportedMediaType
 from ..jobs.model import new_job_id
-from ..store.files import delete_file, store_stream
+from ..store.files import store_stream
 from ..typedefs import DB_KEY, MANAGER_KEY, SETTINGS_KEY
 from .common import choice_param, dataset_param, int_param, job_response, org_of
 
@@ -101,7 +101,7 @@ async def create_import(request: web.Request) -> web.Response:
             raise InvalidCsv("The file has a header but no data rows.")
         typed = resolve_types(types, header)
     except BaseException:
-        await delete_file(db.uploads, stored.file_id)
+        await db.uploads.delete(stored.file_id)
         raise
 
     job = await manager.repo.create(

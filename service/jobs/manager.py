@@ -142,6 +142,16 @@ class JobManager:
             doc = await self.repo.adopt(job_id, self.owner, self.lease_until())
             if doc is None:
                 continue
+            if doc["params"].get("stream"):
+                # Its download's connection went with the replica that died.
+                await self.repo.transition(
+                    doc["_id"],
+                    self.owner,
+                    [JobState.RUNNING, JobState.PAUSED, JobState.TERMINATING],
+                    JobState.TERMINATED,
+                    error="the replica serving the download stopped",
+                )
+                continue
             # Rollbacks always run (they free a slot); other work respects capacity.
             if doc["state"] != JobState.TERMINATING.value and self._full():
                 await self.repo.release(doc["_id"], self.owner)

@@ -91,8 +91,15 @@ class JobRepo:
         return await cursor.to_list()
 
     async def orphans(self, limit: int) -> list[str]:
-        """Jobs that need a runner and whose owner's lease has expired."""
-        cursor = self.jobs.find({"state": {"$in": _values(NEEDS_RUNNER)}}, {"_id": 1}, sort=[("_id", 1)], limit=limit)
+        """Jobs that need a runner and whose owner's lease has expired; also
+        streamed exports left paused by a replica that died (they can only end)."""
+        query = {
+            "$or": [
+                {"state": {"$in": _values(NEEDS_RUNNER)}},
+                {"state": JobState.PAUSED.value, "params.stream": True},
+            ]
+        }
+        cursor = self.jobs.find(query, {"_id": 1}, sort=[("_id", 1)], limit=limit)
         ids = [d["_id"] async for d in cursor]
         if not ids:
             return []
@@ -244,7 +251,8 @@ class JobRepo:
         if run is None:
             return None
         job = await self.jobs.find_one({"_id": job_id})
-        if job is None or job["state"] not in _values(NEEDS_RUNNER):
+        stream = job is not None and job.get("params", {}).get("stream")
+        if job is None or (job["state"] not in _values(NEEDS_RUNNER) and not stream):
             await self.release(job_id, owner)
             return None
         return _merge(job, run)

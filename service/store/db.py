@@ -3,22 +3,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from aiohttp import web
-from gridfs import AsyncGridFSBucket
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ..settings import MongoSettings
-from .files import ChunkReader, open_reader
+from .files import Bucket
 from ..typedefs import DB_KEY, SETTINGS_KEY
 
 log = logging.getLogger(__name__)
-
-UPLOAD_CHUNK_BYTES = 255 * 1024
-
 
 class Database:
     """Named handles to the collections and GridFS buckets of one MongoDB database."""
@@ -32,8 +27,8 @@ class Database:
         self.teams: AsyncCollection = self.db["teams"]
         self.users: AsyncCollection = self.db["users"]
         self.undo: AsyncCollection = self.db["undo_log"]
-        self.uploads = AsyncGridFSBucket(self.db, bucket_name="uploads", chunk_size_bytes=UPLOAD_CHUNK_BYTES)
-        self.exports = AsyncGridFSBucket(self.db, bucket_name="exports", chunk_size_bytes=UPLOAD_CHUNK_BYTES)
+        self.uploads = Bucket(self.db, "uploads")
+        self.exports = Bucket(self.db, "exports")
 
     @classmethod
     def connect(cls, mongo: MongoSettings, **client_options: object) -> Database:
@@ -46,13 +41,12 @@ class Database:
         )
         return cls(client, mongo.database)
 
-    async def open_upload(self, file_id: Any, offset: int = 0) -> ChunkReader:
-        return await open_reader(self.db["uploads.files"], self.db["uploads.chunks"], file_id, offset)
-
     async def ping(self) -> None:
         await self.db.command("ping")
 
     async def ensure_indexes(self) -> None:
+        await self.uploads.ensure_indexes()
+        await self.exports.ensure_indexes()
         await self.jobs.create_index([("state", ASCENDING), ("_id", ASCENDING)], name="state_id")
         await self.jobs.create_index([("org_id", ASCENDING), ("_id", DESCENDING)], name="org_newest")
         await self.jobs.create_index([("org_id", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING)], name="org_kind_state")

@@ -1,23 +1,32 @@
-"""Streaming request bodies into GridFS, never holding a whole file in memory."""
+"""Files in GridFS's layout (``<bucket>.files`` and ``<bucket>.chunks``, so standard
+GridFS tools can read them), written and read in bounded pieces.
+
+PyMongo's GridIn buffers up to 32 MB of chunks before inserting them (and then
+encodes that into one message), and GridOut cannot bound its cursor's batch
+size; both made memory depend on the file. These never hold more than a few
+chunks."""
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from bson import ObjectId
-from gridfs import AsyncGridFSBucket
 from gridfs.errors import CorruptGridFile, NoFile
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.cursor import AsyncCursor
-from pymongo.errors import OperationFailure
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from ..errors import PayloadTooLarge
 
+CHUNK_BYTES = 255 * 1024
+CHUNKS_PER_WRITE = 4
+CHUNKS_PER_READ = 8
 CURSOR_NOT_FOUND = 43
-# Chunks per reply: bounded, because a server may otherwise answer a getMore
-# with more than its own maximum message size (FerretDB 1.24 did, at 65 MB).
-CHUNKS_PER_BATCH = 8
+DUPLICATE_KEY = 11000
 
 
 @dataclass(frozen=True)
@@ -26,52 +35,104 @@ class StoredFile:
     size: int
 
 
-async def store_stream(
-    bucket: AsyncGridFSBucket,
-    filename: str,
-    chunks: AsyncIterator[bytes],
-    *,
-    max_bytes: int,
-    metadata: dict[str, Any],
-    observe: Callable[[bytes], None] | None = None,
-) -> StoredFile:
-    """Writes ``chunks`` to a new GridFS file. Past ``max_bytes`` the partial file
-    is aborted (its chunks deleted) and PayloadTooLarge is raised; any other
-    failure, a client disconnect included, also leaves nothing behind."""
-    stream = bucket.open_upload_stream(filename, metadata=metadata)
-    size = 0
-    try:
-        async for chunk in chunks:
-            size += len(chunk)
-            if size > max_bytes:
-                raise PayloadTooLarge(
-                    f"The upload is larger than the limit of {max_bytes} bytes (MAX_UPLOAD_BYTES).",
-                    limit=max_bytes,
-                )
-            if observe is not None:
-                observe(chunk)
-            await stream.write(chunk)
-    except BaseException:
-        await stream.abort()
-        raise
-    await stream.close()
-    return StoredFile(stream._id, size)
+class Bucket:
+    def __init__(self, db: AsyncDatabase, name: str, chunk_size: int = CHUNK_BYTES) -> None:
+        self.files: AsyncCollection = db[f"{name}.files"]
+        self.chunks: AsyncCollection = db[f"{name}.chunks"]
+        self.chunk_size = chunk_size
+
+    async def ensure_indexes(self) -> None:
+        # The names PyMongo's GridFS would give them, so both can share a bucket.
+        await self.chunks.create_index([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)
+        await self.files.create_index([("filename", ASCENDING), ("uploadDate", ASCENDING)])
+
+    def writer(self, file_id: ObjectId, filename: str, metadata: dict[str, Any]) -> ChunkWriter:
+        return ChunkWriter(self, file_id, filename, metadata)
+
+    async def reader(self, file_id: Any, offset: int = 0, end: int | None = None) -> ChunkReader:
+        doc = await self.files.find_one({"_id": file_id})
+        if doc is None:
+            raise NoFile(f"no file {file_id}")
+        return ChunkReader(self.chunks, doc, offset, end)
+
+    async def file(self, file_id: Any) -> dict[str, Any] | None:
+        return await self.files.find_one({"_id": file_id})
+
+    async def delete(self, file_id: Any) -> None:
+        """Deletes the file, or what a writer left of it (chunks without a files
+        document, after a crash); no error if there is nothing."""
+        if file_id is None:
+            return
+        await self.files.delete_one({"_id": file_id})
+        await self.chunks.delete_many({"files_id": file_id})
 
 
-async def delete_file(bucket: AsyncGridFSBucket, file_id: ObjectId | None) -> None:
-    if file_id is None:
-        return
-    try:
-        await bucket.delete(file_id)
-    except NoFile:
-        pass
+class ChunkWriter:
+    """Writes a file chunk by chunk, a few chunks per insert; the files document
+    is written last, so a file is only visible once complete."""
+
+    def __init__(self, bucket: Bucket, file_id: ObjectId, filename: str, metadata: dict[str, Any]) -> None:
+        self.bucket = bucket
+        self.file_id = file_id
+        self.filename = filename
+        self.metadata = metadata
+        self.length = 0
+        self._buffer = bytearray()
+        self._pending: list[dict[str, Any]] = []
+        self._n = 0
+
+    async def write(self, data: bytes) -> None:
+        self._buffer += data
+        size = self.bucket.chunk_size
+        while len(self._buffer) >= size:
+            self._add(bytes(self._buffer[:size]))
+            del self._buffer[:size]
+            if len(self._pending) >= CHUNKS_PER_WRITE:
+                await self._insert()
+
+    async def close(self) -> StoredFile:
+        if self._buffer:
+            self._add(bytes(self._buffer))
+            self._buffer.clear()
+        await self._insert()
+        await self.bucket.files.insert_one(
+            {
+                "_id": self.file_id,
+                "length": self.length,
+                "chunkSize": self.bucket.chunk_size,
+                "uploadDate": dt.datetime.now(dt.timezone.utc),
+                "filename": self.filename,
+                "metadata": self.metadata,
+            }
+        )
+        return StoredFile(self.file_id, self.length)
+
+    async def abort(self) -> None:
+        self._pending.clear()
+        self._buffer.clear()
+        await self.bucket.delete(self.file_id)
+
+    def _add(self, data: bytes) -> None:
+        self._pending.append({"files_id": self.file_id, "n": self._n, "data": data})
+        self._n += 1
+        self.length += len(data)
+
+    async def _insert(self) -> None:
+        if not self._pending:
+            return
+        try:
+            await self.bucket.chunks.insert_many(self._pending, ordered=False)
+        except BulkWriteError as exc:
+            # A chunk written before a retry is already there: the same bytes.
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
+        self._pending = []
 
 
 class ChunkReader:
-    """Reads a GridFS file from any byte offset with ``read(n)``, holding at most a
-    few chunks in memory. PyMongo's GridOut cannot bound its cursor's batch size;
-    this can, and it reopens its cursor if the server dropped it (a cursor idle
-    for 10 minutes, say, while a job was paused)."""
+    """Reads a file from any byte offset with ``read(n)``, a few chunks per reply,
+    and reopens its cursor if the server dropped it (a cursor idle for 10
+    minutes, say, while a job was paused)."""
 
     def __init__(self, chunks: AsyncCollection, file_doc: dict[str, Any], offset: int, end: int | None = None) -> None:
         self._chunks = chunks
@@ -94,7 +155,7 @@ class ChunkReader:
         n, skip = divmod(self.position, self._size)
         if self._cursor is None:
             self._cursor = self._chunks.find(
-                {"files_id": self.file_id, "n": {"$gte": n}}, sort=[("n", 1)], batch_size=CHUNKS_PER_BATCH
+                {"files_id": self.file_id, "n": {"$gte": n}}, sort=[("n", 1)], batch_size=CHUNKS_PER_READ
             )
         try:
             chunk = await self._cursor.next()
@@ -117,8 +178,32 @@ class ChunkReader:
             await cursor.close()
 
 
-async def open_reader(bucket_files: AsyncCollection, chunks: AsyncCollection, file_id: Any, offset: int = 0, end: int | None = None) -> ChunkReader:
-    doc = await bucket_files.find_one({"_id": file_id})
-    if doc is None:
-        raise NoFile(f"no file {file_id}")
-    return ChunkReader(chunks, doc, offset, end)
+async def store_stream(
+    bucket: Bucket,
+    filename: str,
+    chunks: AsyncIterator[bytes],
+    *,
+    max_bytes: int,
+    metadata: dict[str, Any],
+    observe: Callable[[bytes], None] | None = None,
+) -> StoredFile:
+    """Writes ``chunks`` to a new file. Past ``max_bytes`` the partial file is
+    deleted and PayloadTooLarge is raised; any other failure, a client
+    disconnect included, also leaves nothing behind."""
+    writer = bucket.writer(ObjectId(), filename, metadata)
+    size = 0
+    try:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLarge(
+                    f"The upload is larger than the limit of {max_bytes} bytes (MAX_UPLOAD_BYTES).",
+                    limit=max_bytes,
+                )
+            if observe is not None:
+                observe(chunk)
+            await writer.write(chunk)
+        return await writer.close()
+    except BaseException:
+        await writer.abort()
+        raise

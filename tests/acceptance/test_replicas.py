@@ -7,6 +7,7 @@ import io
 import signal
 import time
 
+import aiohttp
 import pytest
 from pymongo import AsyncMongoClient
 
@@ -75,16 +76,26 @@ async def assert_each_row_once(records, job_id: str, n: int) -> None:
     assert await records.count_documents(in_range) == n
 
 
-def owner_and_other(job: dict, a: ServiceProcess, b: ServiceProcess) -> tuple[ServiceProcess, ServiceProcess]:
-    assert job["owner"] in (a.name, b.name), job["owner"]
-    return (a, b) if job["owner"] == a.name else (b, a)
+async def import_on_two_replicas(spawn, api, rows: int, at_least: int, **params):
+    """Starts replicas a and b, an import of ``rows`` rows, and waits until it has
+    processed ``at_least``; returns the job, its owner and the other replica."""
+    a, b = spawn("a", **FAST), spawn("b", **FAST)
+    job = await api.start_import(a, make_csv(rows), **params)
+    running = await api.wait(a, job["id"], lambda j: j["progress"].get("processed", 0) >= at_least and j["owner"])
+    assert running["owner"] in (a.name, b.name), running["owner"]
+    owner, other = (a, b) if running["owner"] == a.name else (b, a)
+    return job, owner, other
+
+
+async def finishes_exactly(api, proc, records, job_id: str, n: int) -> dict:
+    done = await api.wait(proc, job_id, lambda j: j["state"] in ("completed", "failed"), "completion")
+    assert done["state"] == "completed", done
+    await assert_each_row_once(records, job_id, n)
+    return done
 
 
 async def test_a_pause_sent_to_another_replica_stops_the_owners_writes_within_a_tick(spawn, api, records):
-    a, b = spawn("a", **FAST), spawn("b", **FAST)
-    job = await api.start_import(a, make_csv(N), batch_size=500)
-    running = await api.wait(a, job["id"], lambda j: j["progress"].get("processed", 0) > 0 and j["owner"])
-    owner, other = owner_and_other(running, a, b)
+    job, owner, other = await import_on_two_replicas(spawn, api, N, 1, batch_size=500)
 
     paused = await api.control(other, job["id"], "pause")
     assert paused["state"] == "paused"
@@ -100,31 +111,22 @@ async def test_a_pause_sent_to_another_replica_stops_the_owners_writes_within_a_
         await asyncio.sleep(0.1)
 
     await api.control(other, job["id"], "resume")
-    await api.wait(a, job["id"], lambda j: j["state"] == "completed", "completion")
-    await assert_each_row_once(records, job["id"], N)
+    await finishes_exactly(api, other, records, job["id"], N)
 
 
 async def test_kill_9_of_the_owner_mid_import_leaves_another_replica_to_finish_exactly(spawn, api, records):
-    a, b = spawn("a", **FAST), spawn("b", **FAST)
-    job = await api.start_import(a, make_csv(N))
-    running = await api.wait(a, job["id"], lambda j: j["progress"].get("processed", 0) >= 20_000 and j["owner"])
-    owner, survivor = owner_and_other(running, a, b)
+    job, owner, survivor = await import_on_two_replicas(spawn, api, N, 20_000)
 
     owner.signal(signal.SIGKILL)
     owner.wait(10)
     adopted = await api.wait(survivor, job["id"], lambda j: j["owner"] == survivor.name, "adoption")
     assert adopted["state"] in ("running", "completed")
-    done = await api.wait(survivor, job["id"], lambda j: j["state"] in ("completed", "failed"), "completion")
-    assert done["state"] == "completed", done
+    done = await finishes_exactly(api, survivor, records, job["id"], N)
     assert done["progress"]["inserted"] == N
-    await assert_each_row_once(records, job["id"], N)
 
 
 async def test_sigterm_hands_the_job_over_at_once_and_the_process_exits_within_the_grace_period(spawn, api, records):
-    a, b = spawn("a", **FAST), spawn("b", **FAST)
-    job = await api.start_import(a, make_csv(N))
-    running = await api.wait(a, job["id"], lambda j: j["progress"].get("processed", 0) >= 20_000 and j["owner"])
-    owner, survivor = owner_and_other(running, a, b)
+    job, owner, survivor = await import_on_two_replicas(spawn, api, N, 20_000)
 
     signalled = time.monotonic()
     owner.signal(signal.SIGTERM)
@@ -133,16 +135,11 @@ async def test_sigterm_hands_the_job_over_at_once_and_the_process_exits_within_t
     await api.wait(survivor, job["id"], lambda j: j["owner"] == survivor.name, "adoption")
     # Released, not expired: adopted well before a lease (3 s) could run out.
     assert time.monotonic() - signalled < 3 + took
-    done = await api.wait(survivor, job["id"], lambda j: j["state"] in ("completed", "failed"), "completion")
-    assert done["state"] == "completed", done
-    await assert_each_row_once(records, job["id"], N)
+    await finishes_exactly(api, survivor, records, job["id"], N)
 
 
 async def test_kill_9_while_terminating_the_rollback_completes_after_adoption(spawn, api, records):
-    a, b = spawn("a", **FAST), spawn("b", **FAST)
-    job = await api.start_import(a, make_csv(N))
-    running = await api.wait(a, job["id"], lambda j: j["progress"].get("processed", 0) >= 40_000 and j["owner"])
-    owner, survivor = owner_and_other(running, a, b)
+    job, owner, survivor = await import_on_two_replicas(spawn, api, N, 40_000)
 
     await api.control(survivor, job["id"], "terminate")
     await api.wait(survivor, job["id"], lambda j: j["state"] == "terminating")
@@ -168,9 +165,8 @@ async def test_a_paused_job_stays_paused_across_a_restart_and_resumes_on_the_new
         now = await api.job(second, job["id"])
         assert now["state"] == "paused" and now["progress"]["inserted"] == held["progress"]["inserted"]
     await api.control(second, job["id"], "resume")
-    done = await api.wait(second, job["id"], lambda j: j["state"] in ("completed", "failed"), "completion")
-    assert done["state"] == "completed" and done["owner"] is None
-    await assert_each_row_once(records, job["id"], 50_000)
+    done = await finishes_exactly(api, second, records, job["id"], 50_000)
+    assert done["owner"] is None
 
 
 async def test_the_database_restarting_mid_import_ends_complete_and_exact(tmp_path, api):
@@ -200,3 +196,44 @@ async def test_the_database_restarting_mid_import_ends_complete_and_exact(tmp_pa
         proc.stop()
         await client.close()
         database.close()
+
+
+async def test_a_streamed_export_whose_replica_dies_ends_terminated_and_the_download_fails(spawn, api):
+    a, b = spawn("a", **FAST), spawn("b", **FAST)
+    data = await api.start_import(a, make_csv(30_000), dataset="big")
+    await api.wait(a, data["id"], lambda j: j["state"] == "completed")
+
+    async with api.http.get(f"{a.url}/api/v1/exports/big.csv", params={"batch_size": "100"}) as resp:
+        job_id = resp.headers["X-Job-Id"]
+        assert (await resp.content.read(100)).startswith(b"id,name,day,c3")
+        await api.control(b, job_id, "pause")  # paused: a paused stream must be swept too
+        await api.wait(b, job_id, lambda j: j["progress"].get("rows_per_second") == 0.0)
+        a.signal(signal.SIGKILL)
+        a.wait(10)
+        with pytest.raises(aiohttp.ClientPayloadError):
+            while await resp.content.read(65536):
+                pass
+    done = await api.wait(b, job_id, lambda j: j["state"] == "terminated", "the sweep")
+    assert "stopped" in done["error"]
+
+
+async def test_kill_9_of_an_exports_owner_leaves_another_replica_to_write_the_whole_file(spawn, api):
+    a, b = spawn("a", **FAST), spawn("b", **FAST)
+    data = await api.start_import(a, make_csv(30_000), dataset="big")
+    await api.wait(a, data["id"], lambda j: j["state"] == "completed")
+    async with api.http.post(f"{a.url}/api/v1/jobs/export", json={"dataset": "big", "batch_size": 50}) as resp:
+        assert resp.status == 202
+        job = await resp.json()
+    running = await api.wait(a, job["id"], lambda j: j["progress"].get("processed", 0) >= 1_000 and j["owner"])
+    owner, survivor = (a, b) if running["owner"] == a.name else (b, a)
+
+    owner.signal(signal.SIGKILL)
+    owner.wait(10)
+    done = await api.wait(survivor, job["id"], lambda j: j["state"] in ("completed", "failed"), "completion")
+    assert done["state"] == "completed" and done["progress"]["processed"] == 30_000, done
+    async with api.http.get(f"{survivor.url}/api/v1/jobs/{job['id']}/result") as resp:
+        body = await resp.read()
+    lines = body.split(b"\r\n")
+    assert lines[0] == b"id,name,day,c3" and lines[-1] == b""
+    assert len(lines) == 30_000 + 2
+    assert [int(line.split(b",", 1)[0]) for line in lines[1:-1]] == list(range(1, 30_001))

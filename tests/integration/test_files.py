@@ -4,9 +4,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from bson import ObjectId
 
 from service.errors import PayloadTooLarge
-from service.store.db import UPLOAD_CHUNK_BYTES
+from service.store.files import CHUNK_BYTES as UPLOAD_CHUNK_BYTES
 from service.store.files import store_stream
 
 
@@ -21,7 +22,7 @@ async def test_a_stored_file_reads_back_exactly_from_any_offset(db):
     assert stored.size == len(data)
     for offset in (0, 1, UPLOAD_CHUNK_BYTES - 1, UPLOAD_CHUNK_BYTES, 2 * UPLOAD_CHUNK_BYTES + 7, len(data) - 1, len(data)):
         for read_size in (1000, UPLOAD_CHUNK_BYTES, 10**6):
-            reader = await db.open_upload(stored.file_id, offset)
+            reader = await db.uploads.reader(stored.file_id, offset)
             got = bytearray()
             while piece := await reader.read(read_size):
                 assert len(piece) <= read_size
@@ -35,3 +36,23 @@ async def test_an_upload_over_the_limit_leaves_no_chunks(db):
         await store_stream(db.uploads, "x.bin", chunks_of(b"x" * 600_000, 100_000), max_bytes=500_000, metadata={})
     assert await db.db["uploads.files"].count_documents({}) == 0
     assert await db.db["uploads.chunks"].count_documents({}) == 0
+
+
+async def test_the_writer_stores_chunks_as_it_goes_and_shows_the_file_only_when_closed(db):
+    writer = db.uploads.writer(ObjectId(), "x.bin", {})
+    for _ in range(10):
+        await writer.write(os.urandom(UPLOAD_CHUNK_BYTES))
+    # Never more than a few chunks in memory: most are in the database already.
+    assert await db.db["uploads.chunks"].count_documents({"files_id": writer.file_id}) >= 8
+    assert await db.uploads.file(writer.file_id) is None
+    stored = await writer.close()
+    assert stored.size == 10 * UPLOAD_CHUNK_BYTES
+    assert (await db.uploads.file(writer.file_id))["length"] == stored.size
+
+
+async def test_deleting_a_partial_file_removes_its_orphan_chunks(db):
+    writer = db.exports.writer(ObjectId(), "x.csv", {})
+    await writer.write(os.urandom(6 * UPLOAD_CHUNK_BYTES))  # chunks, but no files document yet
+    assert await db.db["exports.chunks"].count_documents({}) > 0
+    await db.exports.delete(writer.file_id)
+    assert await db.db["exports.chunks"].count_documents({}) == 0

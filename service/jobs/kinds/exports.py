@@ -14,7 +14,6 @@ from aiohttp import ClientConnectionResetError
 from bson import ObjectId
 
 from ...csvio.schema import parse_datetime
-from ...store.files import delete_file
 from ..model import JobState
 from ..runner import JobContext, Kind
 from .imports import dataset_prefix, prefix_range
@@ -122,10 +121,8 @@ async def run(ctx: JobContext) -> None:
     sink: Sink
     if ctx.sink is None:
         file_id = ObjectId(params["file_id"])
-        await delete_file(ctx.db.exports, file_id)  # a partial file of an earlier attempt
-        grid = ctx.db.exports.open_upload_stream_with_id(
-            file_id, params["filename"], metadata={"org_id": ctx.org_id, "job_id": ctx.job_id}
-        )
+        await ctx.db.exports.delete(file_id)  # what an earlier attempt left
+        grid = ctx.db.exports.writer(file_id, params["filename"], {"org_id": ctx.org_id, "job_id": ctx.job_id})
         sink = grid
     else:
         sink = ctx.sink
@@ -188,7 +185,7 @@ async def rollback(ctx: JobContext) -> None:
     """Terminate: the partial (or finished) file goes; a streamed export has
     nothing stored."""
     if ctx.sink is None and ctx.params.get("file_id"):
-        await delete_file(ctx.db.exports, ObjectId(ctx.params["file_id"]))
+        await ctx.db.exports.delete(ObjectId(ctx.params["file_id"]))
 
 
 async def cleanup(ctx: JobContext) -> None:

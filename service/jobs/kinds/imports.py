@@ -13,7 +13,6 @@ from pymongo.errors import BulkWriteError
 from ...csvio.records import Position, Record, RecordReader
 from ...csvio.schema import CONVERTERS
 from ...errors import JobFailed
-from ...store.files import delete_file
 from ..model import utcnow
 from ..runner import JobContext, Kind
 
@@ -145,7 +144,7 @@ async def run(ctx: JobContext) -> None:
             raise JobFailed(f"stopped at line {first['line']} ({reason}): {first['message']}")
         await ctx.checkpoint(batch.position, errors)
 
-    source = await ctx.db.open_upload(ObjectId(params["file_id"]), start.offset)
+    source = await ctx.db.uploads.reader(ObjectId(params["file_id"]), start.offset)
     in_flight: _Batch | None = None
     try:
         reader = RecordReader(source.read, start)
@@ -213,7 +212,7 @@ async def rollback(ctx: JobContext) -> None:
 
 
 async def cleanup(ctx: JobContext) -> None:
-    await delete_file(ctx.db.uploads, ObjectId(ctx.params["file_id"]))
+    await ctx.db.uploads.delete(ObjectId(ctx.params["file_id"]))
 
 
 KIND = Kind(name="import", run=run, rollback=rollback, cleanup=cleanup)
