@@ -27,7 +27,9 @@ def main() -> int:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        shutdown_timeout=min(5.0, settings.shutdown_grace_seconds / 2),
+        # Open requests (streamed downloads) get a quarter of the grace period;
+        # the job manager's hand-over has already started and shares the rest.
+        shutdown_timeout=settings.shutdown_grace_seconds / 4,
         access_log=logging.getLogger("aiohttp.access"),
         print=None,
     )

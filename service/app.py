@@ -6,7 +6,7 @@ import csv
 from aiohttp import web
 
 from .api import exports, health, imports, jobs, metrics
-from .jobs.manager import manager_ctx
+from .jobs.manager import begin_shutdown, manager_ctx
 from .middlewares import problem_middleware
 from .settings import Settings
 from .store.db import database_ctx
@@ -21,6 +21,7 @@ def create_app(settings: Settings) -> web.Application:
     # Opened in order, closed in reverse: the manager stops before the database closes.
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(manager_ctx)
+    app.on_shutdown.append(begin_shutdown)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", metrics.metrics)

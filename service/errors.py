@@ -54,6 +54,12 @@ class JobNotFound(NotFound):
     slug, title = "job-not-found", "Job not found"
 
 
+class Gone(ServiceError):
+    """The resource existed but was deleted."""
+
+    status, slug, title = 410, "gone", "Gone"
+
+
 class InvalidTransition(ServiceError):
     """The job is not in a state that allows this action."""
 

@@ -12,7 +12,7 @@ from bson import ObjectId
 
 from ..csvio.schema import MAX_COLUMNS, parse_datetime
 from ..datasets import describe
-from ..errors import BadRequest, InvalidTransition, NotFound, ServiceError, UnsupportedMediaType
+from ..errors import BadRequest, Gone, InvalidTransition, NotFound, UnsupportedMediaType
 from ..jobs.kinds.exports import ResponseSink
 from ..jobs.model import JobState, new_job_id
 from ..store.files import ChunkReader
@@ -24,12 +24,6 @@ DOWNLOAD_CHUNK = 256 * 1024
 FIELDS = frozenset({"dataset", "date_field", "from", "to", "fields", "neutralize_formulas", "batch_size"})
 MAX_BATCH = 10_000
 DISCONNECT_POLL_SECONDS = 0.5
-
-
-class Gone(ServiceError):
-    """The resource existed but was deleted."""
-
-    status, slug, title = 410, "gone", "Gone"
 
 
 async def export_params(request: web.Request, spec: dict[str, Any]) -> dict[str, Any]:

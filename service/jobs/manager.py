@@ -8,6 +8,7 @@ import logging
 import os
 import secrets
 import socket
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,6 +26,8 @@ from .runner import Kind, Runner
 log = logging.getLogger(__name__)
 
 QUEUE_SCAN = 100
+# Kept back from the grace period for cancelled runners to release their jobs.
+CANCEL_SECONDS = 2.0
 
 
 class JobManager:
@@ -39,6 +42,7 @@ class JobManager:
         self.accepting = False
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._shutdown_at: float | None = None
         # Per-kind limit of jobs holding a slot in one org.
         self._org_limits = {"import": settings.max_imports_per_org}
 
@@ -52,25 +56,35 @@ class JobManager:
         self._loop_task = asyncio.create_task(self._loop(), name="job-manager")
         self.wake()
 
-    async def stop(self) -> None:
-        """Two-phase shutdown: stop admitting, let runners reach a checkpoint and
-        release their jobs within the grace period, then cancel stragglers."""
+    def begin_shutdown(self) -> None:
+        """SIGTERM: stop admitting and tell every runner to hand its job back at
+        its next checkpoint. Called as soon as aiohttp starts shutting down,
+        before it waits for open requests, so the grace period is shared."""
+        if self._shutdown_at is None:
+            self._shutdown_at = time.monotonic()
         self.accepting = False
+        for runner in self.runners.values():
+            runner.stop()
+
+    async def stop(self) -> None:
+        """Two-phase shutdown: runners that have not handed their jobs back by the
+        end of SHUTDOWN_GRACE_SECONDS (counted from begin_shutdown) are cancelled,
+        which releases their jobs too."""
+        self.begin_shutdown()
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        runners = list(self.runners.values())
-        for runner in runners:
-            runner.stop()
-        tasks = [r.task for r in runners if r.task is not None]
+        tasks = [r.task for r in self.runners.values() if r.task is not None]
         if not tasks:
             return
-        _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
+        assert self._shutdown_at is not None
+        left = self.settings.shutdown_grace_seconds - (time.monotonic() - self._shutdown_at) - CANCEL_SECONDS
+        _, pending = await asyncio.wait(tasks, timeout=max(0.0, left))
         for task in pending:
             log.warning("job task %s did not stop within the grace period; cancelling it", task.get_name())
             task.cancel()
         if pending:
-            await asyncio.wait(pending, timeout=5)
+            await asyncio.wait(pending, timeout=CANCEL_SECONDS)
 
     def wake(self) -> None:
         self._wake.set()
@@ -190,6 +204,13 @@ class JobManager:
         runner = Runner(self, doc, self.kinds[doc["kind"]])
         self.runners[runner.job_id] = runner
         runner.start()
+
+
+async def begin_shutdown(app: web.Application) -> None:
+    """on_shutdown: runs before aiohttp waits for open requests."""
+    manager = app.get(MANAGER_KEY)
+    if manager is not None:
+        manager.begin_shutdown()
 
 
 async def manager_ctx(app: web.Application) -> AsyncIterator[None]:

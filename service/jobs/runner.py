@@ -189,7 +189,6 @@ class Runner:
 
     async def _main(self) -> None:
         ctx = JobContext(self, self.job)
-        repo, owner = self.manager.repo, self.manager.owner
         try:
             if self.terminate_requested:
                 await self._rollback(ctx)

@@ -12,7 +12,6 @@ from ..helpers import (
     get_job,
     make_csv,
     start_import,
-    wait_for,
     wait_for_state,
     wait_until_processed,
     wait_until_settled,
