@@ -105,6 +105,11 @@ async def job(http: aiohttp.ClientSession, url: str, job_id: str) -> dict[str, A
         return await resp.json()
 
 
+def done(j: dict[str, Any]) -> bool:
+    """Whether a job has ended."""
+    return j["state"] in ("completed", "failed", "terminated")
+
+
 async def wait_job(http, url, job_id, predicate, timeout: float = 3600, interval: float = 0.05) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
@@ -152,6 +157,7 @@ __all__ = [
     "ServiceProcess",
     "with_database",
     "data_file",
+    "done",
     "machine",
     "ok",
     "peak_rss_mb",

@@ -26,6 +26,7 @@ from common import (
     ServiceProcess,
     control,
     data_file,
+    done,
     job,
     machine,
     ok,
@@ -36,10 +37,6 @@ from common import (
     with_database,
     write_results,
 )
-
-
-def done(j):
-    return j["state"] in ("completed", "failed", "terminated")
 
 
 async def baseline(uri: str, dataset: str, out: Path) -> float:

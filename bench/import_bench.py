@@ -27,6 +27,7 @@ from common import (
     ServiceProcess,
     control,
     data_file,
+    done,
     machine,
     ok,
     peak_rss_mb,
@@ -65,10 +66,6 @@ async def baseline(uri: str, path: Path, tagged: bool = False) -> float:
     took = time.perf_counter() - started
     await client.close()
     return took
-
-
-def done(j):
-    return j["state"] in ("completed", "failed", "terminated")
 
 
 async def timed_import(http, url, path, **params) -> tuple[dict, float, float]:
