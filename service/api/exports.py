@@ -133,7 +133,7 @@ async def stream_export(request: web.Request) -> web.StreamResponse:
         spec["batch_size"] = int_param(query, "batch_size", EXPORT_BATCH, 1, MAX_BATCH)
     if "neutralize_formulas" in query:
         spec["neutralize_formulas"] = query["neutralize_formulas"].lower() not in ("false", "0", "no")
-    params = await export_params(request, {**spec, "dataset": spec["dataset"]})
+    params = await export_params(request, spec)
     params["stream"] = True
     job_id = new_job_id()
 

@@ -16,7 +16,7 @@ from bson import ObjectId
 from ...csvio.schema import parse_datetime
 from ..model import JobState
 from ..runner import JobContext, Kind
-from .imports import dataset_prefix, prefix_range
+from ...store.records import dataset_prefix, prefix_range
 
 log = logging.getLogger(__name__)
 

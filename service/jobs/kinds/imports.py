@@ -13,6 +13,7 @@ from pymongo.errors import BulkWriteError
 from ...csvio.records import Position, Record, RecordReader
 from ...csvio.schema import CONVERTERS
 from ...errors import JobFailed
+from ...store.records import job_prefix, record_id, row_id
 from ..model import utcnow
 from ..runner import JobContext, Kind
 
@@ -20,25 +21,6 @@ from ..runner import JobContext, Kind
 # 32,766 variables per statement, which FerretDB hits on larger deletes.
 ROLLBACK_ROWS = 30_000
 DUPLICATE_KEY = 11000
-
-
-def dataset_prefix(org_id: str, dataset: str) -> str:
-    """All of a dataset's records have _ids starting with this: an export is a
-    range of the primary key. Org ids and dataset names cannot contain '/'."""
-    return f"{org_id}/{dataset}/"
-
-
-def record_id(org_id: str, dataset: str, job_id: str, row: int) -> str:
-    """Deterministic from (job, row), so a batch replayed after a crash cannot
-    insert a row twice; ordered by dataset, then job (ObjectIds grow with time),
-    then row (zero-padded), so a job's rows are one contiguous _id range."""
-    return f"{org_id}/{dataset}/{job_id}:{row:010d}"
-
-
-def prefix_range(prefix: str) -> dict[str, str]:
-    """The _id range of every string starting with ``prefix`` (which ends in a
-    separator, '/' or ':', both followed in ASCII by the next character)."""
-    return {"$gte": prefix, "$lt": prefix[:-1] + chr(ord(prefix[-1]) + 1)}
 
 
 class RowBuilder:
@@ -50,7 +32,7 @@ class RowBuilder:
         self.width = len(self.columns)
         self.typed = [(i, c, CONVERTERS[params["types"][c]]) for i, c in enumerate(self.columns) if c in params["types"]]
         self.base = {"org_id": ctx.org_id, "dataset": params["dataset"], "job_id": ctx.job_id}
-        self.id_prefix = f"{dataset_prefix(ctx.org_id, params['dataset'])}{ctx.job_id}:"
+        self.id_prefix = job_prefix(ctx.org_id, params["dataset"], ctx.job_id)
 
     def build(self, batch: list[Record]) -> tuple[list[dict[str, Any]], list[Record], list[dict[str, Any]]]:
         docs, sources, errors = [], [], []
@@ -81,7 +63,7 @@ class RowBuilder:
                 )
                 continue
             docs.append(
-                {"_id": f"{id_prefix}{record.row:010d}", **self.base, "row": record.row, "data": data, "created_at": now}
+                {"_id": row_id(id_prefix, record.row), **self.base, "row": record.row, "data": data, "created_at": now}
             )
             sources.append(record)
         return docs, sources, errors
