@@ -5,7 +5,7 @@ import csv
 
 from aiohttp import web
 
-from .api import exports, health, imports, jobs, metrics
+from .api import exports, health, imports, jobs, metrics, teams
 from .jobs.manager import begin_shutdown, manager_ctx
 from .middlewares import problem_middleware
 from .settings import Settings
@@ -26,6 +26,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", metrics.metrics)
     app.router.add_post("/api/v1/jobs/import", imports.create_import)
+    app.router.add_post("/api/v1/jobs/teams", teams.create_teams)
     app.router.add_post("/api/v1/jobs/export", exports.create_export)
     app.router.add_get("/api/v1/exports/{dataset}.csv", exports.stream_export)
     app.router.add_get("/api/v1/jobs/{job_id}/result", exports.export_result)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import phonenumbers
+
 DEFAULT_DATABASE = "collect"
 
 
@@ -60,6 +62,7 @@ class Settings:
     shutdown_grace_seconds: float = 20.0
     db_retry_seconds: float = 60.0
     replica_id: str = ""
+    default_phone_region: str = "US"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -124,6 +127,12 @@ def _pattern(field: str, pattern: str, what: str) -> Callable[[str, str], tuple[
     return parse
 
 
+def _region(name: str, raw: str) -> tuple[str, str]:
+    if raw.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(f"{name} must be a region code such as US, GB or DE, got {raw!r}")
+    return "default_phone_region", raw.upper()
+
+
 def _mongo(name: str, raw: str) -> tuple[str, MongoSettings]:
     return "mongo", MongoSettings.from_uri(raw)
 
@@ -143,6 +152,7 @@ _READERS: dict[str, Callable[[str, str], tuple[str, Any]]] = {
     "SHUTDOWN_GRACE_SECONDS": _seconds("shutdown_grace_seconds", 0, 3600),
     "DB_RETRY_SECONDS": _seconds("db_retry_seconds", 0, 86400),
     "REPLICA_ID": _pattern("replica_id", r"[A-Za-z0-9_.-]{1,128}", "1-128 letters, digits, '_', '.' or '-'"),
+    "DEFAULT_PHONE_REGION": _region,
 }
 
 ENV_VARS = tuple(_READERS)

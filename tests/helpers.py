@@ -90,3 +90,70 @@ async def wait_until_settled(client: TestClient, job_id: str) -> dict[str, Any]:
         lambda j: j["state"] == "paused" and j["progress"].get("rows_per_second") == 0.0,
         what="the paused job's last checkpoint",
     )
+
+
+# -- teams -----------------------------------------------------------------
+
+TEAM_HEADER = ("team", "manager_name", "manager_phone", "members")
+
+
+def manager_phone(i: int) -> str:
+    return f"+1201555{i:04d}"
+
+
+def member_phone(i: int) -> str:
+    return f"+1202555{i:04d}"
+
+
+def team_rows(count: int, *, start: int = 1, members: int = 2) -> list[list[str]]:
+    """Rows of a correct teams sheet, phones written the way people type them:
+    team i is managed by manager i, and its members are members 10i+1...10i+k."""
+    return [
+        [
+            f"Team {i}",
+            f"Manager {i}",
+            f"(201) 555-{i:04d}",
+            ";".join(f"202-555-{i * 10 + k:04d}" for k in range(1, members + 1)),
+        ]
+        for i in range(start, start + count)
+    ]
+
+
+def shift_down(rows: list[list[str]], column: int, by: int) -> list[list[str]]:
+    """The sheet after one column slid down ``by`` rows: its first cells are empty
+    and its last values land in new rows below the data."""
+    width = len(rows[0])
+    shifted = [list(r) for r in rows] + [[""] * width for _ in range(by)]
+    values = [r[column] for r in rows]
+    for i, row in enumerate(shifted):
+        row[column] = values[i - by] if 0 <= i - by < len(values) else ""
+    return shifted
+
+
+def sheet(rows: Iterable[Iterable[str]], header: Iterable[str] = TEAM_HEADER) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(list(header))
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+async def post_teams(client: TestClient, body: bytes, *, expect: int = 202, **params: Any) -> dict[str, Any]:
+    resp = await client.post(
+        "/api/v1/jobs/teams",
+        params={k: str(v) for k, v in params.items()},
+        data=io.BytesIO(body),
+        headers={"Content-Type": "text/csv"},
+    )
+    payload = await resp.json(content_type=None)
+    assert resp.status == expect, payload
+    return payload
+
+
+async def snapshot(db: Any) -> dict[str, list[dict[str, Any]]]:
+    """Every document of teams and users, in _id order: what "identical to
+    before the job" is checked against."""
+    return {
+        "teams": await db.teams.find().sort("_id", 1).to_list(None),
+        "users": await db.users.find().sort("_id", 1).to_list(None),
+    }

@@ -54,6 +54,17 @@ def choice_param(query: Mapping[str, str], name: str, choices: tuple[str, ...], 
     return value
 
 
+def bool_param(query: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (query.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise BadRequest(f"{name} must be true or false, got {raw[:40]!r}", parameter=name)
+
+
 def list_param(query: Mapping[str, str], name: str, choices: frozenset[str] | None = None) -> list[str]:
     values = [v.strip() for raw in query.getall(name, []) for v in raw.split(",") if v.strip()]
     if choices is not None:

@@ -1,13 +1,15 @@
 """POST /api/v1/jobs/import: stream a CSV upload into GridFS and queue its import."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import BodyPartReader, web
+from bson import ObjectId
 
 from ..csvio.records import RecordCounter
-from ..csvio.schema import HEADER_LIMIT, parse_header, parse_types, resolve_types
+from ..csvio.schema import HEADER_LIMIT, Header, parse_header, parse_types, resolve_types
 from ..errors import BadRequest, InvalidCsv, PayloadTooLarge, UnsupportedMediaType
 from ..jobs.model import new_job_id
 from ..store.files import store_stream
@@ -69,10 +71,57 @@ def _too_large(max_bytes: int) -> PayloadTooLarge:
     )
 
 
+@dataclass
+class Upload:
+    """A CSV upload stored in GridFS, with its header checked and records counted."""
+
+    file_id: ObjectId
+    size: int
+    filename: str
+    header: Header
+    rows: int  # data records, header excluded
+
+    def params(self) -> dict[str, Any]:
+        """What every job that reads the upload keeps in its params."""
+        return {
+            "filename": self.filename,
+            "file_id": str(self.file_id),
+            "file_bytes": self.size,
+            "rows": self.rows,
+            "header": self.header.names,
+            "data_start": self.header.data_start.as_dict(),
+        }
+
+
+async def receive_csv(
+    request: web.Request, metadata: dict[str, Any], check: Callable[[Header], None] = lambda header: None
+) -> Upload:
+    """Streams the request's CSV into the uploads bucket, then reads its header and
+    runs ``check`` on it; on any error the stored file is deleted again."""
+    settings, db = request.app[SETTINGS_KEY], request.app[DB_KEY]
+    chunks, filename = await csv_body(request, settings.max_upload_bytes)
+    probe = CsvProbe(bytearray(), RecordCounter())
+    stored = await store_stream(
+        db.uploads, filename, chunks, max_bytes=settings.max_upload_bytes, metadata=metadata, observe=probe
+    )
+    try:
+        if stored.size == 0:
+            raise InvalidCsv("The request body is empty; send a CSV file with a header row.")
+        header = parse_header(bytes(probe.head), complete=stored.size <= len(probe.head))
+        rows = probe.counter.finish() - 1
+        if rows <= 0:
+            raise InvalidCsv("The file has a header but no data rows.")
+        check(header)
+    except BaseException:
+        await db.uploads.delete(stored.file_id)
+        raise
+    return Upload(stored.file_id, stored.size, filename, header, rows)
+
+
 async def create_import(request: web.Request) -> web.Response:
     """Accepts the upload (202) once it is stored and its header checked; the
     rows are imported by the job, which reports row errors by line number."""
-    settings, db, manager = request.app[SETTINGS_KEY], request.app[DB_KEY], request.app[MANAGER_KEY]
+    manager = request.app[MANAGER_KEY]
     org_id = org_of(request)
     query = request.query
     dataset = dataset_param(query.get("dataset"))
@@ -82,28 +131,13 @@ async def create_import(request: web.Request) -> web.Response:
     max_errors = int_param(query, "max_errors", 1000, 0, 1_000_000_000)
 
     job_id = new_job_id()
-    chunks, filename = await csv_body(request, settings.max_upload_bytes)
-    probe = CsvProbe(bytearray(), RecordCounter())
-    stored = await store_stream(
-        db.uploads,
-        filename,
-        chunks,
-        max_bytes=settings.max_upload_bytes,
-        metadata={"org_id": org_id, "job_id": job_id, "dataset": dataset},
-        observe=probe,
-    )
-    try:
-        if stored.size == 0:
-            raise InvalidCsv("The request body is empty; send a CSV file with a header row.")
-        header = parse_header(bytes(probe.head), complete=stored.size <= len(probe.head))
-        rows = probe.counter.finish() - 1
-        if rows <= 0:
-            raise InvalidCsv("The file has a header but no data rows.")
-        typed = resolve_types(types, header)
-    except BaseException:
-        await db.uploads.delete(stored.file_id)
-        raise
+    typed: dict[str, str] = {}
 
+    def check(header: Header) -> None:
+        typed.update(resolve_types(types, header))
+
+    upload = await receive_csv(request, {"org_id": org_id, "job_id": job_id, "dataset": dataset}, check)
+    header = upload.header
     job = await manager.repo.create(
         {
             "_id": job_id,
@@ -111,21 +145,16 @@ async def create_import(request: web.Request) -> web.Response:
             "kind": "import",
             "params": {
                 "dataset": dataset,
-                "filename": filename,
-                "file_id": str(stored.file_id),
-                "file_bytes": stored.size,
-                "rows": rows,
-                "header": header.names,
+                **upload.params(),
                 "columns": header.columns,
                 "column_mapping": header.mapping,
                 "types": typed,
                 "batch_size": batch_size,
                 "on_error": on_error,
                 "max_errors": max_errors,
-                "data_start": header.data_start.as_dict(),
             },
         },
-        progress={"processed": 0, "total": rows, "inserted": 0, "failed": 0, "percent": 0.0},
+        progress={"processed": 0, "total": upload.rows, "inserted": 0, "failed": 0, "percent": 0.0},
     )
     manager.wake()
     return job_response(job, status=202)

@@ -26,24 +26,31 @@ class Header:
     data_start: Position  # where the first data record begins
 
 
-def parse_header(head: bytes, complete: bool) -> Header:
-    """Reads the header record from the first bytes of an upload. ``complete``
-    says whether ``head`` is the whole file."""
-    skip = len(BOM) if head.startswith(BOM) else 0
-    end, lines, in_quotes = skip, 0, False
+def header_end(head: bytes, complete: bool) -> tuple[int, int] | None:
+    """(byte offset, line count) where the header record of ``head`` ends, or
+    None when more bytes are needed. ``complete`` says whether ``head`` is the
+    whole file."""
+    end = len(BOM) if head.startswith(BOM) else 0
+    lines, in_quotes = 0, False
     while True:
         newline = head.find(b"\n", end)
         if newline < 0:
-            if not complete:
-                raise InvalidCsv(f"The header row is longer than {HEADER_LIMIT} bytes.")
-            end = len(head)
-            lines += 1
-            break
+            return (len(head), lines + 1) if complete else None
         if head.count(b'"', end, newline) % 2:
             in_quotes = not in_quotes
         end, lines = newline + 1, lines + 1
         if not in_quotes:
-            break
+            return end, lines
+
+
+def parse_header(head: bytes, complete: bool) -> Header:
+    """Reads the header record from the first bytes of an upload. ``complete``
+    says whether ``head`` is the whole file."""
+    found = header_end(head, complete)
+    if found is None:
+        raise InvalidCsv(f"The header row is longer than {HEADER_LIMIT} bytes.")
+    end, lines = found
+    skip = len(BOM) if head.startswith(BOM) else 0
     raw = head[skip:end]
     try:
         text = raw.decode("utf-8")

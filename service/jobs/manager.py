@@ -43,8 +43,10 @@ class JobManager:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._shutdown_at: float | None = None
-        # Per-kind limit of jobs holding a slot in one org.
-        self._org_limits = {"import": settings.max_imports_per_org}
+        # Per-kind limit of jobs holding a slot in one org. Team jobs of an org
+        # run one at a time: two changing the same users at once could not each
+        # be rolled back exactly.
+        self._org_limits = {"import": settings.max_imports_per_org, "teams": 1}
 
     def lease_until(self) -> dt.datetime:
         return utcnow() + dt.timedelta(seconds=self.settings.job_lease_seconds)

@@ -1,0 +1,146 @@
+"""POST /api/v1/jobs/teams: queue a bulk team creation, or review the sheet
+(dry_run=true) without writing anything."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from ..csvio.records import RecordReader
+from ..csvio.schema import HEADER_LIMIT, Header, header_end, parse_header
+from ..errors import BadRequest, InvalidCsv
+from ..jobs.model import new_job_id
+from ..store.teams import team_id
+from ..teams.batch import find_by_ids, row_users, screen
+from ..teams.review import TRACKED_ROWS, Review
+from ..teams.rows import RowError, RowParser, TeamRow, column_layout, supported_region
+from ..typedefs import DB_KEY, MANAGER_KEY, SETTINGS_KEY
+from .common import bool_param, choice_param, int_param, job_response, json_response, org_of
+from .imports import _too_large, csv_body, receive_csv
+
+MAX_BATCH = 1000
+DRY_RUN_BATCH = 500
+
+
+def _region(query: Any, default: str) -> str:
+    try:
+        return supported_region(query.get("region") or default)
+    except ValueError as exc:
+        raise BadRequest(f"region: {exc}", parameter="region") from None
+
+
+async def create_teams(request: web.Request) -> web.Response:
+    """202 + job; or, with dry_run=true, 200 and what the job would do."""
+    settings, manager = request.app[SETTINGS_KEY], request.app[MANAGER_KEY]
+    org_id = org_of(request)
+    query = request.query
+    region = _region(query, settings.default_phone_region)
+    if bool_param(query, "dry_run", False):
+        return await dry_run(request, org_id, region)
+    batch_size = int_param(query, "batch_size", 100, 1, MAX_BATCH)
+    on_error = choice_param(query, "on_error", ("skip", "fail"), "skip")
+    max_errors = int_param(query, "max_errors", 1000, 0, 1_000_000_000)
+
+    job_id = new_job_id()
+    layout: dict[str, int] = {}
+
+    def check(header: Header) -> None:
+        layout.update(column_layout(header.names))
+
+    upload = await receive_csv(request, {"org_id": org_id, "job_id": job_id, "kind": "teams"}, check)
+    job = await manager.repo.create(
+        {
+            "_id": job_id,
+            "org_id": org_id,
+            "kind": "teams",
+            "params": {
+                **upload.params(),
+                "layout": layout,
+                "width": len(upload.header.names),
+                "region": region,
+                "batch_size": batch_size,
+                "on_error": on_error,
+                "max_errors": max_errors,
+            },
+        },
+        progress={
+            "processed": 0,
+            "total": upload.rows,
+            "teams_created": 0,
+            "users_created": 0,
+            "users_updated": 0,
+            "failed": 0,
+            "percent": 0.0,
+        },
+    )
+    manager.wake()
+    return job_response(job, status=202)
+
+
+class _Body:
+    """``read(n)`` over the request's chunks, for a CSV read once and never stored."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], max_bytes: int) -> None:
+        self._chunks = chunks
+        self._max = max_bytes
+        self._pending = b""
+        self.size = 0
+        self.eof = False
+
+    async def head(self) -> bytes:
+        """The first bytes, up to and including the header record."""
+        head = bytearray()
+        while not self.eof and len(head) < HEADER_LIMIT and header_end(bytes(head), False) is None:
+            head += await self._next()
+        self._pending = bytes(head)
+        return self._pending[:HEADER_LIMIT]
+
+    def skip(self, size: int) -> None:
+        """Drops the first ``size`` bytes of what head() returned (the header)."""
+        self._pending = self._pending[size:]
+
+    async def read(self, size: int) -> bytes:
+        if self._pending:
+            chunk, self._pending = self._pending, b""
+            return chunk
+        return await self._next()
+
+    async def _next(self) -> bytes:
+        try:
+            chunk = await anext(self._chunks)
+        except StopAsyncIteration:
+            self.eof = True
+            return b""
+        self.size += len(chunk)
+        if self.size > self._max:
+            raise _too_large(self._max)
+        return chunk
+
+
+async def dry_run(request: web.Request, org_id: str, region: str) -> web.Response:
+    """Reads the whole sheet once, checks every row against the database, writes nothing."""
+    settings, db = request.app[SETTINGS_KEY], request.app[DB_KEY]
+    chunks, _ = await csv_body(request, settings.max_upload_bytes)
+    body = _Body(chunks, settings.max_upload_bytes)
+    head = await body.head()
+    if not head:
+        raise InvalidCsv("The request body is empty; send a CSV file with a header row.")
+    header = parse_header(head, complete=body.eof)
+    layout = column_layout(header.names)
+    body.skip(header.data_start.offset)
+    parser = RowParser(layout, len(header.names), region)
+    review = Review(org_id, layout)
+    seen: dict[str, int] = {}
+    async for records in RecordReader(body.read, header.data_start).batches(DRY_RUN_BATCH):
+        parsed: list[TeamRow | RowError] = [parser.parse(record) for record in records]
+        rows = [p for p in parsed if isinstance(p, TeamRow)]
+        existing = await find_by_ids(db.teams, (team_id(org_id, r.team) for r in rows))
+        if len(seen) >= TRACKED_ROWS:
+            seen = {}  # past the limit, repeated names are only caught within a batch
+        _, rejected = screen(rows, existing, seen, org_id, None)
+        users = await find_by_ids(db.users, (uid for r in rows for uid in row_users(org_id, r)))
+        review.add(parsed, rejected, users)
+    if review.rows == 0:
+        raise InvalidCsv("The file has a header but no data rows.")
+    return json_response(review.result())

@@ -1,0 +1,110 @@
+"""Bulk team creation: stream the stored sheet, create teams and users batch by
+batch (see service/teams/batch.py for the write order); roll back by
+restoring before-images and deleting what the job created."""
+from __future__ import annotations
+
+from collections import Counter
+from bson import ObjectId
+
+from ...csvio.records import Position, RecordReader
+from ...errors import JobFailed
+from ...teams.batch import (
+    apply_batch,
+    delete_created_users,
+    delete_teams,
+    drop_undo_log,
+    find_by_ids,
+    restore_users,
+    row_users,
+    screen,
+)
+from ...teams.rows import RowError, RowParser, TeamRow
+from ...store.teams import team_id
+from ..model import JobState, utcnow
+from ..runner import JobContext, Kind
+from .imports import cleanup as delete_upload
+
+COUNTERS = ("processed", "teams_created", "users_created", "users_updated", "failed")
+
+
+async def run(ctx: JobContext) -> None:
+    params, progress, org_id, db = ctx.params, ctx.progress, ctx.org_id, ctx.db
+    for key in COUNTERS:
+        progress.setdefault(key, 0)
+    progress.setdefault("total", params.get("rows"))
+    failed_by_kind = Counter(progress.get("failed_by_kind") or {})
+    parser = RowParser(params["layout"], params["width"], params["region"])
+    fail_fast = params["on_error"] == "fail"
+    max_errors = params["max_errors"]
+
+    start = Position(**(ctx.position or params["data_start"]))
+    source = await db.uploads.reader(ObjectId(params["file_id"]), start.offset)
+    try:
+        reader = RecordReader(source.read, start)
+        async for records in reader.batches(params["batch_size"]):
+            position = reader.position().as_dict()
+            parsed = [parser.parse(record) for record in records]
+            rows = [p for p in parsed if isinstance(p, TeamRow)]
+            existing = await find_by_ids(db.teams, (team_id(org_id, r.team) for r in rows))
+            rows, rejected = screen(rows, existing, {}, org_id, ctx.job_id)
+            errors = sorted([p for p in parsed if isinstance(p, RowError)] + rejected, key=lambda e: e.row)
+            processed = len(records)
+            if errors and fail_fast:
+                # Stop at the first bad row: rows before it are created, none after.
+                first_bad = errors[0].row
+                rows = [r for r in rows if r.row < first_bad]
+                errors = errors[:1]
+                processed = first_bad - records[0].row + 1
+            users = await find_by_ids(db.users, (uid for r in rows for uid in row_users(org_id, r)))
+            applied = await apply_batch(db, org_id, ctx.job_id, rows, users, utcnow())
+
+            progress["processed"] += processed
+            progress["failed"] += len(errors)
+            progress["teams_created"] += applied.teams_created
+            progress["users_created"] += applied.users_created
+            progress["users_updated"] += applied.users_updated
+            failed_by_kind.update(e.kind for e in errors)
+            progress["failed_by_kind"] = dict(failed_by_kind)
+            reported = [e.as_dict() for e in errors]
+            if errors and (fail_fast or progress["failed"] > max_errors):
+                await ctx.persist(position, reported)
+                reason = "on_error=fail" if fail_fast else f"more than max_errors={max_errors} rows failed"
+                raise JobFailed(f"stopped at line {errors[0].line} ({reason}): {errors[0].message}")
+            await ctx.checkpoint(position, reported)
+    finally:
+        await source.close()
+    progress["total"] = progress["processed"]
+    progress["percent"] = 100.0
+
+
+async def rollback(ctx: JobContext) -> None:
+    """Three resumable phases, each a loop of chunks with a checkpoint between:
+    restore the before-images (each undo entry is dropped once applied), delete
+    the users the job created, delete its teams."""
+    db, org_id, job_id, progress = ctx.db, ctx.org_id, ctx.job_id, ctx.progress
+    for key in ("users_restored", "users_deleted", "users_kept", "teams_deleted"):
+        progress.setdefault(key, 0)
+    while (restored := await restore_users(db, job_id)) is not None:
+        progress["users_restored"] += restored[0]
+        progress["users_kept"] += restored[1]
+        await ctx.checkpoint()
+    while (chunk := await delete_created_users(db, org_id, job_id, progress.get("rollback_users_after", ""))) is not None:
+        progress["rollback_users_after"], deleted, kept = chunk
+        progress["users_deleted"] += deleted
+        progress["users_kept"] += kept
+        await ctx.checkpoint()
+    while (deleted := await delete_teams(db, org_id, job_id)) is not None:
+        progress["teams_deleted"] += deleted
+        await ctx.checkpoint()
+    await cleanup(ctx)
+
+
+async def cleanup(ctx: JobContext) -> None:
+    """The upload goes once the job is over; the before-images only once it can no
+    longer be terminated (a failed job still can)."""
+    await delete_upload(ctx)
+    if ctx.outcome is JobState.COMPLETED:
+        await drop_undo_log(ctx.db, ctx.job_id)
+
+
+KIND = Kind(name="teams", run=run, rollback=rollback, cleanup=cleanup)

@@ -1,0 +1,36 @@
+"""How teams, users and their undo log are keyed.
+
+A user is keyed by (org, E.164 phone) and a team by (org, name), so both are
+found with the primary key, a replayed batch cannot create either twice, and
+a team name is unique in its org by construction. Team names compare without
+case and with runs of white space collapsed: "Sales  North" and "sales north"
+are one team. An undo entry is keyed by (job, user), so the first before-image
+a job saves for a user is the one kept."""
+from __future__ import annotations
+
+from .records import prefix_range
+
+
+def user_id(org_id: str, phone: str) -> str:
+    return f"{org_id}/{phone}"
+
+
+def team_key(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def team_id(org_id: str, name: str) -> str:
+    return f"{org_id}/{team_key(name)}"
+
+
+def undo_prefix(job_id: str) -> str:
+    return f"{job_id}:"
+
+
+def undo_id(job_id: str, user: str) -> str:
+    return f"{undo_prefix(job_id)}{user}"
+
+
+def undo_range(job_id: str) -> dict[str, str]:
+    """The _id range of one job's undo entries."""
+    return prefix_range(undo_prefix(job_id))
