@@ -102,7 +102,12 @@ def manager_phone(i: int) -> str:
 
 
 def member_phone(i: int) -> str:
-    return f"+1202555{i:04d}"
+    return f"+1{202 + i // 10_000}555{i % 10_000:04d}"
+
+
+def _written(phone: str) -> str:
+    """+12025550123 as people write it: 202-555-0123."""
+    return f"{phone[2:5]}-{phone[5:8]}-{phone[8:]}"
 
 
 def team_rows(count: int, *, start: int = 1, members: int = 2) -> list[list[str]]:
@@ -113,7 +118,7 @@ def team_rows(count: int, *, start: int = 1, members: int = 2) -> list[list[str]
             f"Team {i}",
             f"Manager {i}",
             f"(201) 555-{i:04d}",
-            ";".join(f"202-555-{i * 10 + k:04d}" for k in range(1, members + 1)),
+            ";".join(_written(member_phone(i * 10 + k)) for k in range(1, members + 1)),
         ]
         for i in range(start, start + count)
     ]

@@ -40,7 +40,7 @@ async def csv_body(request: web.Request, max_bytes: int) -> tuple[AsyncIterator[
     body (text/csv) or the multipart/form-data field ``file``."""
     if request.content_type == "multipart/form-data":
         if request.content_length is not None and request.content_length > max_bytes + MULTIPART_OVERHEAD:
-            raise _too_large(max_bytes)
+            raise too_large(max_bytes)
         reader = await request.multipart()
         while True:
             part = await reader.next()
@@ -56,7 +56,7 @@ async def csv_body(request: web.Request, max_bytes: int) -> tuple[AsyncIterator[
             accepted=sorted(CSV_TYPES | {"multipart/form-data"}),
         )
     if request.content_length is not None and request.content_length > max_bytes:
-        raise _too_large(max_bytes)
+        raise too_large(max_bytes)
     return request.content.iter_chunked(READ_CHUNK), "upload.csv"
 
 
@@ -65,7 +65,7 @@ async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def _too_large(max_bytes: int) -> PayloadTooLarge:
+def too_large(max_bytes: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"The upload is larger than the limit of {max_bytes} bytes (MAX_UPLOAD_BYTES).", limit=max_bytes
     )

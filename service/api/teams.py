@@ -17,7 +17,7 @@ from ..teams.review import TRACKED_ROWS, Review
 from ..teams.rows import RowError, RowParser, TeamRow, column_layout, supported_region
 from ..typedefs import DB_KEY, MANAGER_KEY, SETTINGS_KEY
 from .common import bool_param, choice_param, int_param, job_response, json_response, org_of
-from .imports import _too_large, csv_body, receive_csv
+from .imports import too_large, csv_body, receive_csv
 
 MAX_BATCH = 1000
 DRY_RUN_BATCH = 500
@@ -114,7 +114,7 @@ class _Body:
             return b""
         self.size += len(chunk)
         if self.size > self._max:
-            raise _too_large(self._max)
+            raise too_large(self._max)
         return chunk
 
 

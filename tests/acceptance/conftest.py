@@ -7,6 +7,7 @@ import pytest
 
 from ..devdb import with_database
 from ..procs import ServiceProcess
+from .api import Api
 
 
 @pytest.fixture
@@ -32,3 +33,8 @@ def spawn(service_uri, tmp_path) -> Iterator[Callable[..., ServiceProcess]]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+def api(http) -> Api:
+    return Api(http)

@@ -3,7 +3,6 @@ database, killed, stopped and restarted mid-job, and the database restarted."""
 from __future__ import annotations
 
 import asyncio
-import io
 import signal
 import time
 
@@ -14,48 +13,9 @@ from pymongo import AsyncMongoClient
 from ..devdb import DevDatabase, with_database
 from ..helpers import make_csv
 from ..procs import ServiceProcess, exits_within
+from .api import FAST, Api
 
-FAST = {"JOB_POLL_SECONDS": "0.5", "JOB_LEASE_SECONDS": "3", "SHUTDOWN_GRACE_SECONDS": "5"}
 N = 200_000
-
-
-class Api:
-    """The HTTP API of whichever replica is named."""
-
-    def __init__(self, http) -> None:
-        self.http = http
-
-    async def start_import(self, proc: ServiceProcess, body: bytes, **params) -> dict:
-        params = {"dataset": "people", **{k: str(v) for k, v in params.items()}}
-        async with self.http.post(
-            f"{proc.url}/api/v1/jobs/import", params=params, data=io.BytesIO(body), headers={"Content-Type": "text/csv"}
-        ) as resp:
-            assert resp.status == 202, await resp.text()
-            return await resp.json()
-
-    async def job(self, proc: ServiceProcess, job_id: str) -> dict:
-        async with self.http.get(f"{proc.url}/api/v1/jobs/{job_id}") as resp:
-            assert resp.status == 200, await resp.text()
-            return await resp.json()
-
-    async def control(self, proc: ServiceProcess, job_id: str, action: str) -> dict:
-        async with self.http.post(f"{proc.url}/api/v1/jobs/{job_id}/{action}") as resp:
-            assert resp.status == 200, await resp.text()
-            return await resp.json()
-
-    async def wait(self, proc, job_id, predicate, what="condition", timeout=120.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            job = await self.job(proc, job_id)
-            if predicate(job):
-                return job
-            assert time.monotonic() < deadline, f"timed out waiting for {what}: {job['state']} {job['progress']}"
-            await asyncio.sleep(0.05)
-
-
-@pytest.fixture
-def api(http) -> Api:
-    return Api(http)
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """POST /api/v1/jobs/teams?dry_run=true: every row checked, nothing written."""
 from __future__ import annotations
 
+import aiohttp
+
 from service.store.teams import user_id
 
 from ..helpers import manager_phone, post_teams, sheet, shift_down, snapshot, team_rows
@@ -124,4 +126,24 @@ async def test_dry_run_bad_bodies_are_clear_errors(make_client, db):
         )
         assert resp.status == status, await resp.text()
         assert resp.content_type == "application/problem+json"
+
+    big = sheet(team_rows(200))
+
+    async def chunked():  # no Content-Length: the limit is enforced while reading
+        for start in range(0, len(big), 1000):
+            yield big[start : start + 1000]
+
+    resp = await client.post(
+        "/api/v1/jobs/teams", params={"dry_run": "true"}, data=chunked(), headers={"Content-Type": "text/csv"}
+    )
+    assert resp.status == 413, await resp.text()
     assert await db.jobs.count_documents({}) == 0
+
+
+async def test_a_dry_run_accepts_the_sheet_as_a_multipart_file_field(client, db):
+    form = aiohttp.FormData()
+    form.add_field("file", sheet(team_rows(3)), filename="teams.csv", content_type="text/csv")
+    resp = await client.post("/api/v1/jobs/teams", params={"dry_run": "true"}, data=form)
+    review = await resp.json()
+    assert resp.status == 200, review
+    assert review["valid_rows"] == 3 and review["would_create"]["teams"] == 3

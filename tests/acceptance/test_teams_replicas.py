@@ -1,0 +1,79 @@
+"""Team jobs survive their replica: kill -9 mid-job and mid-rollback, with real
+processes on one database."""
+from __future__ import annotations
+
+import signal
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from service.store.teams import team_id, user_id
+
+from ..helpers import manager_phone, member_phone, sheet, snapshot, team_rows
+from .api import FAST
+
+ROWS = 1500
+ORG = "default"
+
+
+class Collections:
+    def __init__(self, db) -> None:
+        self.db = db
+        self.teams = db["teams"]
+        self.users = db["users"]
+        self.undo = db["undo_log"]
+
+
+@pytest.fixture
+async def store(service_uri):
+    client = AsyncMongoClient(service_uri)
+    yield Collections(client.get_default_database())
+    await client.close()
+
+
+async def teams_on_two_replicas(spawn, api, at_least: int):
+    a, b = spawn("a", **FAST), spawn("b", **FAST)
+    job = await api.start_teams(a, sheet(team_rows(ROWS)), batch_size=10)
+    running = await api.wait(a, job["id"], lambda j: j["progress"].get("processed", 0) >= at_least and j["owner"])
+    owner, other = (a, b) if running["owner"] == a.name else (b, a)
+    return job, owner, other
+
+
+async def test_kill_9_mid_teams_job_leaves_another_replica_to_create_each_team_once(spawn, api, store):
+    job, owner, survivor = await teams_on_two_replicas(spawn, api, at_least=100)
+
+    owner.signal(signal.SIGKILL)
+    owner.wait(10)
+    done = await api.wait(survivor, job["id"], lambda j: j["state"] in ("completed", "failed"), "completion", 300)
+
+    assert done["state"] == "completed", done
+    assert done["progress"]["processed"] == ROWS and done["progress"]["failed"] == 0
+    assert await store.teams.count_documents({"job_id": job["id"]}) == ROWS
+    assert await store.users.count_documents({"job_id": job["id"]}) == 3 * ROWS
+    # A replayed batch adds nothing twice: every user is on exactly its one team.
+    for i in (1, ROWS // 2, ROWS):
+        manager = await store.users.find_one({"_id": user_id(ORG, manager_phone(i))})
+        assert manager["teams"] == [team_id(ORG, f"Team {i}")]
+    member = await store.users.find_one({"_id": user_id(ORG, member_phone(10 * ROWS + 2))})
+    assert member["teams"] == [team_id(ORG, f"Team {ROWS}")]
+
+
+async def test_kill_9_mid_rollback_still_leaves_teams_and_users_as_before(spawn, api, store):
+    await store.users.insert_many(
+        [
+            {"_id": user_id(ORG, manager_phone(i)), "org_id": ORG, "phone": manager_phone(i), "name": f"Boss {i}"}
+            for i in range(1, 400, 7)
+        ]
+    )
+    before = await snapshot(store)
+    job, owner, survivor = await teams_on_two_replicas(spawn, api, at_least=600)
+
+    await api.control(survivor, job["id"], "terminate")
+    await api.wait(survivor, job["id"], lambda j: j["state"] == "terminating")
+    owner.signal(signal.SIGKILL)
+    owner.wait(10)
+    done = await api.wait(survivor, job["id"], lambda j: j["state"] == "terminated", "the rollback", timeout=300)
+
+    assert done["owner"] is None
+    assert await snapshot(store) == before
+    assert await store.undo.count_documents({}) == 0
