@@ -82,7 +82,7 @@ async def main(rows: int) -> None:
             }
             r["shift_warnings"] = review["warnings"]["by_kind"]
             status, review, took = await post(http, svc.url, sheet(correct), dry_run="true")
-            assert status == 200 and review["warnings"]["count"] == 0, review
+            assert status == 200 and review["warnings"]["count"] == 0 and review["errors"]["count"] == 0, review
             r["dry_run_correct_seconds"] = round(took, 2)
 
             print("the shifted sheet as a job, terminated half-way ...", flush=True)

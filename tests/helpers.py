@@ -26,17 +26,18 @@ def make_csv(rows: int, *, columns: int = 4, header: Iterable[str] | None = None
     return out.getvalue().encode()
 
 
-async def start_import(client: TestClient, body: bytes, *, expect: int = 202, **params: Any) -> dict[str, Any]:
-    params.setdefault("dataset", "people")
+async def post_csv(client: TestClient, path: str, body: bytes, expect: int, params: dict[str, Any]) -> dict[str, Any]:
     resp = await client.post(
-        "/api/v1/jobs/import",
-        params={k: str(v) for k, v in params.items()},
-        data=io.BytesIO(body),
-        headers={"Content-Type": "text/csv"},
+        path, params={k: str(v) for k, v in params.items()}, data=io.BytesIO(body), headers={"Content-Type": "text/csv"}
     )
     payload = await resp.json(content_type=None)
     assert resp.status == expect, payload
     return payload
+
+
+async def start_import(client: TestClient, body: bytes, *, expect: int = 202, **params: Any) -> dict[str, Any]:
+    params.setdefault("dataset", "people")
+    return await post_csv(client, "/api/v1/jobs/import", body, expect, params)
 
 
 async def get_job(client: TestClient, job_id: str) -> dict[str, Any]:
@@ -97,12 +98,20 @@ async def wait_until_settled(client: TestClient, job_id: str) -> dict[str, Any]:
 TEAM_HEADER = ("team", "manager_name", "manager_phone", "members")
 
 
+
+
+# Area codes whose 555 numbers phonenumbers accepts (211 is not one of them):
+# managers 1-9999 are +1 201 555 xxxx, members 1-9999 +1 202 555 xxxx, and so on.
+MANAGER_AREAS = (201, 231, 234, 235, 236, 239)
+MEMBER_AREAS = (202, 203, 204, 205, 206, 207, 208, 209, 210, 212, 213, 214, 215, 216, 217, 218, 219, 220)
+
+
 def manager_phone(i: int) -> str:
-    return f"+1201555{i:04d}"
+    return f"+1{MANAGER_AREAS[i // 10_000]}555{i % 10_000:04d}"
 
 
 def member_phone(i: int) -> str:
-    return f"+1{202 + i // 10_000}555{i % 10_000:04d}"
+    return f"+1{MEMBER_AREAS[i // 10_000]}555{i % 10_000:04d}"
 
 
 def _written(phone: str) -> str:
@@ -117,7 +126,7 @@ def team_rows(count: int, *, start: int = 1, members: int = 2) -> list[list[str]
         [
             f"Team {i}",
             f"Manager {i}",
-            f"(201) 555-{i:04d}",
+            "({}) {}-{}".format(*_written(manager_phone(i)).split("-")),
             ";".join(_written(member_phone(i * 10 + k)) for k in range(1, members + 1)),
         ]
         for i in range(start, start + count)
@@ -144,15 +153,7 @@ def sheet(rows: Iterable[Iterable[str]], header: Iterable[str] = TEAM_HEADER) ->
 
 
 async def post_teams(client: TestClient, body: bytes, *, expect: int = 202, **params: Any) -> dict[str, Any]:
-    resp = await client.post(
-        "/api/v1/jobs/teams",
-        params={k: str(v) for k, v in params.items()},
-        data=io.BytesIO(body),
-        headers={"Content-Type": "text/csv"},
-    )
-    payload = await resp.json(content_type=None)
-    assert resp.status == expect, payload
-    return payload
+    return await post_csv(client, "/api/v1/jobs/teams", body, expect, params)
 
 
 async def snapshot(db: Any) -> dict[str, list[dict[str, Any]]]:

@@ -54,6 +54,12 @@ def choice_param(query: Mapping[str, str], name: str, choices: tuple[str, ...], 
     return value
 
 
+def error_policy(query: Mapping[str, str]) -> tuple[str, int]:
+    """on_error (skip or fail) and max_errors, shared by the jobs that read rows."""
+    on_error = choice_param(query, "on_error", ("skip", "fail"), "skip")
+    return on_error, int_param(query, "max_errors", 1000, 0, 1_000_000_000)
+
+
 def bool_param(query: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (query.get(name) or "").strip().lower()
     if not raw:

@@ -14,7 +14,7 @@ from ..errors import BadRequest, InvalidCsv, PayloadTooLarge, UnsupportedMediaTy
 from ..jobs.model import new_job_id
 from ..store.files import store_stream
 from ..typedefs import DB_KEY, MANAGER_KEY, SETTINGS_KEY
-from .common import choice_param, dataset_param, int_param, job_response, org_of
+from .common import dataset_param, error_policy, int_param, job_response, org_of
 
 CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"})
 READ_CHUNK = 64 * 1024
@@ -127,8 +127,7 @@ async def create_import(request: web.Request) -> web.Response:
     dataset = dataset_param(query.get("dataset"))
     types = parse_types(query.get("types", ""))
     batch_size = int_param(query, "batch_size", 1000, 1, MAX_BATCH)
-    on_error = choice_param(query, "on_error", ("skip", "fail"), "skip")
-    max_errors = int_param(query, "max_errors", 1000, 0, 1_000_000_000)
+    on_error, max_errors = error_policy(query)
 
     job_id = new_job_id()
     typed: dict[str, str] = {}

@@ -16,7 +16,7 @@ from ..teams.batch import find_by_ids, row_users, screen
 from ..teams.review import TRACKED_ROWS, Review
 from ..teams.rows import RowError, RowParser, TeamRow, column_layout, supported_region
 from ..typedefs import DB_KEY, MANAGER_KEY, SETTINGS_KEY
-from .common import bool_param, choice_param, int_param, job_response, json_response, org_of
+from .common import bool_param, error_policy, int_param, job_response, json_response, org_of
 from .imports import too_large, csv_body, receive_csv
 
 MAX_BATCH = 1000
@@ -39,8 +39,7 @@ async def create_teams(request: web.Request) -> web.Response:
     if bool_param(query, "dry_run", False):
         return await dry_run(request, org_id, region)
     batch_size = int_param(query, "batch_size", 100, 1, MAX_BATCH)
-    on_error = choice_param(query, "on_error", ("skip", "fail"), "skip")
-    max_errors = int_param(query, "max_errors", 1000, 0, 1_000_000_000)
+    on_error, max_errors = error_policy(query)
 
     job_id = new_job_id()
     layout: dict[str, int] = {}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import signal
 import time
 
 from ..procs import ServiceProcess
@@ -52,3 +53,12 @@ class Api:
                 return job
             assert time.monotonic() < deadline, f"timed out waiting for {what}: {job['state']} {job['progress']}"
             await asyncio.sleep(0.05)
+
+    async def kill_owner_mid_rollback(self, owner: ServiceProcess, survivor: ServiceProcess, job_id: str) -> dict:
+        """Terminates the job through ``survivor``, kill -9s its owner once the
+        rollback has begun, and waits for the survivor to finish the rollback."""
+        await self.control(survivor, job_id, "terminate")
+        await self.wait(survivor, job_id, lambda j: j["state"] == "terminating")
+        owner.signal(signal.SIGKILL)
+        owner.wait(10)
+        return await self.wait(survivor, job_id, lambda j: j["state"] == "terminated", "the rollback", timeout=300)

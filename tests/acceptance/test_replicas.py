@@ -101,11 +101,7 @@ async def test_sigterm_hands_the_job_over_at_once_and_the_process_exits_within_t
 async def test_kill_9_while_terminating_the_rollback_completes_after_adoption(spawn, api, records):
     job, owner, survivor = await import_on_two_replicas(spawn, api, N, 40_000)
 
-    await api.control(survivor, job["id"], "terminate")
-    await api.wait(survivor, job["id"], lambda j: j["state"] == "terminating")
-    owner.signal(signal.SIGKILL)
-    owner.wait(10)
-    done = await api.wait(survivor, job["id"], lambda j: j["state"] == "terminated", "the rollback", timeout=300)
+    done = await api.kill_owner_mid_rollback(owner, survivor, job["id"])
     assert done["owner"] is None
     assert await records.count_documents({"job_id": job["id"]}) == 0
 

@@ -68,11 +68,7 @@ async def test_kill_9_mid_rollback_still_leaves_teams_and_users_as_before(spawn,
     before = await snapshot(store)
     job, owner, survivor = await teams_on_two_replicas(spawn, api, at_least=600)
 
-    await api.control(survivor, job["id"], "terminate")
-    await api.wait(survivor, job["id"], lambda j: j["state"] == "terminating")
-    owner.signal(signal.SIGKILL)
-    owner.wait(10)
-    done = await api.wait(survivor, job["id"], lambda j: j["state"] == "terminated", "the rollback", timeout=300)
+    done = await api.kill_owner_mid_rollback(owner, survivor, job["id"])
 
     assert done["owner"] is None
     assert await snapshot(store) == before
