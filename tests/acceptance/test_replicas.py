@@ -13,7 +13,7 @@ from pymongo import AsyncMongoClient
 from ..devdb import DevDatabase, with_database
 from ..helpers import make_csv
 from ..procs import ServiceProcess, exits_within
-from .api import FAST, Api
+from .api import FAST
 
 N = 200_000
 

@@ -4,10 +4,12 @@ restoring before-images and deleting what the job created."""
 from __future__ import annotations
 
 from collections import Counter
+
 from bson import ObjectId
 
 from ...csvio.records import Position, RecordReader
 from ...errors import JobFailed
+from ...store.teams import team_id
 from ...teams.batch import (
     apply_batch,
     delete_created_users,
@@ -19,7 +21,6 @@ from ...teams.batch import (
     screen,
 )
 from ...teams.rows import RowError, RowParser, TeamRow
-from ...store.teams import team_id
 from ..model import JobState, utcnow
 from ..runner import JobContext, Kind
 from .imports import cleanup as delete_upload
