@@ -30,6 +30,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/api/v1/jobs/export", exports.create_export)
     app.router.add_get("/api/v1/exports/{dataset}.csv", exports.stream_export)
     app.router.add_get("/api/v1/jobs/{job_id}/result", exports.export_result)
+    app.router.add_get("/api/v1/jobs/{job_id}/events", jobs.job_events)
     app.router.add_get("/api/v1/jobs", jobs.list_jobs)
     app.router.add_get("/api/v1/jobs/{job_id}", jobs.get_job)
     app.router.add_post("/api/v1/jobs/{job_id}/{action}", jobs.control_job)
