@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from ..jobs.kinds import KINDS as JOB_KINDS
 from ..jobs.model import ACTIONS, FINAL, JobState, job_json
 from ..typedefs import MANAGER_KEY
 from .common import int_param, job_response, json_response, list_param, org_of
@@ -15,7 +16,7 @@ from .common import int_param, job_response, json_response, list_param, org_of
 KEEP_ALIVE_SECONDS = 15.0
 
 STATES = frozenset(s.value for s in JobState)
-KINDS = frozenset({"import", "export", "teams"})
+KINDS = frozenset(JOB_KINDS)
 
 
 async def list_jobs(request: web.Request) -> web.Response:

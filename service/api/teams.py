@@ -11,8 +11,7 @@ from ..csvio.records import RecordReader
 from ..csvio.schema import HEADER_LIMIT, Header, header_end, parse_header
 from ..errors import BadRequest, InvalidCsv
 from ..jobs.model import new_job_id
-from ..store.teams import team_id
-from ..teams.batch import find_by_ids, row_users, screen
+from ..teams.batch import check_batch
 from ..teams.review import TRACKED_ROWS, Review
 from ..teams.rows import RowError, RowParser, TeamRow, column_layout, supported_region
 from ..typedefs import DB_KEY, MANAGER_KEY, SETTINGS_KEY
@@ -133,12 +132,9 @@ async def dry_run(request: web.Request, org_id: str, region: str) -> web.Respons
     seen: dict[str, int] = {}
     async for records in RecordReader(body.read, header.data_start).batches(DRY_RUN_BATCH):
         parsed: list[TeamRow | RowError] = [parser.parse(record) for record in records]
-        rows = [p for p in parsed if isinstance(p, TeamRow)]
-        existing = await find_by_ids(db.teams, (team_id(org_id, r.team) for r in rows))
         if len(seen) >= TRACKED_ROWS:
             seen = {}  # past the limit, repeated names are only caught within a batch
-        _, rejected = screen(rows, existing, seen, org_id, None)
-        users = await find_by_ids(db.users, (uid for r in rows for uid in row_users(org_id, r)))
+        _, rejected, users = await check_batch(db, org_id, None, parsed, seen)
         review.add(parsed, rejected, users)
     if review.rows == 0:
         raise InvalidCsv("The file has a header but no data rows.")

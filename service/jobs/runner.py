@@ -86,6 +86,18 @@ class JobContext:
         self._rate_since = (time.monotonic(), self.progress.get("processed", 0))
         return True
 
+    async def checkpoint_rows(self, position: dict[str, Any], errors: list[dict[str, Any]]) -> None:
+        """checkpoint() for jobs that read rows: first applies the job's
+        ``on_error`` / ``max_errors`` to this batch's row errors (already counted
+        in ``progress["failed"]``), failing the job with the first one."""
+        params = self.params
+        fail_fast = params["on_error"] == "fail"
+        if errors and (fail_fast or self.progress["failed"] > params["max_errors"]):
+            await self.persist(position, errors)
+            reason = "on_error=fail" if fail_fast else f"more than max_errors={params['max_errors']} rows failed"
+            raise JobFailed(f"stopped at line {errors[0]['line']} ({reason}): {errors[0]['message']}")
+        await self.checkpoint(position, errors)
+
     async def terminate_self(self, reason: str) -> None:
         """The job ends itself as terminated (a streamed export whose client left)."""
         log.info("job %s terminating itself: %s", self.job_id, reason)

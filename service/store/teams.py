@@ -15,8 +15,13 @@ def user_id(org_id: str, phone: str) -> str:
     return f"{org_id}/{phone}"
 
 
+def fold(text: str) -> str:
+    """Text compared without case and with runs of white space collapsed."""
+    return " ".join(text.split()).casefold()
+
+
 def team_key(name: str) -> str:
-    return " ".join(name.split()).casefold()
+    return fold(name)
 
 
 def team_id(org_id: str, name: str) -> str:

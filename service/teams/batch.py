@@ -57,10 +57,11 @@ def screen(
     for row in rows:
         key = team_key(row.team)
         doc = existing.get(team_id(org_id, row.team))
-        if doc is not None and job_id is not None and doc.get("job_id") == job_id and doc.get("row") == row.row:
+        ours = doc is not None and job_id is not None and doc.get("job_id") == job_id
+        if ours and doc.get("row") == row.row:
             keep.append(row)
             continue
-        if doc is not None and job_id is not None and doc.get("job_id") == job_id:
+        if ours:
             message = f"team {row.team!r} is already created by line {doc.get('line')} of this file"
         elif doc is not None:
             message = f"a team named {doc.get('name', row.team)!r} already exists in the organisation"
@@ -72,6 +73,19 @@ def screen(
             continue
         errors.append(RowError(row.row, row.line, TEAM_EXISTS, message))
     return keep, errors
+
+
+async def check_batch(
+    db: Database, org_id: str, job_id: str | None, parsed: list[TeamRow | RowError], seen: dict[str, int]
+) -> tuple[list[TeamRow], list[RowError], dict[str, dict[str, Any]]]:
+    """The database's part of checking a batch, shared by the job and the dry run:
+    the rows whose team may be created, the rows refused because their team
+    exists (see screen()), and the existing users that the batch's rows name."""
+    rows = [p for p in parsed if isinstance(p, TeamRow)]
+    existing = await find_by_ids(db.teams, (team_id(org_id, r.team) for r in rows))
+    users = await find_by_ids(db.users, (uid for r in rows for uid in row_users(org_id, r)))
+    rows, rejected = screen(rows, existing, seen, org_id, job_id)
+    return rows, rejected, users
 
 
 @dataclass
@@ -232,19 +246,25 @@ async def delete_created_users(db: Database, org_id: str, job_id: str, after: st
     return docs[-1]["_id"], deleted, len(others)
 
 
-async def delete_teams(db: Database, org_id: str, job_id: str) -> int | None:
-    """Deletes one chunk of the teams the job created; None when none are left."""
-    ids = [d["_id"] async for d in db.teams.find({"org_id": org_id, "job_id": job_id}, {"_id": 1}).limit(ROLLBACK_CHUNK)]
+async def _delete_chunk(collection: AsyncCollection, query: dict[str, Any]) -> int | None:
+    """Deletes up to ROLLBACK_CHUNK documents matching ``query`` (bounded, for
+    progress and for FerretDB's limit on one delete); None when none match."""
+    ids = [d["_id"] async for d in collection.find(query, {"_id": 1}).limit(ROLLBACK_CHUNK)]
     if not ids:
         return None
-    result = await db.teams.delete_many({"_id": {"$in": ids}, "job_id": job_id})
+    result = await collection.delete_many({"_id": {"$in": ids}})
     return result.deleted_count
+
+
+async def delete_teams(db: Database, org_id: str, job_id: str) -> int | None:
+    """Deletes one chunk of the teams the job created; None when none are left."""
+    return await _delete_chunk(db.teams, {"org_id": org_id, "job_id": job_id})
 
 
 async def drop_undo_log(db: Database, job_id: str) -> None:
     """Deletes a completed job's before-images (it can no longer be terminated)."""
-    while ids := [d["_id"] async for d in db.undo.find({"_id": undo_range(job_id)}, {"_id": 1}).limit(ROLLBACK_CHUNK)]:
-        await db.undo.delete_many({"_id": {"$in": ids}})
+    while await _delete_chunk(db.undo, {"_id": undo_range(job_id)}) is not None:
+        pass
 
 
 async def _take_back_teams(db: Database, job_id: str, doc: dict[str, Any]) -> None:

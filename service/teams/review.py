@@ -13,7 +13,7 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
-from ..store.teams import user_id
+from ..store.teams import fold, user_id
 from .rows import RowError, TeamRow, looks_like_name, looks_like_phone
 
 PREVIEW_ROWS = 20
@@ -30,7 +30,7 @@ MEMBERS_EQUAL_MANAGER = "members_equal_manager"
 
 
 def _name_key(name: str | None) -> str:
-    return " ".join((name or "").split()).casefold()
+    return fold(name or "")
 
 
 class ShiftDetector:

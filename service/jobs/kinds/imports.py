@@ -12,7 +12,6 @@ from pymongo.errors import BulkWriteError
 
 from ...csvio.records import Position, Record, RecordReader
 from ...csvio.schema import CONVERTERS
-from ...errors import JobFailed
 from ...store.records import job_prefix, record_id, row_id
 from ..model import utcnow
 from ..runner import JobContext, Kind
@@ -111,7 +110,6 @@ async def run(ctx: JobContext) -> None:
     progress.setdefault("total", params.get("rows"))
     builder = RowBuilder(ctx)
     fail_fast = params["on_error"] == "fail"
-    max_errors = params["max_errors"]
 
     async def finish(batch: _Batch) -> None:
         errors = batch.errors + await batch.insert
@@ -119,12 +117,7 @@ async def run(ctx: JobContext) -> None:
         progress["processed"] += batch.processed
         progress["failed"] += len(errors)
         progress["inserted"] += batch.processed - len(errors)
-        if errors and (fail_fast or progress["failed"] > max_errors):
-            await ctx.persist(batch.position, errors)
-            first = errors[0]
-            reason = "on_error=fail" if fail_fast else f"more than max_errors={max_errors} rows failed"
-            raise JobFailed(f"stopped at line {first['line']} ({reason}): {first['message']}")
-        await ctx.checkpoint(batch.position, errors)
+        await ctx.checkpoint_rows(batch.position, errors)
 
     source = await ctx.db.uploads.reader(ObjectId(params["file_id"]), start.offset)
     in_flight: _Batch | None = None

@@ -8,19 +8,15 @@ from collections import Counter
 from bson import ObjectId
 
 from ...csvio.records import Position, RecordReader
-from ...errors import JobFailed
-from ...store.teams import team_id
 from ...teams.batch import (
     apply_batch,
+    check_batch,
     delete_created_users,
     delete_teams,
     drop_undo_log,
-    find_by_ids,
     restore_users,
-    row_users,
-    screen,
 )
-from ...teams.rows import RowError, RowParser, TeamRow
+from ...teams.rows import RowError, RowParser
 from ..model import JobState, utcnow
 from ..runner import JobContext, Kind
 from .imports import cleanup as delete_upload
@@ -36,7 +32,6 @@ async def run(ctx: JobContext) -> None:
     failed_by_kind = Counter(progress.get("failed_by_kind") or {})
     parser = RowParser(params["layout"], params["width"], params["region"])
     fail_fast = params["on_error"] == "fail"
-    max_errors = params["max_errors"]
 
     start = Position(**(ctx.position or params["data_start"]))
     source = await db.uploads.reader(ObjectId(params["file_id"]), start.offset)
@@ -45,9 +40,7 @@ async def run(ctx: JobContext) -> None:
         async for records in reader.batches(params["batch_size"]):
             position = reader.position().as_dict()
             parsed = [parser.parse(record) for record in records]
-            rows = [p for p in parsed if isinstance(p, TeamRow)]
-            existing = await find_by_ids(db.teams, (team_id(org_id, r.team) for r in rows))
-            rows, rejected = screen(rows, existing, {}, org_id, ctx.job_id)
+            rows, rejected, users = await check_batch(db, org_id, ctx.job_id, parsed, {})
             errors = sorted([p for p in parsed if isinstance(p, RowError)] + rejected, key=lambda e: e.row)
             processed = len(records)
             if errors and fail_fast:
@@ -56,7 +49,6 @@ async def run(ctx: JobContext) -> None:
                 rows = [r for r in rows if r.row < first_bad]
                 errors = errors[:1]
                 processed = first_bad - records[0].row + 1
-            users = await find_by_ids(db.users, (uid for r in rows for uid in row_users(org_id, r)))
             applied = await apply_batch(db, org_id, ctx.job_id, rows, users, utcnow())
 
             progress["processed"] += processed
@@ -66,12 +58,7 @@ async def run(ctx: JobContext) -> None:
             progress["users_updated"] += applied.users_updated
             failed_by_kind.update(e.kind for e in errors)
             progress["failed_by_kind"] = dict(failed_by_kind)
-            reported = [e.as_dict() for e in errors]
-            if errors and (fail_fast or progress["failed"] > max_errors):
-                await ctx.persist(position, reported)
-                reason = "on_error=fail" if fail_fast else f"more than max_errors={max_errors} rows failed"
-                raise JobFailed(f"stopped at line {errors[0].line} ({reason}): {errors[0].message}")
-            await ctx.checkpoint(position, reported)
+            await ctx.checkpoint_rows(position, [e.as_dict() for e in errors])
     finally:
         await source.close()
     progress["total"] = progress["processed"]
