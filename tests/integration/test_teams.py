@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import aiohttp
+
 from service.store.teams import team_id, undo_range, user_id
 
 from ..helpers import (
@@ -247,3 +249,18 @@ async def test_a_second_teams_job_of_the_org_waits_for_the_first(client, db):
     await control(client, first["id"], "terminate")
     done = await wait_for_state(client, second["id"], "completed")
     assert done["progress"]["teams_created"] == 3
+
+
+async def test_a_sheet_sent_as_a_multipart_file_field_creates_its_teams(client, db):
+    form = aiohttp.FormData()
+    form.add_field("file", sheet(team_rows(4)), filename="teams.csv", content_type="text/csv")
+    resp = await client.post("/api/v1/jobs/teams", data=form)
+    job = await resp.json()
+    assert resp.status == 202, job
+    assert resp.headers["Location"] == f"/api/v1/jobs/{job['id']}"
+
+    done = await wait_for_state(client, job["id"], "completed")
+
+    assert done["progress"]["teams_created"] == 4
+    names = sorted([t["name"] async for t in db.teams.find({"job_id": job["id"]})])
+    assert names == [f"Team {i}" for i in range(1, 5)]
