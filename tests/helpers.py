@@ -97,9 +97,6 @@ async def wait_until_settled(client: TestClient, job_id: str) -> dict[str, Any]:
 
 TEAM_HEADER = ("team", "manager_name", "manager_phone", "members")
 
-
-
-
 # Area codes whose 555 numbers phonenumbers accepts (211 is not one of them):
 # managers 1-9999 are +1 201 555 xxxx, members 1-9999 +1 202 555 xxxx, and so on.
 MANAGER_AREAS = (201, 231, 234, 235, 236, 239)
