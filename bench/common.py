@@ -12,9 +12,11 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiofiles
 import aiohttp
+import pymongo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -57,7 +59,57 @@ def data_file(rows: int) -> Path:
     return path
 
 
-def machine() -> str:
+class BenchDatabase:
+    """The database server a benchmark measures: the one MONGODB_URI names, if
+    set (to measure on MongoDB), or else a local FerretDB started for the run.
+    ``uri(name)`` hands out a database on it, dropped first (an earlier run's
+    leftovers would skew the numbers); close() drops them again on a server
+    the benchmark did not start, so a shared MongoDB is left as it was."""
+
+    def __init__(self) -> None:
+        given = os.environ.get("MONGODB_URI")
+        self.local = None if given else DevDatabase()
+        self.base = with_database(given, "") if given else ""
+        self.used: set[str] = set()
+
+    def start(self) -> BenchDatabase:
+        if self.local is not None:
+            self.local.start()
+            self.base = self.local.uri
+        return self
+
+    def uri(self, name: str) -> str:
+        if name not in self.used:
+            self.used.add(name)
+            self._drop([name])
+        return with_database(self.base, name)
+
+    def describe(self) -> str:
+        """Which server this is, from its own buildInfo."""
+        with pymongo.MongoClient(self.base, serverSelectionTimeoutMS=10_000) as client:
+            info = client.admin.command("buildInfo")
+        if "ferretdbVersion" in info:
+            name = f"FerretDB {info['ferretdbVersion'].lstrip('v')}"
+        else:
+            name = f"MongoDB {info['version']}"
+        if self.local is not None:
+            return f"{name} (SQLite backend) on 127.0.0.1, started by the benchmark"
+        return f"{name} at {urlsplit(self.base).hostname} (MONGODB_URI)"
+
+    def close(self) -> None:
+        if self.local is not None:
+            self.local.close()
+        else:
+            self._drop(sorted(self.used))
+
+    def _drop(self, names: list[str]) -> None:
+        with pymongo.MongoClient(self.base, serverSelectionTimeoutMS=10_000) as client:
+            for name in names:
+                client.drop_database(name)
+
+
+def machine(database: BenchDatabase) -> str:
+    """The machine and the database server, for the results."""
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -69,7 +121,7 @@ def machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (
         f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, FerretDB 1.24.2 (SQLite backend) on 127.0.0.1"
+        f"Python {platform.python_version()}, {database.describe()}"
     )
 
 
@@ -153,9 +205,8 @@ def write_results(name: str, results: dict[str, Any], markdown: str) -> None:
 
 
 __all__ = [
-    "DevDatabase",
+    "BenchDatabase",
     "ServiceProcess",
-    "with_database",
     "data_file",
     "done",
     "machine",

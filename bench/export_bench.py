@@ -22,7 +22,7 @@ import aiohttp
 from pymongo import AsyncMongoClient
 
 from common import (
-    DevDatabase,
+    BenchDatabase,
     ServiceProcess,
     control,
     data_file,
@@ -34,7 +34,6 @@ from common import (
     seconds_between,
     upload,
     wait_job,
-    with_database,
     write_results,
 )
 
@@ -69,11 +68,10 @@ async def stream(http, url: str, dataset: str) -> tuple[float, int, str]:
 
 
 async def main(rows: int, small_rows: int) -> None:
-    db = DevDatabase()
-    db.start()
+    db = BenchDatabase().start()
     logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
-    uri = with_database(db.uri, "exports")
-    results: dict = {"machine": machine(), "rows": rows}
+    uri = db.uri("exports")
+    results: dict = {"machine": machine(db), "rows": rows}
     procs: list[ServiceProcess] = []
     env = {"LOG_LEVEL": "WARNING", "MAX_IMPORTS_PER_ORG": "2"}
     try:

@@ -23,7 +23,7 @@ import aiohttp
 from pymongo import AsyncMongoClient
 
 from common import (
-    DevDatabase,
+    BenchDatabase,
     ServiceProcess,
     control,
     data_file,
@@ -34,7 +34,6 @@ from common import (
     seconds_between,
     upload,
     wait_job,
-    with_database,
     write_results,
 )
 
@@ -96,32 +95,31 @@ async def main(rows: int, small_rows: int, rollback_rows: int) -> None:
     failing = big.with_name(f"rows-{rollback_rows}-plus-bad.csv")
     if not failing.exists():
         failing.write_bytes(data_file(rollback_rows).read_bytes() + b"bad row\n")
-    db = DevDatabase()
-    db.start()
+    db = BenchDatabase().start()
     logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
-    results: dict = {"machine": machine(), "rows": rows, "file_mb": round(big.stat().st_size / 2**20, 1)}
+    results: dict = {"machine": machine(db), "rows": rows, "file_mb": round(big.stat().st_size / 2**20, 1)}
     procs: list[ServiceProcess] = []
     try:
         print("baseline ...", flush=True)
-        base = await baseline(with_database(db.uri, "plain"), big)
+        base = await baseline(db.uri("plain"), big)
         results["baseline_seconds"] = round(base, 2)
         results["baseline_rows_per_second"] = round(rows / base)
         print("baseline with the service's document shape ...", flush=True)
-        tagged = await baseline(with_database(db.uri, "plain"), big, tagged=True)
+        tagged = await baseline(db.uri("plain"), big, tagged=True)
         results["tagged_baseline_seconds"] = round(tagged, 2)
         results["tagged_baseline_rows_per_second"] = round(rows / tagged)
 
         env = {"MAX_IMPORTS_PER_ORG": "2", "LOG_LEVEL": "WARNING"}
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
             print(f"service, {small_rows} rows (fresh process) ...", flush=True)
-            svc_small = ServiceProcess(with_database(db.uri, "svc_small"), logs, "small", **env).start()
+            svc_small = ServiceProcess(db.uri("svc_small"), logs, "small", **env).start()
             procs.append(svc_small)
             await timed_import(http, svc_small.url, small, dataset="bench")
             results["peak_rss_mb_small"] = round(peak_rss_mb(svc_small.process.pid), 1)
             svc_small.stop()
 
             print(f"service, {rows} rows (fresh process) ...", flush=True)
-            svc = ServiceProcess(with_database(db.uri, "svc"), logs, "big", **env).start()
+            svc = ServiceProcess(db.uri("svc"), logs, "big", **env).start()
             procs.append(svc)
             finished, uploaded, end_to_end = await timed_import(http, svc.url, big, dataset="bench")
             processing = seconds_between(finished["started_at"], finished["finished_at"])
@@ -141,13 +139,13 @@ async def main(rows: int, small_rows: int, rollback_rows: int) -> None:
             # runs against a database holding just this import.
             print(f"pause overshoot and {rollback_rows}-row rollback (fresh process and database) ...", flush=True)
             svc.stop()
-            svc = ServiceProcess(with_database(db.uri, "svc_rollback"), logs, "rollback", **env).start()
+            svc = ServiceProcess(db.uri("svc_rollback"), logs, "rollback", **env).start()
             procs.append(svc)
             created = await upload(http, svc.url, failing, dataset="bench2", on_error="fail")
             await wait_job(http, svc.url, created["id"], lambda j: j["progress"]["processed"] >= rollback_rows // 2)
             paused = await control(http, svc.url, created["id"], "pause")
             at_pause = paused["progress"]["inserted"]
-            client = AsyncMongoClient(with_database(db.uri, "svc_rollback"))
+            client = AsyncMongoClient(db.uri("svc_rollback"))
             records = client.get_default_database()["records"]
             at_response = await records.count_documents({"job_id": created["id"]})
             await wait_job(http, svc.url, created["id"], lambda j: j["progress"].get("rows_per_second") == 0.0)

@@ -22,7 +22,7 @@ import aiohttp
 from pymongo import AsyncMongoClient
 
 from common import (
-    DevDatabase,
+    BenchDatabase,
     ServiceProcess,
     control,
     done,
@@ -30,7 +30,6 @@ from common import (
     peak_rss_mb,
     seconds_between,
     wait_job,
-    with_database,
     write_results,
 )
 from service.store.teams import user_id
@@ -51,13 +50,12 @@ async def snapshot(db) -> tuple[list, list]:
 
 
 async def main(rows: int) -> None:
-    server = DevDatabase()
-    server.start()
-    uri = with_database(server.uri, "teams")
+    server = BenchDatabase().start()
+    uri = server.uri("teams")
     client = AsyncMongoClient(uri)
     db = client.get_default_database()
     logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
-    r: dict = {"machine": machine(), "rows": rows}
+    r: dict = {"machine": machine(server), "rows": rows}
     svc = ServiceProcess(uri, logs, "teams", LOG_LEVEL="WARNING").start()
     try:
         await db["users"].insert_many(
