@@ -86,17 +86,33 @@ class JobContext:
         self._rate_since = (time.monotonic(), self.progress.get("processed", 0))
         return True
 
-    async def checkpoint_rows(self, position: dict[str, Any], errors: list[dict[str, Any]]) -> None:
-        """checkpoint() for jobs that read rows: first applies the job's
-        ``on_error`` / ``max_errors`` to this batch's row errors (already counted
-        in ``progress["failed"]``), failing the job with the first one."""
+    async def checkpoint_rows(
+        self,
+        position: dict[str, Any],
+        errors: list[dict[str, Any]],
+        on_pause: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """checkpoint() for jobs that read rows, after fail_on_row_errors()."""
+        await self.fail_on_row_errors(position, errors)
+        await self.checkpoint(position, errors, on_pause)
+
+    async def fail_on_row_errors(self, position: dict[str, Any], errors: list[dict[str, Any]]) -> None:
+        """Applies the job's ``on_error`` / ``max_errors`` to a batch's row errors
+        (already counted in ``progress["failed"]``): fails the job with the first
+        one, after persisting the batch."""
         params = self.params
         fail_fast = params["on_error"] == "fail"
         if errors and (fail_fast or self.progress["failed"] > params["max_errors"]):
             await self.persist(position, errors)
             reason = "on_error=fail" if fail_fast else f"more than max_errors={params['max_errors']} rows failed"
             raise JobFailed(f"stopped at line {errors[0]['line']} ({reason}): {errors[0]['message']}")
-        await self.checkpoint(position, errors)
+
+    def stop_known(self) -> bool:
+        """Whether this replica already knows the job must pause or stop, without
+        asking the database: a request made here flips the runner at once, before
+        its response is sent. Job code checks it before sending more work."""
+        runner = self._runner
+        return not runner.gate.is_set() or runner.terminate_requested or runner.stopping or runner.lost
 
     async def terminate_self(self, reason: str) -> None:
         """The job ends itself as terminated (a streamed export whose client left)."""

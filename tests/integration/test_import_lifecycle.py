@@ -7,6 +7,9 @@ import time
 
 from bson import ObjectId
 
+from service.jobs.model import PAUSE
+from service.typedefs import MANAGER_KEY
+
 from ..helpers import (
     control,
     get_job,
@@ -80,6 +83,31 @@ async def test_pause_holds_the_row_count_still_and_resume_finishes_without_loss_
     assert await count(db, job["id"]) == 20_000
     assert sorted(rows) == list(range(1, 20_001))
 
+
+
+async def test_a_pause_learned_at_a_checkpoint_lets_the_batch_in_flight_land_before_holding_still(make_client, db):
+    # A tick too slow to matter: this replica can learn of the pause only when a
+    # checkpoint reads the job's state back, with the next batch already sent.
+    client = await make_client(job_poll_seconds=60, job_lease_seconds=180)
+    job = await start_import(client, make_csv(20_000), **SLOW)
+    await wait_until_processed(client, job["id"])
+
+    # Written to the job document only, as another replica would write it.
+    await client.app[MANAGER_KEY].repo.request("default", job["id"], PAUSE)
+    settled = await wait_until_settled(client, job["id"])
+
+    stopped_at = await count(db, job["id"])
+    assert settled["progress"]["inserted"] == stopped_at, "the batch in flight is recorded before the pause"
+    watch_until = time.monotonic() + 1.2
+    while time.monotonic() < watch_until:
+        assert await count(db, job["id"]) == stopped_at
+        await asyncio.sleep(0.1)
+    assert stopped_at < 20_000
+
+    await control(client, job["id"], "resume")
+    await wait_for_state(client, job["id"], "completed")
+    rows = await db.records.distinct("row", {"job_id": job["id"]})
+    assert sorted(rows) == list(range(1, 20_001))
 
 async def test_terminate_while_running_removes_every_row_and_spares_other_jobs(client, db):
     other = await start_import(client, make_csv(1500), dataset="keep")

@@ -6,7 +6,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from bson import ObjectId
+from bson import ObjectId, encode
+from bson.raw_bson import RawBSONDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
@@ -33,7 +34,9 @@ class RowBuilder:
         self.base = {"org_id": ctx.org_id, "dataset": params["dataset"], "job_id": ctx.job_id}
         self.id_prefix = job_prefix(ctx.org_id, params["dataset"], ctx.job_id)
 
-    def build(self, batch: list[Record]) -> tuple[list[dict[str, Any]], list[Record], list[dict[str, Any]]]:
+    def build(self, batch: list[Record]) -> tuple[list[RawBSONDocument], list[Record], list[dict[str, Any]]]:
+        """Documents come out already encoded, so the encoding is done while the
+        previous batch is being inserted rather than after it."""
         docs, sources, errors = [], [], []
         now = utcnow()
         id_prefix = self.id_prefix
@@ -61,15 +64,14 @@ class RowBuilder:
                     {"line": record.line, "row": record.row, "message": f"column {column!r}: {text[:80]!r} is {exc}"}
                 )
                 continue
-            docs.append(
-                {"_id": row_id(id_prefix, record.row), **self.base, "row": record.row, "data": data, "created_at": now}
-            )
+            doc = {"_id": row_id(id_prefix, record.row), **self.base, "row": record.row, "data": data, "created_at": now}
+            docs.append(RawBSONDocument(encode(doc)))
             sources.append(record)
         return docs, sources, errors
 
 
 async def insert_idempotent(
-    collection: AsyncCollection, docs: list[dict[str, Any]], sources: list[Record]
+    collection: AsyncCollection, docs: list[RawBSONDocument], sources: list[Record]
 ) -> list[dict[str, Any]]:
     """insert_many that treats duplicate keys (a replayed batch) as done and turns
     any other rejected document into a row error, keeping the rest of the batch."""
@@ -92,7 +94,6 @@ async def insert_idempotent(
 
 @dataclass
 class _Batch:
-    records: list[Record]
     processed: int
     position: dict[str, int]
     errors: list[dict[str, Any]]
@@ -100,8 +101,12 @@ class _Batch:
 
 
 async def run(ctx: JobContext) -> None:
-    """Parses batch k+1 while batch k's insert_many is in flight; batch k+1 is only
-    sent after batch k's checkpoint, so a pause still stops within one batch."""
+    """Keeps the database busy with one insert_many in flight: batch k+1 is
+    parsed and encoded while batch k is inserted, and sent the moment batch k
+    lands, while batch k's checkpoint is written. Batch k+1 is sent only when
+    no pause or stop is known here, and a pause that batch k's checkpoint
+    learns of (made on another replica) lets the batch in flight land before
+    it waits, so a pause still stops the writes within one batch."""
     params = ctx.params
     start = Position(**(ctx.position or params["data_start"]))
     progress = ctx.progress
@@ -110,17 +115,37 @@ async def run(ctx: JobContext) -> None:
     progress.setdefault("total", params.get("rows"))
     builder = RowBuilder(ctx)
     fail_fast = params["on_error"] == "fail"
+    in_flight: _Batch | None = None
 
-    async def finish(batch: _Batch) -> None:
+    def send(
+        docs: list[RawBSONDocument],
+        sources: list[Record],
+        processed: int,
+        position: dict[str, int],
+        errors: list[dict[str, Any]],
+    ) -> _Batch:
+        insert = asyncio.create_task(insert_idempotent(ctx.db.records, docs, sources))
+        return _Batch(processed, position, errors, insert)
+
+    async def land(batch: _Batch) -> list[dict[str, Any]]:
+        """Waits for the batch's insert and counts it; returns its row errors."""
         errors = batch.errors + await batch.insert
         errors.sort(key=lambda e: e["row"])
         progress["processed"] += batch.processed
         progress["failed"] += len(errors)
         progress["inserted"] += batch.processed - len(errors)
-        await ctx.checkpoint_rows(batch.position, errors)
+        return errors
+
+    async def drain() -> None:
+        """Before waiting in a pause: the batch in flight lands and is recorded."""
+        nonlocal in_flight
+        if in_flight is not None:
+            last, in_flight = in_flight, None
+            errors = await land(last)
+            await ctx.fail_on_row_errors(last.position, errors)
+            await ctx.persist(last.position, errors)
 
     source = await ctx.db.uploads.reader(ObjectId(params["file_id"]), start.offset)
-    in_flight: _Batch | None = None
     try:
         reader = RecordReader(source.read, start)
         async for records in reader.batches(params["batch_size"]):
@@ -133,16 +158,25 @@ async def run(ctx: JobContext) -> None:
                 keep = sum(1 for s in sources if s.row < first_bad)
                 docs, sources, errors = docs[:keep], sources[:keep], errors[:1]
                 processed = first_bad - records[0].row + 1
-            if in_flight is not None:
-                await finish(in_flight)
-                in_flight = None
-            insert = asyncio.create_task(insert_idempotent(ctx.db.records, docs, sources))
-            in_flight = _Batch(records, processed, position, errors, insert)
+            batch = (docs, sources, processed, position, errors)
+            if in_flight is None:
+                in_flight = send(*batch)
+            else:
+                done, in_flight = in_flight, None
+                done_errors = await land(done)
+                await ctx.fail_on_row_errors(done.position, done_errors)
+                if ctx.stop_known():
+                    # Pause or stop here, with nothing in flight.
+                    await ctx.checkpoint(done.position, done_errors)
+                    in_flight = send(*batch)
+                else:
+                    in_flight = send(*batch)
+                    await ctx.checkpoint(done.position, done_errors, on_pause=drain)
             if errors and fail_fast:
                 break
         if in_flight is not None:
-            await finish(in_flight)
-            in_flight = None
+            last, in_flight = in_flight, None
+            await ctx.checkpoint_rows(last.position, await land(last))
     finally:
         if in_flight is not None:
             # Stopped with an insert in flight: let it land (it is part of the
