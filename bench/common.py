@@ -81,7 +81,7 @@ class BenchDatabase:
     def uri(self, name: str) -> str:
         if name not in self.used:
             self.used.add(name)
-            self._drop([name])
+            self.drop(name)
         return with_database(self.base, name)
 
     def describe(self) -> str:
@@ -100,9 +100,9 @@ class BenchDatabase:
         if self.local is not None:
             self.local.close()
         else:
-            self._drop(sorted(self.used))
+            self.drop(*sorted(self.used))
 
-    def _drop(self, names: list[str]) -> None:
+    def drop(self, *names: str) -> None:
         with pymongo.MongoClient(self.base, serverSelectionTimeoutMS=10_000) as client:
             for name in names:
                 client.drop_database(name)
