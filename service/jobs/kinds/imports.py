@@ -192,14 +192,15 @@ async def run(ctx: JobContext) -> None:
 async def rollback(ctx: JobContext) -> None:
     """Delete every row the job inserted, in ranges of its deterministic _ids
     (a primary-key range on MongoDB), with progress; resumable from the range it
-    reached. Rows are written at most one batch past the last checkpoint, and a
+    reached. Rows are written at most two batches past the last checkpoint
+    (batch k+1 is sent while batch k's checkpoint is being written), and a
     final sweep by the job_id tag catches anything else."""
     records = ctx.db.records
     progress = ctx.progress
     progress.setdefault("rolled_back", 0)
     dataset = ctx.params["dataset"]
     checkpoint = ctx.position if ctx.position and "row" in ctx.position else {"row": 0}
-    last_row = checkpoint["row"] + ctx.params["batch_size"]
+    last_row = checkpoint["row"] + 2 * ctx.params["batch_size"]
     first = progress.get("rollback_next_row", 1)
     while first <= last_row:
         upto = first + ROLLBACK_ROWS
