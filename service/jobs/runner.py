@@ -86,15 +86,10 @@ class JobContext:
         self._rate_since = (time.monotonic(), self.progress.get("processed", 0))
         return True
 
-    async def checkpoint_rows(
-        self,
-        position: dict[str, Any],
-        errors: list[dict[str, Any]],
-        on_pause: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
+    async def checkpoint_rows(self, position: dict[str, Any], errors: list[dict[str, Any]]) -> None:
         """checkpoint() for jobs that read rows, after fail_on_row_errors()."""
         await self.fail_on_row_errors(position, errors)
-        await self.checkpoint(position, errors, on_pause)
+        await self.checkpoint(position, errors)
 
     async def fail_on_row_errors(self, position: dict[str, Any], errors: list[dict[str, Any]]) -> None:
         """Applies the job's ``on_error`` / ``max_errors`` to a batch's row errors
@@ -111,8 +106,7 @@ class JobContext:
         """Whether this replica already knows the job must pause or stop, without
         asking the database: a request made here flips the runner at once, before
         its response is sent. Job code checks it before sending more work."""
-        runner = self._runner
-        return not runner.gate.is_set() or runner.terminate_requested or runner.stopping or runner.lost
+        return self._runner.stop_known()
 
     async def terminate_self(self, reason: str) -> None:
         """The job ends itself as terminated (a streamed export whose client left)."""
@@ -206,6 +200,10 @@ class Runner:
         """Shutdown: leave at the next checkpoint and hand the job back."""
         self.stopping = True
         self.gate.set()
+
+    def stop_known(self) -> bool:
+        """Paused, or due to stop at the next checkpoint (see raise_if_stopping)."""
+        return not self.gate.is_set() or self.terminate_requested or self.stopping or self.lost
 
     def raise_if_stopping(self, rolling_back: bool) -> None:
         if self.lost:

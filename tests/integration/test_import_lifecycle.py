@@ -84,7 +84,6 @@ async def test_pause_holds_the_row_count_still_and_resume_finishes_without_loss_
     assert sorted(rows) == list(range(1, 20_001))
 
 
-
 async def test_a_pause_learned_at_a_checkpoint_lets_the_batch_in_flight_land_before_holding_still(make_client, db):
     # A tick too slow to matter: this replica can learn of the pause only when a
     # checkpoint reads the job's state back, with the next batch already sent.
@@ -108,6 +107,7 @@ async def test_a_pause_learned_at_a_checkpoint_lets_the_batch_in_flight_land_bef
     await wait_for_state(client, job["id"], "completed")
     rows = await db.records.distinct("row", {"job_id": job["id"]})
     assert sorted(rows) == list(range(1, 20_001))
+
 
 async def test_terminate_while_running_removes_every_row_and_spares_other_jobs(client, db):
     other = await start_import(client, make_csv(1500), dataset="keep")

@@ -128,12 +128,14 @@ async def run(ctx: JobContext) -> None:
         return _Batch(processed, position, errors, insert)
 
     async def land(batch: _Batch) -> list[dict[str, Any]]:
-        """Waits for the batch's insert and counts it; returns its row errors."""
+        """Waits for the batch's insert, counts it and applies the row-error
+        policy (which may fail the job); returns its row errors."""
         errors = batch.errors + await batch.insert
         errors.sort(key=lambda e: e["row"])
         progress["processed"] += batch.processed
         progress["failed"] += len(errors)
         progress["inserted"] += batch.processed - len(errors)
+        await ctx.fail_on_row_errors(batch.position, errors)
         return errors
 
     async def drain() -> None:
@@ -141,9 +143,7 @@ async def run(ctx: JobContext) -> None:
         nonlocal in_flight
         if in_flight is not None:
             last, in_flight = in_flight, None
-            errors = await land(last)
-            await ctx.fail_on_row_errors(last.position, errors)
-            await ctx.persist(last.position, errors)
+            await ctx.persist(last.position, await land(last))
 
     source = await ctx.db.uploads.reader(ObjectId(params["file_id"]), start.offset)
     try:
@@ -164,7 +164,6 @@ async def run(ctx: JobContext) -> None:
             else:
                 done, in_flight = in_flight, None
                 done_errors = await land(done)
-                await ctx.fail_on_row_errors(done.position, done_errors)
                 if ctx.stop_known():
                     # Pause or stop here, with nothing in flight.
                     await ctx.checkpoint(done.position, done_errors)
@@ -176,7 +175,7 @@ async def run(ctx: JobContext) -> None:
                 break
         if in_flight is not None:
             last, in_flight = in_flight, None
-            await ctx.checkpoint_rows(last.position, await land(last))
+            await ctx.checkpoint(last.position, await land(last))
     finally:
         if in_flight is not None:
             # Stopped with an insert in flight: let it land (it is part of the
