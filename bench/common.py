@@ -3,6 +3,7 @@ the machine description, and writing results into the README."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import os
@@ -21,7 +22,7 @@ import pymongo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.devdb import DevDatabase, with_database  # noqa: E402
+from tests.devdb import DevDatabase, database_server, with_database  # noqa: E402
 from tests.procs import ServiceProcess  # noqa: E402
 
 DATA = ROOT / "bench" / "data"
@@ -61,21 +62,20 @@ def data_file(rows: int) -> Path:
 
 class BenchDatabase:
     """The database server a benchmark measures: the one MONGODB_URI names, if
-    set (to measure on MongoDB), or else a local FerretDB started for the run.
-    ``uri(name)`` hands out a database on it, dropped first (an earlier run's
-    leftovers would skew the numbers); close() drops them again on a server
-    the benchmark did not start, so a shared MongoDB is left as it was."""
+    set (to measure on MongoDB), or else a local FerretDB started for the run
+    (tests.devdb.database_server decides). ``uri(name)`` hands out a database on
+    it, dropped first (an earlier run's leftovers would skew the numbers);
+    close() drops them again on a server the benchmark did not start, so a
+    shared MongoDB is left as it was."""
 
     def __init__(self) -> None:
-        given = os.environ.get("MONGODB_URI")
-        self.local = None if given else DevDatabase()
-        self.base = with_database(given, "") if given else ""
+        self._server = contextlib.ExitStack()
+        self.base = ""
+        self.local: DevDatabase | None = None
         self.used: set[str] = set()
 
     def start(self) -> BenchDatabase:
-        if self.local is not None:
-            self.local.start()
-            self.base = self.local.uri
+        self.base, self.local = self._server.enter_context(database_server())
         return self
 
     def uri(self, name: str) -> str:
@@ -97,10 +97,9 @@ class BenchDatabase:
         return f"{name} at {urlsplit(self.base).hostname} (MONGODB_URI)"
 
     def close(self) -> None:
-        if self.local is not None:
-            self.local.close()
-        else:
+        if self.local is None:
             self.drop(*sorted(self.used))
+        self._server.close()
 
     def drop(self, *names: str) -> None:
         with pymongo.MongoClient(self.base, serverSelectionTimeoutMS=10_000) as client:
