@@ -64,6 +64,11 @@ class Settings:
     replica_id: str = ""
     default_phone_region: str = "US"
     batch_max_bytes: int = 8 * 1024 * 1024
+    log_format: str = "auto"
+    max_event_streams_per_org: int = 50
+    result_retention_days: float = 7.0
+    job_retention_days: float = 30.0
+    retention_sweep_seconds: float = 3600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -76,6 +81,8 @@ class Settings:
             field, value = parse(name, raw.strip())
             values[field] = value
         settings = cls(**values)
+        if settings.result_retention_days > settings.job_retention_days:
+            raise ConfigError("RESULT_RETENTION_DAYS must not be more than JOB_RETENTION_DAYS: a job's result goes with the job")
         if settings.job_poll_seconds * 2 > settings.job_lease_seconds:
             raise ConfigError("JOB_LEASE_SECONDS must be at least twice JOB_POLL_SECONDS so leases are renewed in time")
         return settings
@@ -119,6 +126,28 @@ def _choice(field: str, choices: tuple[str, ...]) -> Callable[[str, str], tuple[
     return parse
 
 
+def _lower_choice(field: str, choices: tuple[str, ...]) -> Callable[[str, str], tuple[str, str]]:
+    def parse(name: str, raw: str) -> tuple[str, str]:
+        if raw.lower() not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        return field, raw.lower()
+
+    return parse
+
+
+def _days(field: str) -> Callable[[str, str], tuple[str, float]]:
+    def parse(name: str, raw: str) -> tuple[str, float]:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number of days, got {raw!r}") from None
+        if not 0 < value <= 36500:
+            raise ConfigError(f"{name} must be more than 0 and at most 36500 days, got {raw}")
+        return field, value
+
+    return parse
+
+
 def _pattern(field: str, pattern: str, what: str) -> Callable[[str, str], tuple[str, str]]:
     def parse(name: str, raw: str) -> tuple[str, str]:
         if not re.fullmatch(pattern, raw):
@@ -155,6 +184,11 @@ _READERS: dict[str, Callable[[str, str], tuple[str, Any]]] = {
     "REPLICA_ID": _pattern("replica_id", r"[A-Za-z0-9_.-]{1,128}", "1-128 letters, digits, '_', '.' or '-'"),
     "DEFAULT_PHONE_REGION": _region,
     "BATCH_MAX_BYTES": _int("batch_max_bytes", 64 * 1024, 1024 * 1024 * 1024),
+    "LOG_FORMAT": _lower_choice("log_format", ("auto", "json", "text")),
+    "MAX_EVENT_STREAMS_PER_ORG": _int("max_event_streams_per_org", 1, 100_000),
+    "RESULT_RETENTION_DAYS": _days("result_retention_days"),
+    "JOB_RETENTION_DAYS": _days("job_retention_days"),
+    "RETENTION_SWEEP_SECONDS": _seconds("retention_sweep_seconds", 1, 86400),
 }
 
 ENV_VARS = tuple(_READERS)

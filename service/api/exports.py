@@ -91,6 +91,7 @@ async def export_params(request: web.Request, spec: dict[str, Any]) -> dict[str,
         "types": {c: dataset.types[c] for c in fields if c in dataset.types},
         "neutralize": neutralize,
         "batch_size": batch_size,
+        "row_bytes": dataset.row_bytes,
         # Without a date filter the dataset's size is already known from its
         # imports; only a filtered export has to count.
         "expected_rows": None if bounds else dataset.rows,

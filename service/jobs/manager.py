@@ -9,16 +9,16 @@ import os
 import secrets
 import socket
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 from pymongo.errors import ConnectionFailure
 
+from ..metrics import Metrics
 from ..settings import Settings
 from ..store.db import Database
-from ..typedefs import DB_KEY, MANAGER_KEY, SETTINGS_KEY
+from ..typedefs import DB_KEY, MANAGER_KEY, METRICS_KEY, SETTINGS_KEY
 from .model import ACTIONS, JobState, utcnow
 from .repo import JobRepo
 from .runner import Kind, Runner
@@ -31,14 +31,14 @@ CANCEL_SECONDS = 2.0
 
 
 class JobManager:
-    def __init__(self, db: Database, settings: Settings, kinds: dict[str, Kind]) -> None:
+    def __init__(self, db: Database, settings: Settings, kinds: dict[str, Kind], metrics: Metrics | None = None) -> None:
         self.db = db
         self.settings = settings
         self.kinds = kinds
         self.repo = JobRepo(db.jobs, db.job_progress)
         self.owner = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.runners: dict[str, Runner] = {}
-        self.finished: Counter[tuple[str, str]] = Counter()  # (kind, outcome) -> count, for /metrics
+        self.metrics = metrics or Metrics()
         self.accepting = False
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -173,6 +173,7 @@ class JobManager:
                 await self.repo.release(doc["_id"], self.owner)
                 continue
             log.info("adopted job %s (%s)", doc["_id"], doc["state"])
+            self.metrics.adopted(doc["kind"])
             self._start(doc)
 
     async def _admit(self) -> None:
@@ -219,7 +220,7 @@ async def manager_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx, registered after the database's so it is torn down first."""
     from .kinds import KINDS
 
-    manager = JobManager(app[DB_KEY], app[SETTINGS_KEY], KINDS)
+    manager = JobManager(app[DB_KEY], app[SETTINGS_KEY], KINDS, app[METRICS_KEY])
     app[MANAGER_KEY] = manager
     await manager.start()
     yield

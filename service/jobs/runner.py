@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import ConnectionFailure, PyMongoError
 
+from ..logs import bind_job, runner_state
 from ..errors import InvalidTransition, JobFailed, JobStopped, JobTerminated
 from .model import TERMINATE, JobState
 from .repo import MAX_ERRORS_KEPT
@@ -130,6 +131,7 @@ class JobContext:
         self._errors_kept += len(kept)
         self._update_rates()
         runner = self._runner
+        runner.manager.metrics.progress(self)
         doc = await runner.manager.repo.save_progress(
             self.job_id, runner.manager.owner, runner.manager.lease_until(), self.progress, self.position, kept
         )
@@ -215,6 +217,7 @@ class Runner:
 
     async def _main(self) -> None:
         ctx = JobContext(self, self.job)
+        bind_job(self.job, self.kind.name, lambda: runner_state(self, ctx))
         try:
             if self.terminate_requested:
                 await self._rollback(ctx)
@@ -298,6 +301,7 @@ class Runner:
 
     async def _rollback(self, ctx: JobContext) -> None:
         ctx.rolling_back = True
+        self.manager.metrics.rollback_started(ctx)
         log.info("job %s terminating: rolling back", self.job_id)
         try:
             await self._retrying(ctx, self.kind.rollback)
@@ -310,7 +314,7 @@ class Runner:
             self.job_id, self.manager.owner, [JobState.TERMINATING], JobState.TERMINATED, progress=ctx.progress
         )
         log.info("job %s terminated", self.job_id)
-        self.manager.finished[(self.kind.name, JobState.TERMINATED.value)] += 1
+        self.manager.metrics.job_finished(self.kind.name, JobState.TERMINATED.value, ctx)
 
     async def _fail(self, ctx: JobContext, message: str) -> None:
         log.warning("job %s failed: %s", self.job_id, message)
@@ -338,7 +342,7 @@ class Runner:
 
     async def _cleanup(self, ctx: JobContext, outcome: JobState) -> None:
         ctx.outcome = outcome
-        self.manager.finished[(self.kind.name, outcome.value)] += 1
+        self.manager.metrics.job_finished(self.kind.name, outcome.value, ctx)
         try:
             await self.kind.cleanup(ctx)
         except Exception:

@@ -8,12 +8,41 @@ from aiohttp import web
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 
 from ..settings import MongoSettings
 from .files import Bucket
-from ..typedefs import DB_KEY, SETTINGS_KEY
+from ..typedefs import DB_KEY, DB_LISTENERS_KEY, SETTINGS_KEY
 
 log = logging.getLogger(__name__)
+
+# Every index the service needs, by collection, and why; ensure_indexes creates
+# exactly these (and the GridFS buckets' own). tests/index_coverage.py checks
+# every filter the test suite sends against this table: each must be served by
+# the _id index or by one of these, and each of these must serve some filter.
+INDEXES: dict[str, list[tuple[str, list[tuple[str, int]]]]] = {
+    "jobs": [
+        # the queue and the orphan sweep, oldest first
+        ("state_id", [("state", ASCENDING), ("_id", ASCENDING)]),
+        # the retention sweeps: finished jobs by age
+        ("state_finished", [("state", ASCENDING), ("finished_at", ASCENDING)]),
+        # GET /jobs, newest first
+        ("org_newest", [("org_id", ASCENDING), ("_id", DESCENDING)]),
+        # admission slots per org and kind; a dataset's imports
+        ("org_kind_state", [("org_id", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING)]),
+    ],
+    # a teams job's rollback finds what it created by its tag
+    "teams": [("org_job", [("org_id", ASCENDING), ("job_id", ASCENDING)])],
+    "users": [("org_job_id", [("org_id", ASCENDING), ("job_id", ASCENDING), ("_id", ASCENDING)])],
+    # records has no secondary index on purpose: _ids are "org/dataset/job:row",
+    # so an export is an _id prefix range and a rollback a narrower one, both on
+    # the primary key. Every index would slow every insert.
+}
+
+# Indexes earlier versions created that no query uses any more: dropped at start.
+RETIRED_INDEXES = {"job_progress": "owner", "uploads.files": "filename_1_uploadDate_1", "exports.files": "filename_1_uploadDate_1"}
+INDEX_NOT_FOUND = 27
+
 
 class Database:
     """Named handles to the collections and GridFS buckets of one MongoDB database."""
@@ -47,14 +76,15 @@ class Database:
     async def ensure_indexes(self) -> None:
         await self.uploads.ensure_indexes()
         await self.exports.ensure_indexes()
-        await self.jobs.create_index([("state", ASCENDING), ("_id", ASCENDING)], name="state_id")
-        await self.jobs.create_index([("org_id", ASCENDING), ("_id", DESCENDING)], name="org_newest")
-        await self.jobs.create_index([("org_id", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING)], name="org_kind_state")
-        await self.job_progress.create_index([("owner", ASCENDING)], name="owner")
-        # records has no secondary index on purpose: _ids are
-        # "org/dataset/job:row", so an export is an _id prefix range and a
-        # rollback a narrower one, both on the primary key. Every index would
-        # slow every insert.
+        for collection, indexes in INDEXES.items():
+            for name, keys in indexes:
+                await self.db[collection].create_index(keys, name=name)
+        for collection, name in RETIRED_INDEXES.items():
+            try:
+                await self.db[collection].drop_index(name)
+            except OperationFailure as exc:
+                if exc.code != INDEX_NOT_FOUND:
+                    raise
 
     async def close(self) -> None:
         await self.client.close()
@@ -63,7 +93,7 @@ class Database:
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: connect and create indexes before serving; close last."""
     settings = app[SETTINGS_KEY]
-    database = Database.connect(settings.mongo)
+    database = Database.connect(settings.mongo, event_listeners=app[DB_LISTENERS_KEY])
     try:
         await database.ensure_indexes()
     except Exception:

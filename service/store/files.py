@@ -42,9 +42,9 @@ class Bucket:
         self.chunk_size = chunk_size
 
     async def ensure_indexes(self) -> None:
-        # The names PyMongo's GridFS would give them, so both can share a bucket.
+        # The name PyMongo's GridFS gives it. Files are only found by _id, so the
+        # files collection needs no (filename, uploadDate) index of its own.
         await self.chunks.create_index([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)
-        await self.files.create_index([("filename", ASCENDING), ("uploadDate", ASCENDING)])
 
     def writer(self, file_id: ObjectId, filename: str, metadata: dict[str, Any]) -> ChunkWriter:
         return ChunkWriter(self, file_id, filename, metadata)

@@ -23,6 +23,10 @@ log = logging.getLogger(__name__)
 # Cells a spreadsheet would run as a formula (OWASP "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 NUMERIC = frozenset({"int", "float"})
+# One reply of the cursor is bounded too: MongoDB caps it at 16 MiB, FerretDB
+# does not (10,000 rows of 100 KB came as one 1 GB reply, over its 48 MB wire
+# limit, and broke the download off).
+REPLY_MAX_BYTES = 4 * 1024 * 1024
 DISCONNECTED = (ConnectionResetError, ClientConnectionResetError)
 
 
@@ -70,9 +74,14 @@ class CsvRenderer:
         self.writer.writerow(self.columns)
         return self._take()
 
-    def rows(self, docs: list[dict[str, Any]]) -> bytes:
-        columns, cell = self.columns, self._cell
-        self.writer.writerows([[cell(c, doc["data"].get(c)) for c in columns] for doc in docs])
+    def add(self, doc: dict[str, Any]) -> int:
+        """Renders one record into the pending text; returns its length so far,
+        so the batch can end at a byte budget."""
+        columns, cell, data = self.columns, self._cell, doc["data"]
+        self.writer.writerow([cell(c, data.get(c)) for c in columns])
+        return self.buffer.tell()
+
+    def take(self) -> bytes:
         return self._take()
 
     def _cell(self, column: str, value: Any) -> str:
@@ -98,6 +107,15 @@ class CsvRenderer:
         return data
 
 
+def cursor_batch(params: dict[str, Any]) -> int:
+    """Documents per cursor reply, so one reply stays near REPLY_MAX_BYTES: from
+    the dataset's widest average row (known from its imports' files) plus what
+    BSON adds per column (its name, a type byte, a length) and per document."""
+    row = params.get("row_bytes") or 0
+    doc = row + sum(len(c) + 8 for c in params["columns"]) + 256
+    return max(1, min(params["batch_size"], REPLY_MAX_BYTES // doc))
+
+
 async def run(ctx: JobContext) -> None:
     """Restarts from the beginning whenever it is (re)started: exports are
     deterministic, so a restart after a crash writes the same file. A pause
@@ -106,6 +124,7 @@ async def run(ctx: JobContext) -> None:
     records = ctx.db.records
     query = export_query(ctx.org_id, params)
     batch_size = params["batch_size"]
+    max_bytes = ctx.settings.batch_max_bytes
     renderer = CsvRenderer(params["columns"], params["types"], params["neutralize"])
     progress = ctx.progress
     progress.update(processed=0, bytes=0, percent=0.0, total=params.get("expected_rows"))
@@ -144,26 +163,28 @@ async def run(ctx: JobContext) -> None:
             if last_id is not None:
                 window["_id"] = {**query["_id"], "$gt": last_id}
                 del window["_id"]["$gte"]
-            cursor = records.find(window, {"data": 1}, sort=[("_id", 1)], batch_size=batch_size)
+            cursor = records.find(window, {"data": 1}, sort=[("_id", 1)], batch_size=cursor_batch(params))
             paused = False
             try:
-                batch: list[dict[str, Any]] = []
+                # A batch is rendered as its records arrive and ends at
+                # batch_size rows or max_bytes of CSV, whichever comes first.
+                rows = 0
                 async for doc in cursor:
-                    batch.append(doc)
-                    if len(batch) < batch_size:
+                    rows += 1
+                    if renderer.add(doc) < max_bytes and rows < batch_size:
                         continue
-                    await emit(renderer.rows(batch))
-                    progress["processed"] += len(batch)
-                    last_id = batch[-1]["_id"]
-                    batch = []
+                    await emit(renderer.take())
+                    progress["processed"] += rows
+                    last_id = doc["_id"]
+                    rows = 0
                     take_count()
                     if await ctx.checkpoint({"last_id": last_id}, on_pause=cursor.close):
                         paused = True
                         break
-                if not paused and batch:
-                    await emit(renderer.rows(batch))
-                    progress["processed"] += len(batch)
-                    last_id = batch[-1]["_id"]
+                if not paused and rows:
+                    await emit(renderer.take())
+                    progress["processed"] += rows
+                    last_id = doc["_id"]
             finally:
                 await cursor.close()
             if not paused:
