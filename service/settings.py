@@ -65,7 +65,7 @@ class Settings:
     default_phone_region: str = "US"
     batch_max_bytes: int = 8 * 1024 * 1024
     log_format: str = "auto"
-    max_event_streams_per_org: int = 50
+    max_event_streams_per_org: int = 100
     result_retention_days: float = 7.0
     job_retention_days: float = 30.0
     retention_sweep_seconds: float = 3600.0

@@ -28,6 +28,7 @@ from .common import int_param, org_of
 log = logging.getLogger(__name__)
 
 KEEP_ALIVE_SECONDS = 15.0
+DISCONNECT_POLL_SECONDS = 0.5
 RETRY_AFTER_SECONDS = 5
 ENDED = frozenset({*(s.value for s in FINAL), JobState.FAILED.value})
 
@@ -180,7 +181,14 @@ async def job_events(request: web.Request) -> web.StreamResponse:
                 state = "deleted" if poll.gone else poll.body["state"]
                 await response.write(f"event: end\ndata: {json.dumps({'state': state})}\n\n".encode())
                 break
-            if not await poll.changed_since(version, KEEP_ALIVE_SECONDS - (time.monotonic() - quiet_since)):
+            if await poll.changed_since(version, DISCONNECT_POLL_SECONDS):
+                continue
+            # aiohttp does not cancel a handler whose client left, and a quiet
+            # stream writes nothing that would fail: look at the connection.
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return response
+            if time.monotonic() - quiet_since >= KEEP_ALIVE_SECONDS:
                 await response.write(b": keep-alive\n\n")
                 quiet_since = time.monotonic()
         await response.write_eof()

@@ -13,7 +13,7 @@ from ..errors import BadRequest, InvalidCsv
 from ..jobs.model import new_job_id
 from ..teams.batch import check_batch
 from ..teams.review import TRACKED_ROWS, Review
-from ..teams.rows import RowError, RowParser, TeamRow, column_layout, supported_region
+from ..teams.rows import RowError, RowParser, TeamRow, column_layout, parse_batch, supported_region
 from ..typedefs import DB_KEY, MANAGER_KEY, SETTINGS_KEY
 from .common import bool_param, error_policy, int_param, job_response, json_response, org_of
 from .imports import too_large, csv_body, receive_csv
@@ -131,7 +131,7 @@ async def dry_run(request: web.Request, org_id: str, region: str) -> web.Respons
     review = Review(org_id, layout)
     seen: dict[str, int] = {}
     async for records in RecordReader(body.read, header.data_start).batches(DRY_RUN_BATCH):
-        parsed: list[TeamRow | RowError] = [parser.parse(record) for record in records]
+        parsed: list[TeamRow | RowError] = await parse_batch(parser, records)
         if len(seen) >= TRACKED_ROWS:
             seen = {}  # past the limit, repeated names are only caught within a batch
         _, rejected, users = await check_batch(db, org_id, None, parsed, seen)

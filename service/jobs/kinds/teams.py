@@ -16,7 +16,7 @@ from ...teams.batch import (
     drop_undo_log,
     restore_users,
 )
-from ...teams.rows import RowError, RowParser
+from ...teams.rows import RowError, RowParser, parse_batch
 from ..model import JobState, utcnow
 from ..runner import JobContext, Kind
 from .imports import cleanup as delete_upload
@@ -39,7 +39,7 @@ async def run(ctx: JobContext) -> None:
         reader = RecordReader(source.read, start)
         async for records in reader.batches(params["batch_size"], ctx.settings.batch_max_bytes):
             position = reader.position().as_dict()
-            parsed = [parser.parse(record) for record in records]
+            parsed = await parse_batch(parser, records)
             rows, rejected, users = await check_batch(db, org_id, ctx.job_id, parsed, {})
             errors = sorted([p for p in parsed if isinstance(p, RowError)] + rejected, key=lambda e: e.row)
             processed = len(records)
