@@ -5,7 +5,7 @@ Counters and histograms are fed by one-line hooks in the job engine (a job's
 progress, its end, a rollback, an adoption) and by a PyMongo command listener
 (every database operation's latency and errors). Gauges of what this replica
 holds (runners, streams, event subscribers) are read at scrape time. The queue
-is sampled by a background task every QUEUE_SAMPLE_SECONDS with two indexed
+is sampled by a background task every few JOB_POLL_SECONDS with two indexed
 queries, so a scrape never touches the database. No metric has a job_id label:
 its cardinality would grow without bound."""
 from __future__ import annotations
@@ -24,11 +24,11 @@ from prometheus_client.registry import Collector
 from pymongo import monitoring
 
 from .jobs.model import JobState, utcnow
-from .typedefs import DB_KEY, EVENTS_KEY, MANAGER_KEY, METRICS_KEY
+from .typedefs import DB_KEY, EVENTS_KEY, MANAGER_KEY, METRICS_KEY, SETTINGS_KEY
 
 log = logging.getLogger(__name__)
 
-QUEUE_SAMPLE_SECONDS = 10.0
+QUEUE_SAMPLE_TICKS = 5  # the queue is sampled every 5 manager ticks (JOB_POLL_SECONDS)
 # Progress keys that count rows a rollback removed or restored, by kind.
 ROLLBACK_KEYS = ("rolled_back", "users_restored", "users_deleted", "teams_deleted")
 JOB_SECONDS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
@@ -186,6 +186,7 @@ class _Holdings(Collector):
 async def queue_sampler_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx, after the database's: samples the queue in the background."""
     metrics, db = app[METRICS_KEY], app[DB_KEY]
+    interval = QUEUE_SAMPLE_TICKS * app[SETTINGS_KEY].job_poll_seconds
 
     async def sample() -> None:
         while True:
@@ -193,7 +194,7 @@ async def queue_sampler_ctx(app: web.Application) -> AsyncIterator[None]:
                 await metrics.sample_queue(db)
             except Exception as exc:  # an outage: keep the last values
                 log.debug("queue sample failed: %s", exc)
-            await asyncio.sleep(QUEUE_SAMPLE_SECONDS)
+            await asyncio.sleep(interval)
 
     task = asyncio.create_task(sample(), name="metrics-queue-sampler")
     yield

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from pymongo.errors import ConnectionFailure
 
+from ..logs import JobLogger
 from ..metrics import Metrics
 from ..settings import Settings
 from ..store.db import Database
@@ -172,7 +173,7 @@ class JobManager:
             if doc["state"] != JobState.TERMINATING.value and self._full():
                 await self.repo.release(doc["_id"], self.owner)
                 continue
-            log.info("adopted job %s (%s)", doc["_id"], doc["state"])
+            JobLogger(log, doc).info("adopted job %s (%s)", doc["_id"], doc["state"])
             self.metrics.adopted(doc["kind"])
             self._start(doc)
 
@@ -197,7 +198,7 @@ class JobManager:
                 if doc["_id"] not in holders[:limit]:
                     await self.repo.unclaim(doc["_id"], self.owner)
                     continue
-            log.info("started job %s (%s)", doc["_id"], doc["kind"])
+            JobLogger(log, doc).info("started job %s (%s)", doc["_id"], doc["kind"])
             self._start(doc)
 
     def _full(self) -> bool:

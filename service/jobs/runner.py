@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import ConnectionFailure, PyMongoError
 
-from ..logs import bind_job, runner_state
 from ..errors import InvalidTransition, JobFailed, JobStopped, JobTerminated
+from ..logs import bind_job, runner_state
 from .model import TERMINATE, JobState
 from .repo import MAX_ERRORS_KEPT
 
