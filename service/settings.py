@@ -63,7 +63,7 @@ class Settings:
     db_retry_seconds: float = 60.0
     replica_id: str = ""
     default_phone_region: str = "US"
-    batch_max_bytes: int = 8 * 1024 * 1024
+    batch_max_bytes: int = 2 * 1024 * 1024
     log_format: str = "auto"
     max_event_streams_per_org: int = 100
     result_retention_days: float = 7.0

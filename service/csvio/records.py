@@ -7,6 +7,7 @@ whole records are handed to ``csv.reader``, which reads from a resumable
 iterator. Memory is bounded by one read chunk plus one record."""
 from __future__ import annotations
 
+import asyncio
 import csv
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,7 +17,7 @@ READ_CHUNK = 256 * 1024
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 # A batch ends at its row count or once its records took this many bytes of the
 # file, whichever comes first: 10,000 rows of 100 KB would otherwise be 1 GB.
-BATCH_MAX_BYTES = 8 * 1024 * 1024
+BATCH_MAX_BYTES = 2 * 1024 * 1024
 BOM = b"\xef\xbb\xbf"
 
 
@@ -175,6 +176,9 @@ class RecordReader:
                     batch_start = feed.consumed
             if self._eof:
                 break
+            # A stored file's reads often return from a buffer without waiting:
+            # let the event loop run between chunks all the same.
+            await asyncio.sleep(0)
             chunk = await self._read(READ_CHUNK)
             if chunk:
                 self._splitter.push(chunk)

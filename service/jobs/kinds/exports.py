@@ -26,7 +26,7 @@ NUMERIC = frozenset({"int", "float"})
 # One reply of the cursor is bounded too: MongoDB caps it at 16 MiB, FerretDB
 # does not (10,000 rows of 100 KB came as one 1 GB reply, over its 48 MB wire
 # limit, and broke the download off).
-REPLY_MAX_BYTES = 4 * 1024 * 1024
+REPLY_MAX_BYTES = 2 * 1024 * 1024
 DISCONNECTED = (ConnectionResetError, ClientConnectionResetError)
 
 
