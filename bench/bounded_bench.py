@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import os
 import statistics
 import tempfile
 import time
@@ -98,7 +99,9 @@ async def measured(http, svc: ServiceProcess, work) -> dict:
     finally:
         stop.set()
         samples = await sampler
+    load = os.getloadavg()[0]
     return {
+        "load_average": round(load, 1),
         "seconds": round(time.monotonic() - started, 1),
         "peak_rss_mb": round(peak_rss_mb(svc.process.pid), 1),
         "healthz_samples": len(samples),
@@ -121,6 +124,8 @@ async def main(wide_rows: int, team_rows: int) -> None:
             print(f"import of {wide_rows} rows of 100 KB at batch_size=10000 ...", flush=True)
             svc = ServiceProcess(uri, logs, "import").start()
             procs.append(svc)
+            # The machine's own noise: the same sampling with no job at all.
+            results["idle"] = await measured(http, svc, lambda: asyncio.sleep(15))
 
             async def do_import():
                 job = await upload(http, svc.url, wide, dataset="wide", batch_size=10000)
@@ -169,12 +174,13 @@ async def main(wide_rows: int, team_rows: int) -> None:
             proc.stop()
         db.close()
 
-    i, e, t = results["import"], results["export"], results["teams"]
+    i, e, t, z = results["import"], results["export"], results["teams"], results["idle"]
     markdown = f"""
-Measured by `bench/bounded_bench.py` on {results['machine']}; each run in a fresh service process, `/healthz` sampled every 10 ms throughout.
+Measured by `bench/bounded_bench.py` on {results['machine']}; each run in a fresh service process, `/healthz` sampled every 10 ms throughout; load average {z['load_average']} (other work on the machine) when it ran.
 
 | run | time | peak RSS | `/healthz` p99 (p50) |
 |---|---|---|---|
+| no job at all (the machine's own latency, for comparison) | {z['seconds']} s | {z['peak_rss_mb']} MB | {z['healthz_p99_ms']} ms ({z['healthz_p50_ms']}) |
 | import of {wide_rows:,} rows of 100 KB ({results['wide_mb']} MB) at `batch_size=10000` | {i['seconds']} s | **{i['peak_rss_mb']} MB** (< 200 {ok(i['peak_rss_mb'] < 200)}) | {i['healthz_p99_ms']} ms ({i['healthz_p50_ms']}) {ok(i['healthz_p99_ms'] < 50)} |
 | streamed export of that dataset at `batch_size=10000` | {e['seconds']} s | **{e['peak_rss_mb']} MB** (< 200 {ok(e['peak_rss_mb'] < 200)}) | {e['healthz_p99_ms']} ms ({e['healthz_p50_ms']}) {ok(e['healthz_p99_ms'] < 50)} |
 | teams job, {team_rows} rows of 1,000 members ({t['teams']} teams, {t['users']:,} users created) | {t['seconds']} s | **{t['peak_rss_mb']} MB** (< 200 {ok(t['peak_rss_mb'] < 200)}) | {t['healthz_p99_ms']} ms ({t['healthz_p50_ms']}) {ok(t['healthz_p99_ms'] < 50)} |
