@@ -61,6 +61,9 @@ class Metrics:
             buckets=JOB_SECONDS,
             registry=registry,
         )
+        self.rollback_failures = Counter(
+            "collect_jobs_rollback_failures", "Rollback attempts that failed on this replica (they back off and retry), by kind.", ["kind"], registry=registry
+        )
         self.adoptions = Counter(
             "collect_jobs_lease_adoptions", "Jobs this replica adopted after their owner's lease expired.", ["kind"], registry=registry
         )
@@ -112,6 +115,9 @@ class Metrics:
             since, before = self._rollback_started.pop(ctx)
             self.rollbacks.labels(kind).observe(time.monotonic() - since)
             self.rollback_rows.labels(kind).inc(max(0, _rollback_rows(ctx.progress) - before))
+
+    def rollback_failed(self, kind: str) -> None:
+        self.rollback_failures.labels(kind).inc()
 
     def adopted(self, kind: str) -> None:
         self.adoptions.labels(kind).inc()

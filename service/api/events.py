@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import JobNotFound
+from ..errors import JobNotFound, TooManyRequests
 from ..jobs.model import FINAL, JobState, job_json
 from ..typedefs import EVENTS_KEY, MANAGER_KEY, SETTINGS_KEY
 from .common import int_param, org_of
@@ -111,10 +111,10 @@ class EventHub:
         """Joins (or starts) the job's poll; 404 for an unknown or foreign job,
         429 once the org has MAX_EVENT_STREAMS_PER_ORG streams open here."""
         if self.per_org[org_id] >= self.max_per_org:
-            raise web.HTTPTooManyRequests(
-                text=f"Your organisation has {self.per_org[org_id]} event streams open on this server, "
+            raise TooManyRequests(
+                f"Your organisation has {self.per_org[org_id]} event streams open on this server, "
                 f"the most allowed (MAX_EVENT_STREAMS_PER_ORG); close some or retry later.",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+                retry_after=RETRY_AFTER_SECONDS,
             )
         key = (org_id, job_id)
         self.per_org[org_id] += 1

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
@@ -22,15 +23,19 @@ log = logging.getLogger(__name__)
 # the _id index or by one of these, and each of these must serve some filter.
 INDEXES: dict[str, list[tuple[str, list[tuple[str, int]]]]] = {
     "jobs": [
-        # the queue and the orphan sweep, oldest first
+        # the queue, oldest first
         ("state_id", [("state", ASCENDING), ("_id", ASCENDING)]),
+        # jobs that need a runner and have none (the sweep of unowned jobs)
+        ("state_owner", [("state", ASCENDING), ("owner", ASCENDING), ("_id", ASCENDING)]),
         # the retention sweeps: finished jobs by age
         ("state_finished", [("state", ASCENDING), ("finished_at", ASCENDING)]),
         # GET /jobs, newest first
         ("org_newest", [("org_id", ASCENDING), ("_id", DESCENDING)]),
-        # admission slots per org and kind; a dataset's imports
-        ("org_kind_state", [("org_id", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING)]),
+        # admission slots per org and kind, oldest first; a dataset's imports
+        ("org_kind_state_id", [("org_id", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING), ("_id", ASCENDING)]),
     ],
+    # held leases, by expiry (the orphan sweep); released leases have none
+    "job_progress": [("lease_until", [("lease_until", ASCENDING)])],
     # a teams job's rollback finds what it created by its tag
     "teams": [("org_job", [("org_id", ASCENDING), ("job_id", ASCENDING)])],
     "users": [("org_job_id", [("org_id", ASCENDING), ("job_id", ASCENDING), ("_id", ASCENDING)])],
@@ -40,7 +45,12 @@ INDEXES: dict[str, list[tuple[str, list[tuple[str, int]]]]] = {
 }
 
 # Indexes earlier versions created that no query uses any more: dropped at start.
-RETIRED_INDEXES = {"job_progress": "owner", "uploads.files": "filename_1_uploadDate_1", "exports.files": "filename_1_uploadDate_1"}
+RETIRED_INDEXES = (
+    ("job_progress", "owner"),
+    ("jobs", "org_kind_state"),
+    ("uploads.files", "filename_1_uploadDate_1"),
+    ("exports.files", "filename_1_uploadDate_1"),
+)
 INDEX_NOT_FOUND = 27
 
 
@@ -60,13 +70,21 @@ class Database:
         self.exports = Bucket(self.db, "exports")
 
     @classmethod
-    def connect(cls, mongo: MongoSettings, **client_options: object) -> Database:
+    def connect(cls, mongo: MongoSettings, timeout_seconds: float | None = 30.0, **client_options: object) -> Database:
+        """Every operation has a deadline (``timeoutMS``), so a half-open
+        connection cannot hang a job or the lease loop; writes are acknowledged
+        by a majority of the replica set unless the URI says otherwise (``w=``).
+        ``timeout_seconds=None``: no deadline (the tests' own connection, whose
+        ``distinct`` FerretDB 1.24 rejects with any maxTimeMS)."""
+        options: dict[str, object] = {} if timeout_seconds is None else {"timeoutMS": int(timeout_seconds * 1000)}
+        if "w=" not in urlsplit(mongo.uri).query:
+            options["w"] = "majority"
         client: AsyncMongoClient = AsyncMongoClient(
             mongo.uri,
             tz_aware=True,
             appname="collect-jobs",
             serverSelectionTimeoutMS=5000,
-            **client_options,
+            **{**options, **client_options},
         )
         return cls(client, mongo.database)
 
@@ -79,7 +97,7 @@ class Database:
         for collection, indexes in INDEXES.items():
             for name, keys in indexes:
                 await self.db[collection].create_index(keys, name=name)
-        for collection, name in RETIRED_INDEXES.items():
+        for collection, name in RETIRED_INDEXES:
             try:
                 await self.db[collection].drop_index(name)
             except OperationFailure as exc:
@@ -93,7 +111,7 @@ class Database:
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: connect and create indexes before serving; close last."""
     settings = app[SETTINGS_KEY]
-    database = Database.connect(settings.mongo, event_listeners=app[DB_LISTENERS_KEY])
+    database = Database.connect(settings.mongo, settings.db_timeout_seconds, event_listeners=app[DB_LISTENERS_KEY])
     try:
         await database.ensure_indexes()
     except Exception:
