@@ -17,10 +17,12 @@ async def test_ensure_indexes_creates_exactly_the_declared_indexes(client, db):
     for collection, declared in INDEXES.items():
         found = {i["name"]: list(i["key"].items()) async for i in await db.db[collection].list_indexes()}
         assert found == {"_id_": [("_id", 1)], **{name: keys for name, keys in declared}}, collection
-    progress = [i["name"] async for i in await db.job_progress.list_indexes()]
-    assert progress == ["_id_"]
+    progress = {i["name"] async for i in await db.job_progress.list_indexes()}
+    assert "owner" not in progress
     chunks = {i["name"] async for i in await db.uploads.chunks.list_indexes()}
     assert chunks == {"_id_", "files_id_1_n_1"}
+    files = {i["name"] async for i in await db.uploads.files.list_indexes()}
+    assert files == {"_id_", "org"}
 
 
 async def test_a_query_no_index_serves_is_named_with_its_collection_and_filter(mongo):
