@@ -59,6 +59,7 @@ async def test_a_stalled_owner_that_wakes_after_adoption_writes_nothing_and_give
     await assert_each_row_once(store["records"], job["id"], N)
 
 
+@pytest.mark.timeout(900)
 async def test_a_stalled_owner_that_wakes_after_its_job_was_rolled_back_brings_no_row_back(spawn, api, store):
     """The strongest check that nothing is written after an adoption: the job's
     rows are all deleted by the adopter before the stalled owner wakes up, so
@@ -76,6 +77,7 @@ async def test_a_stalled_owner_that_wakes_after_its_job_was_rolled_back_brings_n
     assert (await api.job(owner, job["id"]))["state"] == "terminated"
 
 
+@pytest.mark.timeout(900)
 async def test_a_stalled_owner_of_a_rollback_wakes_to_find_it_finished_and_writes_nothing(spawn, api, store):
     job, owner, survivor = await import_on_two_replicas(spawn, api, SMALLER, 20_000, batch_size=500)
     await api.control(survivor, job["id"], "terminate")
@@ -89,6 +91,7 @@ async def test_a_stalled_owner_of_a_rollback_wakes_to_find_it_finished_and_write
     assert (await api.job(owner, job["id"]))["state"] == "terminated"
 
 
+@pytest.mark.timeout(900)
 async def test_kill_9_during_a_rollback_that_has_started_is_finished_by_the_other_replica(spawn, api, store):
     job, owner, survivor = await import_on_two_replicas(spawn, api, N // 2, 60_000, batch_size=1000)
     await api.control(survivor, job["id"], "terminate")
@@ -127,6 +130,7 @@ async def test_a_paused_import_writes_nothing_once_it_shows_paused(spawn, api, s
     await finishes_exactly(api, owner, store["records"], job["id"], SMALLER)
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("to", ["owner", "other"])
 async def test_a_paused_export_writes_nothing_once_it_shows_paused(spawn, api, store, to):
     a, b = spawn("a", **FAST), spawn("b", **FAST)
@@ -161,7 +165,7 @@ async def test_a_database_away_longer_than_db_retry_seconds_fails_the_job_and_re
     database = DevDatabase()
     database.start()
     uri = with_database(database.uri, "outage")
-    env = {**FAST, "DB_RETRY_SECONDS": "3", "DB_TIMEOUT_SECONDS": "2"}
+    env = {**FAST, "DB_RETRY_SECONDS": "3", "DB_TIMEOUT_SECONDS": "2"}  # fail fast on purpose
     proc = ServiceProcess(uri, tmp_path, "svc", **env).start()
     client = AsyncMongoClient(uri)
     rows = 50_000
@@ -214,6 +218,7 @@ async def test_a_rollback_that_always_fails_backs_off_and_frees_the_orgs_slot_af
     assert 'collect_jobs_rollback_failures_total{kind="import"}' in text
 
 
+@pytest.mark.timeout(900)
 async def test_two_replicas_never_run_two_imports_of_an_org_limited_to_one(spawn, api, store):
     a = spawn("a", MAX_IMPORTS_PER_ORG="1", **FAST)
     b = spawn("b", MAX_IMPORTS_PER_ORG="1", **FAST)
