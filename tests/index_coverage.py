@@ -35,11 +35,9 @@ BUCKET_INDEXES = {"chunks": [("files_id", 1), ("n", 1)], "files": [("metadata.or
 
 # Filters no index serves, each with the reason it may stay that way. Keys are
 # (collection, the filter's shape as `shape` prints it).
-EXCEPTIONS: dict[tuple[str, str], str] = {
-    # The import rollback's final sweep by tag; issue 10 turns it into an _id
-    # prefix range (the job's records are one range of the primary key).
-    ("records", '{"job_id": "?", "org_id": "?"}'): "issue 10 replaces this sweep with an _id prefix range",
-}
+# None today: the import rollback's final sweep, once by job_id tag, is an
+# _id prefix range since issue 10.
+EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def leading_fields(collection: str) -> set[str]:
