@@ -39,6 +39,9 @@ from common import (
 )
 
 ROW_BYTES = 100_000
+# FerretDB scans `users` for each teams batch; on a busy machine one such
+# command can outlast the default 30 s operation deadline.
+ENV = {"DB_TIMEOUT_SECONDS": "600"}
 
 
 def wide_file(rows: int) -> Path:
@@ -138,7 +141,7 @@ async def main(wide_rows: int, team_rows: int) -> None:
         async with aiohttp.ClientSession(timeout=timeout) as http:
             uri = db.uri("bounded")
             print(f"import of {wide_rows} rows of 100 KB at batch_size=10000 ...", flush=True)
-            svc = ServiceProcess(uri, logs, "import").start()
+            svc = ServiceProcess(uri, logs, "import", **ENV).start()
             procs.append(svc)
             # The machine's own noise: the same sampling with no job at all.
             results["idle"] = await measured(http, svc, lambda: asyncio.sleep(15))
@@ -152,7 +155,7 @@ async def main(wide_rows: int, team_rows: int) -> None:
             svc.stop()
 
             print("streamed export of it at batch_size=10000 ...", flush=True)
-            svc = ServiceProcess(uri, logs, "export").start()
+            svc = ServiceProcess(uri, logs, "export", **ENV).start()
             procs.append(svc)
 
             async def do_export():
@@ -168,7 +171,7 @@ async def main(wide_rows: int, team_rows: int) -> None:
             svc.stop()
 
             print(f"teams job of {team_rows} rows of 1,000 members ...", flush=True)
-            svc = ServiceProcess(db.uri("bounded_teams"), logs, "teams").start()
+            svc = ServiceProcess(db.uri("bounded_teams"), logs, "teams", **ENV).start()
             procs.append(svc)
 
             async def do_teams():
