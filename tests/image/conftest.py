@@ -1,0 +1,81 @@
+"""Fixtures of the image test: the image scripts/image-test built, the chart
+rendered against the test database, and replicas of the image under podman.
+The API credentials live here, in one place."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import aiohttp
+import pytest
+from pymongo import AsyncMongoClient
+
+from ..acceptance.api import Api
+from ..devdb import with_database
+from .pod import Container, PodSpec, image_under_test
+
+MODES = ["plain", "restricted"]  # restricted: under the chart's security context
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    image = image_under_test()
+    if not image:
+        pytest.skip("run by scripts/image-test, which builds the image with podman")
+    return image
+
+
+def replica_name(label: str) -> str:
+    return f"collect-jobs-image-test-{uuid.uuid4().hex[:8]}-{label}"
+
+
+@pytest.fixture(scope="module", params=MODES)
+def replica(request, image, db_server, tmp_path_factory) -> Iterator[Container]:
+    """One replica per mode, shared by the checks that do not stop it."""
+    spec = PodSpec.render(with_database(db_server[0], f"image_{uuid.uuid4().hex[:12]}"))
+    container = Container(image, spec, replica_name(request.param), restricted=request.param == "restricted", env={})
+    try:
+        yield container.start()
+    finally:
+        container.remove(tmp_path_factory.mktemp("logs"))
+
+
+@pytest.fixture
+def service_uri(db_server, db_name) -> str:
+    return with_database(db_server[0], db_name)
+
+
+@pytest.fixture
+def launch(image, service_uri, tmp_path) -> Iterator[Callable[..., Container]]:
+    """Starts replicas of the image on this test's database; each is removed
+    afterwards, its log kept in tmp_path."""
+    spec = PodSpec.render(service_uri)
+    started: list[Container] = []
+
+    def launch(label: str, *, restricted: bool) -> Container:
+        container = Container(image, spec, replica_name(label), restricted=restricted, env={})
+        started.append(container)
+        return container.start()
+
+    yield launch
+    for container in started:
+        container.remove(tmp_path)
+
+
+@pytest.fixture
+def credentials() -> dict[str, str]:
+    """Headers every API request carries."""
+    return {}
+
+
+@pytest.fixture
+async def api(credentials) -> AsyncIterator[Api]:
+    async with aiohttp.ClientSession(headers=credentials) as http:
+        yield Api(http)
+
+
+@pytest.fixture
+async def records(service_uri):
+    client = AsyncMongoClient(service_uri)
+    yield client.get_default_database()["records"]
+    await client.close()
