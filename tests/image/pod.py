@@ -106,7 +106,9 @@ class PodSpec:
         """The pod's security context and volumes as podman flags: a read-only
         root, the emptyDirs as tmpfs, capabilities dropped, no privilege
         escalation, the fixed non-root user."""
-        args = ["--read-only"] if self.read_only_root else []
+        # Podman's --read-only alone still mounts tmpfs on /run, /tmp and
+        # /var/tmp; a pod has only the volumes the chart gives it.
+        args = ["--read-only", "--read-only-tmpfs=false"] if self.read_only_root else []
         for path, size in self.writable.items():
             args += ["--tmpfs", f"{path}:rw,nosuid,nodev,size={size},mode=1777"]
         args += [f"--cap-drop={cap}" for cap in self.drop_capabilities]

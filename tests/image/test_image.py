@@ -60,14 +60,17 @@ def test_the_replica_runs_as_the_charts_non_root_user(replica):
         assert status["NoNewPrivs"].strip() == "1"
 
 
-def test_under_the_security_context_only_the_charts_writable_paths_are_writable(replica):
-    if not replica.restricted:
-        pytest.skip("the plain run has a writable root, as `docker run` gives")
-    assert replica.spec.read_only_root and replica.spec.writable
+def test_the_charts_writable_paths_are_writable_and_under_its_security_context_nothing_else(replica):
+    assert replica.spec.writable, "the chart mounts an emptyDir where the service may write"
     for path in replica.spec.writable:
         replica.exec("sh", "-c", f"echo x > {path}/probe && rm {path}/probe")
-    for path in ("/probe", "/home/probe", "/usr/local/lib/probe"):
-        assert podman("exec", replica.name, "sh", "-c", f"echo x > {path}", check=False).returncode != 0, path
+    # /var/tmp is world-writable in the image: only a read-only root stops the service writing there.
+    writes = podman("exec", replica.name, "sh", "-c", "echo x > /var/tmp/probe", check=False)
+    if replica.restricted:
+        assert replica.spec.read_only_root
+        assert writes.returncode != 0 and "Read-only file system" in writes.stderr, writes.stderr
+    else:
+        assert writes.returncode == 0, writes.stderr
 
 
 def test_the_images_healthcheck_reports_healthy(replica):
@@ -100,11 +103,11 @@ async def test_a_csv_imported_through_the_api_exports_back_unchanged(replica, ap
 async def test_podman_stop_hands_a_running_import_to_another_replica_that_finishes_it_exactly(
     mode, launch, api, records
 ):
-    rows = 100_000
+    rows = 20_000
     restricted = mode == "restricted"
     first, second = launch("a", restricted=restricted), launch("b", restricted=restricted)
-    job = await api.start_import(first, make_csv(rows), batch_size=500)
-    running = await api.wait(first, job["id"], lambda j: j["progress"].get("processed", 0) >= 1_000 and j["owner"])
+    job = await api.start_import(first, make_csv(rows), batch_size=200)
+    running = await api.wait(first, job["id"], lambda j: j["progress"].get("processed", 0) >= 400 and j["owner"])
     owner, survivor = (first, second) if running["owner"] == first.name else (second, first)
     assert running["owner"] == owner.name and running["state"] == "running"
 
