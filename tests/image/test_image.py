@@ -8,6 +8,7 @@ period."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -47,6 +48,13 @@ def test_the_replica_answers_its_kubernetes_probes(replica):
         status, body = replica.get(path)
         assert status == 200, (kind, path, body)
     assert replica.get(replica.spec.probes["readiness"])[1]["status"] == "ready"
+
+
+def test_the_image_listens_on_the_port_the_chart_sends_its_probes_to(replica):
+    config = json.loads(podman("image", "inspect", "--format", "{{json .Config}}", replica.image).stdout)
+    assert f"{replica.spec.port}/tcp" in config["ExposedPorts"]
+    assert f"PORT={replica.spec.port}" in config["Env"] and replica.spec.env["PORT"] == str(replica.spec.port)
+    assert config["User"] == f"{replica.spec.user}:{replica.spec.group}"
 
 
 def test_the_replica_runs_as_the_charts_non_root_user(replica):
