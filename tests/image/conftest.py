@@ -1,10 +1,12 @@
 """Fixtures of the image test: the image scripts/image-test built, the chart
 rendered against the test database, and replicas of the image under podman.
-The API credentials live here, in one place."""
+What an operator supplies (chart values, Secrets, the org whose API key the
+test uses) is here, in one place."""
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import aiohttp
 import pytest
@@ -15,6 +17,13 @@ from ..devdb import with_database
 from .pod import Container, PodSpec, image_under_test
 
 MODES = ["plain", "restricted"]  # restricted: under the chart's security context
+ORG = "image-test"
+
+
+def chart(service_uri: str) -> PodSpec:
+    """The chart as an operator installs it for the test: its database, and
+    the Secrets it expects to exist."""
+    return PodSpec.render({"mongodb.uri": service_uri}, {})
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +41,8 @@ def replica_name(label: str) -> str:
 @pytest.fixture(scope="module", params=MODES)
 def replica(request, image, db_server, tmp_path_factory) -> Iterator[Container]:
     """One replica per mode, shared by the checks that do not stop it."""
-    spec = PodSpec.render(with_database(db_server[0], f"image_{uuid.uuid4().hex[:12]}"))
-    container = Container(image, spec, replica_name(request.param), restricted=request.param == "restricted", env={})
+    spec = chart(with_database(db_server[0], f"image_{uuid.uuid4().hex[:12]}"))
+    container = Container(image, spec, replica_name(request.param), restricted=request.param == "restricted")
     try:
         yield container.start()
     finally:
@@ -49,11 +58,11 @@ def service_uri(db_server, db_name) -> str:
 def launch(image, service_uri, tmp_path) -> Iterator[Callable[..., Container]]:
     """Starts replicas of the image on this test's database; each is removed
     afterwards, its log kept in tmp_path."""
-    spec = PodSpec.render(service_uri)
+    spec = chart(service_uri)
     started: list[Container] = []
 
     def launch(label: str, *, restricted: bool) -> Container:
-        container = Container(image, spec, replica_name(label), restricted=restricted, env={})
+        container = Container(image, spec, replica_name(label), restricted=restricted)
         started.append(container)
         return container.start()
 
@@ -63,15 +72,19 @@ def launch(image, service_uri, tmp_path) -> Iterator[Callable[..., Container]]:
 
 
 @pytest.fixture
-def credentials() -> dict[str, str]:
-    """Headers every API request carries."""
-    return {}
+async def connect() -> AsyncIterator[Callable[[Container], Awaitable[Api]]]:
+    """The API of a replica, with credentials for its database (any replica
+    on the same database accepts them)."""
+    sessions: list[aiohttp.ClientSession] = []
 
+    async def connect(container: Container) -> Api:
+        headers = await asyncio.to_thread(container.credentials, ORG)
+        sessions.append(aiohttp.ClientSession(headers=headers))
+        return Api(sessions[-1])
 
-@pytest.fixture
-async def api(credentials) -> AsyncIterator[Api]:
-    async with aiohttp.ClientSession(headers=credentials) as http:
-        yield Api(http)
+    yield connect
+    for session in sessions:
+        await session.close()
 
 
 @pytest.fixture

@@ -56,12 +56,19 @@ class PodSpec:
     probes: dict[str, str] = field(default_factory=dict)  # startup/liveness/readiness -> path
 
     @classmethod
-    def render(cls, mongodb_uri: str) -> PodSpec:
+    def render(cls, values: dict[str, str], existing_secrets: dict[str, dict[str, str]]) -> PodSpec:
+        """Renders the chart with ``values`` (``--set``); ``existing_secrets``
+        are the Secrets an operator made beforehand, which the chart names."""
+        sets = []
+        for key, value in values.items():
+            sets += ["--set", key + "=" + value.replace(",", r"\,")]  # --set splits on unescaped commas
         out = subprocess.run(
-            [str(HELM), "template", "image-test", str(CHART), "--set", "mongodb.uri=" + mongodb_uri.replace(",", "\\,")],
-            capture_output=True, text=True, check=True, timeout=60,
-        ).stdout
-        docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out) if d}
+            [str(HELM), "template", "image-test", str(CHART), *sets], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out.stdout) if d}
+        for name, data in existing_secrets.items():
+            docs[("Secret", name)] = {"stringData": data}
         deployment = next(d for (kind, _), d in docs.items() if kind == "Deployment")
         pod = deployment["spec"]["template"]["spec"]
         container = next(c for c in pod["containers"] if c["name"] == "collect-jobs")
@@ -129,13 +136,13 @@ class Container:
     port; here every replica shares the host's, so each listens on a free port
     of 127.0.0.1 instead: PORT and HOST are the only values not from the chart."""
 
-    def __init__(self, image: str, spec: PodSpec, name: str, *, restricted: bool, env: dict[str, str]) -> None:
+    def __init__(self, image: str, spec: PodSpec, name: str, *, restricted: bool) -> None:
         self.image = image
         self.spec = spec
         self.name = name
         self.restricted = restricted
         self.port = free_port()
-        self.env = {**spec.env, **{var: name for var in spec.replica_id_from_pod_name}, **env}
+        self.env = {**spec.env, **{var: name for var in spec.replica_id_from_pod_name}}
         self.env.update(HOST="127.0.0.1", PORT=str(self.port))
 
     @property
@@ -195,6 +202,17 @@ class Container:
         podman("stop", f"--time={self.spec.grace_seconds}", self.name, timeout=self.spec.grace_seconds + 60)
         took = time.monotonic() - started
         return int(self.inspect("{{.State.ExitCode}}")), took
+
+    def credentials(self, org: str) -> dict[str, str]:
+        """Headers for the API. Where the chart gives the pod an API-key pepper
+        (authentication on), an admin key of ``org`` is made inside the
+        container, as the chart's NOTES tell an operator to (`kubectl exec ...
+        python -m service api-keys create`)."""
+        if "AUTH_API_KEY_PEPPER" not in self.env:
+            return {}
+        secret = self.exec("python", "-m", "service", "api-keys", "create", "--org", org, "--role", "admin",
+                           "--name", "image-test").strip()
+        return {"Authorization": f"Bearer {secret}"}
 
     def logs(self) -> str:
         result = podman("logs", self.name, check=False)

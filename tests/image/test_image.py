@@ -87,7 +87,8 @@ def test_the_images_healthcheck_reports_healthy(replica):
     assert replica.inspect("{{.State.Health.Status}}") == "healthy"
 
 
-async def test_a_csv_imported_through_the_api_exports_back_unchanged(replica, api):
+async def test_a_csv_imported_through_the_api_exports_back_unchanged(replica, connect):
+    api = await connect(replica)
     dataset = f"people_{'restricted' if replica.restricted else 'plain'}"
     body = make_csv(500)
     job = await api.start_import(replica, body, dataset=dataset)
@@ -109,11 +110,12 @@ async def test_a_csv_imported_through_the_api_exports_back_unchanged(replica, ap
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_podman_stop_hands_a_running_import_to_another_replica_that_finishes_it_exactly(
-    mode, launch, api, records
+    mode, launch, connect, records
 ):
     rows = 20_000
     restricted = mode == "restricted"
     first, second = launch("a", restricted=restricted), launch("b", restricted=restricted)
+    api = await connect(first)
     job = await api.start_import(first, make_csv(rows), batch_size=200)
     running = await api.wait(first, job["id"], lambda j: j["progress"].get("processed", 0) >= 400 and j["owner"])
     owner, survivor = (first, second) if running["owner"] == first.name else (second, first)
