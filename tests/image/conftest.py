@@ -5,25 +5,33 @@ test uses) is here, in one place."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import aiohttp
 import pytest
+import yaml
 from pymongo import AsyncMongoClient
 
 from ..acceptance.api import Api
 from ..devdb import with_database
-from .pod import Container, PodSpec, image_under_test
+from .pod import CHART, Container, PodSpec, image_under_test
 
 MODES = ["plain", "restricted"]  # restricted: under the chart's security context
 ORG = "image-test"
+PEPPER = secrets.token_hex(32)
 
 
 def chart(service_uri: str) -> PodSpec:
-    """The chart as an operator installs it for the test: its database, and
-    the Secrets it expects to exist."""
-    return PodSpec.render({"mongodb.uri": service_uri}, {})
+    """The chart as an operator installs it for the test: its database and,
+    where the chart asks for one, the existing Secret with the API-key pepper."""
+    values, existing = {"mongodb.uri": service_uri}, {}
+    auth = yaml.safe_load((CHART / "values.yaml").read_text()).get("auth")
+    if auth is not None and "existingSecret" in auth:
+        values["auth.existingSecret"] = "collect-jobs-image-test-auth"
+        existing["collect-jobs-image-test-auth"] = {auth["existingSecretPepperKey"]: PEPPER}
+    return PodSpec.render(values, existing)
 
 
 @pytest.fixture(scope="session")
