@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 
 import pytest
 
 from ..acceptance.test_replicas import finishes_exactly
 from ..helpers import make_csv
+from ..devdb import ROOT
 from .conftest import MODES
 from .pod import base_image, podman
 
@@ -32,6 +35,25 @@ def test_the_image_has_no_compiler_and_no_build_leftovers(image):
         f"for c in {' '.join(COMPILERS)}; do command -v $c; done; ls -d /wheels /src 2>/dev/null; true",
     ).stdout.split()
     assert found == []
+
+
+FILES_DIGEST = """
+import hashlib, importlib, pathlib, sys
+root = pathlib.Path(importlib.import_module(sys.argv[1]).__file__).parent
+digest = hashlib.sha256()
+for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+    digest.update(str(path.relative_to(root)).encode() + bytes(1) + path.read_bytes())
+print(root, len(list(root.rglob("*.py"))), digest.hexdigest())
+"""
+
+
+def test_the_image_runs_this_checkouts_service_with_every_file_of_it(image):
+    """A stale build cache, or a file the package leaves out, would show here."""
+    local = subprocess.run(
+        [sys.executable, "-c", FILES_DIGEST, "service"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    inside = podman("run", "--rm", "--network=none", "--entrypoint", "python", image, "-c", FILES_DIGEST, "service")
+    assert inside.stdout.split()[1:] == local[1:], (inside.stdout, local)
 
 
 def test_the_image_is_under_200_mb_and_adds_little_to_its_base(image):
