@@ -109,6 +109,13 @@ def test_the_images_healthcheck_reports_healthy(replica):
     assert replica.inspect("{{.State.Health.Status}}") == "healthy"
 
 
+def test_the_api_refuses_a_request_without_credentials(replica):
+    if "AUTH_API_KEY_PEPPER" not in replica.env:
+        pytest.skip("this chart does not turn authentication on")
+    status, body = replica.get("/api/v1/jobs")
+    assert status == 401, body
+
+
 async def test_a_csv_imported_through_the_api_exports_back_unchanged(replica, connect):
     api = await connect(replica)
     dataset = f"people_{'restricted' if replica.restricted else 'plain'}"
