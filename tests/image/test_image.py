@@ -58,7 +58,6 @@ def test_the_image_runs_this_checkouts_service_with_every_file_of_it(image):
 
 def test_the_image_is_under_200_mb_and_adds_little_to_its_base(image):
     size, base = image_bytes(image), image_bytes(base_image())
-    print(f"{image}: {size / 1e6:.1f} MB; its base {base_image()}: {base / 1e6:.1f} MB")
     assert size < MAX_IMAGE_BYTES, f"{size / 1e6:.1f} MB"
     # What the Dockerfile adds is the project's part, whatever the base weighs:
     # on the official python:3.11-slim (about 130 MB) it must stay well under 70 MB.
