@@ -12,8 +12,9 @@ COPY constraints.txt setup.cfg pyproject.toml README.md ./
 COPY service ./service
 # The base's pip installs into a venv without pip of its own (--python), so
 # the final image carries neither pip's copy nor the wheels.
-RUN python -m venv --without-pip /opt/venv \
-    && pip --python /opt/venv/bin/python install -c constraints.txt .
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+    && python -m venv --without-pip /opt/venv \
+    && pip --python /opt/venv/bin/python install -c constraints.txt --find-links=/wheels "collect-jobs==0.1.0"
 
 FROM python:3.11-slim-bookworm
 ARG UID=10001
