@@ -75,6 +75,9 @@ def job_json(doc: dict[str, Any]) -> dict[str, Any]:
         "progress": doc.get("progress", {}),
         "errors": doc.get("errors", []),
         "error": doc.get("error"),
+        # Why the job paused itself (the import guard), and what the guard found.
+        "pause_reason": doc.get("pause_reason"),
+        "findings": ((doc.get("progress") or {}).get("guard") or {}).get("findings", []),
         "owner": doc.get("owner"),  # the replica running it, if any
         "created_at": _iso(doc.get("created_at")),
         "started_at": _iso(doc.get("started_at")),

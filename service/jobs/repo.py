@@ -148,6 +148,8 @@ class JobRepo:
         fields: dict[str, Any] = {"state": action.target.value, "updated_at": now}
         if action.target is JobState.TERMINATING:
             fields["terminate_requested_at"] = now
+        if action.target is JobState.RUNNING:
+            fields["pause_reason"] = None  # a resume accepts what a self-pause reported
         async with self._locked([job_id]):
             job = await self.jobs.find_one_and_update(
                 {"_id": job_id, "org_id": org_id, "state": {"$in": _values(action.sources)}},
