@@ -56,7 +56,10 @@ async def _change(
         doc = await profiles.find_one({"_id": key, "org_id": org_id}, {"imports": 1, "version": 1})
         if doc is None and not create:
             return
-        imports = change(list((doc or {}).get("imports") or []))[-HISTORY:]
+        before = list((doc or {}).get("imports") or [])
+        imports = change(before)[-HISTORY:]
+        if doc is not None and imports == before:
+            return
         fields = {
             "imports": imports,
             "columns": imports[-1]["columns"] if imports else [],
