@@ -193,6 +193,10 @@ CONVERTERS: dict[str, Callable[[str], Any]] = {
 }
 
 
+def is_decimal_text(value: object) -> bool:
+    return isinstance(value, str) and bool(_FLOAT.fullmatch(value))
+
+
 def _to_decimal_text(text: str) -> str:
     return str(_to_decimal(text).to_decimal())
 
