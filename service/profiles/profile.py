@@ -20,7 +20,8 @@ SAMPLE_CHARS = 40
 SKETCH = 64  # the K of the K-minimum-values distinct-count estimate (about 13% error)
 _SPACE = float(2**64)
 _HALF = 2**63
-_INDEX = {kind: i for i, kind in enumerate(KINDS)}
+_NO_LENGTH = 1 << 62
+KNOWN_VALUES = 256  # values per column whose kind is remembered
 
 
 class DistinctSketch:
@@ -38,7 +39,12 @@ class DistinctSketch:
 
     def add(self, value: str) -> None:
         h = hash(value) + _HALF
-        if h >= self.bound or h in self.kept:
+        if h < self.bound:
+            self.add_hash(h)
+
+    def add_hash(self, h: int) -> None:
+        """``h`` below ``bound`` (checked by the caller, on the hot path)."""
+        if h in self.kept:
             return
         self.kept.add(h)
         heapq.heappush(self.heap, -h)
@@ -53,29 +59,42 @@ class DistinctSketch:
 
 
 class ColumnProfile:
-    __slots__ = ("rows", "counts", "min_len", "max_len", "sketch", "sample", "dates")
+    __slots__ = ("rows", "empty", "counts", "min_len", "max_len", "sketch", "sample", "dates", "known")
 
     def __init__(self) -> None:
         self.rows = 0
-        self.counts = [0] * len(KINDS)
-        self.min_len: int | None = None
+        self.empty = 0
+        self.counts: dict[str, int] = {}
+        self.min_len = _NO_LENGTH
         self.max_len = 0
         self.sketch = DistinctSketch()
         self.sample: list[str] = []
         self.dates: dict[str, int] = {}  # date_style -> count
+        # The kind of values seen before: most columns repeat values (cities,
+        # flags, amounts), and a dict lookup is much cheaper than the patterns.
+        self.known: dict[str, str] = {}
 
-    def add(self, value: str, kind: str) -> None:
-        """``value`` stripped; ``kind`` EMPTY for an empty cell or a null marker."""
+    def add(self, value: str) -> None:
+        """``value`` stripped; "" for an empty cell or a null marker."""
         self.rows += 1
-        self.counts[_INDEX[kind]] += 1
-        if kind == EMPTY:
+        if not value:
+            self.empty += 1
             return
+        kind = self.known.get(value)
+        if kind is None:
+            kind = kind_of(value)
+            if len(self.known) < KNOWN_VALUES:
+                self.known[value] = kind
+        counts = self.counts
+        counts[kind] = counts.get(kind, 0) + 1
         size = len(value)
-        if self.min_len is None or size < self.min_len:
+        if size < self.min_len:
             self.min_len = size
         if size > self.max_len:
             self.max_len = size
-        self.sketch.add(value)
+        h = hash(value) + _HALF
+        if h < self.sketch.bound:
+            self.sketch.add_hash(h)
         if len(self.sample) < SAMPLE and value[:SAMPLE_CHARS] not in self.sample:
             self.sample.append(value[:SAMPLE_CHARS])
         if kind == DATE:
@@ -84,16 +103,18 @@ class ColumnProfile:
                 self.dates[style] = self.dates.get(style, 0) + 1
 
     def kinds(self) -> dict[str, int]:
-        return {kind: n for kind, n in zip(KINDS, self.counts) if n}
+        counts = {EMPTY: self.empty, **self.counts}
+        return {kind: counts[kind] for kind in KINDS if counts.get(kind)}
 
     def as_doc(self) -> dict[str, Any]:
         """The stored and reported form; ``shares`` are fractions of all rows."""
         rows = self.rows or 1
+        kinds = self.kinds()
         return {
             "rows": self.rows,
-            "kinds": self.kinds(),
-            "shares": {kind: round(n / rows, 4) for kind, n in self.kinds().items()},
-            "length": {"min": self.min_len or 0, "max": self.max_len},
+            "kinds": kinds,
+            "shares": {kind: round(n / rows, 4) for kind, n in kinds.items()},
+            "length": {"min": 0 if self.min_len == _NO_LENGTH else self.min_len, "max": self.max_len},
             "distinct_estimate": self.sketch.estimate(),
             "sample": list(self.sample),
             "date_styles": dict(self.dates),
@@ -116,10 +137,7 @@ class TableProfile:
         nulls = self.nulls
         for profile, raw in zip(self.profiles, fields):
             value = raw.strip()
-            if not value or value in nulls:
-                profile.add("", EMPTY)
-            else:
-                profile.add(value, kind_of(value))
+            profile.add("" if value in nulls else value)
 
     def column_docs(self) -> dict[str, dict[str, Any]]:
         return {column: profile.as_doc() for column, profile in zip(self.columns, self.profiles)}
