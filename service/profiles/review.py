@@ -131,7 +131,7 @@ class ImportReview:
             "rows": self.rows,
             "valid_rows": self.valid,
             "errors": self.errors.as_dict(),
-            "types": {"requested": self.specs, "auto": auto},
+            "types_auto": auto,
             "columns": [
                 {"name": c, "type": self.specs.get(c, "string"), "inferred_type": inferred[c], "profile": docs[c]}
                 for c in self.columns

@@ -117,7 +117,7 @@ async def test_types_auto_infers_int_float_bool_date_and_string_and_types_the_ro
     assert rows[2]["price"] is None and rows[2]["day"] is None and rows[1]["label"] == "7 pears"
 
     review = await start_import(client, MIXED, expect=200, dry_run="true", types="auto,label:string,id:float")
-    assert review["types"]["auto"] is True
+    assert review["types_auto"] is True
     assert {c["name"]: c["type"] for c in review["columns"]}["id"] == "float"
     assert review["valid_rows"] == 4
 
