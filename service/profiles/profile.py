@@ -21,7 +21,8 @@ SKETCH = 64  # the K of the K-minimum-values distinct-count estimate (about 13% 
 _SPACE = float(2**64)
 _HALF = 2**63
 _NO_LENGTH = 1 << 62
-KNOWN_VALUES = 256  # values per column whose kind is remembered
+KNOWN_VALUES = 256  # values per column whose kind is remembered, if short
+KNOWN_CHARS = 64
 
 
 class DistinctSketch:
@@ -83,7 +84,7 @@ class ColumnProfile:
         kind = self.known.get(value)
         if kind is None:
             kind = kind_of(value)
-            if len(self.known) < KNOWN_VALUES:
+            if len(self.known) < KNOWN_VALUES and len(value) <= KNOWN_CHARS:
                 self.known[value] = kind
         counts = self.counts
         counts[kind] = counts.get(kind, 0) + 1

@@ -14,6 +14,7 @@ from .findings import compare_header, findings
 from .profile import TableProfile
 
 SAMPLE = 100  # row errors listed in full; all are counted
+FIRST_ROWS_BYTES = 16 * 1024 * 1024  # the first rows end here too, however few (a dry run holds them)
 CHECK_EXAMPLE_CHARS = 40
 
 
@@ -65,16 +66,18 @@ class FirstRows:
     def __init__(self, columns: list[str], specs: dict[str, str], null_values: list[str], limit: int) -> None:
         self.limit = limit
         self.rows = 0
+        self.bytes = 0
         self.profile = TableProfile(columns, null_values)
         self.check = TypeCheck(columns, specs, null_values)
         self.width = len(columns)
 
     def add(self, record: Record) -> bool:
         """Takes the record if it is among the first rows; False once full."""
-        if self.rows >= self.limit:
+        if self.rows >= self.limit or self.bytes >= FIRST_ROWS_BYTES:
             return False
         if record.error is None and record.fields is not None and len(record.fields) == self.width:
             self.rows += 1
+            self.bytes += sum(map(len, record.fields))
             self.profile.add(record.fields)
             self.check.add(record.fields)
         return True
@@ -84,7 +87,7 @@ class FirstRows:
             for record in records:
                 if not self.add(record):
                     return self
-            if self.rows >= self.limit:
+            if self.rows >= self.limit or self.bytes >= FIRST_ROWS_BYTES:
                 return self
         return self
 
