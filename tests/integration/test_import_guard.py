@@ -12,7 +12,10 @@ COLLECTIONS = ("records", "jobs", "job_progress", "uploads.files", "uploads.chun
 
 
 async def everything(db) -> dict[str, list[dict[str, Any]]]:
-    return {name: await db.db[name].find().sort("_id", 1).to_list(None) for name in COLLECTIONS}
+    """Every document of every collection."""
+    names = sorted(await db.db.list_collection_names())
+    assert set(COLLECTIONS) <= set(names), names
+    return {name: await db.db[name].find().sort("_id", 1).to_list(None) for name in names}
 
 
 async def import_history(client, seeds=(1, 2, 3)) -> None:
