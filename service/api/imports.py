@@ -245,10 +245,10 @@ async def create_import(request: web.Request) -> web.Response:
     org_id = org_of(request)
     query = request.query
     options = ImportOptions.from_query(query)
-    if bool_param(query, "dry_run", False):
-        return await dry_run(request, org_id, options)
     batch_size = int_param(query, "batch_size", 1000, 1, MAX_BATCH)
     on_error, max_errors = error_policy(query)
+    if bool_param(query, "dry_run", False):
+        return await dry_run(request, org_id, options)
     imports = await profiles.history(db.profiles, org_id, options.dataset) if options.header == "match" else []
 
     job_id = new_job_id()
@@ -262,11 +262,15 @@ async def create_import(request: web.Request) -> web.Response:
     inferred: dict[str, str] = {}
     if options.auto:
         first = FirstRows(header.columns, specs, options.null_values, settings.guard_rows)
-        source = await db.uploads.reader(upload.file_id, header.data_start.offset)
         try:
-            await first.read(source.read, header.data_start)
-        finally:
-            await source.close()
+            source = await db.uploads.reader(upload.file_id, header.data_start.offset)
+            try:
+                await first.read(source.read, header.data_start)
+            finally:
+                await source.close()
+        except BaseException:
+            await db.uploads.delete(upload.file_id)
+            raise
         specs = inferred = first.inferred(specs)
     types, formats = split_specs(specs)
     job = await manager.repo.create(
