@@ -151,6 +151,7 @@ async def test_decimal_columns_keep_amounts_exact(client, db):
         ({"types": "age:int:%d"}, "types", "only date takes a format"),
         ({"types": "age:money"}, "types", "is not one of string, int, float, decimal, bool, date"),
         ({"dry_run": "perhaps"}, "dry_run", "dry_run must be true or false"),
+        ({"batch_size": "0"}, "batch_size", "batch_size must be between 1 and 10000"),
     ],
 )
 async def test_a_parameter_that_does_not_parse_is_a_400_naming_it(client, db, params, parameter, words):
