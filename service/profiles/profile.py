@@ -15,7 +15,7 @@ from .values import BOOL, DATE, DATETIME, DECIMAL, EMPTY, INT, KINDS, date_style
 SAMPLE = 5
 # Rows of an import that its dataset profile is built from, spread evenly over
 # the file: the per-row cost stays bounded whatever the file's size.
-PROFILE_ROWS = 20_000
+PROFILE_ROWS = 10_000
 SAMPLE_CHARS = 40
 SKETCH = 64  # the K of the K-minimum-values distinct-count estimate (about 13% error)
 _SPACE = float(2**64)
