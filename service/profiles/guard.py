@@ -18,6 +18,9 @@ from .review import FirstRows
 log = logging.getLogger(__name__)
 
 GUARDS = ("off", "warn", "pause")
+# Findings kept on the job (all are counted): progress is rewritten at every
+# checkpoint, so it stays small even for a file of a thousand columns.
+KEPT_FINDINGS = 20
 
 
 def column_specs(params: dict[str, Any]) -> dict[str, str]:
@@ -42,7 +45,13 @@ async def guard(ctx: Any) -> None:
         await source.close()
     imports = await store.history(ctx.db.profiles, ctx.org_id, params["dataset"])
     found = first.findings(imports)
-    progress["guard"] = {"mode": mode, "rows_checked": first.rows, "earlier_imports": len(imports), "findings": found}
+    progress["guard"] = {
+        "mode": mode,
+        "rows_checked": first.rows,
+        "earlier_imports": len(imports),
+        "findings_count": len(found),
+        "findings": found[:KEPT_FINDINGS],
+    }
     if not found:
         await ctx.persist()
         return
@@ -50,6 +59,6 @@ async def guard(ctx: Any) -> None:
     if mode == "warn":
         await ctx.persist()
         return
-    await ctx.pause_self({"by": "guard", "rows_checked": first.rows, "findings": found})
+    await ctx.pause_self({"by": "guard", "rows_checked": first.rows, "findings": found[:KEPT_FINDINGS]})
     progress["guard"]["accepted"] = True
     await ctx.persist()
