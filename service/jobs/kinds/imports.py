@@ -219,7 +219,7 @@ async def rollback(ctx: JobContext) -> None:
     first = progress.get("rollback_next_row", 1)
     while first <= last_row:
         upto = first + ROLLBACK_ROWS
-        async with ctx.fenced():
+        async with ctx.fenced(undo=True):
             result = await records.delete_many(
                 {
                     "_id": {
@@ -231,10 +231,10 @@ async def rollback(ctx: JobContext) -> None:
         progress["rolled_back"] += result.deleted_count
         progress["rollback_next_row"] = first = upto
         await ctx.checkpoint()
-    async with ctx.fenced():
+    async with ctx.fenced(undo=True):
         result = await records.delete_many({"_id": prefix_range(job_prefix(ctx.org_id, dataset, ctx.job_id))})
     progress["rolled_back"] += result.deleted_count
-    async with ctx.fenced():
+    async with ctx.fenced(undo=True):
         await profiles.forget_import(ctx.db.profiles, ctx.org_id, dataset, ctx.job_id)
     await delete_upload(ctx)
 
