@@ -69,6 +69,7 @@ class Settings:
     result_retention_days: float = 7.0
     job_retention_days: float = 30.0
     retention_sweep_seconds: float = 3600.0
+    guard_rows: int = 1000
     db_timeout_seconds: float = 30.0
     rollback_give_up_seconds: float = 600.0
     max_queued_per_org: int = 100
@@ -215,6 +216,7 @@ _READERS: dict[str, Callable[[str, str], tuple[str, Any]]] = {
     "RESULT_RETENTION_DAYS": _days("result_retention_days"),
     "JOB_RETENTION_DAYS": _days("job_retention_days"),
     "RETENTION_SWEEP_SECONDS": _seconds("retention_sweep_seconds", 1, 86400),
+    "GUARD_ROWS": _int("guard_rows", 10, 100_000),
     "DB_TIMEOUT_SECONDS": _seconds("db_timeout_seconds", 1, 3600),
     "ROLLBACK_GIVE_UP_SECONDS": _seconds("rollback_give_up_seconds", 0, 86400 * 7),
     "MAX_QUEUED_PER_ORG": _int("max_queued_per_org", 1, 1_000_000),
