@@ -5,7 +5,7 @@ import csv
 
 from aiohttp import web
 
-from .api import exports, health, imports, jobs, metrics, teams
+from .api import downloads, exports, health, imports, jobs, metrics, openapi, teams
 from .jobs.manager import begin_shutdown, manager_ctx
 from .middlewares import problem_middleware
 from .settings import Settings
@@ -28,10 +28,17 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/api/v1/jobs/import", imports.create_import)
     app.router.add_post("/api/v1/jobs/teams", teams.create_teams)
     app.router.add_post("/api/v1/jobs/export", exports.create_export)
-    app.router.add_get("/api/v1/exports/{dataset}.csv", exports.stream_export)
+    # Streamed exports start from a POST; a browser redeems a ticket (no HEAD:
+    # a HEAD would use the ticket up).
+    app.router.add_post("/api/v1/exports/{dataset}.csv", exports.post_stream_export)
+    app.router.add_post("/api/v1/downloads", downloads.create_download)
+    app.router.add_get("/api/v1/downloads/{ticket}", downloads.download, allow_head=False)
     app.router.add_get("/api/v1/jobs/{job_id}/result", exports.export_result)
     app.router.add_get("/api/v1/jobs/{job_id}/events", jobs.job_events)
     app.router.add_get("/api/v1/jobs", jobs.list_jobs)
     app.router.add_get("/api/v1/jobs/{job_id}", jobs.get_job)
     app.router.add_post("/api/v1/jobs/{job_id}/{action}", jobs.control_job)
+    app.router.add_get("/api/v1/openapi.json", openapi.openapi_json)
+    app.router.add_get(openapi.DOCS_ROUTE, openapi.docs_page)
+    app.router.add_get(openapi.DOCS_ROUTE + "/{name}", openapi.docs_asset)
     return app

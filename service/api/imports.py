@@ -1,8 +1,9 @@
 """POST /api/v1/jobs/import: stream a CSV upload into GridFS and queue its import."""
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -11,28 +12,32 @@ from bson import ObjectId
 from ..csvio.records import RecordCounter
 from ..csvio.schema import HEADER_LIMIT, Header, parse_header, parse_types, resolve_types
 from ..errors import BadRequest, InvalidCsv, PayloadTooLarge, UnsupportedMediaType
-from ..jobs.model import new_job_id
 from ..store.files import store_stream
 from ..typedefs import DB_KEY, MANAGER_KEY, SETTINGS_KEY
-from .common import dataset_param, error_policy, int_param, job_response, org_of
+from .common import dataset_param, error_policy, int_param, job_response, org_of, query_params
+from .idempotency import Claim, idempotent, replay_job
 
 CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"})
 READ_CHUNK = 64 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
 MAX_BATCH = 10_000
+IMPORT_PARAMS = ("dataset", "types", "batch_size", "on_error", "max_errors")
 
 
 @dataclass
 class CsvProbe:
-    """Watches an upload go by: keeps its first bytes (for the header) and counts records."""
+    """Watches an upload go by: keeps its first bytes (for the header), counts
+    records, and hashes it (what Idempotency-Key compares)."""
 
     head: bytearray
     counter: RecordCounter
+    digest: Any = field(default_factory=hashlib.sha256)
 
     def __call__(self, chunk: bytes) -> None:
         if len(self.head) < HEADER_LIMIT:
             self.head += chunk[: HEADER_LIMIT - len(self.head)]
         self.counter.feed(chunk)
+        self.digest.update(chunk)
 
 
 async def csv_body(request: web.Request, max_bytes: int) -> tuple[AsyncIterator[bytes], str]:
@@ -65,6 +70,20 @@ async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
+async def upload_digest(request: web.Request) -> str:
+    """The SHA-256 of the request's CSV, read as it streams and never stored:
+    how a retried upload is compared with the first one."""
+    max_bytes = request.app[SETTINGS_KEY].max_upload_bytes
+    chunks, _ = await csv_body(request, max_bytes)
+    digest, size = hashlib.sha256(), 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large(max_bytes)
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
 def too_large(max_bytes: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"The upload is larger than the limit of {max_bytes} bytes (MAX_UPLOAD_BYTES).", limit=max_bytes
@@ -80,6 +99,7 @@ class Upload:
     filename: str
     header: Header
     rows: int  # data records, header excluded
+    sha256: str
 
     def params(self) -> dict[str, Any]:
         """What every job that reads the upload keeps in its params."""
@@ -115,21 +135,22 @@ async def receive_csv(
     except BaseException:
         await db.uploads.delete(stored.file_id)
         raise
-    return Upload(stored.file_id, stored.size, filename, header, rows)
+    return Upload(stored.file_id, stored.size, filename, header, rows, probe.digest.hexdigest())
 
 
-async def create_import(request: web.Request) -> web.Response:
+@idempotent(upload_digest, replay_job)
+async def create_import(request: web.Request, claim: Claim) -> web.Response:
     """Accepts the upload (202) once it is stored and its header checked; the
     rows are imported by the job, which reports row errors by line number."""
     manager = request.app[MANAGER_KEY]
     org_id = org_of(request)
-    query = request.query
+    query = query_params(request, IMPORT_PARAMS)
     dataset = dataset_param(query.get("dataset"))
     types = parse_types(query.get("types", ""))
     batch_size = int_param(query, "batch_size", 1000, 1, MAX_BATCH)
     on_error, max_errors = error_policy(query)
 
-    job_id = new_job_id()
+    job_id = claim.resource_id
     typed: dict[str, str] = {}
 
     def check(header: Header) -> None:
@@ -137,6 +158,7 @@ async def create_import(request: web.Request) -> web.Response:
 
     upload = await receive_csv(request, {"org_id": org_id, "job_id": job_id, "dataset": dataset}, check)
     header = upload.header
+    await claim.bind(upload.sha256)
     job = await manager.repo.create(
         {
             "_id": job_id,

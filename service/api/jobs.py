@@ -11,7 +11,7 @@ from aiohttp import web
 from ..jobs.kinds import KINDS as JOB_KINDS
 from ..jobs.model import ACTIONS, FINAL, JobState, job_json
 from ..typedefs import MANAGER_KEY
-from .common import int_param, job_response, json_response, list_param, org_of
+from .common import int_param, job_response, json_response, list_param, org_of, query_params
 
 KEEP_ALIVE_SECONDS = 15.0
 
@@ -23,7 +23,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     """Newest first; ``state`` and ``kind`` filter (repeat or comma-separate them);
     ``limit`` (1-500, default 50) and ``before`` (a job id) page through."""
     manager = request.app[MANAGER_KEY]
-    query = request.query
+    query = query_params(request, ("state", "kind", "limit", "before"))
     states = list_param(query, "state", STATES)
     kinds = list_param(query, "kind", KINDS)
     limit = int_param(query, "limit", 50, 1, 500)
@@ -38,6 +38,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
+    query_params(request, ())
     doc = await request.app[MANAGER_KEY].repo.get(org_of(request), request.match_info["job_id"])
     return job_response(doc)
 
@@ -48,6 +49,7 @@ async def control_job(request: web.Request) -> web.Response:
     action = request.match_info["action"]
     if action not in ACTIONS:
         raise web.HTTPNotFound()
+    query_params(request, ())
     doc = await request.app[MANAGER_KEY].control(org_of(request), request.match_info["job_id"], action)
     return job_response(doc)
 
@@ -59,7 +61,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     proxies from closing a quiet stream (a paused job)."""
     repo = request.app[MANAGER_KEY].repo
     org_id, job_id = org_of(request), request.match_info["job_id"]
-    interval = int_param(request.query, "interval_ms", 500, 50, 60_000) / 1000
+    interval = int_param(query_params(request, ("interval_ms",)), "interval_ms", 500, 50, 60_000) / 1000
     doc = await repo.get(org_id, job_id)  # a 404 before the stream starts
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -27,6 +27,8 @@ class Database:
         self.teams: AsyncCollection = self.db["teams"]
         self.users: AsyncCollection = self.db["users"]
         self.undo: AsyncCollection = self.db["undo_log"]
+        self.idempotency_keys: AsyncCollection = self.db["idempotency_keys"]
+        self.download_tickets: AsyncCollection = self.db["download_tickets"]
         self.uploads = Bucket(self.db, "uploads")
         self.exports = Bucket(self.db, "exports")
 
@@ -51,6 +53,10 @@ class Database:
         await self.jobs.create_index([("org_id", ASCENDING), ("_id", DESCENDING)], name="org_newest")
         await self.jobs.create_index([("org_id", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING)], name="org_kind_state")
         await self.job_progress.create_index([("owner", ASCENDING)], name="owner")
+        # Looked up by _id ("org/key", tickets by their token); the TTL
+        # indexes only remove what has expired.
+        await self.idempotency_keys.create_index([("created_at", ASCENDING)], name="ttl", expireAfterSeconds=24 * 3600)
+        await self.download_tickets.create_index([("expires_at", ASCENDING)], name="ttl", expireAfterSeconds=0)
         # records has no secondary index on purpose: _ids are
         # "org/dataset/job:row", so an export is an _id prefix range and a
         # rollback a narrower one, both on the primary key. Every index would
