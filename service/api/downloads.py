@@ -87,6 +87,7 @@ async def create_download(request: web.Request, claim: Claim) -> web.Response:
         check_result(job)
         ticket.update(kind="result", job_id=job_id, filename=job["params"]["filename"])
     now = utcnow()
+    await request.app[DB_KEY].expire(request.app[DB_KEY].download_tickets, "expires_at", now)
     ticket.update(created_at=now, expires_at=now + dt.timedelta(seconds=TICKET_SECONDS), used_at=None)
     await claim.bind(json_digest(spec))
     await request.app[DB_KEY].download_tickets.insert_one(ticket)

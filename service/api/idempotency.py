@@ -152,10 +152,12 @@ def _request_form(request: web.Request) -> dict[str, Any]:
 async def _claim(
     request: web.Request, key: str, digest: Digest, replay: Replay, new_id: Callable[[], str]
 ) -> Claim | web.Response:
-    collection = request.app[DB_KEY].idempotency_keys
+    db = request.app[DB_KEY]
+    collection = db.idempotency_keys
     org_id = org_of(request)
     form = _request_form(request)
     now = utcnow()
+    await db.expire(collection, "created_at", now - TTL)
     record = {
         "_id": f"{org_id}/{key}",
         "org_id": org_id,
@@ -172,8 +174,14 @@ async def _claim(
     except DuplicateKeyError:
         pass
     existing = await collection.find_one({"_id": record["_id"], "org_id": org_id})
-    if existing is None:  # expired or released in between: claim it afresh
+    if existing is None:  # released in between: claim it afresh
         return await _claim(request, key, digest, replay, new_id)
+    if _age(existing["created_at"], now) > TTL:
+        # Expired, but not yet removed by the TTL monitor: the key is free.
+        taken = await collection.replace_one({"_id": existing["_id"], "created_at": existing["created_at"]}, record)
+        if taken.modified_count == 1:
+            return Claim(request, record, record["resource_id"])
+        raise KeyInProgress(retry_after=1)
     if {k: existing.get(k) for k in form} != form:
         raise KeyReused(
             f"{HEADER} {key!r} was used for {existing['method']} {existing['path']} with other parameters; "

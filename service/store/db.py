@@ -8,6 +8,7 @@ from aiohttp import web
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 
 from ..settings import MongoSettings
 from .files import Bucket
@@ -31,6 +32,7 @@ class Database:
         self.download_tickets: AsyncCollection = self.db["download_tickets"]
         self.uploads = Bucket(self.db, "uploads")
         self.exports = Bucket(self.db, "exports")
+        self.ttl_indexes = True  # False on a server without TTL indexes (FerretDB 1.24)
 
     @classmethod
     def connect(cls, mongo: MongoSettings, **client_options: object) -> Database:
@@ -55,12 +57,28 @@ class Database:
         await self.job_progress.create_index([("owner", ASCENDING)], name="owner")
         # Looked up by _id ("org/key", tickets by their token); the TTL
         # indexes only remove what has expired.
-        await self.idempotency_keys.create_index([("created_at", ASCENDING)], name="ttl", expireAfterSeconds=24 * 3600)
-        await self.download_tickets.create_index([("expires_at", ASCENDING)], name="ttl", expireAfterSeconds=0)
+        await self._ttl_index(self.idempotency_keys, "created_at", 24 * 3600)
+        await self._ttl_index(self.download_tickets, "expires_at", 0)
         # records has no secondary index on purpose: _ids are
         # "org/dataset/job:row", so an export is an _id prefix range and a
         # rollback a narrower one, both on the primary key. Every index would
         # slow every insert.
+
+    async def _ttl_index(self, collection: AsyncCollection, field: str, seconds: int) -> None:
+        try:
+            await collection.create_index([(field, ASCENDING)], name="ttl", expireAfterSeconds=seconds)
+        except OperationFailure as exc:
+            if exc.code != 238:  # NotImplemented: FerretDB 1.24 has no TTL indexes
+                raise
+            await collection.create_index([(field, ASCENDING)], name=field)
+            self.ttl_indexes = False
+
+    async def expire(self, collection: AsyncCollection, field: str, before: object) -> None:
+        """Deletes what a TTL index would have, where the server has none;
+        readers check expiry themselves either way (MongoDB's TTL monitor
+        runs only once a minute)."""
+        if not self.ttl_indexes:
+            await collection.delete_many({field: {"$lt": before}})
 
     async def close(self) -> None:
         await self.client.close()
