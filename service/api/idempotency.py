@@ -6,8 +6,8 @@ written, in one insert on ``idempotency_keys`` whose ``_id`` is (org, key):
 on MongoDB the unique ``_id`` index decides which of two concurrent requests
 owns the key, and the other is told to retry (409) or shown the winner's job.
 
-"The same request" is the method, path and query (as a sorted list of pairs)
-plus a SHA-256 of the payload: of the CSV file for uploads (the file part of a
+"The same request" is the method, path and query (as sorted pairs) plus a
+SHA-256 of the payload: of the CSV file for uploads (the file part of a
 multipart body, so a retry with a new multipart boundary still matches) and
 of the canonical JSON (sorted keys) for JSON bodies. An upload's digest is
 only known once it has streamed, so a retry of a finished upload is read and
@@ -22,6 +22,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from pymongo.errors import DuplicateKeyError
@@ -145,7 +146,8 @@ def _request_form(request: web.Request) -> dict[str, Any]:
     return {
         "method": request.method,
         "path": request.path,
-        "query": sorted([k, v] for k, v in request.query.items()),
+        # A string, not pairs: FerretDB stores no nested arrays.
+        "query": urlencode(sorted(request.query.items())),
     }
 
 
