@@ -12,7 +12,7 @@ from service.app import create_app
 from service.settings import MongoSettings, Settings
 from service.store.db import Database
 
-from .contract import ResponseChecker
+from .openapi_check import ResponseChecker
 from .devdb import DevDatabase, database_server, with_database
 
 

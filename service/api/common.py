@@ -21,11 +21,12 @@ def org_of(request: web.Request) -> str:
     return request.app[SETTINGS_KEY].default_org_id
 
 
-def query_params(request: web.Request, allowed: Iterable[str]) -> Mapping[str, str]:
+def query_params(request: web.Request, allowed: Iterable[str], repeatable: Iterable[str] = ()) -> Mapping[str, str]:
     """The request's query, once it names only ``allowed`` parameters. Every
     handler declares what it reads: a typo (``type=`` for ``types=``) or a
     parameter this endpoint does not have (``dry_run`` on an import) is a 400
-    naming it, never a job started without it."""
+    naming it, never a job started without it. Only ``repeatable`` ones may
+    be given twice; for any other, which value wins would be a guess."""
     names = frozenset(allowed)
     unknown = sorted(set(request.query) - names)
     if unknown:
@@ -36,6 +37,10 @@ def query_params(request: web.Request, allowed: Iterable[str]) -> Mapping[str, s
             parameter=unknown[0],
             unknown=unknown,
         )
+    once = names - frozenset(repeatable)
+    for name in sorted(once):
+        if len(request.query.getall(name, ())) > 1:
+            raise BadRequest(f"{name} is given more than once.", parameter=name)
     return request.query
 
 
@@ -54,7 +59,7 @@ def dataset_param(value: object) -> str:
 
 def int_param(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -66,7 +71,7 @@ def int_param(query: Mapping[str, str], name: str, default: int, low: int, high:
 
 
 def choice_param(query: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
-    value = query.get(name) or default
+    value = query.get(name, default)
     if value not in choices:
         raise BadRequest(f"{name} must be one of {', '.join(choices)}, got {value[:40]!r}", parameter=name)
     return value

@@ -45,7 +45,9 @@ async def export_params(db: Database, org_id: str, spec: dict[str, Any]) -> dict
     if dataset is None:
         raise NotFound(f"Your organisation has no dataset {name!r}.", parameter="dataset")
 
-    fields = spec.get("fields") or dataset.columns
+    fields = spec.get("fields")
+    if fields is None or fields == []:
+        fields = dataset.columns
     if not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields):
         raise BadRequest("fields must be a list of column names.", parameter="fields")
     if len(fields) > MAX_COLUMNS:

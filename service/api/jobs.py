@@ -23,7 +23,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     """Newest first; ``state`` and ``kind`` filter (repeat or comma-separate them);
     ``limit`` (1-500, default 50) and ``before`` (a job id) page through."""
     manager = request.app[MANAGER_KEY]
-    query = query_params(request, ("state", "kind", "limit", "before"))
+    query = query_params(request, ("state", "kind", "limit", "before"), repeatable=("state", "kind"))
     states = list_param(query, "state", STATES)
     kinds = list_param(query, "kind", KINDS)
     limit = int_param(query, "limit", 50, 1, 500)

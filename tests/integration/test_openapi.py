@@ -94,10 +94,10 @@ async def test_a_typo_in_a_parameter_name_is_a_400_not_an_untyped_import(client,
     ("method", "path", "params"),
     [
         ("GET", "/api/v1/jobs", {"states": "running"}),
-        ("GET", "/api/v1/jobs/abc", {"verbose": "1"}),
-        ("POST", "/api/v1/jobs/abc/pause", {"force": "true"}),
-        ("GET", "/api/v1/jobs/abc/result", {"x": "1"}),
-        ("GET", "/api/v1/jobs/abc/events", {"interval": "100"}),
+        ("GET", "/api/v1/jobs/0123456789abcdef01234567", {"verbose": "1"}),
+        ("POST", "/api/v1/jobs/0123456789abcdef01234567/pause", {"force": "true"}),
+        ("GET", "/api/v1/jobs/0123456789abcdef01234567/result", {"x": "1"}),
+        ("GET", "/api/v1/jobs/0123456789abcdef01234567/events", {"interval": "100"}),
         ("POST", "/api/v1/exports/people.csv", {"field": "id"}),
         ("GET", "/api/v1/openapi.json", {"v": "2"}),
     ],
@@ -134,3 +134,24 @@ async def test_the_accepted_spellings_of_true_all_mean_a_dry_run(client, db, val
     )
     assert resp.status == 200 and (await resp.json())["dry_run"] is True
     assert await db.jobs.count_documents({}) == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/api/v1/jobs", {"limit": ""}),
+        ("/api/v1/jobs", [("limit", "5"), ("limit", "6")]),
+        ("/api/v1/jobs", {"state": "runing"}),
+    ],
+)
+async def test_an_empty_repeated_or_unknown_value_is_a_400_not_a_guess(client, path, params):
+    resp = await client.get(path, params=params)
+    body = await resp.json(content_type=None)
+    assert resp.status == 400, body
+    assert body["parameter"] in ("limit", "state")
+
+
+async def test_list_parameters_may_be_repeated(client):
+    resp = await client.get("/api/v1/jobs", params=[("state", "running"), ("state", "paused,queued")])
+    assert resp.status == 200
+    assert (await resp.json())["jobs"] == []

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ...csvio.schema import TYPE_NAMES
-from .schemas import ref
+from ...jobs.kinds import KINDS
+from ...jobs.model import JobState
+from .schemas import DATASET, ref
 
 PROBLEMS = {
     400: ("BadRequest", "The request is not valid: a bad or unknown parameter, a malformed body."),
@@ -42,7 +44,7 @@ def boolean(name: str, description: str) -> dict[str, Any]:
     return query(name, f"{description} (true/false, 1/0 or yes/no; anything else is a 400)", {"type": "boolean", "default": False})
 
 
-JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
+JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-f]{24}$"}}
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -55,6 +57,18 @@ MAX_ERRORS = query("max_errors", "with skip, fail once more rows than this have 
 JOB_LINKS = {
     action: {"operationId": f"{action}Job", "parameters": {"job_id": "$response.body#/id"}}
     for action in ("get", "pause", "resume", "terminate")
+}
+
+
+# Each server-sent event (OpenAPI 3.1: the schema describes one event).
+SSE_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["job", "end"]},
+        "data": {"type": "string", "description": "job: the job's JSON; end: {\"state\": ...}"},
+        "id": {"type": "string"},
+    },
 }
 
 
@@ -71,8 +85,12 @@ def job_created(description: str) -> dict[str, Any]:
     }
 
 
-def csv_upload(description: str) -> dict[str, Any]:
-    raw = {t: {"schema": {"type": "string"}} for t in CSV_TYPES}
+def _list(values: list[str]) -> dict[str, Any]:
+    return {"type": "array", "items": {"type": "string", "enum": values}}
+
+
+def csv_upload(description: str, example: str) -> dict[str, Any]:
+    raw = {t: {"schema": {"type": "string", "minLength": 1}, "example": example} for t in CSV_TYPES}
     form = {
         "schema": {
             "type": "object",
@@ -128,14 +146,16 @@ def paths() -> dict[str, Any]:
                 "summary": "Import a CSV into a dataset",
                 "description": "The body is streamed into storage; 202 once it is stored and its header checked.",
                 "parameters": [
-                    query("dataset", "the dataset to import into", {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}, required=True),
-                    query("types", f"col:type,... with type one of {', '.join(TYPE_NAMES)}"),
+                    query("dataset", "the dataset to import into", DATASET, required=True),
+                    query("types", f"col:type,... with type one of {', '.join(TYPE_NAMES)}", example="visited:date"),
                     query("batch_size", "rows per insert", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}),
                     ON_ERROR,
                     MAX_ERRORS,
                     IDEMPOTENCY_KEY,
                 ],
-                "requestBody": csv_upload("the CSV: the raw body, or the multipart/form-data field 'file'"),
+                "requestBody": csv_upload(
+                    "the CSV: the raw body, or the multipart/form-data field 'file'", "id,visited\n1,2017-08-03\n2,2017-09-14\n"
+                ),
                 "responses": {"202": job_created("the import job, queued"), **errors(409, 413, 415, 422)},
             }
         },
@@ -152,7 +172,10 @@ def paths() -> dict[str, Any]:
                     MAX_ERRORS,
                     IDEMPOTENCY_KEY,
                 ],
-                "requestBody": csv_upload("the sheet: team, manager_name, manager_phone[, members]"),
+                "requestBody": csv_upload(
+                    "the sheet: team, manager_name, manager_phone[, members]",
+                    "team,manager_name,manager_phone,members\nBlue,Ann Lee,+12015550101,+12025550102\n",
+                ),
                 "responses": {
                     "200": {"description": "the dry run's findings", "content": json_content(ref("TeamsDryRun"))},
                     "202": job_created("the teams job, queued"),
@@ -177,7 +200,7 @@ def paths() -> dict[str, Any]:
                 "summary": "Stream an export straight into the response (curl -X POST ... -o out.csv)",
                 "description": "A job like the others (X-Job-Id): pause stalls the stream, terminate aborts it. "
                 "Takes no body and no Idempotency-Key (a stream cannot be replayed).",
-                "parameters": [{"name": "dataset", "in": "path", "required": True, "schema": {"type": "string"}}, *EXPORT_QUERY],
+                "parameters": [{"name": "dataset", "in": "path", "required": True, "schema": DATASET}, *EXPORT_QUERY],
                 "responses": {"200": csv_download("the CSV, chunked", X_Job_Id="the export job's id"), **errors(404)},
             }
         },
@@ -194,7 +217,7 @@ def paths() -> dict[str, Any]:
                         "description": "the ticket",
                         "headers": {"Location": {"schema": {"type": "string"}}},
                         "content": json_content(ref("DownloadTicket")),
-                        "links": {"download": {"operationId": "download", "parameters": {"ticket": "$response.header.Location#regex:[^/]+$"}}},
+                        "links": {"download": {"operationId": "download", "parameters": {"ticket": "$response.header.Location#regex:/api/v1/downloads/(.+)"}}},
                     },
                     **errors(404, 409, 410, 415, 422),
                 },
@@ -219,8 +242,8 @@ def paths() -> dict[str, Any]:
                 "tags": ["jobs"],
                 "summary": "Jobs of your organisation, newest first",
                 "parameters": [
-                    query("state", "states, repeated or comma-separated"),
-                    query("kind", "kinds, repeated or comma-separated"),
+                    query("state", "states, repeated or comma-separated", _list([s.value for s in JobState]), explode=True),
+                    query("kind", "kinds, repeated or comma-separated", _list(sorted(KINDS)), explode=True),
                     query("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
                     query("before", "a job id: the page after it (follow next)"),
                 ],
@@ -242,7 +265,7 @@ def paths() -> dict[str, Any]:
                 "tags": ["jobs"],
                 "summary": "Server-sent events: the job each time it changes, then end",
                 "parameters": [JOB_ID, query("interval_ms", "how often to look", {"type": "integer", "minimum": 50, "maximum": 60000, "default": 500})],
-                "responses": {"200": {"description": "an event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}, **errors(404)},
+                "responses": {"200": {"description": "an event stream", "content": {"text/event-stream": {"schema": SSE_EVENT}}}, **errors(404)},
             }
         },
         "/api/v1/jobs/{job_id}/result": {

@@ -11,6 +11,7 @@ from ...jobs.model import JobState
 NULLABLE_STRING = {"type": ["string", "null"]}
 DATE_TIME = {"type": "string", "format": "date-time"}
 COUNT = {"type": "integer", "minimum": 0}
+DATASET = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", "example": "visits"}
 
 
 def ref(name: str) -> dict[str, str]:
@@ -104,11 +105,16 @@ def schemas() -> dict[str, Any]:
             "required": ["dataset"],
             "additionalProperties": False,
             "properties": {
-                "dataset": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"},
+                "dataset": DATASET,
                 "date_field": {**NULLABLE_STRING, "description": "a column imported as a date"},
                 "from": {**NULLABLE_STRING, "description": "ISO 8601 date or datetime, inclusive"},
                 "to": {**NULLABLE_STRING, "description": "ISO 8601 date or datetime, exclusive"},
-                "fields": {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 1000},
+                "fields": {
+                    "type": ["array", "null"],
+                    "items": {"type": "string", "minLength": 1},
+                    "maxItems": 1000,
+                    "description": "the columns, in order (null or empty: all)",
+                },
                 "neutralize_formulas": {"type": "boolean", "default": True},
                 "batch_size": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
             },
@@ -125,7 +131,7 @@ def schemas() -> dict[str, Any]:
                     "type": "object",
                     "required": ["job_id"],
                     "additionalProperties": False,
-                    "properties": {"job_id": {"type": "string", "description": "a completed background export"}},
+                    "properties": {"job_id": {"type": "string", "minLength": 1, "description": "a completed background export"}},
                 },
             ]
         },
