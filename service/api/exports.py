@@ -61,9 +61,10 @@ async def export_params(db: Database, org_id: str, spec: dict[str, Any]) -> dict
     if len(set(fields)) != len(fields):
         raise BadRequest("fields names a column twice.", parameter="fields")
 
-    date_field, bounds = spec.get("date_field") or None, {}
+    date_field, bounds = spec.get("date_field"), {}
     if date_field is not None and not isinstance(date_field, str):
         raise BadRequest("date_field must be a column name.", parameter="date_field")
+    date_field = date_field or None
     for key in ("from", "to"):
         raw = spec.get(key)
         if raw in (None, ""):

@@ -155,3 +155,27 @@ async def test_list_parameters_may_be_repeated(client):
     resp = await client.get("/api/v1/jobs", params=[("state", "running"), ("state", "paused,queued")])
     assert resp.status == 200
     assert (await resp.json())["jobs"] == []
+
+
+async def test_a_header_with_a_stray_carriage_return_is_a_400_not_a_500(client, db):
+    resp = await client.post(
+        "/api/v1/jobs/teams", params={"dry_run": "true"}, data=b"N;B\x17S\xc3\xb3\r!S\xc2\x83", headers={"Content-Type": "text/plain"}
+    )
+    body = await resp.json(content_type=None)
+    assert resp.status == 400 and body["type"] == "urn:problem:collect-jobs:invalid-csv", body
+
+
+async def test_a_multipart_part_with_a_malformed_header_is_a_400(client, db):
+    boundary = "b0undary"
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"\x02\"\r\n\r\n{{}}\r\n"
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n\r\n--{boundary}--\r\n"
+    ).encode()
+    resp = await client.post(
+        "/api/v1/jobs/import",
+        params={"dataset": "x"},
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert resp.status == 400, await resp.text()
+    assert await db.jobs.count_documents({}) == 0
