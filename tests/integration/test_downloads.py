@@ -2,6 +2,7 @@
 redeems a single-use, short-lived ticket created by a POST."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -164,3 +165,12 @@ async def test_a_streamed_export_takes_no_body_and_no_idempotency_key(client, pe
     body = await resp.json()
     assert resp.status == 400 and "/api/v1/downloads" in body["detail"]
     assert await exports_started(client) == []
+
+
+async def test_two_gets_of_one_ticket_at_once_stream_it_once(client, people):
+    ticket = await new_ticket(client, export={"dataset": "people"})
+    first, second = await asyncio.gather(client.get(ticket["url"]), client.get(ticket["url"]))
+    assert sorted([first.status, second.status]) == [200, 410]
+    winner = first if first.status == 200 else second
+    await winner.read()
+    assert len(await exports_started(client)) == 1
