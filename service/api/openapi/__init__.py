@@ -59,7 +59,6 @@ def document() -> dict[str, Any]:
     """The whole document; a pure function of the code, so built once."""
     return {
         "openapi": "3.1.0",
-        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "info": {
             "title": "collect-jobs",
             "version": __version__,
