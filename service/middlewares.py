@@ -53,6 +53,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             if name not in ("Content-Type", "Content-Length"):
                 response.headers[name] = value
         return response
+    except ConnectionResetError:
+        # The client left mid-response (a stream it stopped reading): not a
+        # server error; aiohttp drops the connection quietly (found by fuzzing).
+        raise
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return problem_response(ServiceError("An unexpected error occurred; it has been logged."), request)
