@@ -13,7 +13,7 @@ from aiohttp import web
 from bson import ObjectId
 
 from ..csvio.schema import MAX_COLUMNS, parse_datetime
-from ..datasets import describe
+from ..datasets import COMMITTED, WITH_FAILED, describe
 from ..errors import BadRequest, Gone, InvalidTransition, NotFound, UnsupportedMediaType
 from ..jobs.kinds.exports import ResponseSink
 from ..jobs.model import JobState, new_job_id
@@ -25,7 +25,7 @@ from .idempotency import Claim, idempotent, json_body_digest, json_digest, repla
 
 EXPORT_BATCH = 1000
 DOWNLOAD_CHUNK = 256 * 1024
-FIELDS = frozenset({"dataset", "date_field", "from", "to", "fields", "neutralize_formulas", "batch_size"})
+FIELDS = frozenset({"dataset", "date_field", "from", "to", "fields", "neutralize_formulas", "batch_size", "include_failed"})
 MAX_BATCH = 10_000
 DISCONNECT_POLL_SECONDS = 0.5
 # The streamed export's query parameters (the dataset is in the path).
@@ -41,9 +41,15 @@ async def export_params(db: Database, org_id: str, spec: dict[str, Any]) -> dict
             f"Unknown export options: {', '.join(unknown)}; use {', '.join(sorted(FIELDS))}.", parameter=unknown[0]
         )
     name = dataset_param(spec.get("dataset"))
-    dataset = await describe(db, org_id, name)
+    include_failed = spec.get("include_failed", False)
+    if not isinstance(include_failed, bool):
+        raise BadRequest("include_failed must be true or false.", parameter="include_failed")
+    dataset = await describe(db, org_id, name, WITH_FAILED if include_failed else COMMITTED)
     if dataset is None:
-        raise NotFound(f"Your organisation has no dataset {name!r}.", parameter="dataset")
+        raise NotFound(
+            f"Your organisation has no dataset {name!r} with a completed import (exports read completed imports only).",
+            parameter="dataset",
+        )
 
     fields = spec.get("fields")
     if fields is None or fields == []:
@@ -102,6 +108,9 @@ async def export_params(db: Database, org_id: str, spec: dict[str, Any]) -> dict
         "types": {c: dataset.types[c] for c in fields if c in dataset.types},
         "neutralize": neutralize,
         "batch_size": batch_size,
+        # The imports whose rows it reads, fixed when the export is created.
+        "jobs": dataset.jobs,
+        "include_failed": include_failed,
         # Without a date filter the dataset's size is already known from its
         # imports; only a filtered export has to count.
         "expected_rows": None if bounds else dataset.rows,
@@ -127,15 +136,15 @@ async def create_export(request: web.Request, claim: Claim) -> web.Response:
     query_params(request, ())
     spec = await json_object(request)
     org_id = org_of(request)
+    manager = request.app[MANAGER_KEY]
+    await manager.check_queue_quota(org_id)
     params = await export_params(request.app[DB_KEY], org_id, spec)
     params["file_id"] = str(ObjectId())
-    manager = request.app[MANAGER_KEY]
     await claim.bind(json_digest(spec))
-    job = await manager.repo.create(
+    job = await manager.create(
         {"_id": claim.resource_id, "org_id": org_id, "kind": "export", "params": params},
         progress={"processed": 0, "total": None, "bytes": 0, "percent": 0.0},
     )
-    manager.wake()
     return job_response(job, status=202)
 
 
@@ -149,8 +158,9 @@ def stream_spec(dataset: str, query: Any) -> dict[str, Any]:
         spec["fields"] = [f.strip() for f in query["fields"].split(",") if f.strip()]
     if "batch_size" in query:
         spec["batch_size"] = int_param(query, "batch_size", EXPORT_BATCH, 1, MAX_BATCH)
-    if "neutralize_formulas" in query:
-        spec["neutralize_formulas"] = bool_param(query, "neutralize_formulas", True)
+    for name in ("neutralize_formulas", "include_failed"):
+        if name in query:
+            spec[name] = bool_param(query, name, name == "neutralize_formulas")
     return spec
 
 
@@ -178,6 +188,10 @@ async def stream_export(request: web.Request, org_id: str, params: dict[str, Any
     the browser shows a failed download, and a client that leaves terminates it."""
     params = {**params, "stream": True}
     job_id = new_job_id()
+    manager = request.app[MANAGER_KEY]
+    await manager.check_stream_caps(org_id, "export")
+    manager = request.app[MANAGER_KEY]
+    await manager.check_stream_caps(org_of(request), "export")
 
     response = web.StreamResponse(
         headers={
@@ -189,7 +203,6 @@ async def stream_export(request: web.Request, org_id: str, params: dict[str, Any
     )
     response.enable_chunked_encoding()
     await response.prepare(request)
-    manager = request.app[MANAGER_KEY]
     runner = await manager.start_attached(
         {"_id": job_id, "org_id": org_id, "kind": "export", "params": params},
         {"processed": 0, "total": None, "bytes": 0, "percent": 0.0},

@@ -54,6 +54,10 @@ class KeyInProgress(ServiceError):
 
     status, slug, title = 409, "idempotency-key-in-progress", "Request in progress"
 
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["Retry-After"] = "1"
+
 
 def json_digest(body: Any) -> str:
     """The digest of a JSON payload, independent of key order and spacing."""
@@ -183,7 +187,7 @@ async def _claim(
         taken = await collection.replace_one({"_id": existing["_id"], "created_at": existing["created_at"]}, record)
         if taken.modified_count == 1:
             return Claim(request, record, record["resource_id"])
-        raise KeyInProgress(retry_after=1)
+        raise KeyInProgress()
     if {k: existing.get(k) for k in form} != form:
         raise KeyReused(
             f"{HEADER} {key!r} was used for {existing['method']} {existing['path']} with other parameters; "
@@ -206,7 +210,7 @@ async def _claim(
         )
         if taken.modified_count == 1:
             return Claim(request, {**existing, "created_at": now}, existing["resource_id"])
-    raise KeyInProgress(retry_after=1)
+    raise KeyInProgress()
 
 
 def _age(when: dt.datetime, now: dt.datetime) -> dt.timedelta:

@@ -49,9 +49,10 @@ async def create_teams(request: web.Request, claim: Claim) -> web.Response:
     def check(header: Header) -> None:
         layout.update(column_layout(header.names))
 
+    await manager.check_queue_quota(org_id)
     upload = await receive_csv(request, {"org_id": org_id, "job_id": job_id, "kind": "teams"}, check)
     await claim.bind(upload.sha256)
-    job = await manager.repo.create(
+    job = await manager.create(
         {
             "_id": job_id,
             "org_id": org_id,
@@ -76,7 +77,6 @@ async def create_teams(request: web.Request, claim: Claim) -> web.Response:
             "percent": 0.0,
         },
     )
-    manager.wake()
     return job_response(job, status=202)
 
 

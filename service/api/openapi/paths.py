@@ -18,6 +18,7 @@ PROBLEMS = {
     415: ("UnsupportedMediaType", "The body's content type is not accepted (the body lists those that are)."),
     416: ("RangeNotSatisfiable", "The byte range is past the end of the file."),
     422: ("IdempotencyKeyReused", "This Idempotency-Key was used for a different request."),
+    429: ("TooManyRequests", "A limit of your organisation or of this replica is reached; retry after Retry-After seconds."),
     503: ("Unavailable", "The database does not answer, or the service is shutting down; retry."),
 }
 CSV_TYPES = ("text/csv", "application/csv", "text/plain", "application/vnd.ms-excel")
@@ -56,7 +57,7 @@ ON_ERROR = query("on_error", "skip bad rows (row errors) or fail at the first on
 MAX_ERRORS = query("max_errors", "with skip, fail once more rows than this have failed", {"type": "integer", "minimum": 0, "maximum": 1_000_000_000, "default": 1000})
 JOB_LINKS = {
     action: {"operationId": f"{action}Job", "parameters": {"job_id": "$response.body#/id"}}
-    for action in ("get", "pause", "resume", "terminate")
+    for action in ("get", "pause", "resume", "terminate", "retry")
 }
 
 
@@ -156,7 +157,7 @@ def paths() -> dict[str, Any]:
                 "requestBody": csv_upload(
                     "the CSV: the raw body, or the multipart/form-data field 'file'", "id,visited\n1,2017-08-03\n2,2017-09-14\n"
                 ),
-                "responses": {"202": job_created("the import job, queued"), **errors(409, 413, 415, 422)},
+                "responses": {"202": job_created("the import job, queued"), **errors(409, 413, 415, 422, 429)},
             }
         },
         "/api/v1/jobs/teams": {
@@ -179,7 +180,7 @@ def paths() -> dict[str, Any]:
                 "responses": {
                     "200": {"description": "the dry run's findings", "content": json_content(ref("TeamsDryRun"))},
                     "202": job_created("the teams job, queued"),
-                    **errors(409, 413, 415, 422),
+                    **errors(409, 413, 415, 422, 429),
                 },
             }
         },
@@ -190,7 +191,7 @@ def paths() -> dict[str, Any]:
                 "summary": "Export a dataset (filtered) into a stored CSV, in the background",
                 "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, "content": json_content(ref("ExportRequest"))},
-                "responses": {"202": job_created("the export job, queued"), **errors(404, 409, 415, 422)},
+                "responses": {"202": job_created("the export job, queued"), **errors(404, 409, 415, 422, 429)},
             }
         },
         "/api/v1/exports/{dataset}.csv": {
@@ -201,7 +202,7 @@ def paths() -> dict[str, Any]:
                 "description": "A job like the others (X-Job-Id): pause stalls the stream, terminate aborts it. "
                 "Takes no body and no Idempotency-Key (a stream cannot be replayed).",
                 "parameters": [{"name": "dataset", "in": "path", "required": True, "schema": DATASET}, *EXPORT_QUERY],
-                "responses": {"200": csv_download("the CSV, chunked", X_Job_Id="the export job's id"), **errors(404)},
+                "responses": {"200": csv_download("the CSV, chunked", X_Job_Id="the export job's id"), **errors(404, 429)},
             }
         },
         "/api/v1/downloads": {
@@ -232,7 +233,7 @@ def paths() -> dict[str, Any]:
                 "parameters": [{"name": "ticket", "in": "path", "required": True, "schema": {"type": "string"}}],
                 "responses": {
                     "200": csv_download("the CSV", X_Job_Id="for a streamed export, its job's id"),
-                    **errors(404, 409, 410),
+                    **errors(404, 409, 410, 429),
                 },
             }
         },
@@ -284,4 +285,5 @@ def paths() -> dict[str, Any]:
         "/api/v1/jobs/{job_id}/pause": job_action("pause", "Pause at the next checkpoint"),
         "/api/v1/jobs/{job_id}/resume": job_action("resume", "Resume from the checkpoint"),
         "/api/v1/jobs/{job_id}/terminate": job_action("terminate", "Stop and roll back everything the job wrote"),
+        "/api/v1/jobs/{job_id}/retry": job_action("retry", "Queue a failed job again, from its checkpoint"),
     }
