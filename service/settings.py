@@ -63,6 +63,7 @@ class Settings:
     db_retry_seconds: float = 60.0
     replica_id: str = ""
     default_phone_region: str = "US"
+    guard_rows: int = 1000
     db_timeout_seconds: float = 30.0
     rollback_give_up_seconds: float = 600.0
     max_queued_per_org: int = 100
@@ -179,6 +180,7 @@ _READERS: dict[str, Callable[[str, str], tuple[str, Any]]] = {
     "DB_RETRY_SECONDS": _seconds("db_retry_seconds", 0, 86400),
     "REPLICA_ID": _pattern("replica_id", r"[A-Za-z0-9_.-]{1,128}", "1-128 letters, digits, '_', '.' or '-'"),
     "DEFAULT_PHONE_REGION": _region,
+    "GUARD_ROWS": _int("guard_rows", 10, 100_000),
     "DB_TIMEOUT_SECONDS": _seconds("db_timeout_seconds", 1, 3600),
     "ROLLBACK_GIVE_UP_SECONDS": _seconds("rollback_give_up_seconds", 0, 86400 * 7),
     "MAX_QUEUED_PER_ORG": _int("max_queued_per_org", 1, 1_000_000),

@@ -174,6 +174,23 @@ class JobContext:
         self._runner.terminate_requested = True
         raise JobTerminated(reason)
 
+    async def pause_self(self, reason: dict[str, Any]) -> None:
+        """The job pauses itself (the import guard found something), with nothing
+        in flight: the owner's guarded running -> pausing transition with
+        ``reason`` as the job's ``pause_reason``, then a checkpoint that marks it
+        paused and waits like any pause. A resume clears the reason; a terminate
+        requested meanwhile wins."""
+        runner = self._runner
+        log.info("job %s pausing itself", self.job_id)
+        doc = await runner.manager.repo.transition(
+            self.job_id, runner.epoch, [JobState.RUNNING], JobState.PAUSING, pause_reason=reason
+        )
+        if doc is not None:
+            runner.apply(doc)
+        else:
+            await runner.refresh()
+        await self.checkpoint()
+
     async def persist(self, position: dict[str, Any] | None = None, errors: list[dict[str, Any]] = ()) -> None:
         """Write progress, position and (the first MAX_ERRORS_KEPT) row errors and
         extend the lease, without waiting for anything; also learns the job's

@@ -152,12 +152,20 @@ def paths() -> dict[str, Any]:
                     query("batch_size", "rows per insert", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}),
                     ON_ERROR,
                     MAX_ERRORS,
+                    boolean("dry_run", "read the file, write nothing, answer 200 with what the import would find"),
+                    query("null_values", "cell values that mean null, comma-separated"),
+                    query("guard", "what a file unlike the dataset's profile does", {"type": "string", "enum": ["warn", "pause"], "default": "warn"}),
+                    query("header", "match: the header must be the dataset's columns", {"type": "string", "enum": ["any", "match"], "default": "any"}),
                     IDEMPOTENCY_KEY,
                 ],
                 "requestBody": csv_upload(
                     "the CSV: the raw body, or the multipart/form-data field 'file'", "id,visited\n1,2017-08-03\n2,2017-09-14\n"
                 ),
-                "responses": {"202": job_created("the import job, queued"), **errors(409, 413, 415, 422, 429)},
+                "responses": {
+                    "200": {"description": "the dry run's findings", "content": json_content({"type": "object"})},
+                    "202": job_created("the import job, queued"),
+                    **errors(409, 413, 415, 422, 429),
+                },
             }
         },
         "/api/v1/jobs/teams": {
