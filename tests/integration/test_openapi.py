@@ -72,14 +72,14 @@ async def test_the_docs_page_loads_swagger_ui_from_the_service_itself(client):
     assert (await client.get("/api/v1/docs/..%2F..%2Fcore.py")).status == 404
 
 
-async def test_dry_run_on_an_import_is_a_400_naming_it_and_starts_nothing(client, db):
+async def test_a_misspelled_dry_run_on_an_import_is_a_400_naming_it_and_starts_nothing(client, db):
     resp = await client.post(
-        "/api/v1/jobs/import", params={"dataset": "x", "dry_run": "true"}, data=make_csv(5), headers={"Content-Type": "text/csv"}
+        "/api/v1/jobs/import", params={"dataset": "x", "dryrun": "true"}, data=make_csv(5), headers={"Content-Type": "text/csv"}
     )
     body = await resp.json(content_type=None)
     assert resp.status == 400, body
-    assert body["parameter"] == "dry_run" and body["unknown"] == ["dry_run"]
-    assert "'dry_run'" in body["detail"] and "dataset" in body["detail"]
+    assert body["parameter"] == "dryrun" and body["unknown"] == ["dryrun"]
+    assert "'dryrun'" in body["detail"] and "dry_run" in body["detail"]
     assert await db.jobs.count_documents({}) == 0
     assert await db.db["uploads.files"].count_documents({}) == 0
 

@@ -154,7 +154,7 @@ def paths() -> dict[str, Any]:
                     MAX_ERRORS,
                     boolean("dry_run", "read the file, write nothing, answer 200 with what the import would find"),
                     query("null_values", "cell values that mean null, comma-separated"),
-                    query("guard", "what a file unlike the dataset's profile does", {"type": "string", "enum": ["warn", "pause"], "default": "warn"}),
+                    query("guard", "what a file unlike the dataset's profile does", {"type": "string", "enum": ["off", "warn", "pause"], "default": "warn"}),
                     query("header", "match: the header must be the dataset's columns", {"type": "string", "enum": ["any", "match"], "default": "any"}),
                     IDEMPOTENCY_KEY,
                 ],
