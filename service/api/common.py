@@ -24,7 +24,7 @@ def org_of(request: web.Request) -> str:
 def query_params(request: web.Request, allowed: Iterable[str], repeatable: Iterable[str] = ()) -> Mapping[str, str]:
     """The request's query, once it names only ``allowed`` parameters. Every
     handler declares what it reads: a typo (``type=`` for ``types=``) or a
-    parameter this endpoint does not have (``dry_run`` on an import) is a 400
+    parameter this endpoint does not have (``dryrun`` for ``dry_run``) is a 400
     naming it, never a job started without it. Only ``repeatable`` ones may
     be given twice; for any other, which value wins would be a guess."""
     names = frozenset(allowed)
