@@ -6,14 +6,14 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from bson import ObjectId, encode
+from bson import ObjectId
 from bson.raw_bson import RawBSONDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
 from ...csvio.records import Position, Record, RecordReader
 from ...csvio.schema import CONVERTERS
-from ...store.records import job_prefix, record_id, row_id
+from ...store.records import RecordEncoder, record_id
 from ..model import utcnow
 from ..runner import JobContext, Kind
 
@@ -31,15 +31,13 @@ class RowBuilder:
         self.columns: list[str] = params["columns"]
         self.width = len(self.columns)
         self.typed = [(i, c, CONVERTERS[params["types"][c]]) for i, c in enumerate(self.columns) if c in params["types"]]
-        self.base = {"org_id": ctx.org_id, "dataset": params["dataset"], "job_id": ctx.job_id}
-        self.id_prefix = job_prefix(ctx.org_id, params["dataset"], ctx.job_id)
+        self.tags = (ctx.org_id, params["dataset"], ctx.job_id)
 
     def build(self, batch: list[Record]) -> tuple[list[RawBSONDocument], list[Record], list[dict[str, Any]]]:
         """Documents come out already encoded, so the encoding is done while the
         previous batch is being inserted rather than after it."""
         docs, sources, errors = [], [], []
-        now = utcnow()
-        id_prefix = self.id_prefix
+        encode_record = RecordEncoder(*self.tags, utcnow()).encode
         for record in batch:
             if record.error is not None:
                 errors.append({"line": record.line, "row": record.row, "message": record.error})
@@ -64,8 +62,7 @@ class RowBuilder:
                     {"line": record.line, "row": record.row, "message": f"column {column!r}: {text[:80]!r} is {exc}"}
                 )
                 continue
-            doc = {"_id": row_id(id_prefix, record.row), **self.base, "row": record.row, "data": data, "created_at": now}
-            docs.append(RawBSONDocument(encode(doc)))
+            docs.append(RawBSONDocument(encode_record(record.row, data)))
             sources.append(record)
         return docs, sources, errors
 
