@@ -63,6 +63,7 @@ class Settings:
     db_retry_seconds: float = 60.0
     replica_id: str = ""
     default_phone_region: str = "US"
+    batch_max_bytes: int = 8 * 1024 * 1024
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -153,6 +154,7 @@ _READERS: dict[str, Callable[[str, str], tuple[str, Any]]] = {
     "DB_RETRY_SECONDS": _seconds("db_retry_seconds", 0, 86400),
     "REPLICA_ID": _pattern("replica_id", r"[A-Za-z0-9_.-]{1,128}", "1-128 letters, digits, '_', '.' or '-'"),
     "DEFAULT_PHONE_REGION": _region,
+    "BATCH_MAX_BYTES": _int("batch_max_bytes", 64 * 1024, 1024 * 1024 * 1024),
 }
 
 ENV_VARS = tuple(_READERS)

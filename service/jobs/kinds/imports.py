@@ -145,7 +145,7 @@ async def run(ctx: JobContext) -> None:
     source = await ctx.db.uploads.reader(ObjectId(params["file_id"]), start.offset)
     try:
         reader = RecordReader(source.read, start)
-        async for records in reader.batches(params["batch_size"]):
+        async for records in reader.batches(params["batch_size"], ctx.settings.batch_max_bytes):
             position = reader.position().as_dict()
             docs, sources, errors = builder.build(records)
             processed = len(records)

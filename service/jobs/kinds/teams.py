@@ -37,7 +37,7 @@ async def run(ctx: JobContext) -> None:
     source = await db.uploads.reader(ObjectId(params["file_id"]), start.offset)
     try:
         reader = RecordReader(source.read, start)
-        async for records in reader.batches(params["batch_size"]):
+        async for records in reader.batches(params["batch_size"], ctx.settings.batch_max_bytes):
             position = reader.position().as_dict()
             parsed = [parser.parse(record) for record in records]
             rows, rejected, users = await check_batch(db, org_id, ctx.job_id, parsed, {})
