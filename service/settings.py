@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import phonenumbers
 
 DEFAULT_DATABASE = "collect"
+MAX_DEFAULT_WORKERS = 4
 
 
 class ConfigError(ValueError):
@@ -64,6 +65,9 @@ class Settings:
     replica_id: str = ""
     default_phone_region: str = "US"
     batch_max_bytes: int = 8 * 1024 * 1024
+    # Processes that parse, type and encode an import's batches; 1 builds them in
+    # the event loop's process. from_env's default is the CPUs the pod may use.
+    job_workers: int = 1
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -75,6 +79,7 @@ class Settings:
                 continue
             field, value = parse(name, raw.strip())
             values[field] = value
+        values.setdefault("job_workers", default_workers())
         settings = cls(**values)
         if settings.job_poll_seconds * 2 > settings.job_lease_seconds:
             raise ConfigError("JOB_LEASE_SECONDS must be at least twice JOB_POLL_SECONDS so leases are renewed in time")
@@ -82,6 +87,20 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def default_workers() -> int:
+    """JOB_WORKERS' default: the CPUs this process may use (its affinity, and its
+    cgroup's cpu.max quota, which a Kubernetes CPU limit sets), at most 4."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, min(cpus, MAX_DEFAULT_WORKERS))
 
 
 def _int(field: str, low: int, high: int) -> Callable[[str, str], tuple[str, int]]:
@@ -155,6 +174,7 @@ _READERS: dict[str, Callable[[str, str], tuple[str, Any]]] = {
     "REPLICA_ID": _pattern("replica_id", r"[A-Za-z0-9_.-]{1,128}", "1-128 letters, digits, '_', '.' or '-'"),
     "DEFAULT_PHONE_REGION": _region,
     "BATCH_MAX_BYTES": _int("batch_max_bytes", 64 * 1024, 1024 * 1024 * 1024),
+    "JOB_WORKERS": _int("job_workers", 1, 64),
 }
 
 ENV_VARS = tuple(_READERS)

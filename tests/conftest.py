@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -33,7 +34,11 @@ def mongo(db_server, db_name) -> MongoSettings:
 
 @pytest.fixture
 def settings(mongo) -> Settings:
-    return Settings(mongo=mongo, job_poll_seconds=0.2, job_lease_seconds=3.0, shutdown_grace_seconds=5.0)
+    # JOB_WORKERS=2 scripts/test runs the suite with imports built in worker processes.
+    workers = int(os.environ.get("JOB_WORKERS", "1"))
+    return Settings(
+        mongo=mongo, job_poll_seconds=0.2, job_lease_seconds=3.0, shutdown_grace_seconds=5.0, job_workers=workers
+    )
 
 
 @pytest.fixture

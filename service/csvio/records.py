@@ -46,19 +46,21 @@ class _LineFeed:
     """The iterator csv.reader reads from. It runs dry only between records, and
     csv.reader simply continues when it is refilled."""
 
-    __slots__ = ("lines", "consumed", "line_no", "problems")
+    __slots__ = ("lines", "consumed", "line_no", "problems", "dry")
 
     def __init__(self, line_no: int) -> None:
         self.lines: deque[bytes | int] = deque()
         self.consumed = 0
         self.line_no = line_no
         self.problems: dict[int, str] = {}
+        self.dry = 0  # times csv.reader found it empty
 
     def __iter__(self) -> _LineFeed:
         return self
 
     def __next__(self) -> str:
         if not self.lines:
+            self.dry += 1
             raise StopIteration
         raw = self.lines.popleft()
         self.line_no += 1
@@ -158,14 +160,19 @@ class RecordReader:
         self._row = start.row
         self._eof = False
 
-    def parse_all(self, data: bytes) -> list[Record]:
+    def parse_all(self, data: bytes) -> tuple[list[Record], bool]:
         """Every record of ``data``, the rest of the input, read at once (a batch
         that JOB_WORKERS processes read from memory) by the same rules as
-        batches(); position() is then the end of ``data``."""
+        batches(); position() is then the end of ``data``. Also says whether
+        csv.reader saw the data end inside a record (a quote it reads
+        differently from the quote-parity rule): read in order, that record
+        would have gone on."""
         self._splitter.push(data)
         self._splitter.finish()
         self._eof = True
-        return list(self._drain())
+        records = list(self._drain())
+        # Running dry once is the end; more means a record was cut short by it.
+        return records, self._feed.dry > 1
 
     def position(self) -> Position:
         return Position(self._base + self._feed.consumed, self._feed.line_no, self._row)

@@ -22,6 +22,7 @@ from ..typedefs import DB_KEY, MANAGER_KEY, SETTINGS_KEY
 from .model import ACTIONS, JobState, utcnow
 from .repo import JobRepo
 from .runner import Kind, Runner
+from .workers import BuildPool
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class JobManager:
         self.repo = JobRepo(db.jobs, db.job_progress)
         self.owner = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.runners: dict[str, Runner] = {}
+        self.workers = BuildPool(settings.job_workers)
         self.finished: Counter[tuple[str, str]] = Counter()  # (kind, outcome) -> count, for /metrics
         self.accepting = False
         self._wake = asyncio.Event()
@@ -224,3 +226,4 @@ async def manager_ctx(app: web.Application) -> AsyncIterator[None]:
     await manager.start()
     yield
     await manager.stop()
+    manager.workers.close()

@@ -11,11 +11,12 @@ from bson.raw_bson import RawBSONDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from ...csvio.records import Position, Record, RecordReader
+from ...csvio.records import Position, Record
 from ...csvio.schema import CONVERTERS
 from ...store.records import RecordEncoder, record_id
 from ..model import utcnow
 from ..runner import JobContext, Kind
+from ..workers import built_batches
 
 # Rows per delete command: bounded for progress, and below SQLite's limit of
 # 32,766 variables per statement, which FerretDB hits on larger deletes.
@@ -143,18 +144,21 @@ async def run(ctx: JobContext) -> None:
             await ctx.persist(last.position, await land(last))
 
     source = await ctx.db.uploads.reader(ObjectId(params["file_id"]), start.offset)
+    batches = None
     try:
-        reader = RecordReader(source.read, start)
-        async for records in reader.batches(params["batch_size"], ctx.settings.batch_max_bytes):
-            position = reader.position().as_dict()
-            docs, sources, errors = builder.build(records)
-            processed = len(records)
+        batches = built_batches(
+            source.read, start, params["batch_size"], ctx.settings.batch_max_bytes, builder, ctx.workers
+        )
+        async for built in batches:
+            docs, sources, errors, processed, position = (
+                built.docs, built.sources, built.errors, built.processed, built.position
+            )
             if errors and fail_fast:
                 # Stop at the first bad row: nothing after it is written.
                 first_bad = errors[0]["row"]
                 keep = sum(1 for s in sources if s.row < first_bad)
                 docs, sources, errors = docs[:keep], sources[:keep], errors[:1]
-                processed = first_bad - records[0].row + 1
+                processed = first_bad - built.first_row + 1
             batch = (docs, sources, processed, position, errors)
             if in_flight is None:
                 in_flight = send(*batch)
@@ -174,6 +178,8 @@ async def run(ctx: JobContext) -> None:
             last, in_flight = in_flight, None
             await ctx.checkpoint(last.position, await land(last))
     finally:
+        if batches is not None:
+            await batches.aclose()  # no worker keeps building for a job that stopped
         if in_flight is not None:
             # Stopped with an insert in flight: let it land (it is part of the
             # job's writes, found by rollback) rather than cancel it midway.
