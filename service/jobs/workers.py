@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 from array import array
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -31,6 +32,8 @@ from ..csvio.cutter import BatchCutter, Segment
 from ..csvio.records import Position, Record, RecordReader
 
 log = logging.getLogger(__name__)
+
+WORKER_NICENESS = 10
 
 
 class Builder(Protocol):
@@ -66,7 +69,9 @@ class BuildPool:
         if self.workers <= 1:
             return None
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._executor = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start
+            )
         return self._executor
 
     def discard(self, executor: ProcessPoolExecutor) -> None:
@@ -75,10 +80,10 @@ class BuildPool:
             self._executor = None
         executor.shutdown(wait=False, cancel_futures=True)
 
-    def close(self) -> None:
+    def close(self, wait: bool = False) -> None:
         if self._executor is not None:
             executor, self._executor = self._executor, None
-            executor.shutdown(wait=False, cancel_futures=True)
+            executor.shutdown(wait=wait, cancel_futures=True)
 
 
 async def built_batches(
@@ -194,6 +199,13 @@ def _replaying(pieces: list[bytes], read: Callable[[int], Awaitable[bytes]]) -> 
 
 
 # -- in the worker process ---------------------------------------------------
+
+
+def _worker_start() -> None:
+    # Workers do throughput work; the event loop answers probes and requests.
+    # Lower priority lets the loop have a core the moment it needs one, even
+    # with as many workers as cores.
+    os.nice(WORKER_NICENESS)
 
 
 @dataclass(frozen=True, slots=True)
