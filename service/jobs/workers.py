@@ -3,8 +3,8 @@
 cuts the file into batches and sends what comes back.
 
 Processes rather than threads: parsing, typing and encoding are Python code
-that holds the GIL. The file is cut in the event loop (BatchCutter, one regex
-per batch), so each batch's bytes, row numbers and checkpoint position are
+that holds the GIL. The file is cut in the event loop (BatchCutter: a split
+and a count per batch of plain lines, a regex for quoted records), so each batch's bytes, row numbers and checkpoint position are
 known before a worker sees it; a worker runs the very code the in-process path
 runs (RecordReader.parse_all, then the job's builder) and sends back encoded
 documents, which pickle as plain bytes. Batches come back in file order, so
@@ -175,7 +175,8 @@ async def _collect(
     if not agrees:
         return None
     docs = [RawBSONDocument(raw) for raw in result.raws]
-    return Built(docs, _Sources(result.rows, result.lines), result.errors, result.first_row, result.processed, result.position.as_dict())
+    sources = _Sources(result.rows, result.lines)
+    return Built(docs, sources, result.errors, result.first_row, result.processed, result.position.as_dict())
 
 
 async def _in_process(read, start: Position, size: int, max_bytes: int, builder: Builder) -> AsyncIterator[Built]:

@@ -60,7 +60,9 @@ class RecordEncoder:
         self._tail = encode({"created_at": created_at})[4:-1] + b"\x00"
         # Document length prefix + the fixed parts + the row digits and NUL, the
         # "row" element (an int32: rows stay below 2**31) and the "data" key.
-        self._fixed = 4 + len(self._id_head) + ROW_DIGITS + 1 + len(self._tags) + len(_ROW_KEY) + 4 + len(_DATA_KEY) + len(self._tail)
+        self._fixed = (
+            4 + len(self._id_head) + ROW_DIGITS + 1 + len(self._tags) + len(_ROW_KEY) + 4 + len(_DATA_KEY) + len(self._tail)
+        )
 
     def encode(self, row: int, data: dict[str, Any]) -> bytes:
         body = encode(data)
