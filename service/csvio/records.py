@@ -258,9 +258,9 @@ class RecordCounter:
     upload streams in, so a job knows its total before it starts.
 
     Per chunk, not per line: quoted sections are collapsed in C (each becomes one
-    character of content), and the newlines left, each ending a record unless its
-    line is blank, are counted with ``bytes.count``; only a chunk with blank
-    lines inside is split to find them."""
+    character of content), and the lines left, each a record unless it is
+    blank, are counted in C too (split, then count the blank ones), never in a
+    Python loop over lines."""
 
     def __init__(self) -> None:
         self.records = 0
@@ -286,12 +286,9 @@ class RecordCounter:
             return
         last = chunk.rfind(b"\n")
         self.records += self.has_content or _content(chunk[:first])
-        if last > first:
-            inner = chunk.count(b"\n", first + 1, last + 1)  # lines between the first and the last newline
-            if chunk.find(b"\n\n", first, last + 1) >= 0 or chunk.find(b"\n\r\n", first, last + 1) >= 0:
-                lines = chunk[first + 1 : last].split(b"\n")
-                inner -= lines.count(b"") + lines.count(b"\r")
-            self.records += inner
+        if last > first:  # the lines between the first and the last newline
+            lines = chunk[first + 1 : last].split(b"\n")
+            self.records += len(lines) - lines.count(b"") - lines.count(b"\r")
         self.has_content = _content(chunk[last + 1 :])
 
     def finish(self) -> int:
