@@ -83,9 +83,18 @@ class BuildPool:
         executor.shutdown(wait=False, cancel_futures=True)
 
     def close(self, wait: bool = False) -> None:
+        """Stops the workers. Without ``wait`` they are terminated rather than
+        asked to finish (what they were building is not wanted any more): on
+        SIGTERM the process must exit well inside its grace period, and a
+        worker still starting up would hold the exit for seconds."""
         if self._executor is not None:
             executor, self._executor = self._executor, None
+            # Python 3.14 has terminate_workers(); before it, the pool's processes.
+            processes = list((getattr(executor, "_processes", None) or {}).values())
             executor.shutdown(wait=wait, cancel_futures=True)
+            if not wait:
+                for process in processes:
+                    process.terminate()
 
 
 async def built_batches(
