@@ -52,9 +52,9 @@ async def test_pause_and_resume_with_workers_write_nothing_while_paused_and_lose
     job = await start_import(workers_client, make_csv(20_000), **SLOW)
     await wait_until_processed(workers_client, job["id"])
 
-    paused = await control(workers_client, job["id"], "pause")
-    assert paused["state"] == "paused"
+    pausing = await control(workers_client, job["id"], "pause")
     at_response = await db.records.count_documents({"job_id": job["id"]})
+    assert pausing["state"] == "pausing"
     settled = await wait_until_settled(workers_client, job["id"])
     stopped_at = await db.records.count_documents({"job_id": job["id"]})
     assert stopped_at - at_response <= SLOW["batch_size"]
