@@ -68,6 +68,7 @@ class Settings:
     # Processes that parse, type and encode an import's batches; 1 builds them in
     # the event loop's process. from_env's default is the CPUs the pod may use.
     job_workers: int = 1
+    guard_rows: int = 1000
     db_timeout_seconds: float = 30.0
     rollback_give_up_seconds: float = 600.0
     max_queued_per_org: int = 100
@@ -201,6 +202,7 @@ _READERS: dict[str, Callable[[str, str], tuple[str, Any]]] = {
     "DEFAULT_PHONE_REGION": _region,
     "BATCH_MAX_BYTES": _int("batch_max_bytes", 64 * 1024, 1024 * 1024 * 1024),
     "JOB_WORKERS": _int("job_workers", 1, 64),
+    "GUARD_ROWS": _int("guard_rows", 10, 100_000),
     "DB_TIMEOUT_SECONDS": _seconds("db_timeout_seconds", 1, 3600),
     "ROLLBACK_GIVE_UP_SECONDS": _seconds("rollback_give_up_seconds", 0, 86400 * 7),
     "MAX_QUEUED_PER_ORG": _int("max_queued_per_org", 1, 1_000_000),

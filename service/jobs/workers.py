@@ -19,6 +19,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import pickle
 from array import array
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -108,7 +109,7 @@ async def built_batches(
     """The batches of the input from ``start``, built, in order. Each is at most
     ``size`` records (or fewer, spanning ``max_bytes``): RecordReader.batches'
     batches, wherever they are built."""
-    executor = pool.executor() if pool is not None else None
+    executor = pool.executor() if pool is not None and _picklable(builder) else None
     if executor is None:
         async for built in _in_process(read, start, size, max_bytes, builder):
             yield built
@@ -123,7 +124,7 @@ async def built_batches(
         async for segment in segments:
             pending.append((segment, _submit(loop, executor, builder, segment)))
             while pending and (len(pending) >= depth or pending[0][1].done()):
-                built = await _collect(pool, executor, *pending[0], size)
+                built = await _collect(builder, pool, executor, *pending[0], size)
                 if built is None:
                     stalled = pending[0][0]
                     break
@@ -132,7 +133,7 @@ async def built_batches(
             if stalled is not None:
                 break
         while pending and stalled is None:
-            built = await _collect(pool, executor, *pending[0], size)
+            built = await _collect(builder, pool, executor, *pending[0], size)
             if built is None:
                 stalled = pending[0][0]
                 break
@@ -167,8 +168,24 @@ def _submit(
         return failed
 
 
+def _picklable(builder: Builder) -> bool:
+    """A builder holding something that cannot go to another process (a
+    closure, say) builds in this process instead."""
+    try:
+        pickle.dumps(builder)
+    except Exception:  # noqa: BLE001 - any failure to pickle means: build here
+        log.info("this import's builder cannot be sent to worker processes; building in-process")
+        return False
+    return True
+
+
 async def _collect(
-    pool: BuildPool, executor: ProcessPoolExecutor, segment: Segment, future: asyncio.Future[_Result], size: int
+    builder: Builder,
+    pool: BuildPool,
+    executor: ProcessPoolExecutor,
+    segment: Segment,
+    future: asyncio.Future[_Result],
+    size: int,
 ) -> Built | None:
     """The built batch, or None when it must be read in order instead."""
     try:
@@ -183,6 +200,9 @@ async def _collect(
         agrees = result.processed == segment.records and result.position == segment.end and not result.cut_short
     if not agrees:
         return None
+    if result.samples:  # rows the worker's builder sampled for the dataset's profile
+        for fields in result.samples:
+            builder.profile.add(fields)
     docs = [RawBSONDocument(raw) for raw in result.raws]
     sources = _Sources(result.rows, result.lines)
     return Built(docs, sources, result.errors, result.first_row, result.processed, result.position.as_dict())
@@ -241,11 +261,27 @@ class _Result:
     processed: int
     position: Position
     cut_short: bool
+    samples: list[list[str]]
+
+
+class _Samples:
+    """Stands in for a builder's profile in a worker: keeps the sampled rows."""
+
+    def __init__(self) -> None:
+        self.rows: list[list[str]] = []
+
+    def add(self, fields: list[str]) -> None:
+        self.rows.append(fields)
 
 
 def build_segment(builder: Builder, segment: Segment) -> _Result:
     reader = RecordReader(_no_read, segment.start)
     records, cut_short = reader.parse_all(segment.data)
+    # A builder that samples rows for a profile samples into a list here; the
+    # parent's builder adds them to its profile in file order.
+    sampler = _Samples() if hasattr(builder, "profile") else None
+    if sampler is not None:
+        builder.profile = sampler
     docs, sources, errors = builder.build(records)
     return _Result(
         [doc.raw for doc in docs],
@@ -256,6 +292,7 @@ def build_segment(builder: Builder, segment: Segment) -> _Result:
         len(records),
         reader.position(),
         cut_short,
+        sampler.rows if sampler is not None else [],
     )
 
 

@@ -28,8 +28,13 @@ class Database:
         self.teams: AsyncCollection = self.db["teams"]
         self.users: AsyncCollection = self.db["users"]
         self.undo: AsyncCollection = self.db["undo_log"]
+        # Keyed by "org/dataset": every read is a primary-key lookup, no index needed.
+        self.profiles: AsyncCollection = self.db["dataset_profiles"]
         self.uploads = Bucket(self.db, "uploads")
         self.exports = Bucket(self.db, "exports")
+        # Whether the server stores BSON Decimal128; FerretDB 1.24 does not (it
+        # drops the connection), so there a decimal column holds exact decimal text.
+        self.decimal128 = True
 
     @classmethod
     def connect(cls, mongo: MongoSettings, timeout_seconds: float | None = 30.0, **client_options: object) -> Database:
@@ -49,6 +54,10 @@ class Database:
             **{**options, **client_options},
         )
         return cls(client, mongo.database)
+
+    async def detect_features(self) -> None:
+        info = await self.db.command("buildInfo")
+        self.decimal128 = "ferretdbVersion" not in info
 
     async def ping(self) -> None:
         await self.db.command("ping")
@@ -80,6 +89,7 @@ async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     database = Database.connect(settings.mongo, settings.db_timeout_seconds)
     try:
         await database.ensure_indexes()
+        await database.detect_features()
     except Exception:
         await database.close()
         raise

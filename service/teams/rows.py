@@ -11,6 +11,7 @@ import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat
 
 from ..csvio.records import Record
+from ..csvio.rows import EXTRA_COLUMNS, MALFORMED, MISSING_COLUMNS
 from ..errors import InvalidCsv
 
 COLUMNS = ("team", "manager_name", "manager_phone", "members")
@@ -20,9 +21,6 @@ MAX_TEAM_NAME = 200
 MAX_MEMBERS = 1000
 
 # Row error kinds, as counted by the dry run and the job's progress.
-MALFORMED = "malformed_row"
-MISSING_COLUMNS = "missing_columns"
-EXTRA_COLUMNS = "extra_columns"
 MISSING_TEAM = "missing_team"
 INVALID_TEAM = "invalid_team"
 INVALID_PHONE = "invalid_phone"
@@ -86,18 +84,6 @@ def normalise_phone(text: str, region: str) -> str:
         where = "" if raw.startswith("+") else f" in region {region}"
         raise ValueError(f"{raw[:40]!r} is not a valid phone number{where}")
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
-
-
-_PHONE_LIKE = re.compile(r"\+?[\d\s().\-/]{7,}")
-
-
-def looks_like_phone(text: str) -> bool:
-    value = text.strip()
-    return bool(_PHONE_LIKE.fullmatch(value)) and sum(c.isdigit() for c in value) >= 7
-
-
-def looks_like_name(text: str) -> bool:
-    return sum(c.isalpha() for c in text) >= 2
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ from service.csvio.records import Record
 from service.errors import InvalidCsv
 from service.store.teams import team_id, team_key
 from service.teams.review import ShiftDetector
-from service.teams.rows import RowError, RowParser, TeamRow, column_layout, looks_like_phone, normalise_phone
+from service.profiles.values import looks_like_phone
+from service.teams.rows import RowError, RowParser, TeamRow, column_layout, normalise_phone
 
 LAYOUT = {"team": 0, "manager_name": 1, "manager_phone": 2, "members": 3}
 

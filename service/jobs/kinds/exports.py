@@ -11,9 +11,9 @@ import logging
 from typing import Any, Protocol
 
 from aiohttp import ClientConnectionResetError
-from bson import ObjectId
+from bson import Decimal128, ObjectId
 
-from ...csvio.schema import parse_datetime
+from ...csvio.schema import is_decimal_text, parse_datetime
 from ..runner import JobContext, Kind
 from ...store.records import dataset_prefix, prefix_range
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 # Cells a spreadsheet would run as a formula (OWASP "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-NUMERIC = frozenset({"int", "float"})
+NUMERIC = frozenset({"int", "float", "decimal"})
 PLAIN_CELLS = frozenset({str, type(None)})
 FORMULA_FIRST = frozenset(FORMULA_STARTS)
 DISCONNECTED = (ConnectionResetError, ClientConnectionResetError)
@@ -100,7 +100,8 @@ class CsvRenderer:
             if value.tzinfo is None:
                 value = value.replace(tzinfo=dt.timezone.utc)
             return value.isoformat().replace("+00:00", "Z")
-        if isinstance(value, (int, float)) and column in self.numeric:
+        if column in self.numeric and (isinstance(value, (int, float, Decimal128)) or is_decimal_text(value)):
+            # A decimal is Decimal128, or its exact text where the server has no Decimal128 (FerretDB).
             return repr(value) if isinstance(value, float) else str(value)
         text = str(value)
         if self.neutralize and text.startswith(FORMULA_STARTS):
@@ -207,7 +208,7 @@ async def rollback(ctx: JobContext) -> None:
     """Terminate: the partial (or finished) file goes; a streamed export has
     nothing stored."""
     if ctx.sink is None and ctx.params.get("file_id"):
-        async with ctx.fenced():
+        async with ctx.fenced(undo=True):
             await ctx.db.exports.delete(ObjectId(ctx.params["file_id"]))
 
 
