@@ -20,6 +20,8 @@ the workers', each process's peak RSS, and /healthz latency while two imports ru
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import argparse
 import asyncio
 import csv
@@ -148,6 +150,7 @@ class Job:
         self.params = {"columns": columns, "types": {}, "dataset": "bench"}
         self.org_id = "default"
         self.job_id = JOB_ID
+        self.db = SimpleNamespace(decimal128=True)  # MongoDB stores Decimal128
 
 
 async def component(path: Path, workers: int) -> dict[str, float]:
