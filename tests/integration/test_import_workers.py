@@ -34,7 +34,7 @@ async def test_an_import_built_by_workers_stores_every_row_once_in_file_order(wo
     assert done["progress"]["processed"] == 2501
     assert done["progress"]["inserted"] == 2500
     assert done["errors"] == [
-        {"line": 2503, "row": 2501, "message": "column 'id': 'bad' is not an integer"}
+        {"line": 2503, "row": 2501, "kind": "invalid_value", "message": "column 'id': 'bad' is not an integer"}
     ]
     rows = await rows_of(db, job["id"])
     assert [r["row"] for r in rows] == list(range(1, 2501))
