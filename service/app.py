@@ -5,7 +5,8 @@ import csv
 
 from aiohttp import web
 
-from .api import exports, health, imports, jobs, metrics, teams
+from .api import access, audit, exports, health, imports, jobs, metrics, teams
+from .auth.middleware import auth_ctx, identity_middleware
 from .jobs.manager import begin_shutdown, manager_ctx
 from .middlewares import problem_middleware
 from .settings import Settings
@@ -16,10 +17,11 @@ from .typedefs import SETTINGS_KEY
 def create_app(settings: Settings) -> web.Application:
     # csv's field limit is process-wide; the service is the only csv user here.
     csv.field_size_limit(settings.max_field_size)
-    app = web.Application(middlewares=[problem_middleware])
+    app = web.Application(middlewares=[problem_middleware, identity_middleware])
     app[SETTINGS_KEY] = settings
     # Opened in order, closed in reverse: the manager stops before the database closes.
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(auth_ctx)
     app.cleanup_ctx.append(manager_ctx)
     app.on_shutdown.append(begin_shutdown)
     app.router.add_get("/healthz", health.healthz)
@@ -34,4 +36,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/v1/jobs", jobs.list_jobs)
     app.router.add_get("/api/v1/jobs/{job_id}", jobs.get_job)
     app.router.add_post("/api/v1/jobs/{job_id}/{action}", jobs.control_job)
+    app.router.add_get("/api/v1/me", access.me)
+    app.router.add_post("/api/v1/api-keys", access.create_key)
+    app.router.add_get("/api/v1/api-keys", access.list_keys)
+    app.router.add_delete("/api/v1/api-keys/{key_id}", access.revoke_key)
+    app.router.add_get("/api/v1/audit", audit.list_events)
     return app

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from .auth.middleware import Authenticator
     from .jobs.manager import JobManager
     from .settings import Settings
     from .store.db import Database
@@ -13,3 +14,4 @@ if TYPE_CHECKING:
 SETTINGS_KEY: web.AppKey["Settings"] = web.AppKey("settings")
 DB_KEY: web.AppKey["Database"] = web.AppKey("db")
 MANAGER_KEY: web.AppKey["JobManager"] = web.AppKey("manager")
+AUTH_KEY: web.AppKey["Authenticator"] = web.AppKey("auth")

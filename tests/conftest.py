@@ -33,7 +33,11 @@ def mongo(db_server, db_name) -> MongoSettings:
 
 @pytest.fixture
 def settings(mongo) -> Settings:
-    return Settings(mongo=mongo, job_poll_seconds=0.2, job_lease_seconds=3.0, shutdown_grace_seconds=5.0)
+    # Authentication is off here so every test may use the plain client; tests/auth
+    # build apps with it on.
+    return Settings(
+        mongo=mongo, job_poll_seconds=0.2, job_lease_seconds=3.0, shutdown_grace_seconds=5.0, auth_disabled=True
+    )
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ from typing import Any
 from aiohttp import web
 from bson import ObjectId
 
+from .. import audit
+from ..auth.identity import Role, caller, requires
 from ..csvio.schema import MAX_COLUMNS, parse_datetime
 from ..datasets import describe
 from ..errors import BadRequest, Gone, InvalidTransition, NotFound, UnsupportedMediaType
@@ -98,6 +100,7 @@ async def export_params(request: web.Request, spec: dict[str, Any]) -> dict[str,
     }
 
 
+@requires(Role.OPERATOR)
 async def create_export(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
         raise UnsupportedMediaType("Send the export request as application/json.", accepted=["application/json"])
@@ -111,9 +114,10 @@ async def create_export(request: web.Request) -> web.Response:
     params["file_id"] = str(ObjectId())
     manager = request.app[MANAGER_KEY]
     job = await manager.repo.create(
-        {"_id": new_job_id(), "org_id": org_of(request), "kind": "export", "params": params},
+        {"_id": new_job_id(), "org_id": org_of(request), "kind": "export", "created_by": caller(request).who(), "params": params},
         progress={"processed": 0, "total": None, "bytes": 0, "percent": 0.0},
     )
+    await audit.record(request, "job.create", job_id=job["_id"], state_after=job["state"])
     manager.wake()
     return job_response(job, status=202)
 
@@ -149,10 +153,11 @@ async def stream_export(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     manager = request.app[MANAGER_KEY]
     runner = await manager.start_attached(
-        {"_id": job_id, "org_id": org_of(request), "kind": "export", "params": params},
+        {"_id": job_id, "org_id": org_of(request), "kind": "export", "created_by": caller(request).who(), "params": params},
         {"processed": 0, "total": None, "bytes": 0, "percent": 0.0},
         ResponseSink(response),
     )
+    await audit.record(request, "job.create", job_id=job_id, state_after=JobState.RUNNING.value)
     assert runner.task is not None
     # aiohttp does not cancel a handler when its client leaves; while the job is
     # paused nothing is written, so watch the connection too.

@@ -8,6 +8,8 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from bson import ObjectId
 
+from .. import audit
+from ..auth.identity import Role, caller, requires
 from ..csvio.records import RecordCounter
 from ..csvio.schema import HEADER_LIMIT, Header, parse_header, parse_types, resolve_types
 from ..errors import BadRequest, InvalidCsv, PayloadTooLarge, UnsupportedMediaType
@@ -118,6 +120,7 @@ async def receive_csv(
     return Upload(stored.file_id, stored.size, filename, header, rows)
 
 
+@requires(Role.OPERATOR)
 async def create_import(request: web.Request) -> web.Response:
     """Accepts the upload (202) once it is stored and its header checked; the
     rows are imported by the job, which reports row errors by line number."""
@@ -142,6 +145,7 @@ async def create_import(request: web.Request) -> web.Response:
             "_id": job_id,
             "org_id": org_id,
             "kind": "import",
+            "created_by": caller(request).who(),
             "params": {
                 "dataset": dataset,
                 **upload.params(),
@@ -155,5 +159,6 @@ async def create_import(request: web.Request) -> web.Response:
         },
         progress={"processed": 0, "total": upload.rows, "inserted": 0, "failed": 0, "percent": 0.0},
     )
+    await audit.record(request, "job.create", job_id=job_id, state_after=job["state"])
     manager.wake()
     return job_response(job, status=202)

@@ -8,10 +8,13 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from .. import audit
+from ..auth.identity import Role, requires
+from ..errors import BadRequest
 from ..jobs.kinds import KINDS as JOB_KINDS
 from ..jobs.model import ACTIONS, FINAL, JobState, job_json
-from ..typedefs import MANAGER_KEY
-from .common import int_param, job_response, json_response, list_param, org_of
+from ..typedefs import DB_KEY, MANAGER_KEY
+from .common import int_param, job_response, json_object, json_response, list_param, org_of
 
 KEEP_ALIVE_SECONDS = 15.0
 
@@ -38,17 +41,43 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
-    doc = await request.app[MANAGER_KEY].repo.get(org_of(request), request.match_info["job_id"])
-    return job_response(doc)
+    """The job, who created it, and its history (the audit events of the job)."""
+    org_id = org_of(request)
+    doc = await request.app[MANAGER_KEY].repo.get(org_id, request.match_info["job_id"])
+    body = job_json(doc)
+    body["created_by"] = doc.get("created_by")
+    body["history"] = await audit.history(request.app[DB_KEY], org_id, doc["_id"])
+    return json_response(body)
 
 
+def control_reason(body: dict) -> str | None:
+    """The optional ``{"reason": "..."}`` of a control request, kept in the audit trail."""
+    unknown = sorted(set(body) - {"reason"})
+    if unknown:
+        raise BadRequest(f"Unknown fields: {', '.join(unknown)}; a control request may carry only a reason.")
+    reason = body.get("reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > audit.MAX_REASON):
+        raise BadRequest(f"reason must be a string of at most {audit.MAX_REASON} characters.", parameter="reason")
+    return reason or None
+
+
+@requires(Role.OPERATOR)
 async def control_job(request: web.Request) -> web.Response:
     """pause, resume or terminate: 200 with the job, 409 with its state when the
-    action does not apply to it, 404 for an unknown job."""
+    action does not apply to it, 404 for an unknown job. The body may be empty
+    or ``{"reason": "..."}``; the action, the states before and after and the
+    reason are appended to the audit trail."""
     action = request.match_info["action"]
     if action not in ACTIONS:
         raise web.HTTPNotFound()
-    doc = await request.app[MANAGER_KEY].control(org_of(request), request.match_info["job_id"], action)
+    reason = control_reason(await json_object(request, allow_empty=True))
+    manager, org_id, job_id = request.app[MANAGER_KEY], org_of(request), request.match_info["job_id"]
+    before = await manager.repo.get(org_id, job_id)
+    doc = await manager.control(org_id, job_id, action)
+    if doc["state"] != before["state"]:  # a request already satisfied records nothing new
+        await audit.record(
+            request, f"job.{action}", job_id=job_id, state_before=before["state"], state_after=doc["state"], reason=reason
+        )
     return job_response(doc)
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import audit
+from ..auth.identity import Role, caller, requires
 from ..csvio.records import RecordReader
 from ..csvio.schema import HEADER_LIMIT, Header, header_end, parse_header
 from ..errors import BadRequest, InvalidCsv
@@ -29,6 +31,7 @@ def _region(query: Any, default: str) -> str:
         raise BadRequest(f"region: {exc}", parameter="region") from None
 
 
+@requires(Role.OPERATOR)
 async def create_teams(request: web.Request) -> web.Response:
     """202 + job; or, with dry_run=true, 200 and what the job would do."""
     settings, manager = request.app[SETTINGS_KEY], request.app[MANAGER_KEY]
@@ -52,6 +55,7 @@ async def create_teams(request: web.Request) -> web.Response:
             "_id": job_id,
             "org_id": org_id,
             "kind": "teams",
+            "created_by": caller(request).who(),
             "params": {
                 **upload.params(),
                 "layout": layout,
@@ -72,6 +76,7 @@ async def create_teams(request: web.Request) -> web.Response:
             "percent": 0.0,
         },
     )
+    await audit.record(request, "job.create", job_id=job_id, state_after=job["state"])
     manager.wake()
     return job_response(job, status=202)
 

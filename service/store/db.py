@@ -27,6 +27,8 @@ class Database:
         self.teams: AsyncCollection = self.db["teams"]
         self.users: AsyncCollection = self.db["users"]
         self.undo: AsyncCollection = self.db["undo_log"]
+        self.api_keys: AsyncCollection = self.db["api_keys"]
+        self.audit: AsyncCollection = self.db["audit_events"]
         self.uploads = Bucket(self.db, "uploads")
         self.exports = Bucket(self.db, "exports")
 
@@ -51,6 +53,13 @@ class Database:
         await self.jobs.create_index([("org_id", ASCENDING), ("_id", DESCENDING)], name="org_newest")
         await self.jobs.create_index([("org_id", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING)], name="org_kind_state")
         await self.job_progress.create_index([("owner", ASCENDING)], name="owner")
+        # Every request with an API key looks it up by its hash.
+        await self.api_keys.create_index([("hash", ASCENDING)], name="hash", unique=True)
+        await self.api_keys.create_index([("org_id", ASCENDING), ("_id", DESCENDING)], name="org_newest")
+        # The audit queries: an org's events newest first, optionally by job, actor or action.
+        for field in (None, "job_id", "actor", "action"):
+            keys = [("org_id", ASCENDING)] + ([(field, ASCENDING)] if field else []) + [("_id", DESCENDING)]
+            await self.audit.create_index(keys, name=f"org_{field}_newest" if field else "org_newest")
         # records has no secondary index on purpose: _ids are
         # "org/dataset/job:row", so an export is an _id prefix range and a
         # rollback a narrower one, both on the primary key. Every index would
