@@ -12,6 +12,7 @@ from service.app import create_app
 from service.settings import MongoSettings, Settings
 from service.store.db import Database
 
+from .authkit import Jwks, SigningKey, auth_settings
 from .devdb import DevDatabase, database_server, with_database
 
 
@@ -68,3 +69,22 @@ async def no_job_task_left_behind() -> AsyncIterator[None]:
     yield
     leftovers = [t for t in asyncio.all_tasks() if t.get_name().startswith("job") and not t.done()]
     assert not leftovers, f"tasks still running after the test: {leftovers}"
+
+
+@pytest.fixture
+def idp_key() -> SigningKey:
+    return SigningKey.rsa("key-1")
+
+
+@pytest.fixture
+async def jwks(aiohttp_server, idp_key) -> Jwks:
+    """A local identity provider's JWKS endpoint, serving ``idp_key``."""
+    provider = Jwks([idp_key])
+    provider.server = await aiohttp_server(provider.app())
+    return provider
+
+
+@pytest.fixture
+async def auth_client(make_client, jwks) -> TestClient:
+    """The real app with authentication on: JWTs checked against ``jwks``, API keys."""
+    return await make_client(**auth_settings(jwks.url))
