@@ -188,13 +188,14 @@ def _public_key(name: str, raw: str) -> tuple[str, str]:
     from cryptography.hazmat.primitives.asymmetric import ec, rsa
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+    pem = raw.replace("\\n", "\n").strip() + "\n"  # an env file may carry the newlines as \\n
     try:
-        key = load_pem_public_key(raw.replace("\\n", "\n").encode())
+        key = load_pem_public_key(pem.encode())
     except ValueError:
         raise ConfigError(f"{name} must be a PEM public key (-----BEGIN PUBLIC KEY-----...)") from None
     if not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
         raise ConfigError(f"{name} must be an RSA or EC public key (RS256/ES256 family)")
-    return "auth_jwt_public_key", raw.replace("\\n", "\n")
+    return "auth_jwt_public_key", pem
 
 
 def _pepper(name: str, raw: str) -> tuple[str, str]:
