@@ -10,7 +10,7 @@ from .. import audit
 from ..auth.identity import Role, caller, requires
 from ..auth.keys import ApiKeys, key_json
 from ..csvio.schema import parse_datetime
-from ..errors import BadRequest
+from ..errors import BadRequest, Unavailable
 from ..jobs.model import _iso as iso
 from ..typedefs import DB_KEY, SETTINGS_KEY
 from .common import json_object, json_response, org_of, query_params
@@ -20,7 +20,10 @@ MAX_NAME = 100
 
 
 def _keys(request: web.Request) -> ApiKeys:
-    return ApiKeys(request.app[DB_KEY].api_keys, request.app[SETTINGS_KEY].auth_api_key_pepper)
+    pepper = request.app[SETTINGS_KEY].auth_api_key_pepper
+    if not pepper:  # only possible with AUTH_DISABLED=true
+        raise Unavailable("API keys are off: this service runs with AUTH_DISABLED=true and no AUTH_API_KEY_PEPPER.")
+    return ApiKeys(request.app[DB_KEY].api_keys, pepper)
 
 
 def _render(doc: dict[str, Any]) -> dict[str, Any]:

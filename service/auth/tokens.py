@@ -36,7 +36,6 @@ class JwksCache:
         self.url = url
         self.session = session
         self.min_refresh_seconds = min_refresh_seconds
-        self.fetches = 0  # attempts to read the JWKS (successful or not)
         self._jwks: dict[str, dict[str, Any]] = {}
         self._keys: dict[tuple[str, str], jwt.PyJWK] = {}
         self._fetched_at: float | None = None  # monotonic time of the last good read
@@ -74,7 +73,6 @@ class JwksCache:
             if self._tried_at is not None and now - self._tried_at < self.min_refresh_seconds:
                 return  # read just now (perhaps by a request waiting on the same lock)
             self._tried_at = now
-            self.fetches += 1
             try:
                 timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_SECONDS)
                 async with self.session.get(self.url, timeout=timeout) as response:

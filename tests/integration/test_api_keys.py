@@ -141,3 +141,11 @@ async def test_the_first_admin_key_comes_from_the_command_line(auth_client, mong
     )
     assert refused.returncode == 2 and "AUTH_API_KEY_PEPPER" in refused.stderr
     assert await db.api_keys.count_documents({}) == 1
+
+
+async def test_with_auth_disabled_everyone_is_the_default_orgs_admin_and_keys_are_off(client):
+    status, body = await me(client, "anything")
+    assert status == 200
+    assert (body["org_id"], body["role"], body["method"]) == ("default", "admin", "disabled")
+    resp = await client.post("/api/v1/api-keys", json={"name": "x", "role": "viewer"})
+    assert resp.status == 503 and "AUTH_DISABLED" in (await resp.json())["detail"]
