@@ -61,7 +61,7 @@ def routes(app) -> set[tuple[str, str]]:
     handlers = {(r.method, r.resource.canonical): r.handler for r in app.router.routes()}
     for method, path in handlers:
         if method == "HEAD":  # aiohttp's automatic HEAD of a GET route: the same handler
-            assert handlers[("HEAD", path)] is handlers[("GET", path)]
+            assert handlers[("HEAD", path)] == handlers[("GET", path)]
     return found
 
 
