@@ -34,10 +34,12 @@ def mongo(db_server, db_name) -> MongoSettings:
 
 @pytest.fixture
 def settings(mongo) -> Settings:
-    # Authentication is off here so every test may use the plain client; tests/auth
-    # build apps with it on.
+    # A lease long enough for FerretDB's slowest single write on a busy machine
+    # (a data write gets the lease's remaining time as its deadline).
+    # Authentication is off so every test may use the plain client; the auth
+    # tests build apps with it on (auth_client, make_client(**auth_settings(...))).
     return Settings(
-        mongo=mongo, job_poll_seconds=0.2, job_lease_seconds=3.0, shutdown_grace_seconds=5.0, auth_disabled=True
+        mongo=mongo, job_poll_seconds=0.2, job_lease_seconds=10.0, shutdown_grace_seconds=5.0, auth_disabled=True
     )
 
 
@@ -45,7 +47,7 @@ def settings(mongo) -> Settings:
 async def db(mongo) -> AsyncIterator[Database]:
     """A connection of the test's own, to look at what the service wrote; the
     database is dropped after the test."""
-    database = Database.connect(mongo)
+    database = Database.connect(mongo, timeout_seconds=None)
     yield database
     await database.client.drop_database(mongo.database)
     await database.close()

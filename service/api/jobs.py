@@ -63,22 +63,22 @@ def control_reason(body: dict) -> str | None:
 
 @requires(Role.OPERATOR)
 async def control_job(request: web.Request) -> web.Response:
-    """pause, resume or terminate: 200 with the job, 409 with its state when the
-    action does not apply to it, 404 for an unknown job. The body may be empty
-    or ``{"reason": "..."}``; the action, the states before and after and the
-    reason are appended to the audit trail."""
+    """pause, resume, terminate or retry: 200 with the job (also when the request
+    had already taken effect: a retry after a lost response), 409 with its state
+    when the action cannot apply to it, 404 for an unknown job. The body may be
+    empty or ``{"reason": "..."}``; an action that changed the job is appended
+    to the audit trail with the states before and after and the reason."""
     action = request.match_info["action"]
     if action not in ACTIONS:
         raise web.HTTPNotFound()
     reason = control_reason(await json_object(request, allow_empty=True))
-    manager, org_id, job_id = request.app[MANAGER_KEY], org_of(request), request.match_info["job_id"]
-    before = await manager.repo.get(org_id, job_id)
-    doc = await manager.control(org_id, job_id, action)
-    if doc["state"] != before["state"]:  # a request already satisfied records nothing new
+    job_id = request.match_info["job_id"]
+    result = await request.app[MANAGER_KEY].control(org_of(request), job_id, action)
+    if result.changed:  # a request already satisfied records nothing new
         await audit.record(
-            request, f"job.{action}", job_id=job_id, state_before=before["state"], state_after=doc["state"], reason=reason
+            request, f"job.{action}", job_id=job_id, state_before=result.before, state_after=result.job["state"], reason=reason
         )
-    return job_response(doc)
+    return job_response(result.job)
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:

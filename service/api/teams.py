@@ -49,8 +49,9 @@ async def create_teams(request: web.Request) -> web.Response:
     def check(header: Header) -> None:
         layout.update(column_layout(header.names))
 
+    await manager.check_queue_quota(org_id)
     upload = await receive_csv(request, {"org_id": org_id, "job_id": job_id, "kind": "teams"}, check)
-    job = await manager.repo.create(
+    job = await manager.create(
         {
             "_id": job_id,
             "org_id": org_id,
@@ -77,7 +78,6 @@ async def create_teams(request: web.Request) -> web.Response:
         },
     )
     await audit.record(request, "job.create", job_id=job_id, state_after=job["state"])
-    manager.wake()
     return job_response(job, status=202)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
@@ -33,13 +34,21 @@ class Database:
         self.exports = Bucket(self.db, "exports")
 
     @classmethod
-    def connect(cls, mongo: MongoSettings, **client_options: object) -> Database:
+    def connect(cls, mongo: MongoSettings, timeout_seconds: float | None = 30.0, **client_options: object) -> Database:
+        """Every operation has a deadline (``timeoutMS``), so a half-open
+        connection cannot hang a job or the lease loop; writes are acknowledged
+        by a majority of the replica set unless the URI says otherwise (``w=``).
+        ``timeout_seconds=None``: no deadline (the tests' own connection, whose
+        ``distinct`` FerretDB 1.24 rejects with any maxTimeMS)."""
+        options: dict[str, object] = {} if timeout_seconds is None else {"timeoutMS": int(timeout_seconds * 1000)}
+        if "w=" not in urlsplit(mongo.uri).query:
+            options["w"] = "majority"
         client: AsyncMongoClient = AsyncMongoClient(
             mongo.uri,
             tz_aware=True,
             appname="collect-jobs",
             serverSelectionTimeoutMS=5000,
-            **client_options,
+            **{**options, **client_options},
         )
         return cls(client, mongo.database)
 
@@ -51,8 +60,13 @@ class Database:
         await self.exports.ensure_indexes()
         await self.jobs.create_index([("state", ASCENDING), ("_id", ASCENDING)], name="state_id")
         await self.jobs.create_index([("org_id", ASCENDING), ("_id", DESCENDING)], name="org_newest")
-        await self.jobs.create_index([("org_id", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING)], name="org_kind_state")
-        await self.job_progress.create_index([("owner", ASCENDING)], name="owner")
+        await self.jobs.create_index(
+            [("org_id", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING), ("_id", ASCENDING)], name="org_kind_state_id"
+        )
+        # Jobs that need a runner and have none (the sweep of unowned jobs).
+        await self.jobs.create_index([("state", ASCENDING), ("owner", ASCENDING), ("_id", ASCENDING)], name="state_owner")
+        # Held leases, by expiry (the orphan sweep); released leases have none.
+        await self.job_progress.create_index([("lease_until", ASCENDING)], name="lease_until")
         # Every request with an API key looks it up by its hash.
         await self.api_keys.create_index([("hash", ASCENDING)], name="hash", unique=True)
         await self.api_keys.create_index([("org_id", ASCENDING), ("_id", DESCENDING)], name="org_newest")
@@ -72,7 +86,7 @@ class Database:
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: connect and create indexes before serving; close last."""
     settings = app[SETTINGS_KEY]
-    database = Database.connect(settings.mongo)
+    database = Database.connect(settings.mongo, settings.db_timeout_seconds)
     try:
         await database.ensure_indexes()
     except Exception:
