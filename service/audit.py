@@ -15,6 +15,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING
 
 from .auth.identity import Identity, caller
+from .jobs.model import iso
 from .store.db import Database
 from .typedefs import DB_KEY
 
@@ -112,6 +113,5 @@ async def search(
 def event_json(event: dict[str, Any]) -> dict[str, Any]:
     body = {k: v for k, v in event.items() if k != "_id"}
     body["id"] = str(event["_id"])
-    at = event["at"]
-    body["at"] = at.isoformat(timespec="milliseconds").replace("+00:00", "Z") if isinstance(at, dt.datetime) else at
+    body["at"] = iso(event["at"])
     return {"id": body.pop("id"), **body}

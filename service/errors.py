@@ -11,12 +11,12 @@ class ServiceError(Exception):
     status = 500
     slug = "internal-error"
     title = "Internal error"
-    headers: dict[str, str] = {}  # sent with the problem response
+    headers: dict[str, str] = {}  # sent with the problem response; a subclass may set defaults
 
     def __init__(self, detail: str | None = None, **extra: Any) -> None:
         self.detail = detail or (self.__doc__ or self.title).strip()
         self.extra = extra
-        self.headers: dict[str, str] = {}
+        self.headers = dict(type(self).headers)  # the class's defaults, per instance
         super().__init__(self.detail)
 
     def problem(self, instance: str | None = None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from ..auth.identity import Role, caller, requires
 from ..auth.keys import ApiKeys, key_json
 from ..csvio.schema import parse_datetime
 from ..errors import BadRequest, Unavailable
-from ..jobs.model import _iso as iso
+from ..jobs.model import iso
 from ..typedefs import DB_KEY, SETTINGS_KEY
 from .common import json_object, json_response, org_of, query_params
 

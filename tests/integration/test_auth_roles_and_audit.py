@@ -96,12 +96,20 @@ async def test_audit_pages_newest_first_and_filters_by_time(auth_client, idp_key
 
 async def test_a_request_that_changes_nothing_records_nothing(auth_client, idp_key):
     alice = As(auth_client, idp_key.mint("alice", roles=["admin"]))
-    job = await start_import(alice, make_csv(10))
-    await wait_for_state(alice, job["id"], "completed")
-    resp = await alice.post(f"/api/v1/jobs/{job['id']}/pause")
-    assert resp.status in (200, 409)
+    done = await start_import(alice, make_csv(10))
+    await wait_for_state(alice, done["id"], "completed")
+    await control(alice, done["id"], "pause", expect=409)
+    assert [e["action"] for e in (await get_job(alice, done["id"]))["history"]] == ["job.create"]
+
+    job = await start_import(alice, make_csv(20_000), batch_size=100)
+    await wait_until_processed(alice, job["id"], 100)
+    await control(alice, job["id"], "pause")
+    await wait_for_state(alice, job["id"], "paused")
+    await control(alice, job["id"], "pause")  # already paused: 200, nothing new
+    await control(alice, job["id"], "terminate")
     history = (await get_job(alice, job["id"]))["history"]
-    assert [e["action"] for e in history] == ["job.create"]
+    assert [e["action"] for e in history] == ["job.create", "job.pause", "job.terminate"]
+    await wait_for_state(alice, job["id"], "terminated")
 
 
 async def test_a_control_body_other_than_a_reason_is_400(auth_client, idp_key):
