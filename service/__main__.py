@@ -1,4 +1,5 @@
-"""python -m service: read the environment, start the server."""
+"""python -m service: read the environment, start the server.
+python -m service api-keys ...: manage API keys (service/auth/cli.py)."""
 from __future__ import annotations
 
 import logging
@@ -13,8 +14,13 @@ from .settings import ConfigError, Settings
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["api-keys"]:
+        from .auth.cli import main as api_keys
+
+        return api_keys(sys.argv[2:])
     try:
         settings = Settings.from_env()
+        settings.check_auth()
     except ConfigError as error:
         print(f"collect-jobs: configuration error: {error}", file=sys.stderr)
         return 2

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from aiohttp import web
 from pymongo.monitoring import CommandListener
 
-from .api import downloads, events, exports, health, imports, jobs, metrics, openapi, teams
+from .api import access, audit, downloads, events, exports, health, imports, jobs, metrics, openapi, teams
+from .auth.middleware import auth_ctx, identity_middleware
 from .jobs.manager import begin_shutdown, manager_ctx
 from .jobs.model import ACTIONS
 from .middlewares import problem_middleware
@@ -30,13 +31,14 @@ def create_app(settings: Settings, command_listeners: Iterable[CommandListener] 
     created with, besides the metrics' own (the test suite checks indexes with one)."""
     # csv's field limit is process-wide; the service is the only csv user here.
     csv.field_size_limit(settings.max_field_size)
-    app = web.Application(middlewares=[problem_middleware])
+    app = web.Application(middlewares=[problem_middleware, identity_middleware])
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = app_metrics = Metrics()
     app_metrics.watch(app)
     app[DB_LISTENERS_KEY] = [app_metrics.command_listener, *command_listeners]
     # Opened in order, closed in reverse: the manager stops before the database closes.
     app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(auth_ctx)
     app.cleanup_ctx.append(manager_ctx)
     app.cleanup_ctx.append(events.events_ctx)
     app.cleanup_ctx.append(queue_sampler_ctx)
@@ -62,4 +64,9 @@ def create_app(settings: Settings, command_listeners: Iterable[CommandListener] 
     app.router.add_get("/api/v1/openapi.json", openapi.openapi_json)
     app.router.add_get(openapi.DOCS_ROUTE, openapi.docs_page)
     app.router.add_get(openapi.DOCS_ROUTE + "/{name}", openapi.docs_asset)
+    app.router.add_get("/api/v1/me", access.me)
+    app.router.add_post("/api/v1/api-keys", access.create_key)
+    app.router.add_get("/api/v1/api-keys", access.list_keys)
+    app.router.add_delete("/api/v1/api-keys/{key_id}", access.revoke_key)
+    app.router.add_get("/api/v1/audit", audit.list_events)
     return app

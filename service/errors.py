@@ -11,11 +11,12 @@ class ServiceError(Exception):
     status = 500
     slug = "internal-error"
     title = "Internal error"
+    headers: dict[str, str] = {}  # sent with the problem response; a subclass may set defaults
 
     def __init__(self, detail: str | None = None, **extra: Any) -> None:
         self.detail = detail or (self.__doc__ or self.title).strip()
         self.extra = extra
-        self.headers: dict[str, str] = {}
+        self.headers = dict(type(self).headers)  # the class's defaults, per instance
         super().__init__(self.detail)
 
     def problem(self, instance: str | None = None) -> dict[str, Any]:
@@ -41,6 +42,20 @@ class InvalidCsv(BadRequest):
     """The CSV file cannot be imported."""
 
     slug, title = "invalid-csv", "Invalid CSV"
+
+
+class Unauthorized(ServiceError):
+    """A valid bearer token (a JWT of the identity provider, or an API key) is required."""
+
+    status, slug, title = 401, "unauthorized", "Unauthorized"
+    # RFC 6750. The same answer whichever check failed, so a prober learns nothing.
+    headers = {"WWW-Authenticate": 'Bearer realm="collect-jobs", error="invalid_token"'}
+
+
+class Forbidden(ServiceError):
+    """Your role does not allow this action."""
+
+    status, slug, title = 403, "forbidden", "Forbidden"
 
 
 class NotFound(ServiceError):

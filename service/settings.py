@@ -82,6 +82,17 @@ class Settings:
     max_streams_per_org: int = 2
     # Test builds only: failure points to trigger, e.g. "import.rollback".
     faults: frozenset[str] = frozenset()
+    # Authentication (service/auth). Secure by default: check_auth() refuses a
+    # configuration that neither sets it up nor disables it explicitly.
+    auth_disabled: bool = False
+    auth_jwks_url: str = ""
+    auth_jwt_public_key: str = ""
+    auth_jwt_issuer: str = ""
+    auth_jwt_audience: str = ""
+    auth_org_claim: str = "org_id"
+    auth_roles_claim: str = "roles"
+    auth_jwks_min_refresh_seconds: float = 60.0
+    auth_api_key_pepper: str = dataclasses.field(default="", repr=False)
 
     @property
     def lease_margin_seconds(self) -> float:
@@ -111,6 +122,21 @@ class Settings:
                 f"({settings.lease_margin_seconds:g} s); raise JOB_LEASE_SECONDS or lower JOB_POLL_SECONDS"
             )
         return settings
+
+    def check_auth(self) -> None:
+        """Refuses to serve without authentication unless AUTH_DISABLED=true says so.
+        Kept out of from_env so a caller may read settings it will not serve with
+        (tests, tools); ``python -m service`` and the app's startup both call it."""
+        if self.auth_disabled:
+            return
+        if not self.auth_api_key_pepper:
+            raise ConfigError(
+                "Authentication is not configured: set AUTH_API_KEY_PEPPER (API keys) and, for tokens of your "
+                "identity provider, AUTH_JWKS_URL or AUTH_JWT_PUBLIC_KEY; or set AUTH_DISABLED=true to run "
+                "without authentication (local development only: every request acts as an admin of DEFAULT_ORG_ID)."
+            )
+        if self.auth_jwks_url and self.auth_jwt_public_key:
+            raise ConfigError("Set AUTH_JWKS_URL or AUTH_JWT_PUBLIC_KEY, not both.")
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -209,6 +235,51 @@ def _faults(name: str, raw: str) -> tuple[str, frozenset[str]]:
     return "faults", points
 
 
+def _bool(field: str) -> Callable[[str, str], tuple[str, bool]]:
+    def parse(name: str, raw: str) -> tuple[str, bool]:
+        if raw.lower() not in ("true", "false"):
+            raise ConfigError(f"{name} must be true or false, got {raw!r}")
+        return field, raw.lower() == "true"
+
+    return parse
+
+
+def _text(field: str, max_length: int = 1000) -> Callable[[str, str], tuple[str, str]]:
+    def parse(name: str, raw: str) -> tuple[str, str]:
+        if len(raw) > max_length:
+            raise ConfigError(f"{name} must be at most {max_length} characters")
+        return field, raw
+
+    return parse
+
+
+def _url(name: str, raw: str) -> tuple[str, str]:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name} must be an http(s) URL, got {raw[:200]!r}")
+    return "auth_jwks_url", raw
+
+
+def _public_key(name: str, raw: str) -> tuple[str, str]:
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    pem = raw.replace("\\n", "\n").strip() + "\n"  # an env file may carry the newlines as \\n
+    try:
+        key = load_pem_public_key(pem.encode())
+    except ValueError:
+        raise ConfigError(f"{name} must be a PEM public key (-----BEGIN PUBLIC KEY-----...)") from None
+    if not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
+        raise ConfigError(f"{name} must be an RSA or EC public key (RS256/ES256 family)")
+    return "auth_jwt_public_key", pem
+
+
+def _pepper(name: str, raw: str) -> tuple[str, str]:
+    if len(raw) < 32:
+        raise ConfigError(f"{name} must be at least 32 characters (e.g. openssl rand -hex 32)")
+    return "auth_api_key_pepper", raw
+
+
 def _mongo(name: str, raw: str) -> tuple[str, MongoSettings]:
     return "mongo", MongoSettings.from_uri(raw)
 
@@ -244,6 +315,15 @@ _READERS: dict[str, Callable[[str, str], tuple[str, Any]]] = {
     "MAX_STREAMS": _int("max_streams", 1, 10_000),
     "MAX_STREAMS_PER_ORG": _int("max_streams_per_org", 1, 10_000),
     "COLLECT_JOBS_FAULTS": _faults,
+    "AUTH_DISABLED": _bool("auth_disabled"),
+    "AUTH_JWKS_URL": _url,
+    "AUTH_JWT_PUBLIC_KEY": _public_key,
+    "AUTH_JWT_ISSUER": _text("auth_jwt_issuer"),
+    "AUTH_JWT_AUDIENCE": _text("auth_jwt_audience"),
+    "AUTH_ORG_CLAIM": _pattern("auth_org_claim", r"[A-Za-z0-9_:./-]{1,100}", "a claim name"),
+    "AUTH_ROLES_CLAIM": _pattern("auth_roles_claim", r"[A-Za-z0-9_:./-]{1,100}", "a claim name"),
+    "AUTH_JWKS_MIN_REFRESH_SECONDS": _seconds("auth_jwks_min_refresh_seconds", 0, 86400),
+    "AUTH_API_KEY_PEPPER": _pepper,
 }
 
 ENV_VARS = tuple(_READERS)

@@ -8,6 +8,7 @@ from pymongo.monitoring import CommandListener
 
 if TYPE_CHECKING:
     from .api.events import EventHub
+    from .auth.middleware import Authenticator
     from .jobs.manager import JobManager
     from .metrics import Metrics
     from .settings import Settings
@@ -21,3 +22,4 @@ EVENTS_KEY: web.AppKey["EventHub"] = web.AppKey("events")
 # PyMongo command listeners the database client is created with (the metrics';
 # the test suite adds the one that checks every query has an index).
 DB_LISTENERS_KEY: web.AppKey[list[CommandListener]] = web.AppKey("db_listeners")
+AUTH_KEY: web.AppKey["Authenticator"] = web.AppKey("auth")

@@ -14,6 +14,7 @@ from service.settings import MongoSettings, Settings
 from service.store.db import Database
 
 from .openapi_check import ResponseChecker
+from .authkit import Jwks, SigningKey, auth_settings
 from .devdb import DevDatabase, database_server, with_database
 from .index_coverage import QueryRecorder
 
@@ -42,10 +43,13 @@ def mongo(db_server, db_name) -> MongoSettings:
 def settings(mongo) -> Settings:
     # A lease long enough for FerretDB's slowest single write on a busy machine
     # (a data write gets the lease's remaining time as its deadline).
+    # Authentication is off so every test may use the plain client; the auth
+    # tests build apps with it on (auth_client, make_client(**auth_settings(...))).
     # JOB_WORKERS=2 scripts/test runs the suite with imports built in worker processes.
     workers = int(os.environ.get("JOB_WORKERS", "1"))
     return Settings(
-        mongo=mongo, job_poll_seconds=0.2, job_lease_seconds=10.0, shutdown_grace_seconds=5.0, job_workers=workers
+        mongo=mongo, job_poll_seconds=0.2, job_lease_seconds=10.0, shutdown_grace_seconds=5.0, job_workers=workers,
+        auth_disabled=True
     )
 
 
@@ -110,3 +114,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if unused:
         print(f"\nindexes no query of the test suite used: {', '.join(unused)}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def idp_key() -> SigningKey:
+    return SigningKey.rsa("key-1")
+
+
+@pytest.fixture
+async def jwks(aiohttp_server, idp_key) -> Jwks:
+    """A local identity provider's JWKS endpoint, serving ``idp_key``."""
+    provider = Jwks([idp_key])
+    provider.server = await aiohttp_server(provider.app())
+    return provider
+
+
+@pytest.fixture
+async def auth_client(make_client, jwks) -> TestClient:
+    """The real app with authentication on: JWTs checked against ``jwks``, API keys."""
+    return await make_client(**auth_settings(jwks.url))

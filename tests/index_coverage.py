@@ -21,7 +21,7 @@ from typing import Any
 
 from pymongo import monitoring
 
-from service.store.db import INDEXES
+from service.store.db import INDEXES, TTL_FIELDS
 
 FILTERS = {
     "find": "filter",
@@ -45,6 +45,8 @@ def leading_fields(collection: str) -> set[str]:
     fields = {"_id"}
     for _, keys in INDEXES.get(collection, []):
         fields.add(keys[0][0])
+    if collection in TTL_FIELDS:
+        fields.add(TTL_FIELDS[collection])
     for suffix, keys in BUCKET_INDEXES.items():
         if collection.endswith(f".{suffix}"):
             fields.add(keys[0][0])

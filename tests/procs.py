@@ -23,6 +23,8 @@ class ServiceProcess:
             "PORT": str(self.port),
             "REPLICA_ID": name,
             "LOG_LEVEL": "INFO",
+            # Off unless the test configures authentication itself.
+            **({} if any(name.startswith("AUTH_") for name in env) else {"AUTH_DISABLED": "true"}),
             **env,
         }
         self.process: subprocess.Popen | None = None

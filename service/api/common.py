@@ -8,17 +8,17 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import BadRequest
+from ..auth.identity import caller
+from ..errors import BadRequest, UnsupportedMediaType
 from ..jobs.model import job_json
-from ..typedefs import SETTINGS_KEY
 
 DATASET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def org_of(request: web.Request) -> str:
-    """The caller's organisation. Until authentication exists every request
-    belongs to DEFAULT_ORG_ID; this is the one place that will change."""
-    return request.app[SETTINGS_KEY].default_org_id
+    """The caller's organisation, as the identity middleware resolved it (with
+    AUTH_DISABLED=true, DEFAULT_ORG_ID)."""
+    return caller(request).org_id
 
 
 def query_params(request: web.Request, allowed: Iterable[str], repeatable: Iterable[str] = ()) -> Mapping[str, str]:
@@ -109,6 +109,21 @@ def list_param(query: Mapping[str, str], name: str, choices: frozenset[str] | No
                 f"{name} must be among {', '.join(sorted(choices))}; unknown: {', '.join(unknown)}", parameter=name
             )
     return values
+
+
+async def json_object(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
+    """The request's body as a JSON object; an empty body is {} when allowed."""
+    if allow_empty and not await request.read():
+        return {}
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("Send the body as application/json.", accepted=["application/json"])
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.")
+    return body
 
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..auth.identity import IDENTITY_KEY, Identity, Role, caller, public
 from ..errors import BadRequest, Gone, JobNotFound, NotFound
 from ..jobs.model import utcnow
 from ..typedefs import DB_KEY, MANAGER_KEY
@@ -73,7 +74,7 @@ async def create_download(request: web.Request, claim: Claim) -> web.Response:
             + (f"; unknown: {', '.join(unknown)}." if unknown else "."),
             **extra,
         )
-    ticket: dict[str, Any] = {"_id": claim.resource_id, "org_id": org_id, "actor": request.get("actor")}
+    ticket: dict[str, Any] = {"_id": claim.resource_id, "org_id": org_id, "actor": caller(request).as_json()}
     if "export" in spec:
         if not isinstance(spec["export"], dict):
             raise BadRequest("export must be an object with the export's options.", parameter="export")
@@ -94,6 +95,7 @@ async def create_download(request: web.Request, claim: Claim) -> web.Response:
     return ticket_response(ticket)
 
 
+@public("authorised by its own single-use, short-lived ticket, which a POST with a bearer token created")
 async def download(request: web.Request) -> web.StreamResponse:
     """Redeems a ticket once: the export streams (or the stored result is sent).
     The ticket, not a bearer header, says whose data this is."""
@@ -109,6 +111,17 @@ async def download(request: web.Request) -> web.StreamResponse:
             raise NotFound("No such download ticket.")
         raise Gone("This download ticket was already used or has expired; create a new one with POST /api/v1/downloads.")
     org_id = doc["org_id"]
+    # The caller is whoever created the ticket (for the job's created_by and audit).
+    who = doc.get("actor") or {}
+    request[IDENTITY_KEY] = Identity(
+        org_id=org_id,
+        actor=who.get("actor", "unknown"),
+        actor_name=who.get("actor_name", ""),
+        role=Role.VIEWER,
+        method="ticket",
+        support=bool(who.get("support")),
+        home_org=who.get("home_org"),
+    )
     if doc["kind"] == "export":
         return await stream_export(request, org_id, await export_params(request.app[DB_KEY], org_id, doc["spec"]))
     try:

@@ -12,6 +12,8 @@ from typing import Any
 from aiohttp import web
 from bson import ObjectId
 
+from .. import audit
+from ..auth.identity import Role, caller, requires
 from ..csvio.schema import MAX_COLUMNS, parse_datetime
 from ..datasets import COMMITTED, WITH_FAILED, describe
 from ..errors import BadRequest, Gone, InvalidTransition, NotFound, UnsupportedMediaType
@@ -132,6 +134,7 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     return body
 
 
+@requires(Role.OPERATOR)
 @idempotent(json_body_digest, replay_job)
 async def create_export(request: web.Request, claim: Claim) -> web.Response:
     query_params(request, ())
@@ -143,9 +146,10 @@ async def create_export(request: web.Request, claim: Claim) -> web.Response:
     params["file_id"] = str(ObjectId())
     await claim.bind(json_digest(spec))
     job = await manager.create(
-        {"_id": claim.resource_id, "org_id": org_id, "kind": "export", "params": params},
+        {"_id": claim.resource_id, "org_id": org_id, "kind": "export", "created_by": caller(request).who(), "params": params},
         progress={"processed": 0, "total": None, "bytes": 0, "percent": 0.0},
     )
+    await audit.record(request, "job.create", job_id=job["_id"], state_after=job["state"])
     return job_response(job, status=202)
 
 
@@ -205,10 +209,11 @@ async def stream_export(request: web.Request, org_id: str, params: dict[str, Any
     response.enable_chunked_encoding()
     await response.prepare(request)
     runner = await manager.start_attached(
-        {"_id": job_id, "org_id": org_id, "kind": "export", "params": params},
+        {"_id": job_id, "org_id": org_id, "kind": "export", "created_by": caller(request).who(), "params": params},
         {"processed": 0, "total": None, "bytes": 0, "percent": 0.0},
         ResponseSink(response),
     )
+    await audit.record(request, "job.create", job_id=job_id, state_after=JobState.RUNNING.value)
     assert runner.task is not None
     # aiohttp does not cancel a handler when its client leaves; while the job is
     # paused nothing is written, so watch the connection too.

@@ -9,6 +9,8 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from bson import ObjectId
 
+from .. import audit
+from ..auth.identity import Role, caller, requires
 from ..csvio.records import Record, RecordCounter, RecordReader
 from ..csvio.schema import (
     HEADER_LIMIT,
@@ -271,6 +273,7 @@ class ImportOptions:
         return resolve_types(self.types, header)
 
 
+@requires(Role.OPERATOR)
 @idempotent(upload_digest, replay_job)
 async def create_import(request: web.Request, claim: Claim) -> web.Response:
     """Accepts the upload (202) once it is stored and its header checked; the
@@ -315,6 +318,7 @@ async def create_import(request: web.Request, claim: Claim) -> web.Response:
             "_id": job_id,
             "org_id": org_id,
             "kind": "import",
+            "created_by": caller(request).who(),
             "params": {
                 "dataset": options.dataset,
                 **upload.params(),
@@ -334,6 +338,7 @@ async def create_import(request: web.Request, claim: Claim) -> web.Response:
         },
         progress={"processed": 0, "total": upload.rows, "inserted": 0, "failed": 0, "percent": 0.0},
     )
+    await audit.record(request, "job.create", job_id=job_id, state_after=job["state"])
     return job_response(job, status=202)
 
 

@@ -6,11 +6,14 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from .. import audit
+from ..auth.identity import Role, requires
+from ..errors import BadRequest
 from ..jobs.kinds import KINDS as JOB_KINDS
 from ..jobs.model import ACTIONS, JobState, job_json
 from ..retention import delete_job as delete_finished_job
 from ..typedefs import DB_KEY, MANAGER_KEY
-from .common import int_param, job_response, json_response, list_param, org_of, query_params
+from .common import int_param, job_response, json_object, json_response, list_param, org_of, query_params
 
 STATES = frozenset(s.value for s in JobState)
 KINDS = frozenset(JOB_KINDS)
@@ -36,26 +39,53 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def get_job(request: web.Request) -> web.Response:
     query_params(request, ())
-    doc = await request.app[MANAGER_KEY].repo.get(org_of(request), request.match_info["job_id"])
-    return job_response(doc)
+    """The job, who created it, and its history (the audit events of the job)."""
+    org_id = org_of(request)
+    doc = await request.app[MANAGER_KEY].repo.get(org_id, request.match_info["job_id"])
+    body = job_json(doc)
+    body["created_by"] = doc.get("created_by")
+    body["history"] = await audit.history(request.app[DB_KEY], org_id, doc["_id"])
+    return json_response(body)
 
 
+def control_reason(body: dict) -> str | None:
+    """The optional ``{"reason": "..."}`` of a control request, kept in the audit trail."""
+    unknown = sorted(set(body) - {"reason"})
+    if unknown:
+        raise BadRequest(f"Unknown fields: {', '.join(unknown)}; a control request may carry only a reason.")
+    reason = body.get("reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > audit.MAX_REASON):
+        raise BadRequest(f"reason must be a string of at most {audit.MAX_REASON} characters.", parameter="reason")
+    return reason or None
+
+
+@requires(Role.OPERATOR)
 async def control_job(request: web.Request) -> web.Response:
     """pause, resume, terminate or retry: 200 with the job (also when the request
     had already taken effect: a retry after a lost response), 409 with its state
-    when the action cannot apply to it, 404 for an unknown job."""
+    when the action cannot apply to it, 404 for an unknown job. The body may be
+    empty or ``{"reason": "..."}``; an action that changed the job is appended
+    to the audit trail with the states before and after and the reason."""
     action = request.match_info["action"]
     if action not in ACTIONS:
         raise web.HTTPNotFound()
     query_params(request, ())
-    result = await request.app[MANAGER_KEY].control(org_of(request), request.match_info["job_id"], action)
+    reason = control_reason(await json_object(request, allow_empty=True))
+    job_id = request.match_info["job_id"]
+    result = await request.app[MANAGER_KEY].control(org_of(request), job_id, action)
+    if result.changed:  # a request already satisfied records nothing new
+        await audit.record(
+            request, f"job.{action}", job_id=job_id, state_before=result.before, state_after=result.job["state"], reason=reason
+        )
     return job_response(result.job)
 
 
+@requires(Role.OPERATOR)
 async def delete_job(request: web.Request) -> web.Response:
     """Deletes a finished job and its result file at once: 204; 409 (with its
     state) for a job that is not finished or must be kept (see retention.py);
     404 for an unknown job."""
     doc = await request.app[MANAGER_KEY].repo.get(org_of(request), request.match_info["job_id"])
     await delete_finished_job(request.app[DB_KEY], doc)
+    await audit.record(request, "job.delete", job_id=doc["_id"], state_before=doc["state"], state_after=None)
     return web.Response(status=204)

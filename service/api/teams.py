@@ -6,6 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import audit
+from ..auth.identity import Role, caller, requires
 from ..csvio.records import RecordReader
 from ..csvio.schema import Header
 from ..errors import BadRequest, InvalidCsv
@@ -29,6 +31,7 @@ def _region(query: Any, default: str) -> str:
         raise BadRequest(f"region: {exc}", parameter="region") from None
 
 
+@requires(Role.OPERATOR)
 @idempotent(upload_digest, replay_job)
 async def create_teams(request: web.Request, claim: Claim) -> web.Response:
     """202 + job; or, with dry_run=true, 200 and what the job would do (a dry
@@ -56,6 +59,7 @@ async def create_teams(request: web.Request, claim: Claim) -> web.Response:
             "_id": job_id,
             "org_id": org_id,
             "kind": "teams",
+            "created_by": caller(request).who(),
             "params": {
                 **upload.params(),
                 "layout": layout,
@@ -76,6 +80,7 @@ async def create_teams(request: web.Request, claim: Claim) -> web.Response:
             "percent": 0.0,
         },
     )
+    await audit.record(request, "job.create", job_id=job_id, state_after=job["state"])
     return job_response(job, status=202)
 
 

@@ -39,6 +39,16 @@ INDEXES: dict[str, list[tuple[str, list[tuple[str, int]]]]] = {
     # a teams job's rollback finds what it created by its tag
     "teams": [("org_job", [("org_id", ASCENDING), ("job_id", ASCENDING)])],
     "users": [("org_job_id", [("org_id", ASCENDING), ("job_id", ASCENDING), ("_id", ASCENDING)])],
+    # every request with an API key looks it up by its hash (unique); an org's keys, newest first
+    "api_keys": [("hash", [("hash", ASCENDING)]), ("org_newest", [("org_id", ASCENDING), ("_id", DESCENDING)])],
+    # the audit queries: an org's events newest first, optionally by job, actor or action
+    "audit_events": [
+        ("org_newest", [("org_id", ASCENDING), ("_id", DESCENDING)]),
+        *(
+            (f"org_{field}_newest", [("org_id", ASCENDING), (field, ASCENDING), ("_id", DESCENDING)])
+            for field in ("job_id", "actor", "action")
+        ),
+    ],
     # records has no secondary index on purpose: _ids are "org/dataset/job:row",
     # so an export is an _id prefix range and a rollback a narrower one, both on
     # the primary key. Every index would slow every insert.
@@ -52,6 +62,10 @@ RETIRED_INDEXES = (
     ("exports.files", "filename_1_uploadDate_1"),
 )
 INDEX_NOT_FOUND = 27
+UNIQUE_INDEXES = frozenset({("api_keys", "hash")})
+# Expiry fields with a TTL index (or, where the server has none, a plain index
+# the service's own expiry sweep uses).
+TTL_FIELDS = {"idempotency_keys": "created_at", "download_tickets": "expires_at"}
 
 
 class Database:
@@ -70,6 +84,8 @@ class Database:
         self.download_tickets: AsyncCollection = self.db["download_tickets"]
         # Keyed by "org/dataset": every read is a primary-key lookup, no index needed.
         self.profiles: AsyncCollection = self.db["dataset_profiles"]
+        self.api_keys: AsyncCollection = self.db["api_keys"]
+        self.audit: AsyncCollection = self.db["audit_events"]
         self.uploads = Bucket(self.db, "uploads")
         self.exports = Bucket(self.db, "exports")
         # Whether the server stores BSON Decimal128; FerretDB 1.24 does not (it
@@ -108,7 +124,7 @@ class Database:
         await self.exports.ensure_indexes()
         for collection, indexes in INDEXES.items():
             for name, keys in indexes:
-                await self.db[collection].create_index(keys, name=name)
+                await self.db[collection].create_index(keys, name=name, unique=(collection, name) in UNIQUE_INDEXES)
         for collection, name in RETIRED_INDEXES:
             try:
                 await self.db[collection].drop_index(name)

@@ -17,11 +17,16 @@ HELM = ROOT / ".tools" / "bin" / "helm"
 URI = "mongodb://mongo-0.mongo,mongo-1.mongo/collect?replicaSet=rs0"
 SET_URI = "mongodb.uri=" + URI.replace(",", "\\,")  # helm --set splits on unescaped commas
 
+AUTH = ["--set", "auth.existingSecret=jobs-auth", "--set", "auth.jwksUrl=https://idp.example.com/.well-known/jwks.json"]
+
 VARIANTS = {
-    "defaults": ["--set", SET_URI],
-    "existing-secret": ["--set", "mongodb.existingSecret=prod-mongo", "--set", "mongodb.existingSecretKey=uri"],
+    "defaults": ["--set", SET_URI, *AUTH],
+    "existing-secret": ["--set", "mongodb.existingSecret=prod-mongo", "--set", "mongodb.existingSecretKey=uri", *AUTH],
+    "pem-key": [
+        "--set", SET_URI, "--set", "auth.existingSecret=jobs-auth", "--set", "auth.existingSecretPublicKeyKey=jwt.pem"
+    ],
     "everything-on": [
-        "--set", SET_URI,
+        "--set", SET_URI, *AUTH,
         "--set", "ingress.enabled=true",
         "--set", "autoscaling.enabled=true",
         "--set", "serviceMonitor.enabled=true",
@@ -52,7 +57,7 @@ def test_helm_lint_strict_passes(helm):
 
 
 def test_the_chart_refuses_to_render_without_a_database(helm):
-    result = subprocess.run([helm, "template", "jobs", str(CHART)], capture_output=True, text=True, cwd=ROOT)
+    result = subprocess.run([helm, "template", "jobs", str(CHART), *AUTH], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode != 0
     assert "mongodb.uri" in result.stderr
 
@@ -132,3 +137,26 @@ def test_the_dockerfile_runs_the_service_as_a_fixed_non_root_user_with_exec_form
     assert "USER 10001:10001" in dockerfile
     assert "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile
     assert dockerfile.count("FROM ") == 2
+
+
+def test_the_chart_never_runs_without_authentication(helm):
+    result = subprocess.run(
+        [helm, "template", "jobs", str(CHART), "--set", SET_URI], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode != 0 and "auth.existingSecret" in result.stderr
+    for variant in VARIANTS:
+        for doc in render(helm, variant):
+            assert "AUTH_DISABLED" not in yaml.safe_dump(doc), variant
+
+
+def test_auth_settings_reach_the_pods_and_secrets_come_from_the_existing_secret(helm):
+    docs = {d["kind"]: d for d in render(helm, "defaults")}
+    data = docs["ConfigMap"]["data"]
+    assert data["AUTH_JWKS_URL"] == "https://idp.example.com/.well-known/jwks.json"
+    assert (data["AUTH_ORG_CLAIM"], data["AUTH_ROLES_CLAIM"]) == ("org_id", "roles")
+    env = {e["name"]: e for e in docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["AUTH_API_KEY_PEPPER"]["valueFrom"]["secretKeyRef"] == {"name": "jobs-auth", "key": "api-key-pepper"}
+    assert "AUTH_JWT_PUBLIC_KEY" not in env
+    pem = {d["kind"]: d for d in render(helm, "pem-key")}
+    env = {e["name"]: e for e in pem["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["AUTH_JWT_PUBLIC_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "jobs-auth", "key": "jwt.pem"}
