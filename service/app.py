@@ -5,7 +5,7 @@ import csv
 
 from aiohttp import web
 
-from .api import exports, health, imports, jobs, metrics, teams
+from .api import console, exports, health, imports, jobs, metrics, teams
 from .jobs.manager import begin_shutdown, manager_ctx
 from .middlewares import problem_middleware
 from .settings import Settings
@@ -34,4 +34,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/v1/jobs", jobs.list_jobs)
     app.router.add_get("/api/v1/jobs/{job_id}", jobs.get_job)
     app.router.add_post("/api/v1/jobs/{job_id}/{action}", jobs.control_job)
+    app.router.add_routes(console.routes(console.load_console()))
     return app

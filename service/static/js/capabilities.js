@@ -1,0 +1,28 @@
+// What this service offers, read from its API description, so the console
+// never offers a button the service would not understand (a dry_run a
+// service did not know would start a real import).
+
+import { api } from "./api.js";
+
+let loaded = null;
+
+function parameters(doc, path, method) {
+  const operation = (((doc || {}).paths || {})[path] || {})[method] || {};
+  return new Set((operation.parameters || []).map((p) => p.name));
+}
+
+export function capabilities() {
+  if (!loaded) {
+    loaded = api("GET", "/api/v1/openapi.json")
+      .catch(() => null)
+      .then((doc) => {
+        const importParams = parameters(doc, "/api/v1/jobs/import", "post");
+        return {
+          importDryRun: importParams.has("dry_run"),
+          importGuard: importParams.has("guard"),
+          importNullValues: importParams.has("null_values"),
+        };
+      });
+  }
+  return loaded;
+}

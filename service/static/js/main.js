@@ -1,0 +1,143 @@
+// The console's entry point: who is signed in, and which view the address shows.
+// Views are addressed by the URL's fragment (#/jobs, #/jobs/ID, #/new/import,
+// #/new/teams, #/new/export), so the service serves one page and no route of
+// the page can collide with the API.
+
+import { api, ApiError, onUnauthorized, session } from "./api.js";
+import { exportView } from "./export.js";
+import { jobView } from "./job.js";
+import { jobsView } from "./jobs.js";
+import { clear, h, problemText } from "./ui.js";
+import { importView, teamsView } from "./uploads.js";
+
+const main = document.getElementById("main");
+const nav = document.getElementById("nav");
+const who = document.getElementById("who");
+const WRITERS = new Set(["operator", "admin", "support"]);
+
+let me = null;
+let view = null; // the AbortController of the view on screen
+
+/**
+ * The caller, from GET /api/v1/me. A service without identities (no /me)
+ * lets everyone do everything, so the console offers everything.
+ */
+async function whoAmI() {
+  try {
+    const body = await api("GET", "/api/v1/me");
+    const write = WRITERS.has(body.role);
+    return { ...body, can: { control: write, create: write } };
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      return { role: null, org_id: null, method: "none", can: { control: true, create: true } };
+    }
+    throw error;
+  }
+}
+
+function showIdentity() {
+  nav.hidden = !me;
+  for (const link of nav.querySelectorAll("[data-create]")) link.hidden = !(me && me.can.create);
+  if (!me) {
+    clear(who);
+    return;
+  }
+  const name = me.actor_name || me.actor;
+  const parts = [me.org_id && `org ${me.org_id}`, name, me.role && `(${me.role})`].filter(Boolean);
+  clear(
+    who,
+    h("span", { class: "identity" }, parts.join(" ") || "no sign-in needed"),
+    session.token ? h("button", { type: "button", class: "link", onclick: signOut }, "Sign out") : null,
+  );
+}
+
+function signOut() {
+  session.clear();
+  me = null;
+  signIn("You are signed out.");
+}
+
+function signIn(message, tone = "info") {
+  if (view) view.abort();
+  view = null;
+  me = null;
+  showIdentity();
+  const token = h("input", { id: "token", type: "password", name: "token", autocomplete: "off", required: true, spellcheck: false });
+  const problem = h("p", { class: `notice ${tone}`, role: tone === "error" ? "alert" : "status", hidden: !message }, message || "");
+  const form = h(
+    "form",
+    { class: "signin", "aria-labelledby": "signin-title" },
+    h("h1", { id: "signin-title", tabindex: "-1" }, "Sign in"),
+    problem,
+    h("label", { for: "token" }, "API key or access token"),
+    token,
+    h("p", { class: "hint" }, "Kept in this browser tab only (session storage) and sent as a bearer header. Closing the tab forgets it."),
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Sign in")),
+  );
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const value = token.value.trim().replace(/^Bearer\s+/i, "");
+    if (!value) return token.focus();
+    session.set(value);
+    try {
+      me = await whoAmI();
+      showIdentity();
+      route();
+    } catch (error) {
+      session.clear();
+      problem.className = "notice error";
+      problem.setAttribute("role", "alert");
+      problem.textContent = error.status === 401 ? "That key or token was not accepted." : problemText(error);
+      problem.hidden = false;
+      token.focus();
+    }
+  });
+  clear(main, form);
+  token.focus();
+}
+
+// Any 401 (an expired or revoked token) sends the person back to sign in;
+// the address stays, so signing in again returns to the same view.
+onUnauthorized(() => {
+  const had = Boolean(session.token);
+  session.clear();
+  if (me || had) signIn("Your sign-in has expired or was revoked. Sign in again.", "error");
+});
+
+function route() {
+  if (!me) return;
+  if (view) view.abort();
+  view = new AbortController();
+  const hash = location.hash.replace(/^#/, "") || "/jobs";
+  const [path, search] = hash.split("?");
+  const parts = path.split("/").filter(Boolean);
+  const ctx = { me, signal: view.signal, params: new URLSearchParams(search || "") };
+  for (const link of nav.querySelectorAll("a")) {
+    link.toggleAttribute("aria-current", link.getAttribute("href") === `#/${parts.slice(0, 2).join("/")}`);
+  }
+  let shown;
+  if (parts[0] === "jobs" && parts[1]) shown = jobView(main, { ...ctx, id: decodeURIComponent(parts[1]) });
+  else if (parts[0] === "new" && parts[1] === "import" && me.can.create) shown = importView(main, ctx);
+  else if (parts[0] === "new" && parts[1] === "teams" && me.can.create) shown = teamsView(main, ctx);
+  else if (parts[0] === "new" && parts[1] === "export" && me.can.create) shown = exportView(main, ctx);
+  else shown = jobsView(main, ctx);
+  Promise.resolve(shown).then(() => {
+    const heading = main.querySelector("h1");
+    if (heading && document.activeElement === document.body) heading.focus({ preventScroll: true });
+  });
+}
+
+async function start() {
+  window.addEventListener("hashchange", route);
+  try {
+    me = await whoAmI();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return signIn(session.token ? "Your sign-in has expired or was revoked. Sign in again." : "");
+    clear(main, h("h1", {}, "The service is not answering"), h("p", { class: "problem", role: "alert" }, problemText(error)));
+    return;
+  }
+  showIdentity();
+  route();
+}
+
+start();

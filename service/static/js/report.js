@@ -1,0 +1,133 @@
+// Dry-run reports: what a job would do, with what looks wrong shown first.
+
+import { count, h, plain, table } from "./ui.js";
+
+/** Findings ({kind, message, evidence}) as highlighted items. */
+export function findingsList(findings) {
+  if (!findings || !findings.length) return null;
+  return h(
+    "ul",
+    { class: "findings" },
+    findings.map((f) =>
+      h(
+        "li",
+        { class: `finding ${f.severity || ""}` },
+        h("strong", {}, f.kind || "finding"),
+        " ",
+        f.message || plain(f),
+        evidence(f.evidence),
+      ),
+    ),
+  );
+}
+
+function evidence(value) {
+  if (!value || (Array.isArray(value) && !value.length)) return null;
+  if (Array.isArray(value)) return h("ul", { class: "evidence" }, value.map((e) => h("li", {}, plain(e))));
+  return h("p", { class: "evidence" }, plain(value));
+}
+
+function byKind(counts) {
+  return Object.entries(counts || {})
+    .map(([kind, n]) => `${kind}: ${count(n)}`)
+    .join(", ");
+}
+
+function listing(title, block, columns) {
+  if (!block || !block.count) return h("section", {}, h("h3", {}, title), h("p", {}, "None."));
+  const shown = block.first || [];
+  return h(
+    "section",
+    {},
+    h("h3", {}, `${title}: ${count(block.count)}`),
+    h("p", {}, byKind(block.by_kind)),
+    table(shown, columns, shown.length < block.count ? `The first ${count(shown.length)}` : null),
+  );
+}
+
+/** The teams dry run: a slid column first, then the counts, warnings, errors and a preview. */
+export function teamsReport(r) {
+  const shift = r.shift || {};
+  const alert = shift.suspected
+    ? h(
+        "div",
+        { class: "alert danger", role: "alert" },
+        h("h3", {}, "Shift warning"),
+        h("p", {}, shift.message),
+        evidence(shift.evidence),
+        h("p", {}, "Nothing has been written. Fix the sheet before starting the job."),
+      )
+    : h("div", { class: "alert ok" }, h("p", {}, "No shifted column found."));
+  const create = r.would_create || {};
+  const change = r.would_change || {};
+  const preview = (r.preview || []).map((p) => ({
+    line: p.line,
+    team: p.team || "",
+    manager: p.manager ? `${p.manager.name} ${p.manager.phone}` : "",
+    members: p.members ?? "",
+    note: p.error ? `${p.error.kind}: ${p.error.message}` : p.phone_owner ? `phone belongs to ${p.phone_owner}` : "",
+  }));
+  return h(
+    "div",
+    { class: "report" },
+    h("h2", { tabindex: "-1" }, "Dry run: nothing was written"),
+    alert,
+    h(
+      "dl",
+      { class: "params" },
+      h("dt", {}, "Rows"),
+      h("dd", {}, `${count(r.rows)} (${count(r.valid_rows)} valid)`),
+      h("dt", {}, "Would create"),
+      h("dd", {}, `${count(create.teams || 0)} teams, ${count(create.users || 0)} users`),
+      h("dt", {}, "Would change"),
+      h("dd", {}, `${count(change.users || 0)} existing users`),
+      h("dt", {}, "Cross-row checks"),
+      h("dd", {}, plain(r.cross_row_checks)),
+    ),
+    listing("Warnings", r.warnings, [
+      ["line", "Line"],
+      ["kind", "Kind"],
+      ["message", "Message"],
+    ]),
+    listing("Row errors", r.errors, [
+      ["line", "Line"],
+      ["kind", "Kind"],
+      ["message", "Message"],
+    ]),
+    h("section", {}, h("h3", {}, "Preview"), table(preview, [["line", "Line"], ["team", "Team"], ["manager", "Manager"], ["members", "Members"], ["note", "Note"]])),
+  );
+}
+
+/** Any other value of a report, readable without knowing its shape. */
+function generic(value) {
+  if (Array.isArray(value)) {
+    if (value.length && value.every((v) => v && typeof v === "object" && !Array.isArray(v))) {
+      const keys = [...new Set(value.flatMap((v) => Object.keys(v)))];
+      return table(value, keys.map((k) => [k, k]));
+    }
+    return h("p", {}, plain(value));
+  }
+  if (value && typeof value === "object") {
+    return h(
+      "dl",
+      { class: "params" },
+      Object.entries(value).map(([k, v]) => [h("dt", {}, k), h("dd", {}, typeof v === "object" && v ? generic(v) : plain(v))]),
+    );
+  }
+  return h("p", {}, plain(value));
+}
+
+/** The import dry run: findings first, then every other part of the report. */
+export function importReport(r) {
+  const findings = r.findings || [];
+  const rest = Object.entries(r).filter(([k]) => !["findings", "dry_run"].includes(k));
+  return h(
+    "div",
+    { class: "report" },
+    h("h2", { tabindex: "-1" }, "Dry run: nothing was written"),
+    findings.length
+      ? h("div", { class: "alert danger", role: "alert" }, h("h3", {}, `${findings.length} finding${findings.length > 1 ? "s" : ""}`), findingsList(findings))
+      : h("div", { class: "alert ok" }, h("p", {}, "No findings: the file looks like the dataset's earlier imports.")),
+    rest.map(([key, value]) => h("section", {}, h("h3", {}, key.replace(/_/g, " ")), generic(value))),
+  );
+}

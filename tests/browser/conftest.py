@@ -1,0 +1,75 @@
+"""A real Chromium (Debian's, driven by Playwright) against the real app on a
+real port and the real database."""
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+from playwright.async_api import Browser, Page, async_playwright
+
+from service.app import create_app
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Generous: the machine is shared, and a poll ends as soon as the page agrees.
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"No Chromium at {CHROMIUM}: run scripts/browser-deps (scripts/test does).")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+def serve(aiohttp_server, settings, db) -> Callable[..., Awaitable[TestServer]]:
+    """The real app on a real port (127.0.0.1), on the test's own database."""
+
+    async def serve(**overrides: Any) -> TestServer:
+        return await aiohttp_server(create_app(settings.replace(**overrides)))
+
+    return serve
+
+
+@pytest.fixture
+async def server(serve) -> TestServer:
+    return await serve()
+
+
+@pytest.fixture
+def open_page(browser) -> Callable[..., Awaitable[Page]]:
+    """A fresh browser tab (its own session storage) at the console."""
+
+    async def open_page(url: str, *, width: int = 1280, height: int = 860) -> Page:
+        context = await browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+        context.set_default_timeout(TIMEOUT_MS)
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.js_errors = errors  # type: ignore[attr-defined]
+        await page.goto(url)
+        return page
+
+    return open_page
+
+
+async def screenshot(page: Page, name: str) -> None:
+    """Saves docs/screenshots/NAME.png, shown in the README."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
