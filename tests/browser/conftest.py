@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, Page, async_playwright
+from aiohttp.test_utils import TestClient, TestServer
+from playwright.async_api import Browser, Page, async_playwright, expect
 
 from service.app import create_app
 
@@ -25,6 +25,19 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 # Generous: the machine is shared, and a poll ends as soon as the page agrees.
 TIMEOUT_MS = 60_000
+expect.set_options(timeout=TIMEOUT_MS)
+# Records every state a job card shows and every step of the upload bar, so a
+# test can assert the order of what a person saw (a transient "Pausing…"
+# included), not just where the page ended up.
+RECORDER = """
+window.__seen = {states: [], upload: []};
+new MutationObserver(() => {
+  const note = (list, value) => { if (value && list[list.length - 1] !== value) list.push(value); };
+  for (const el of document.querySelectorAll(".job .state")) note(window.__seen.states, el.textContent);
+  const bar = document.querySelector(".uploading .bar");
+  if (bar) note(window.__seen.upload, bar.getAttribute("aria-valuetext"));
+}).observe(document, {subtree: true, childList: true, characterData: true, attributes: true});
+"""
 
 
 @pytest.fixture
@@ -53,12 +66,20 @@ async def server(serve) -> TestServer:
 
 
 @pytest.fixture
+async def api(aiohttp_client, server) -> TestClient:
+    """The same server through its HTTP API, for what a test sets up or checks
+    without the page (tests/helpers.py works with it)."""
+    return await aiohttp_client(server)
+
+
+@pytest.fixture
 def open_page(browser) -> Callable[..., Awaitable[Page]]:
     """A fresh browser tab (its own session storage) at the console."""
 
     async def open_page(url: str, *, width: int = 1280, height: int = 860) -> Page:
         context = await browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
         context.set_default_timeout(TIMEOUT_MS)
+        await context.add_init_script(RECORDER)
         page = await context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -67,6 +88,11 @@ def open_page(browser) -> Callable[..., Awaitable[Page]]:
         return page
 
     return open_page
+
+
+async def seen(page: Page, what: str) -> list[str]:
+    """What the page has shown so far: "states" of job cards, or "upload" bar steps."""
+    return await page.evaluate(f"window.__seen.{what}")
 
 
 async def screenshot(page: Page, name: str) -> None:

@@ -102,16 +102,17 @@ export async function* events(path, signal) {
 }
 
 /**
- * Sends a file as the raw CSV body with XMLHttpRequest, whose upload events
- * give a progress bar while it streams (fetch() has none). The browser reads
- * the file from disk as it goes; it is never loaded into the page.
+ * Sends a file as the multipart field `file` (which keeps its name) with
+ * XMLHttpRequest, whose upload events give a progress bar while it streams
+ * (fetch() has none). The browser reads the file from disk as it goes; it is
+ * never loaded into the page.
  * Resolves to the parsed JSON answer and its status, rejects with ApiError.
  */
 export function upload(path, file, { onProgress, signal } = {}) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", path);
-    for (const [name, value] of Object.entries(authHeaders({ "Content-Type": "text/csv" }))) {
+    for (const [name, value] of Object.entries(authHeaders())) {
       xhr.setRequestHeader(name, value);
     }
     xhr.upload.onprogress = (e) => onProgress && onProgress(e.loaded, e.lengthComputable ? e.total : file.size);
@@ -129,7 +130,9 @@ export function upload(path, file, { onProgress, signal } = {}) {
     xhr.onerror = () => reject(new ApiError(0, { title: "Network error", detail: "The upload did not reach the service." }));
     xhr.onabort = () => reject(new ApiError(0, { title: "Cancelled", detail: "The upload was cancelled." }));
     if (signal) signal.addEventListener("abort", () => xhr.abort());
-    xhr.send(file);
+    const form = new FormData();
+    form.append("file", file, file.name);
+    xhr.send(form);
   });
 }
 

@@ -36,8 +36,9 @@ function paramsList(job) {
   const params = job.params || {};
   const rows = [];
   for (const [key, value] of Object.entries(params)) {
-    if (HIDDEN_PARAMS.has(key)) continue;
-    if (key === "types" && (!value || Object.keys(value).length === 0)) continue;
+    if (HIDDEN_PARAMS.has(key) || value === null || value === undefined || value === "") continue;
+    if (typeof value === "object" && Object.keys(value).length === 0) continue;
+    if (key === "header" && plain(value) === plain(params.columns)) continue;
     const shown = key === "file_bytes" ? bytes(value) : key === "rows" ? count(value) : plain(value);
     rows.push(h("dt", {}, PARAM_LABELS[key] || key), h("dd", {}, shown));
   }

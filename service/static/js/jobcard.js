@@ -65,8 +65,8 @@ function rollbackText(job) {
     return `rolled back: ${count(p.teams_deleted || 0)} teams deleted, ${count(p.users_restored || 0)} users restored, ${count(p.users_deleted || 0)} users deleted`;
   }
   if (job.kind === "import") {
-    const written = p.inserted ?? p.processed;
-    return `${count(p.rolled_back || 0)} of ${count(written)} rows rolled back`;
+    // `inserted` can trail by the batch that was in flight when the job stopped.
+    return `${count(p.rolled_back || 0)} rows rolled back${job.state === "terminating" ? " so far" : ""}`;
   }
   return job.state === "terminating" ? "deleting the partial file" : "partial file deleted";
 }
@@ -93,8 +93,8 @@ function statsText(job) {
 function barState(job) {
   const p = job.progress || {};
   if (job.state === "terminating" || job.state === "terminated") {
-    const written = job.kind === "import" ? p.inserted ?? p.processed : null;
-    if (job.kind === "import" && written) return [Math.min(1, (p.rolled_back || 0) / written), "rollback"];
+    const written = job.kind === "import" ? Math.max(p.inserted || 0, p.rolled_back || 0) : 0;
+    if (written) return [job.state === "terminated" ? 1 : Math.min(1, (p.rolled_back || 0) / written), "rollback"];
     return [job.state === "terminated" ? 1 : null, "rollback"];
   }
   if (p.total) return [Math.min(1, (p.processed || 0) / p.total), ""];
@@ -151,7 +151,7 @@ export class JobCard {
     this.stateEl = h("span", { class: "state", role: "status" });
     this.bar = progressBar(`Progress of ${title(job)}`);
     this.stats = h("p", { class: "stats" });
-    this.rollback = h("p", { class: "rollback", hidden: true });
+    this.rollback = h("p", { class: "rollback-text", hidden: true });
     this.error = h("p", { class: "job-error", hidden: true });
     this.buttons = {};
     const controls = h("div", { class: "controls", role: "group", "aria-label": `Controls for ${title(job)}` });
