@@ -33,15 +33,21 @@ function byKind(counts) {
     .join(", ");
 }
 
+/** A long list folded away: the counts stay in sight, the rows one click away. */
+function folded(label, content) {
+  return h("details", { class: "folded" }, h("summary", {}, label), content);
+}
+
 function listing(title, block, columns) {
   if (!block || !block.count) return h("section", {}, h("h3", {}, title), h("p", {}, "None."));
   const shown = block.first || [];
+  const label = shown.length < block.count ? `Show the first ${count(shown.length)}` : `Show all ${count(shown.length)}`;
   return h(
     "section",
     {},
     h("h3", {}, `${title}: ${count(block.count)}`),
     h("p", {}, byKind(block.by_kind)),
-    table(shown, columns, shown.length < block.count ? `The first ${count(shown.length)}` : null),
+    folded(label, table(shown, columns)),
   );
 }
 
@@ -54,7 +60,7 @@ export function teamsReport(r) {
         { class: "alert danger", role: "alert" },
         h("h3", {}, "Shift warning"),
         h("p", {}, shift.message),
-        evidence(shift.evidence),
+        (shift.evidence || []).every((e) => (shift.message || "").includes(e)) ? null : evidence(shift.evidence),
         h("p", {}, "Nothing has been written. Fix the sheet before starting the job."),
       )
     : h("div", { class: "alert ok" }, h("p", {}, "No shifted column found."));
@@ -94,7 +100,15 @@ export function teamsReport(r) {
       ["kind", "Kind"],
       ["message", "Message"],
     ]),
-    h("section", {}, h("h3", {}, "Preview"), table(preview, [["line", "Line"], ["team", "Team"], ["manager", "Manager"], ["members", "Members"], ["note", "Note"]])),
+    h(
+      "section",
+      {},
+      h("h3", {}, "Preview"),
+      folded(
+        `Show the first ${count(preview.length)} rows as they would be created`,
+        table(preview, [["line", "Line"], ["team", "Team"], ["manager", "Manager"], ["members", "Members"], ["note", "Note"]]),
+      ),
+    ),
   );
 }
 
