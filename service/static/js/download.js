@@ -16,7 +16,7 @@ export function browserDownload(url) {
 
 /** The stored CSV of a finished background export. */
 export function downloadResult(job) {
-  browserDownload(job.links.result);
+  browserDownload(job.links.result || `${job.links.self}/result`);
 }
 
 /**

@@ -93,7 +93,7 @@ function historySection(job) {
 
 function resultSection(job) {
   if (job.kind !== "export" || (job.params || {}).stream) return null;
-  const ready = job.state === "completed" && job.links && job.links.result;
+  const ready = job.state === "completed";
   return h(
     "section",
     {},
