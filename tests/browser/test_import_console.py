@@ -104,6 +104,12 @@ async def test_terminating_an_import_from_the_list_shows_the_rollback_and_leaves
     await expect(card.locator(".stats")).to_contain_text("rows/s")
     await expect(page.locator(f'.job[data-job-id="{fixed["id"]}"] .state')).to_have_text("Queued")
     await screenshot(page, "jobs")
+    # Readable on a narrow window: one column, nothing wider than the screen.
+    await page.set_viewport_size({"width": 390, "height": 844})
+    assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await expect(card.get_by_role("button", name=re.compile("^Pause"))).to_be_in_viewport()
+    await screenshot(page, "jobs-narrow")
+    await page.set_viewport_size({"width": 1280, "height": 860})
 
     # By keyboard: the Terminate button, then the dialog's reason, Tab, Tab, Enter.
     await card.get_by_role("button", name=re.compile("^Terminate")).focus()
