@@ -52,8 +52,24 @@ async function failed(response) {
   return new ApiError(response.status, problem);
 }
 
+const early = new Map();
+
+/**
+ * Starts a GET before the code that needs it is ready (the first view's list,
+ * while the caller's identity is asked for); the next api("GET", path) takes it.
+ */
+export function prefetch(path) {
+  early.set(path, api("GET", path).catch((error) => error));
+}
+
 /** A JSON request; resolves to the parsed body, rejects with ApiError. */
 export async function api(method, path, { json, signal } = {}) {
+  if (method === "GET" && early.has(path)) {
+    const answer = await early.get(path);
+    early.delete(path);
+    if (answer instanceof Error) throw answer;
+    return answer;
+  }
   const init = { method, headers: authHeaders(), signal, cache: "no-store" };
   if (json !== undefined) {
     init.headers["Content-Type"] = "application/json";

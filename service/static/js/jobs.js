@@ -19,6 +19,11 @@ function stateQuery(state) {
   return state;
 }
 
+/** The API path of one page of the list, from the view's filters. */
+export function listPath({ state = "", kind = "" }, before) {
+  return `/api/v1/jobs${query({ state: stateQuery(state), kind, limit: PAGE, before })}`;
+}
+
 function filters(params, onChange) {
   const state = h(
     "select",
@@ -74,8 +79,7 @@ export function jobsView(root, { me, params, signal }) {
     : null;
   clear(root, h("div", { class: "page-head" }, h("h1", { tabindex: "-1" }, "Jobs"), create), form.el, problem, list, empty, more);
 
-  const listPath = (before) =>
-    `/api/v1/jobs${query({ state: stateQuery(form.state.value), kind: form.kind.value, limit: PAGE, before })}`;
+  const path = (before) => listPath({ state: form.state.value, kind: form.kind.value }, before);
 
   function cardFor(job) {
     let card = cards.get(job.id);
@@ -115,7 +119,7 @@ export function jobsView(root, { me, params, signal }) {
 
   async function refresh() {
     try {
-      const page = await api("GET", listPath(), { signal });
+      const page = await api("GET", path(), { signal });
       if (extra.length === 0) next = page.next;
       problem.hidden = true;
       const seen = new Set(page.jobs.map((j) => j.id));
@@ -131,7 +135,7 @@ export function jobsView(root, { me, params, signal }) {
   async function loadMore() {
     if (!next) return;
     const before = new URL(next, location.origin).searchParams.get("before");
-    const page = await api("GET", listPath(before), { signal });
+    const page = await api("GET", path(before), { signal });
     extra = [...extra, ...page.jobs];
     next = page.next;
     await refresh();

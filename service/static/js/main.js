@@ -3,12 +3,17 @@
 // #/new/teams, #/new/export), so the service serves one page and no route of
 // the page can collide with the API.
 
-import { api, ApiError, onUnauthorized, session } from "./api.js";
-import { exportView } from "./export.js";
-import { jobView } from "./job.js";
-import { jobsView } from "./jobs.js";
+import { api, ApiError, onUnauthorized, prefetch, session } from "./api.js";
+import { jobsView, listPath } from "./jobs.js";
 import { clear, h, problemText } from "./ui.js";
-import { importView, teamsView } from "./uploads.js";
+
+// The jobs list is the first view; the other views load when first opened.
+const views = {
+  job: () => import("./job.js").then((m) => m.jobView),
+  import: () => import("./uploads.js").then((m) => m.importView),
+  teams: () => import("./uploads.js").then((m) => m.teamsView),
+  export: () => import("./export.js").then((m) => m.exportView),
+};
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -108,18 +113,14 @@ function route() {
   if (!me) return;
   if (view) view.abort();
   view = new AbortController();
-  const hash = location.hash.replace(/^#/, "") || "/jobs";
-  const [path, search] = hash.split("?");
-  const parts = path.split("/").filter(Boolean);
-  const ctx = { me, signal: view.signal, params: new URLSearchParams(search || "") };
+  const { parts, params } = address();
+  const ctx = { me, signal: view.signal, params };
   for (const link of nav.querySelectorAll("a")) {
     link.toggleAttribute("aria-current", link.getAttribute("href") === `#/${parts.slice(0, 2).join("/")}`);
   }
   let shown;
-  if (parts[0] === "jobs" && parts[1]) shown = jobView(main, { ...ctx, id: decodeURIComponent(parts[1]) });
-  else if (parts[0] === "new" && parts[1] === "import" && me.can.create) shown = importView(main, ctx);
-  else if (parts[0] === "new" && parts[1] === "teams" && me.can.create) shown = teamsView(main, ctx);
-  else if (parts[0] === "new" && parts[1] === "export" && me.can.create) shown = exportView(main, ctx);
+  if (parts[0] === "jobs" && parts[1]) shown = show(views.job, { ...ctx, id: decodeURIComponent(parts[1]) });
+  else if (parts[0] === "new" && views[parts[1]] && parts[1] !== "job" && me.can.create) shown = show(views[parts[1]], ctx);
   else shown = jobsView(main, ctx);
   Promise.resolve(shown).then(() => {
     const heading = main.querySelector("h1");
@@ -127,8 +128,22 @@ function route() {
   });
 }
 
+async function show(load, ctx) {
+  const render = await load();
+  if (!ctx.signal.aborted) return render(main, ctx);
+}
+
+function address() {
+  const hash = location.hash.replace(/^#/, "") || "/jobs";
+  const [path, search] = hash.split("?");
+  return { parts: path.split("/").filter(Boolean), params: new URLSearchParams(search || "") };
+}
+
 async function start() {
   window.addEventListener("hashchange", route);
+  const { parts, params } = address();
+  // The list's first page is asked for alongside the identity, not after it.
+  if (parts[0] === "jobs" && !parts[1]) prefetch(listPath(Object.fromEntries(params)));
   try {
     me = await whoAmI();
   } catch (error) {
