@@ -10,7 +10,6 @@ import re
 from playwright.async_api import expect
 
 from ..helpers import get_job, make_csv, start_import, wait_for_state
-from .conftest import screenshot
 
 N = 3000
 
