@@ -22,6 +22,7 @@ const WRITERS = new Set(["operator", "admin", "support"]);
 
 let me = null;
 let view = null; // the AbortController of the view on screen
+let signingIn = false;
 
 /**
  * The caller, from GET /api/v1/me. A service without identities (no /me)
@@ -84,11 +85,14 @@ function signIn(message, tone = "info") {
     const value = token.value.trim().replace(/^Bearer\s+/i, "");
     if (!value) return token.focus();
     session.set(value);
+    signingIn = true;
     try {
       me = await whoAmI();
+      signingIn = false;
       showIdentity();
       route();
     } catch (error) {
+      signingIn = false;
       session.clear();
       problem.className = "notice error";
       problem.setAttribute("role", "alert");
@@ -104,6 +108,7 @@ function signIn(message, tone = "info") {
 // Any 401 (an expired or revoked token) sends the person back to sign in;
 // the address stays, so signing in again returns to the same view.
 onUnauthorized(() => {
+  if (signingIn) return; // the sign-in form reports it
   const had = Boolean(session.token);
   session.clear();
   if (me || had) signIn("Your sign-in has expired or was revoked. Sign in again.", "error");
