@@ -18,9 +18,12 @@ export function capabilities() {
       .then((doc) => {
         const importParams = parameters(doc, "/api/v1/jobs/import", "post");
         return {
+          downloadTickets: Boolean(doc && doc.paths && doc.paths["/api/v1/downloads"]),
           importDryRun: importParams.has("dry_run"),
           importGuard: importParams.has("guard"),
           importNullValues: importParams.has("null_values"),
+          // The guard came with typed formats (col:date:%d/%m/%Y) and decimals.
+          typeFormats: importParams.has("guard"),
         };
       });
   }

@@ -116,7 +116,9 @@ export async function exportView(root, { signal }) {
   });
   now.addEventListener("click", async () => {
     try {
-      await streamExport(spec());
+      const body = spec();
+      if (!body.fields.length) delete body.fields;
+      await streamExport(body);
       clear(
         result,
         h("p", { class: "notice", role: "status" }, "The download has started in your browser. It is a job like the others: ", h("a", { href: "#/jobs?kind=export" }, "see it in the jobs list"), " to pause or terminate it."),

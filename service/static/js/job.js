@@ -5,7 +5,7 @@ import { api } from "./api.js";
 import { downloadResult } from "./download.js";
 import { JobCard, isFinished } from "./jobcard.js";
 import { follow } from "./live.js";
-import { clear, bytes, count, h, plain, problemText, table, time } from "./ui.js";
+import { clear, bytes, count, h, plain, problemText, table, time, toast } from "./ui.js";
 import { findingsList } from "./report.js";
 
 const PARAM_LABELS = {
@@ -69,12 +69,18 @@ function findingsSection(job) {
   const reason = job.pause_reason;
   const findings = job.findings || (reason && reason.findings) || [];
   if (!reason && !findings.length) return null;
+  let why = null;
+  if (reason && typeof reason === "object" && reason.by === "guard") {
+    why = `Paused by the guard before writing anything, after checking ${count(reason.rows_checked)} rows: resume to import anyway, or terminate.`;
+  } else if (reason) {
+    why = `Paused: ${typeof reason === "string" ? reason : plain(reason.message || reason)}`;
+  }
   return h(
     "section",
     { class: "findings-section" },
     h("h2", {}, "Guard findings"),
-    reason ? h("p", { class: "pause-reason" }, `Paused by the guard: ${typeof reason === "string" ? reason : plain(reason.message || reason.summary || "see the findings")}`) : null,
-    findingsList(findings),
+    why ? h("p", { class: "pause-reason" }, why) : null,
+    findings.length ? h("div", { class: "alert danger" }, findingsList(findings.map((f) => ({ ...f, evidence: plain(f.evidence) })))) : null,
   );
 }
 
@@ -102,7 +108,7 @@ function resultSection(job) {
       ? h(
           "p",
           {},
-          h("button", { type: "button", class: "primary", onclick: () => downloadResult(job) }, `Download ${job.params.filename || "the CSV"}`),
+          h("button", { type: "button", class: "primary", onclick: () => downloadResult(job).catch((e) => toast(problemText(e), "error")) }, `Download ${job.params.filename || "the CSV"}`),
           job.result && job.result.bytes ? ` ${bytes(job.result.bytes)}` : "",
         )
       : h("p", {}, job.state === "terminated" ? "Terminated: the file was deleted." : "The file can be downloaded once the export is completed."),

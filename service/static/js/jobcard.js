@@ -201,8 +201,14 @@ export class JobCard {
     const rolling = job.state === "terminating" || job.state === "terminated";
     this.rollback.hidden = !rolling;
     this.rollback.textContent = rolling ? rollbackText(job) : "";
-    this.error.hidden = !job.error;
-    this.error.textContent = job.error ? `Error: ${job.error}` : "";
+    const findings = job.findings || [];
+    const guard = job.pause_reason && job.pause_reason.by === "guard" && job.state === "paused" ? "paused by the guard: " : "";
+    const notes = [
+      job.error ? `Error: ${job.error}` : "",
+      findings.length ? `${guard}${findings.length} guard finding${findings.length > 1 ? "s" : ""} (${findings.map((f) => f.kind).join(", ")})` : "",
+    ].filter(Boolean);
+    this.error.hidden = notes.length === 0;
+    this.error.textContent = notes.join(" · ");
     const links = job.links || {};
     const show = {
       pause: job.state === "running" && !this.pending,

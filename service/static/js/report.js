@@ -131,17 +131,70 @@ function generic(value) {
   return h("p", {}, plain(value));
 }
 
-/** The import dry run: findings first, then every other part of the report. */
+function shares(profile) {
+  return Object.entries((profile && profile.shares) || {})
+    .sort((a, b) => b[1] - a[1])
+    .map(([kind, share]) => `${kind} ${Math.round(share * 100)}%`)
+    .join(", ");
+}
+
+const HEADER_STATUS = {
+  same: "the same columns as the dataset's latest import",
+  reordered: "the dataset's columns, in another order",
+  changed: "different columns from the dataset's latest import",
+  new_dataset: "a new dataset",
+};
+
+/** The import dry run: findings first, then the header, the columns' profiles and row errors. */
 export function importReport(r) {
   const findings = r.findings || [];
-  const rest = Object.entries(r).filter(([k]) => !["findings", "dry_run"].includes(k));
+  const header = r.header || {};
+  const known = new Set(["dry_run", "dataset", "rows", "valid_rows", "errors", "findings", "header", "columns", "earlier_imports", "types"]);
+  const rest = Object.entries(r).filter(([k]) => !known.has(k));
+  const columns = (r.columns || []).map((c) => ({
+    name: c.name,
+    type: c.type,
+    inferred: c.inferred_type,
+    values: shares(c.profile),
+    sample: ((c.profile && c.profile.sample) || []).join(" | "),
+  }));
+  const typeNote = r.types && r.types.auto ? " (types chosen by types=auto)" : "";
   return h(
     "div",
     { class: "report" },
     h("h2", { tabindex: "-1" }, "Dry run: nothing was written"),
     findings.length
-      ? h("div", { class: "alert danger", role: "alert" }, h("h3", {}, `${findings.length} finding${findings.length > 1 ? "s" : ""}`), findingsList(findings))
-      : h("div", { class: "alert ok" }, h("p", {}, "No findings: the file looks like the dataset's earlier imports.")),
+      ? h(
+          "div",
+          { class: "alert danger", role: "alert" },
+          h("h3", {}, `${findings.length} finding${findings.length > 1 ? "s" : ""}: check the file before starting`),
+          findingsList(findings.map((f) => ({ ...f, evidence: null }))),
+          folded("Evidence", generic(findings.map((f) => ({ kind: f.kind, columns: plain(f.columns), evidence: plain(f.evidence) })))),
+        )
+      : h("div", { class: "alert ok" }, h("p", {}, "No findings: nothing looks different from the dataset's earlier imports.")),
+    h(
+      "dl",
+      { class: "params" },
+      h("dt", {}, "Rows"),
+      h("dd", {}, `${count(r.rows)} (${count(r.valid_rows)} valid)`),
+      h("dt", {}, "Header"),
+      h("dd", {}, [HEADER_STATUS[header.status] || plain(header.status), header.added && header.added.length ? `; added: ${header.added.join(", ")}` : "", header.missing && header.missing.length ? `; missing: ${header.missing.join(", ")}` : ""].join("")),
+      h("dt", {}, "Earlier imports compared"),
+      h("dd", {}, count(r.earlier_imports || 0)),
+    ),
+    columns.length
+      ? h(
+          "section",
+          {},
+          h("h3", {}, `Columns${typeNote}`),
+          table(columns, [["name", "Column"], ["type", "Type"], ["inferred", "Values look like"], ["values", "Kinds of value"], ["sample", "Sample"]]),
+        )
+      : null,
+    listing("Row errors", r.errors, [
+      ["line", "Line"],
+      ["kind", "Kind"],
+      ["message", "Message"],
+    ]),
     rest.map(([key, value]) => h("section", {}, h("h3", {}, key.replace(/_/g, " ")), generic(value))),
   );
 }

@@ -146,6 +146,7 @@ function formValues(form, names) {
 
 export async function importView(root, { signal }) {
   const caps = await capabilities();
+  const types = caps.typeFormats ? [...TYPES, "decimal"] : TYPES;
   const dataset = h("input", { type: "text", name: "dataset", required: true, pattern: "[A-Za-z0-9][A-Za-z0-9_-]{0,63}", autocomplete: "off" });
   const typesBox = h("fieldset", { class: "types" }, h("legend", {}, "Column types"), h("p", { class: "hint" }, "Pick a file to set its columns' types."));
   const options = [
@@ -178,7 +179,10 @@ export async function importView(root, { signal }) {
       }
       const types = [...typesBox.querySelectorAll("select")]
         .filter((s) => s.value !== "string")
-        .map((s) => `${s.dataset.column}:${s.value}`)
+        .map((s) => {
+          const format = s.value === "date" && s.format ? s.format.value.trim() : "";
+          return `${s.dataset.column}:${s.value}${format ? `:${format}` : ""}`;
+        })
         .join(",");
       return { ...formValues(form, ["dataset", "guard", "null_values", "batch_size", "on_error", "max_errors"]), types };
     },
@@ -192,14 +196,19 @@ export async function importView(root, { signal }) {
       h(
         "div",
         { class: "type-grid" },
-        names.map((name, i) =>
-          h(
-            "div",
-            { class: "field" },
-            h("label", { for: `type-${i}` }, name || `(column ${i + 1})`),
-            h("select", { id: `type-${i}`, dataset: { column: name } }, TYPES.map((t) => h("option", { value: t }, t))),
-          ),
-        ),
+        names.map((name, i) => {
+          const select = h("select", { id: `type-${i}`, dataset: { column: name } }, types.map((t) => h("option", { value: t }, t)));
+          const cell = h("div", { class: "field" }, h("label", { for: `type-${i}` }, name || `(column ${i + 1})`), select);
+          if (caps.typeFormats) {
+            // A date written another way than ISO 8601 takes a strptime format.
+            select.format = h("input", { type: "text", id: `format-${i}`, placeholder: "ISO 8601", "aria-label": `Date format of ${name}`, hidden: true });
+            select.addEventListener("change", () => {
+              select.format.hidden = select.value !== "date";
+            });
+            cell.append(select.format);
+          }
+          return cell;
+        }),
       ),
     );
     if (!dataset.value) dataset.value = e.detail.name.replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9_-]/g, "_").replace(/^[_-]+/, "").slice(0, 64);
