@@ -95,6 +95,16 @@ async def seen(page: Page, what: str) -> list[str]:
     return await page.evaluate(f"window.__seen.{what}")
 
 
+async def unlabelled(page: Page) -> list[str]:
+    """Visible controls a screen reader could not name (no label, no ARIA name, no text)."""
+    return await page.evaluate(
+        """[...document.querySelectorAll("input, select, textarea, button")]
+            .filter((el) => el.offsetParent !== null)
+            .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label") && !el.textContent.trim())
+            .map((el) => el.outerHTML)"""
+    )
+
+
 async def screenshot(page: Page, name: str) -> None:
     """Saves docs/screenshots/NAME.png, shown in the README."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

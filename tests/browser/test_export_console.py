@@ -10,6 +10,7 @@ import re
 from playwright.async_api import expect
 
 from ..helpers import get_job, make_csv, start_import, wait_for_state
+from .conftest import unlabelled
 
 N = 3000
 
@@ -42,6 +43,7 @@ async def test_an_export_with_a_date_range_downloaded_by_the_browser_holds_exact
     await wait_for_state(api, imported["id"], "completed")
     page = await open_page(str(server.make_url("/#/new/export")))
 
+    assert await unlabelled(page) == []
     await fill_export_form(page)
     async with page.expect_download() as streamed:
         await page.get_by_role("button", name="Download now").click()

@@ -9,7 +9,7 @@ import time
 from playwright.async_api import expect
 
 from ..helpers import get_job, make_csv, start_import, wait_for, wait_for_state
-from .conftest import screenshot, seen
+from .conftest import screenshot, seen, unlabelled
 
 ROWS = 50_000
 BAD_LINES = (101, 2_502, 40_003)  # file lines (header = 1) whose id is not an int
@@ -43,6 +43,7 @@ async def test_a_50000_row_upload_through_the_page_pauses_holds_still_resumes_an
     await page.get_by_text("More options").click()
     await page.get_by_label("Batch size").fill("100")  # slow enough to pause mid-way
     await page.get_by_label("Batch size").blur()
+    assert await unlabelled(page) == []
     await screenshot(page, "import-form")
     await page.get_by_role("button", name="Start").click()
 
@@ -103,6 +104,7 @@ async def test_terminating_an_import_from_the_list_shows_the_rollback_and_leaves
     card = page.locator(f'.job[data-job-id="{big["id"]}"]')
     await expect(card.locator(".stats")).to_contain_text("rows/s")
     await expect(page.locator(f'.job[data-job-id="{fixed["id"]}"] .state')).to_have_text("Queued")
+    assert await unlabelled(page) == []
     await screenshot(page, "jobs")
     # Readable on a narrow window: one column, nothing wider than the screen.
     await page.set_viewport_size({"width": 390, "height": 844})
@@ -137,4 +139,17 @@ async def test_terminating_an_import_from_the_list_shows_the_rollback_and_leaves
     # The corrected upload, queued behind it, runs once the rollback is done.
     await expect(page.locator(f'.job[data-job-id="{fixed["id"]}"] .state')).to_have_text("Completed")
     assert await records(db, fixed["id"]) == 300
+
+    # Filters, kept in the address; focus stays on the filter that changed.
+    await page.get_by_label("State").focus()
+    await page.get_by_label("State").select_option("completed")
+    await expect(page).to_have_url(re.compile(r"#/jobs\?state=completed$"))
+    await expect(page.locator(".job")).to_have_count(2)
+    await expect(page.get_by_label("State")).to_be_focused()
+    await page.get_by_label("Kind").select_option("export")
+    await expect(page.get_by_text("No jobs match these filters.")).to_be_visible()
+    await page.get_by_label("State").select_option("terminated")
+    await page.get_by_label("Kind").select_option("import")
+    await expect(page.locator(".job")).to_have_count(1)
+    await expect(page.locator(f'.job[data-job-id="{big["id"]}"]')).to_be_visible()
     assert page.js_errors == []

@@ -7,7 +7,7 @@ from playwright.async_api import expect
 from service.store.teams import user_id
 
 from ..helpers import manager_phone, sheet, shift_down, snapshot, team_rows
-from .conftest import screenshot
+from .conftest import screenshot, unlabelled
 
 ORG = "default"
 
@@ -21,6 +21,7 @@ async def test_the_dry_run_of_a_sheet_with_a_slid_phone_column_shows_the_shift_b
     path.write_bytes(sheet(shift_down(team_rows(60, members=1), column=2, by=10)))
     page = await open_page(str(server.make_url("/#/new/teams")))
 
+    assert await unlabelled(page) == []
     await page.get_by_label("CSV file").set_input_files(path)
     await page.get_by_role("button", name="Check first").click()
 

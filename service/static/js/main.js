@@ -116,6 +116,9 @@ onUnauthorized(() => {
 
 function route() {
   if (!me) return;
+  // Focus stays on the control that changed the address (a filter), or
+  // moves to the new view's heading, so a keyboard user is never lost.
+  const focused = document.activeElement && document.activeElement.id;
   if (view) view.abort();
   view = new AbortController();
   const { parts, params } = address();
@@ -128,8 +131,9 @@ function route() {
   else if (parts[0] === "new" && views[parts[1]] && parts[1] !== "job" && me.can.create) shown = show(views[parts[1]], ctx);
   else shown = jobsView(main, ctx);
   Promise.resolve(shown).then(() => {
-    const heading = main.querySelector("h1");
-    if (heading && document.activeElement === document.body) heading.focus({ preventScroll: true });
+    if (document.activeElement !== document.body) return;
+    const target = (focused && document.getElementById(focused)) || main.querySelector("h1");
+    if (target) target.focus({ preventScroll: true });
   });
 }
 
