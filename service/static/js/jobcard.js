@@ -19,12 +19,14 @@ export function isFinished(job) {
 /**
  * What the person is shown as the job's state. A state is a fact: "Paused"
  * only once the job has stopped writing. The service reports `pausing` while
- * the batch in flight lands; a `paused` job whose last checkpoint still shows
- * a rate has not recorded that batch yet, so it is shown as pausing too, and
- * a pause request on its way shows as pausing from the click on.
+ * the batch in flight lands, and a pause request on its way shows as pausing
+ * from the click on. A service that predates the `pausing` state (its jobs
+ * have no retry link: both came together) answers `paused` at once; there a
+ * job whose last checkpoint still shows a rate has not recorded its last
+ * batch yet, so it is shown as pausing too.
  */
 export function phase(job, pending) {
-  const rate = (job.progress && job.progress.rows_per_second) || 0;
+  const stillLanding = !(job.links && job.links.retry) && ((job.progress && job.progress.rows_per_second) || 0) > 0;
   switch (job.state) {
     case "queued":
       return pending === "terminate" ? ["Terminating…", "terminating"] : ["Queued", "queued"];
@@ -36,7 +38,7 @@ export function phase(job, pending) {
       return ["Pausing…", "pausing"];
     case "paused":
       if (pending === "resume") return ["Resuming…", "running"];
-      return rate > 0 ? ["Pausing…", "pausing"] : ["Paused", "paused"];
+      return stillLanding ? ["Pausing…", "pausing"] : ["Paused", "paused"];
     case "terminating":
       return ["Rolling back…", "terminating"];
     case "terminated":
