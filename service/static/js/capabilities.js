@@ -16,6 +16,7 @@ export function capabilities() {
     loaded = api("GET", "/api/v1/openapi.json")
       .catch(() => null)
       .then((doc) => {
+        if (!doc) loaded = null; // asked again next time (a sign-in may have expired)
         const importParams = parameters(doc, "/api/v1/jobs/import", "post");
         return {
           downloadTickets: Boolean(doc && doc.paths && doc.paths["/api/v1/downloads"]),
