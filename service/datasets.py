@@ -1,4 +1,8 @@
-"""What a dataset is: the columns and types of the imports that wrote it."""
+"""What a dataset is: the columns and types of the imports that wrote it.
+
+Exports read committed data only: the rows of completed imports (and, when
+asked, of failed ones), never of imports still running, paused or being
+rolled back, so the same export twice gives the same file while other jobs run."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,8 +10,8 @@ from dataclasses import dataclass
 from .jobs.model import JobState
 from .store.db import Database
 
-# Imports whose rows are (or may still be) in records.
-_LIVE = [s.value for s in (JobState.RUNNING, JobState.PAUSED, JobState.COMPLETED, JobState.FAILED)]
+COMMITTED = (JobState.COMPLETED,)
+WITH_FAILED = (JobState.COMPLETED, JobState.FAILED)
 
 
 @dataclass(frozen=True)
@@ -15,13 +19,15 @@ class Dataset:
     name: str
     columns: list[str]  # first-seen order across the dataset's imports, oldest first
     types: dict[str, str]  # column -> type, for typed columns
-    rows: int  # rows its imports have inserted so far (exact once they finish)
+    rows: int  # rows its imports inserted
+    jobs: list[str]  # the imports whose rows it holds, oldest first
 
 
-async def describe(db: Database, org_id: str, name: str) -> Dataset | None:
-    """None when the org has no such dataset (another org's is not visible)."""
+async def describe(db: Database, org_id: str, name: str, states: tuple[JobState, ...] = COMMITTED) -> Dataset | None:
+    """The dataset as the imports in ``states`` wrote it; None when the org has
+    no such import (another org's is not visible)."""
     cursor = db.jobs.find(
-        {"org_id": org_id, "kind": "import", "params.dataset": name, "state": {"$in": _LIVE}},
+        {"org_id": org_id, "kind": "import", "params.dataset": name, "state": {"$in": [s.value for s in states]}},
         {"params.columns": 1, "params.types": 1},
         sort=[("_id", 1)],
     )
@@ -38,6 +44,6 @@ async def describe(db: Database, org_id: str, name: str) -> Dataset | None:
     if not ids:
         return None
     rows = 0
-    async for run in db.job_progress.find({"_id": {"$in": ids}}, {"progress.inserted": 1}):
+    async for run in db.job_progress.find({"_id": {"$in": ids}, "org_id": org_id}, {"progress.inserted": 1}):
         rows += (run.get("progress") or {}).get("inserted", 0)
-    return Dataset(name, list(columns), types, rows)
+    return Dataset(name, list(columns), types, rows, ids)

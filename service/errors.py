@@ -15,6 +15,7 @@ class ServiceError(Exception):
     def __init__(self, detail: str | None = None, **extra: Any) -> None:
         self.detail = detail or (self.__doc__ or self.title).strip()
         self.extra = extra
+        self.headers: dict[str, str] = {}
         super().__init__(self.detail)
 
     def problem(self, instance: str | None = None) -> dict[str, Any]:
@@ -78,6 +79,16 @@ class UnsupportedMediaType(ServiceError):
     status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
 
 
+class TooManyRequests(ServiceError):
+    """A limit of your organisation or of this replica is reached; retry later."""
+
+    status, slug, title = 429, "too-many-requests", "Too many requests"
+
+    def __init__(self, detail: str | None = None, retry_after: int = 30, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers["Retry-After"] = str(retry_after)
+
+
 class Unavailable(ServiceError):
     """The service cannot serve this request right now."""
 
@@ -93,4 +104,10 @@ class JobTerminated(JobStopped):
 
 
 class JobFailed(Exception):
-    """The job cannot continue; its message is shown to the user as the job's error."""
+    """The job cannot continue; its message is shown to the user as the job's error.
+    ``retryable``: whether POST /jobs/{id}/retry may continue it (an outage can be
+    retried; a file whose rows fail cannot)."""
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -22,6 +22,7 @@ def problem_response(error: ServiceError, request: web.Request) -> web.Response:
         status=error.status,
         text=json.dumps(error.problem(instance=request.path)),
         content_type=PROBLEM_JSON,
+        headers=error.headers,
     )
 
 

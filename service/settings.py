@@ -63,6 +63,22 @@ class Settings:
     db_retry_seconds: float = 60.0
     replica_id: str = ""
     default_phone_region: str = "US"
+    db_timeout_seconds: float = 30.0
+    rollback_give_up_seconds: float = 600.0
+    max_queued_per_org: int = 100
+    max_upload_bytes_per_org: int = 20 * 1024**3
+    max_streams: int = 8
+    max_streams_per_org: int = 2
+    # Test builds only: failure points to trigger, e.g. "import.rollback".
+    faults: frozenset[str] = frozenset()
+
+    @property
+    def lease_margin_seconds(self) -> float:
+        """How long before its lease expires a runner stops sending data writes:
+        a third of the lease, at least one second. It covers the drift of the
+        two clocks involved over one lease (the runner's monotonic clock and the
+        database's) and a write's trip to the server."""
+        return max(1.0, self.job_lease_seconds / 3)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -75,8 +91,11 @@ class Settings:
             field, value = parse(name, raw.strip())
             values[field] = value
         settings = cls(**values)
-        if settings.job_poll_seconds * 2 > settings.job_lease_seconds:
-            raise ConfigError("JOB_LEASE_SECONDS must be at least twice JOB_POLL_SECONDS so leases are renewed in time")
+        if settings.job_poll_seconds * 2 > settings.job_lease_seconds - settings.lease_margin_seconds:
+            raise ConfigError(
+                "JOB_LEASE_SECONDS must leave room for two renewals (JOB_POLL_SECONDS) before its safety margin "
+                f"({settings.lease_margin_seconds:g} s); raise JOB_LEASE_SECONDS or lower JOB_POLL_SECONDS"
+            )
         return settings
 
     def replace(self, **changes: Any) -> Settings:
@@ -133,6 +152,13 @@ def _region(name: str, raw: str) -> tuple[str, str]:
     return "default_phone_region", raw.upper()
 
 
+def _faults(name: str, raw: str) -> tuple[str, frozenset[str]]:
+    points = frozenset(p.strip() for p in raw.split(",") if p.strip())
+    if not all(re.fullmatch(r"[a-z]+\.[a-z_]+", p) for p in points):
+        raise ConfigError(f"{name} must list kind.point names, e.g. import.rollback, got {raw!r}")
+    return "faults", points
+
+
 def _mongo(name: str, raw: str) -> tuple[str, MongoSettings]:
     return "mongo", MongoSettings.from_uri(raw)
 
@@ -153,6 +179,13 @@ _READERS: dict[str, Callable[[str, str], tuple[str, Any]]] = {
     "DB_RETRY_SECONDS": _seconds("db_retry_seconds", 0, 86400),
     "REPLICA_ID": _pattern("replica_id", r"[A-Za-z0-9_.-]{1,128}", "1-128 letters, digits, '_', '.' or '-'"),
     "DEFAULT_PHONE_REGION": _region,
+    "DB_TIMEOUT_SECONDS": _seconds("db_timeout_seconds", 1, 3600),
+    "ROLLBACK_GIVE_UP_SECONDS": _seconds("rollback_give_up_seconds", 0, 86400 * 7),
+    "MAX_QUEUED_PER_ORG": _int("max_queued_per_org", 1, 1_000_000),
+    "MAX_UPLOAD_BYTES_PER_ORG": _int("max_upload_bytes_per_org", 1024, 1 << 50),
+    "MAX_STREAMS": _int("max_streams", 1, 10_000),
+    "MAX_STREAMS_PER_ORG": _int("max_streams_per_org", 1, 10_000),
+    "COLLECT_JOBS_FAULTS": _faults,
 }
 
 ENV_VARS = tuple(_READERS)

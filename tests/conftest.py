@@ -33,14 +33,16 @@ def mongo(db_server, db_name) -> MongoSettings:
 
 @pytest.fixture
 def settings(mongo) -> Settings:
-    return Settings(mongo=mongo, job_poll_seconds=0.2, job_lease_seconds=3.0, shutdown_grace_seconds=5.0)
+    # A lease long enough for FerretDB's slowest single write on a busy machine
+    # (a data write gets the lease's remaining time as its deadline).
+    return Settings(mongo=mongo, job_poll_seconds=0.2, job_lease_seconds=10.0, shutdown_grace_seconds=5.0)
 
 
 @pytest.fixture
 async def db(mongo) -> AsyncIterator[Database]:
     """A connection of the test's own, to look at what the service wrote; the
     database is dropped after the test."""
-    database = Database.connect(mongo)
+    database = Database.connect(mongo, timeout_seconds=None)
     yield database
     await database.client.drop_database(mongo.database)
     await database.close()

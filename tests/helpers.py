@@ -83,14 +83,9 @@ async def wait_until_processed(client: TestClient, job_id: str, at_least: int = 
 
 
 async def wait_until_settled(client: TestClient, job_id: str) -> dict[str, Any]:
-    """A paused job has settled once it persisted a checkpoint after the pause:
-    its rate then reads 0 and it writes nothing more until resumed."""
-    return await wait_for(
-        client,
-        job_id,
-        lambda j: j["state"] == "paused" and j["progress"].get("rows_per_second") == 0.0,
-        what="the paused job's last checkpoint",
-    )
+    """A pause has taken effect once the job shows ``paused`` (it shows
+    ``pausing`` until its runner has stopped with nothing in flight)."""
+    return await wait_for_state(client, job_id, "paused")
 
 
 # -- teams -----------------------------------------------------------------

@@ -11,7 +11,7 @@ from aiohttp import web
 from bson import ObjectId
 
 from ..csvio.schema import MAX_COLUMNS, parse_datetime
-from ..datasets import describe
+from ..datasets import COMMITTED, WITH_FAILED, describe
 from ..errors import BadRequest, Gone, InvalidTransition, NotFound, UnsupportedMediaType
 from ..jobs.kinds.exports import ResponseSink
 from ..jobs.model import JobState, new_job_id
@@ -21,7 +21,7 @@ from .common import dataset_param, int_param, job_response, org_of
 
 EXPORT_BATCH = 1000
 DOWNLOAD_CHUNK = 256 * 1024
-FIELDS = frozenset({"dataset", "date_field", "from", "to", "fields", "neutralize_formulas", "batch_size"})
+FIELDS = frozenset({"dataset", "date_field", "from", "to", "fields", "neutralize_formulas", "batch_size", "include_failed"})
 MAX_BATCH = 10_000
 DISCONNECT_POLL_SECONDS = 0.5
 
@@ -33,9 +33,15 @@ async def export_params(request: web.Request, spec: dict[str, Any]) -> dict[str,
     if unknown:
         raise BadRequest(f"Unknown export options: {', '.join(unknown)}; use {', '.join(sorted(FIELDS))}.")
     name = dataset_param(spec.get("dataset"))
-    dataset = await describe(request.app[DB_KEY], org_of(request), name)
+    include_failed = spec.get("include_failed", False)
+    if not isinstance(include_failed, bool):
+        raise BadRequest("include_failed must be true or false.", parameter="include_failed")
+    dataset = await describe(request.app[DB_KEY], org_of(request), name, WITH_FAILED if include_failed else COMMITTED)
     if dataset is None:
-        raise NotFound(f"Your organisation has no dataset {name!r}.", parameter="dataset")
+        raise NotFound(
+            f"Your organisation has no dataset {name!r} with a completed import (exports read completed imports only).",
+            parameter="dataset",
+        )
 
     fields = spec.get("fields") or dataset.columns
     if not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields):
@@ -91,6 +97,9 @@ async def export_params(request: web.Request, spec: dict[str, Any]) -> dict[str,
         "types": {c: dataset.types[c] for c in fields if c in dataset.types},
         "neutralize": neutralize,
         "batch_size": batch_size,
+        # The imports whose rows it reads, fixed when the export is created.
+        "jobs": dataset.jobs,
+        "include_failed": include_failed,
         # Without a date filter the dataset's size is already known from its
         # imports; only a filtered export has to count.
         "expected_rows": None if bounds else dataset.rows,
@@ -107,14 +116,14 @@ async def create_export(request: web.Request) -> web.Response:
         raise BadRequest("The body is not valid JSON.") from None
     if not isinstance(spec, dict):
         raise BadRequest("The body must be a JSON object.")
+    manager = request.app[MANAGER_KEY]
+    await manager.check_queue_quota(org_of(request))
     params = await export_params(request, spec)
     params["file_id"] = str(ObjectId())
-    manager = request.app[MANAGER_KEY]
-    job = await manager.repo.create(
+    job = await manager.create(
         {"_id": new_job_id(), "org_id": org_of(request), "kind": "export", "params": params},
         progress={"processed": 0, "total": None, "bytes": 0, "percent": 0.0},
     )
-    manager.wake()
     return job_response(job, status=202)
 
 
@@ -136,6 +145,8 @@ async def stream_export(request: web.Request) -> web.StreamResponse:
     params = await export_params(request, spec)
     params["stream"] = True
     job_id = new_job_id()
+    manager = request.app[MANAGER_KEY]
+    await manager.check_stream_caps(org_of(request), "export")
 
     response = web.StreamResponse(
         headers={
@@ -147,7 +158,6 @@ async def stream_export(request: web.Request) -> web.StreamResponse:
     )
     response.enable_chunked_encoding()
     await response.prepare(request)
-    manager = request.app[MANAGER_KEY]
     runner = await manager.start_attached(
         {"_id": job_id, "org_id": org_of(request), "kind": "export", "params": params},
         {"processed": 0, "total": None, "bytes": 0, "percent": 0.0},

@@ -93,12 +93,25 @@ class Upload:
         }
 
 
+async def check_storage_quota(db: Any, org_id: str, incoming: int, quota: int) -> None:
+    """413 when the org's stored uploads (kept until their jobs complete or are
+    terminated) and this one would pass MAX_UPLOAD_BYTES_PER_ORG."""
+    stored = await db.uploads.stored_bytes(org_id)
+    if stored + incoming > quota:
+        raise PayloadTooLarge(
+            f"Your organisation already stores {stored} bytes of uploads that wait for their jobs "
+            f"(MAX_UPLOAD_BYTES_PER_ORG is {quota}); let them finish, or terminate the ones you do not need.",
+            limit=quota,
+        )
+
+
 async def receive_csv(
     request: web.Request, metadata: dict[str, Any], check: Callable[[Header], None] = lambda header: None
 ) -> Upload:
     """Streams the request's CSV into the uploads bucket, then reads its header and
     runs ``check`` on it; on any error the stored file is deleted again."""
     settings, db = request.app[SETTINGS_KEY], request.app[DB_KEY]
+    await check_storage_quota(db, metadata["org_id"], request.content_length or 0, settings.max_upload_bytes_per_org)
     chunks, filename = await csv_body(request, settings.max_upload_bytes)
     probe = CsvProbe(bytearray(), RecordCounter())
     stored = await store_stream(
@@ -135,9 +148,10 @@ async def create_import(request: web.Request) -> web.Response:
     def check(header: Header) -> None:
         typed.update(resolve_types(types, header))
 
+    await manager.check_queue_quota(org_id)
     upload = await receive_csv(request, {"org_id": org_id, "job_id": job_id, "dataset": dataset}, check)
     header = upload.header
-    job = await manager.repo.create(
+    job = await manager.create(
         {
             "_id": job_id,
             "org_id": org_id,
@@ -155,5 +169,4 @@ async def create_import(request: web.Request) -> web.Response:
         },
         progress={"processed": 0, "total": upload.rows, "inserted": 0, "failed": 0, "percent": 0.0},
     )
-    manager.wake()
     return job_response(job, status=202)

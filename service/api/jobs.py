@@ -43,13 +43,14 @@ async def get_job(request: web.Request) -> web.Response:
 
 
 async def control_job(request: web.Request) -> web.Response:
-    """pause, resume or terminate: 200 with the job, 409 with its state when the
-    action does not apply to it, 404 for an unknown job."""
+    """pause, resume, terminate or retry: 200 with the job (also when the request
+    had already taken effect: a retry after a lost response), 409 with its state
+    when the action cannot apply to it, 404 for an unknown job."""
     action = request.match_info["action"]
     if action not in ACTIONS:
         raise web.HTTPNotFound()
-    doc = await request.app[MANAGER_KEY].control(org_of(request), request.match_info["job_id"], action)
-    return job_response(doc)
+    result = await request.app[MANAGER_KEY].control(org_of(request), request.match_info["job_id"], action)
+    return job_response(result.job)
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:

@@ -29,6 +29,12 @@ async def metrics(request: web.Request) -> web.Response:
     for (kind, outcome), count in sorted(manager.finished.items()):
         lines.append(f'collect_jobs_finished_total{{kind="{kind}",outcome="{outcome}"}} {count}')
     lines += [
+        "# HELP collect_jobs_rollback_failures_total Rollback attempts that failed on this replica, by kind.",
+        "# TYPE collect_jobs_rollback_failures_total counter",
+    ]
+    for kind in sorted(manager.kinds):
+        lines.append(f'collect_jobs_rollback_failures_total{{kind="{kind}"}} {manager.rollback_failures[kind]}')
+    lines += [
         "# HELP collect_jobs_accepting Whether this replica admits new work (0 while shutting down).",
         "# TYPE collect_jobs_accepting gauge",
         f"collect_jobs_accepting {int(manager.accepting)}",

@@ -46,8 +46,9 @@ async def create_teams(request: web.Request) -> web.Response:
     def check(header: Header) -> None:
         layout.update(column_layout(header.names))
 
+    await manager.check_queue_quota(org_id)
     upload = await receive_csv(request, {"org_id": org_id, "job_id": job_id, "kind": "teams"}, check)
-    job = await manager.repo.create(
+    job = await manager.create(
         {
             "_id": job_id,
             "org_id": org_id,
@@ -72,7 +73,6 @@ async def create_teams(request: web.Request) -> web.Response:
             "percent": 0.0,
         },
     )
-    manager.wake()
     return job_response(job, status=202)
 
 

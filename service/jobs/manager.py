@@ -1,9 +1,8 @@
-"""The JobManager: this replica's registry of runners, admission of queued jobs,
-lease keeping, adoption of orphaned jobs, and the user's control requests."""
+"""The JobManager: this replica's registry of runners, fair admission of queued
+jobs, lease keeping, adoption of orphaned jobs, and the user's control requests."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import os
 import secrets
@@ -16,16 +15,18 @@ from typing import Any
 from aiohttp import web
 from pymongo.errors import ConnectionFailure
 
+from ..errors import TooManyRequests
 from ..settings import Settings
+from ..store.clock import DbClock
 from ..store.db import Database
 from ..typedefs import DB_KEY, MANAGER_KEY, SETTINGS_KEY
-from .model import ACTIONS, JobState, utcnow
-from .repo import JobRepo
+from .model import ACTIONS, JobState
+from .repo import Claim, ControlResult, JobRepo
 from .runner import Kind, Runner
 
 log = logging.getLogger(__name__)
 
-QUEUE_SCAN = 100
+SWEEP_LIMIT = 100  # orphans claimed per tick; every one is found on a later tick
 # Kept back from the grace period for cancelled runners to release their jobs.
 CANCEL_SECONDS = 2.0
 
@@ -35,25 +36,27 @@ class JobManager:
         self.db = db
         self.settings = settings
         self.kinds = kinds
-        self.repo = JobRepo(db.jobs, db.job_progress)
+        self.clock = DbClock()
+        self.repo = JobRepo(db.jobs, db.job_progress, self.clock, settings.job_lease_seconds)
         self.owner = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.runners: dict[str, Runner] = {}
         self.finished: Counter[tuple[str, str]] = Counter()  # (kind, outcome) -> count, for /metrics
+        self.rollback_failures: Counter[str] = Counter()  # kind -> failed rollback attempts, for /metrics
         self.accepting = False
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._shutdown_at: float | None = None
         # Per-kind limit of jobs holding a slot in one org. Team jobs of an org
-        # run one at a time: two changing the same users at once could not each
-        # be rolled back exactly.
+        # run one at a time, so one sheet's rows are never interleaved with another's.
         self._org_limits = {"import": settings.max_imports_per_org, "teams": 1}
-
-    def lease_until(self) -> dt.datetime:
-        return utcnow() + dt.timedelta(seconds=self.settings.job_lease_seconds)
 
     # -- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
+        try:
+            await self.clock.sync(self.db.db)
+        except ConnectionFailure as exc:
+            log.warning("could not read the database's clock yet (%s); the first tick will", exc)
         self.accepting = True
         self._loop_task = asyncio.create_task(self._loop(), name="job-manager")
         self.wake()
@@ -92,32 +95,78 @@ class JobManager:
         self._wake.set()
 
     def runner_done(self, runner: Runner) -> None:
-        self.runners.pop(runner.job_id, None)
+        if self.runners.get(runner.job_id) is runner:
+            del self.runners[runner.job_id]
         self.wake()
+
+    # -- users' requests -------------------------------------------------------
+
+    async def check_queue_quota(self, org_id: str) -> None:
+        """429 when the org has MAX_QUEUED_PER_ORG jobs waiting; checked before an
+        upload is stored, so a refused request stores nothing."""
+        limit = self.settings.max_queued_per_org
+        if await self.repo.count_queued(org_id) >= limit:
+            raise TooManyRequests(
+                f"Your organisation already has {limit} queued jobs (MAX_QUEUED_PER_ORG); "
+                "wait for some to start, or terminate the ones you do not need.",
+                retry_after=30,
+            )
+
+    async def create(self, job: dict[str, Any], progress: dict[str, Any]) -> dict[str, Any]:
+        """A new queued job; the loop looks at the queue at once."""
+        doc = await self.repo.create(job, progress)
+        assert isinstance(doc, dict)
+        self.wake()
+        return doc
 
     async def start_attached(self, job: dict[str, Any], progress: dict[str, Any], sink: Any) -> Runner:
         """Creates a job that runs at once on this replica, writing into ``sink``
-        (a streamed download: the person is waiting, so it is not queued)."""
-        doc = await self.repo.create(job, progress, owner=self.owner, lease_until=self.lease_until())
-        runner = Runner(self, doc, self.kinds[doc["kind"]], sink=sink)
+        (a streamed download: the person is waiting, so it is not queued).
+        Call check_stream_caps() first, before the response is prepared."""
+        sent = time.monotonic()
+        claim = await self.repo.create(job, progress, owner=self.owner)
+        assert isinstance(claim, Claim)
+        runner = Runner(self, claim, self.kinds[job["kind"]], sink=sink, claimed_at=sent)
         self.runners[runner.job_id] = runner
         runner.start()
         return runner
 
-    # -- control -------------------------------------------------------------
+    async def check_stream_caps(self, org_id: str, kind: str) -> None:
+        """Streams have their own caps, per process and per org (across replicas),
+        and take no process slot of the queued jobs: 429 with Retry-After."""
+        streams = sum(1 for r in self.runners.values() if r.sink is not None)
+        if streams >= self.settings.max_streams:
+            raise TooManyRequests(
+                f"This replica is serving {streams} downloads (MAX_STREAMS); retry shortly or run the export in the background.",
+                retry_after=10,
+            )
+        org_streams = await self.db.jobs.count_documents(
+            {
+                "org_id": org_id,
+                "kind": kind,
+                "state": {"$in": [s.value for s in (JobState.RUNNING, JobState.PAUSING, JobState.PAUSED)]},
+                "params.stream": True,
+            }
+        )
+        if org_streams >= self.settings.max_streams_per_org:
+            raise TooManyRequests(
+                f"Your organisation has {org_streams} downloads open (MAX_STREAMS_PER_ORG); finish or terminate one first.",
+                retry_after=10,
+            )
 
-    async def control(self, org_id: str, job_id: str, action_name: str) -> dict[str, Any]:
-        """pause / resume / terminate: one guarded write, then the local runner (if
-        this replica owns the job) is told at once; other owners see it on their tick."""
-        doc = await self.repo.request(org_id, job_id, ACTIONS[action_name])
+    async def control(self, org_id: str, job_id: str, action_name: str) -> ControlResult:
+        """pause / resume / terminate / retry: one guarded write, then the local
+        runner (if this replica owns the job) is told at once, before the
+        response is sent; other owners see it on their next tick or checkpoint."""
+        result = await self.repo.request(org_id, job_id, ACTIONS[action_name])
         runner = self.runners.get(job_id)
         if runner is not None:
-            runner.apply(doc["state"], doc["rev"])
-        else:
-            # A terminated queued/failed job, or a resumed job nobody runs: the
-            # scheduler adopts it (its lease is expired) on the next tick, now.
+            runner.apply(result.job)
+        if result.changed:
+            # A terminated queued/failed job, a resumed job nobody runs, a
+            # retried one: the loop claims it now rather than at the next tick.
             self.wake()
-        return doc
+        return result
 
     # -- the loop ------------------------------------------------------------
 
@@ -137,73 +186,102 @@ class JobManager:
                 log.exception("job manager tick failed; retrying next tick")
 
     async def _tick(self) -> None:
-        if self.runners:
-            docs = await self.repo.renew(self.owner, list(self.runners), self.lease_until())
-            for doc in docs:
-                runner = self.runners.get(doc["_id"])
-                if runner is None:
-                    continue
-                if not doc["owned"]:
-                    runner.lose()
-                else:
-                    runner.apply(doc["state"], doc["rev"])
+        await self.clock.sync(self.db.db)
+        await self._renew()
         if self.accepting:
             await self._adopt_orphans()
+            await self._claim_unowned()
             await self._admit()
 
+    async def _renew(self) -> None:
+        leases = {job_id: r.epoch for job_id, r in self.runners.items() if not r.lost}
+        if not leases:
+            return
+        sent = time.monotonic()
+        for doc in await self.repo.renew(leases):
+            runner = self.runners.get(doc["_id"])
+            if runner is None:
+                continue
+            if not doc["owned"]:
+                log.warning("job %s: another replica took it over; this one stops writing", doc["_id"])
+                runner.lose()
+            else:
+                runner.lease_renewed(sent)
+                runner.apply(doc)
+
     async def _adopt_orphans(self) -> None:
-        for job_id in await self.repo.orphans(QUEUE_SCAN):
+        """Jobs whose owner's lease expired by the database's clock."""
+        for job_id, epoch in await self.repo.expired(SWEEP_LIMIT):
+            if job_id in self.runners:
+                continue  # ours and slow to renew: the renewal decides
+            sent = time.monotonic()
+            claim = await self.repo.adopt(job_id, epoch, self.owner)
+            if claim is not None:
+                await self._take(claim, sent, "adopted")
+
+    async def _claim_unowned(self) -> None:
+        """Jobs that need a runner and have none: handed back, resumed after their
+        runner left, terminated while queued or failed, or a rollback whose
+        backoff is over."""
+        for job_id in await self.repo.unowned(SWEEP_LIMIT):
             if job_id in self.runners:
                 continue
-            doc = await self.repo.adopt(job_id, self.owner, self.lease_until())
-            if doc is None:
-                continue
-            if doc["params"].get("stream"):
-                # Its download's connection went with the replica that died.
-                await self.repo.transition(
-                    doc["_id"],
-                    self.owner,
-                    [JobState.RUNNING, JobState.PAUSED, JobState.TERMINATING],
-                    JobState.TERMINATED,
-                    error="the replica serving the download stopped",
-                )
-                continue
-            # Rollbacks always run (they free a slot); other work respects capacity.
-            if doc["state"] != JobState.TERMINATING.value and self._full():
-                await self.repo.release(doc["_id"], self.owner)
-                continue
-            log.info("adopted job %s (%s)", doc["_id"], doc["state"])
-            self._start(doc)
+            sent = time.monotonic()
+            claim = await self.repo.claim_unowned(job_id, self.owner)
+            if claim is not None:
+                await self._take(claim, sent, "claimed")
+
+    async def _take(self, claim: Claim, sent: float, how: str) -> None:
+        job = claim.job
+        if job["params"].get("stream"):
+            # Its download's connection went with the replica that died.
+            await self.repo.transition(
+                job["_id"],
+                claim.epoch,
+                [JobState.RUNNING, JobState.PAUSING, JobState.PAUSED, JobState.TERMINATING],
+                JobState.TERMINATED,
+                error="the replica serving the download stopped",
+            )
+            return
+        # Rollbacks always run (they free a slot); other work respects capacity.
+        if job["state"] != JobState.TERMINATING.value and self._full():
+            await self.repo.release(job["_id"], claim.epoch)
+            return
+        log.info("%s job %s (%s, epoch %d)", how, job["_id"], job["state"], claim.epoch)
+        self._start(claim, sent)
 
     async def _admit(self) -> None:
+        """Fair admission: every org with queued jobs is looked at on every tick,
+        the org whose oldest queued job is oldest first, one job per org and
+        kind per tick; an org at its limit is skipped, never waited behind. The
+        queue is read before the slot holders, and a claim is an atomic
+        compare-and-set, so two replicas admitting at once never exceed a limit."""
         if self._full():
             return
-        for queued in await self.repo.queued(QUEUE_SCAN):
+        heads = []
+        for org_id, kind in await self.repo.queue_groups():
+            heads += [(job_id, org_id, kind) for job_id in await self.repo.queued(org_id, kind, 1)]
+        for job_id, org_id, kind in sorted(heads):  # ids grow with time: oldest first
             if self._full():
                 return
-            limit = self._org_limits.get(queued["kind"])
-            if limit is not None:
-                holders = await self.repo.slot_holders(queued["org_id"], queued["kind"])
-                if len(holders) >= limit:
-                    continue
-            doc = await self.repo.claim_queued(queued["_id"], self.owner, self.lease_until())
-            if doc is None:
+            queued = [job_id]
+            limit = self._org_limits.get(kind)
+            if limit is not None and await self.repo.slot_holders(org_id, kind) >= limit:
                 continue
-            if limit is not None:
-                # Another replica may have claimed a job of the same org at the same
-                # moment: the oldest jobs keep their slots, the rest go back.
-                holders = await self.repo.slot_holders(doc["org_id"], doc["kind"])
-                if doc["_id"] not in holders[:limit]:
-                    await self.repo.unclaim(doc["_id"], self.owner)
-                    continue
-            log.info("started job %s (%s)", doc["_id"], doc["kind"])
-            self._start(doc)
+            for job_id in queued:
+                sent = time.monotonic()
+                claim = await self.repo.claim_queued(job_id, self.owner)
+                if claim is not None:
+                    log.info("started job %s (%s, epoch %d)", job_id, kind, claim.epoch)
+                    self._start(claim, sent)
 
     def _full(self) -> bool:
-        return len(self.runners) >= self.settings.max_running_jobs
+        """Process slots are for work: a paused job and a streamed download take none."""
+        busy = sum(1 for r in self.runners.values() if r.sink is None and not r.paused)
+        return busy >= self.settings.max_running_jobs
 
-    def _start(self, doc: dict[str, Any]) -> None:
-        runner = Runner(self, doc, self.kinds[doc["kind"]])
+    def _start(self, claim: Claim, sent: float) -> None:
+        runner = Runner(self, claim, self.kinds[claim.job["kind"]], claimed_at=sent)
         self.runners[runner.job_id] = runner
         runner.start()
 

@@ -12,37 +12,50 @@ from bson import ObjectId
 class JobState(str, enum.Enum):
     QUEUED = "queued"
     RUNNING = "running"
-    PAUSED = "paused"
+    PAUSING = "pausing"  # a pause is requested; the runner has not stopped writing yet
+    PAUSED = "paused"  # written by the runner once it stopped with nothing in flight
     COMPLETED = "completed"
     TERMINATING = "terminating"
     TERMINATED = "terminated"
     FAILED = "failed"
 
 
-# States in which a job holds an admission slot: a paused job keeps its slot so
-# that resume never has to wait, and a terminating job keeps it until its
-# rollback is done, so a corrected upload starts on clean data.
-HOLDS_SLOT = frozenset({JobState.RUNNING, JobState.PAUSED, JobState.TERMINATING})
+# States in which a job holds its org's admission slot: a paused job keeps it
+# so that resume never has to wait, and a terminating job keeps it until its
+# rollback is done (or has failed for ROLLBACK_GIVE_UP_SECONDS), so a corrected
+# upload starts on clean data.
+HOLDS_SLOT = frozenset({JobState.RUNNING, JobState.PAUSING, JobState.PAUSED, JobState.TERMINATING})
 # States in which some replica must be running code for the job.
-NEEDS_RUNNER = frozenset({JobState.RUNNING, JobState.TERMINATING})
+NEEDS_RUNNER = frozenset({JobState.RUNNING, JobState.PAUSING, JobState.TERMINATING})
 FINAL = frozenset({JobState.COMPLETED, JobState.TERMINATED})
+# States a runner may find its job in and carry on; any other (queued,
+# completed, failed, terminated) means the job is no longer this runner's.
+RUNNER_STATES = frozenset({JobState.RUNNING, JobState.PAUSING, JobState.PAUSED, JobState.TERMINATING})
 
 
 @dataclass(frozen=True)
 class Action:
+    """A user's request. ``sources`` are the states it changes; in one of the
+    ``satisfied`` states it has already taken effect, so repeating it (a retry
+    after a lost response) answers 200 and changes nothing."""
+
     name: str
     sources: frozenset[JobState]
     target: JobState
+    satisfied: frozenset[JobState]
 
 
-PAUSE = Action("pause", frozenset({JobState.RUNNING}), JobState.PAUSED)
-RESUME = Action("resume", frozenset({JobState.PAUSED}), JobState.RUNNING)
+PAUSE = Action("pause", frozenset({JobState.RUNNING}), JobState.PAUSING, frozenset({JobState.PAUSING, JobState.PAUSED}))
+RESUME = Action("resume", frozenset({JobState.PAUSING, JobState.PAUSED}), JobState.RUNNING, frozenset({JobState.RUNNING}))
 TERMINATE = Action(
     "terminate",
-    frozenset({JobState.QUEUED, JobState.RUNNING, JobState.PAUSED, JobState.FAILED}),
+    frozenset({JobState.QUEUED, JobState.RUNNING, JobState.PAUSING, JobState.PAUSED, JobState.FAILED}),
     JobState.TERMINATING,
+    frozenset({JobState.TERMINATING, JobState.TERMINATED}),
 )
-ACTIONS = {a.name: a for a in (PAUSE, RESUME, TERMINATE)}
+# Retry puts a failed job back in the queue; it continues from its checkpoint.
+RETRY = Action("retry", frozenset({JobState.FAILED}), JobState.QUEUED, frozenset({JobState.QUEUED, JobState.RUNNING}))
+ACTIONS = {a.name: a for a in (PAUSE, RESUME, TERMINATE, RETRY)}
 
 
 def new_job_id() -> str:
@@ -54,7 +67,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def _iso(value: dt.datetime | None) -> str | None:
+def iso(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is None:
@@ -75,17 +88,29 @@ def job_json(doc: dict[str, Any]) -> dict[str, Any]:
         "progress": doc.get("progress", {}),
         "errors": doc.get("errors", []),
         "error": doc.get("error"),
+        "retryable": doc.get("retryable") if doc["state"] == JobState.FAILED.value else None,
         "owner": doc.get("owner"),  # the replica running it, if any
-        "created_at": _iso(doc.get("created_at")),
-        "started_at": _iso(doc.get("started_at")),
-        "finished_at": _iso(doc.get("finished_at")),
+        "epoch": doc.get("epoch", 0),  # grows with every claim or adoption
+        "created_at": iso(doc.get("created_at")),
+        "started_at": iso(doc.get("started_at")),
+        "finished_at": iso(doc.get("finished_at")),
         "links": {
             "self": base,
             "pause": f"{base}/pause",
             "resume": f"{base}/resume",
             "terminate": f"{base}/terminate",
+            "retry": f"{base}/retry",
         },
     }
+    rollback = doc.get("rollback")
+    if rollback:
+        body["rollback"] = {
+            "error": rollback.get("error"),
+            "attempts": rollback.get("attempts", 0),
+            "next_attempt_at": iso(rollback.get("next_at")),
+            "failing_since": iso(rollback.get("failing_since")),
+            "slot_released": bool(doc.get("slot_released")),
+        }
     if doc.get("result"):
         body["result"] = doc["result"]
         body["links"]["result"] = f"{base}/result"

@@ -2,37 +2,40 @@
 
 A job is two documents, split by who writes them:
 
-- ``jobs``: identity, params and the control state. Written by users' requests
-  and by state transitions. Every state change is one guarded
-  find_one_and_update: the filter names the job and the states it may leave,
-  so two racing writers can never both win.
-- ``job_progress``: progress, the resumable checkpoint, row errors and the lease
-  (``owner``, ``lease_until``). Written only by the replica running the job.
+- ``jobs``: identity, params, the control state, and who owns the job
+  (``owner`` and the ownership ``epoch``). Written by users' requests and by
+  state transitions; each is one guarded find_one_and_update whose filter
+  names the job and the states it may leave, so two racing writers can never
+  both win. A runner's own transitions are also guarded by its epoch.
+- ``job_progress``: progress, the resumable checkpoint, row errors, and the
+  lease (``owner``, ``epoch``, ``lease_until`` in the database's time).
+  Written only by the replica that holds the lease, guarded by its epoch.
 
-The split keeps the frequent checkpoint writes from ever touching the document
-a pause or terminate writes. MongoDB makes each update atomic anyway; FerretDB
-1.24 on SQLite applies updates as read-then-write (FerretDB #3040), so a
-checkpoint racing a pause on one document could write the old state back.
-For the same reason this process also serialises its own writes per job."""
+Ownership is acquired on the lease document first (an atomic
+compare-and-set on an expired or absent lease that increments the epoch),
+then recorded on the control document with the same epoch, in the same
+write that makes a queued job ``running``: a running job always has an
+owner. Every later write of that runner names its epoch, so a replica that
+lost the job (it stalled past its lease and another adopted it) can no
+longer change either document."""
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
-import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from ..errors import InvalidTransition, JobNotFound
+from ..store.clock import DbClock
 from .model import HOLDS_SLOT, NEEDS_RUNNER, Action, JobState, utcnow
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 MAX_ERRORS_KEPT = 100
-PROGRESS_FIELDS = ("progress", "checkpoint", "errors", "owner", "lease_until")
+PROGRESS_FIELDS = ("progress", "checkpoint", "errors", "lease_until", "rollback")
 FINISHED = (JobState.COMPLETED, JobState.TERMINATED, JobState.FAILED)
+_UNLEASED: dict[str, Any] = {"$or": [{"lease_until": None}, {"lease_until": {"$exists": False}}]}
 
 
 def _values(states: Iterable[JobState]) -> list[str]:
@@ -44,25 +47,33 @@ def _merge(job: dict[str, Any], run: dict[str, Any] | None) -> dict[str, Any]:
     return {**job, **{k: run.get(k) for k in PROGRESS_FIELDS}, "errors": run.get("errors") or []}
 
 
+@dataclass(frozen=True)
+class ControlResult:
+    """What a user's request did: the job as it is now, its state before, and
+    whether the request changed anything (a repeated request does not)."""
+
+    job: dict[str, Any]
+    before: str
+    changed: bool
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job this replica now owns, at ``epoch``."""
+
+    job: dict[str, Any]
+    epoch: int
+
+
 class JobRepo:
-    def __init__(self, jobs: AsyncCollection, runs: AsyncCollection) -> None:
+    def __init__(self, jobs: AsyncCollection, runs: AsyncCollection, clock: DbClock, lease_seconds: float) -> None:
         self.jobs = jobs
         self.runs = runs
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.clock = clock
+        self.lease_seconds = lease_seconds
 
-    def _lock(self, job_id: str) -> asyncio.Lock:
-        lock = self._locks.get(job_id)
-        if lock is None:
-            lock = self._locks[job_id] = asyncio.Lock()
-        return lock
-
-    @contextlib.asynccontextmanager
-    async def _locked(self, job_ids: Iterable[str]) -> AsyncIterator[None]:
-        locks = [self._lock(i) for i in sorted(set(job_ids))]
-        async with contextlib.AsyncExitStack() as stack:
-            for lock in locks:
-                await stack.enter_async_context(lock)
-            yield
+    def lease_until(self) -> dt.datetime:
+        return self.clock.after(self.lease_seconds)
 
     # -- reading ---------------------------------------------------------------
 
@@ -70,7 +81,7 @@ class JobRepo:
         job = await self.jobs.find_one({"_id": job_id, "org_id": org_id})
         if job is None:
             raise JobNotFound(f"No job {job_id!r} exists in your organisation.")
-        return _merge(job, await self.runs.find_one({"_id": job_id}))
+        return _merge(job, await self.runs.find_one({"_id": job_id, "org_id": org_id}))
 
     async def list(
         self, org_id: str, *, states: list[str], kinds: list[str], limit: int, before: str | None
@@ -83,50 +94,70 @@ class JobRepo:
         if before:
             query["_id"] = {"$lt": before}
         jobs = await self.jobs.find(query, sort=[("_id", DESCENDING)], limit=limit).to_list()
-        runs = {r["_id"]: r async for r in self.runs.find({"_id": {"$in": [j["_id"] for j in jobs]}})}
+        ids = [j["_id"] for j in jobs]
+        runs = {r["_id"]: r async for r in self.runs.find({"_id": {"$in": ids}, "org_id": org_id})}
         return [_merge(j, runs.get(j["_id"])) for j in jobs]
 
-    async def queued(self, limit: int) -> list[dict[str, Any]]:
-        cursor = self.jobs.find({"state": JobState.QUEUED.value}, {"org_id": 1, "kind": 1}, sort=[("_id", 1)], limit=limit)
-        return await cursor.to_list()
+    async def queue_groups(self) -> list[tuple[str, str]]:
+        """Every (org, kind) with queued jobs: admission looks at every org,
+        however long the queue. (Grouped with $sum: FerretDB 1.24 implements
+        neither $min nor $first in $group.)"""
+        pipeline = [
+            {"$match": {"state": JobState.QUEUED.value}},
+            {"$group": {"_id": {"org_id": "$org_id", "kind": "$kind"}, "queued": {"$sum": 1}}},
+        ]
+        groups = await (await self.jobs.aggregate(pipeline)).to_list()
+        return [(g["_id"]["org_id"], g["_id"]["kind"]) for g in groups]
 
-    async def orphans(self, limit: int) -> list[str]:
-        """Jobs that need a runner and whose owner's lease has expired; also
-        streamed exports left paused by a replica that died (they can only end)."""
-        query = {
-            "$or": [
-                {"state": {"$in": _values(NEEDS_RUNNER)}},
-                {"state": JobState.PAUSED.value, "params.stream": True},
-            ]
-        }
-        cursor = self.jobs.find(query, {"_id": 1}, sort=[("_id", 1)], limit=limit)
-        ids = [d["_id"] async for d in cursor]
-        if not ids:
-            return []
-        expired = self.runs.find({"_id": {"$in": ids}, "lease_until": {"$lt": utcnow()}}, {"_id": 1})
-        return sorted([d["_id"] async for d in expired])
-
-    async def slot_holders(self, org_id: str, kind: str) -> list[str]:
-        """Ids, oldest first, of the org's jobs of this kind that hold an admission slot."""
+    async def queued(self, org_id: str, kind: str, limit: int) -> list[str]:
+        """The ids of an org's oldest queued jobs of one kind."""
         cursor = self.jobs.find(
-            {"org_id": org_id, "kind": kind, "state": {"$in": _values(HOLDS_SLOT)}}, {"_id": 1}, sort=[("_id", 1)]
+            {"org_id": org_id, "kind": kind, "state": JobState.QUEUED.value}, {"_id": 1}, sort=[("_id", 1)], limit=limit
         )
         return [d["_id"] async for d in cursor]
 
-    # -- the control document -------------------------------------------------
+    async def count_queued(self, org_id: str) -> int:
+        return await self.jobs.count_documents({"org_id": org_id, "state": JobState.QUEUED.value})
 
-    async def create(
-        self,
-        job: dict[str, Any],
-        progress: dict[str, Any],
-        owner: str | None = None,
-        lease_until: dt.datetime = EPOCH,
-    ) -> dict[str, Any]:
-        """A new job, queued; or, with an owner, already running on that replica."""
+    async def slot_holders(self, org_id: str, kind: str) -> int:
+        """How many of the org's jobs of this kind hold an admission slot."""
+        return await self.jobs.count_documents(
+            {"org_id": org_id, "kind": kind, "state": {"$in": _values(HOLDS_SLOT)}, "slot_released": {"$ne": True}}
+        )
+
+    async def unowned(self, limit: int) -> list[str]:
+        """Jobs that need a runner, have none, and whose lease (or rollback
+        backoff) does not forbid a claim: handed back at shutdown, resumed after
+        their runner left, or terminated while queued or failed."""
+        cursor = self.jobs.find(
+            {"state": {"$in": _values(NEEDS_RUNNER)}, "owner": None}, {"_id": 1}, sort=[("_id", 1)], limit=limit
+        )
+        ids = [d["_id"] async for d in cursor]
+        if not ids:
+            return []
+        ready = self.runs.find({"_id": {"$in": ids}, "$or": [*_UNLEASED["$or"], {"lease_until": {"$lt": self.clock.now()}}]}, {"_id": 1})
+        return sorted([d["_id"] async for d in ready])
+
+    async def expired(self, limit: int) -> list[tuple[str, int]]:
+        """(job id, epoch) of every lease that has expired by the database's
+        clock: its owner died or stalled. Only held leases have a time, so this
+        finds every orphan however many healthy jobs exist."""
+        cursor = self.runs.find(
+            {"lease_until": {"$lt": self.clock.now()}}, {"_id": 1, "epoch": 1}, sort=[("lease_until", 1)], limit=limit
+        )
+        return [(d["_id"], d.get("epoch", 0)) async for d in cursor]
+
+    # -- users' requests --------------------------------------------------------
+
+    async def create(self, job: dict[str, Any], progress: dict[str, Any], owner: str | None = None) -> Claim | dict[str, Any]:
+        """A new job, queued; or, with an owner, already running there (a streamed
+        export), in which case the Claim is returned."""
         now = utcnow()
         job = {
             "state": JobState.QUEUED.value,
             "rev": 0,
+            "epoch": 0,
+            "owner": None,
             "error": None,
             "created_at": now,
             "updated_at": now,
@@ -134,139 +165,187 @@ class JobRepo:
             "finished_at": None,
             **job,
         }
+        run: dict[str, Any] = {
+            "_id": job["_id"],
+            "org_id": job["org_id"],
+            "progress": progress,
+            "checkpoint": None,
+            "errors": [],
+            "owner": None,
+            "epoch": 0,
+            "lease_until": None,
+        }
         if owner is not None:
-            job.update(state=JobState.RUNNING.value, started_at=now)
-        run = {"_id": job["_id"], "progress": progress, "checkpoint": None, "errors": [], "owner": owner, "lease_until": lease_until}
+            job.update(state=JobState.RUNNING.value, started_at=now, owner=owner, epoch=1)
+            run.update(owner=owner, epoch=1, lease_until=self.lease_until())
         # The progress document first: a job visible in the queue always has one.
         await self.runs.insert_one(run)
         await self.jobs.insert_one(job)
-        return _merge(job, run)
+        merged = _merge(job, run)
+        return Claim(merged, 1) if owner is not None else merged
 
-    async def request(self, org_id: str, job_id: str, action: Action) -> dict[str, Any]:
-        """Apply a user's pause/resume/terminate; 404 or 409 when it cannot apply."""
+    async def request(self, org_id: str, job_id: str, action: Action) -> ControlResult:
+        """Apply a user's pause/resume/terminate/retry: 404 for an unknown job, 409
+        when it cannot apply, and the job unchanged when it already has."""
         now = utcnow()
         fields: dict[str, Any] = {"state": action.target.value, "updated_at": now}
+        update: dict[str, Any] = {"$set": fields, "$inc": {"rev": 1}}
+        query: dict[str, Any] = {"_id": job_id, "org_id": org_id, "state": {"$in": _values(action.sources)}}
         if action.target is JobState.TERMINATING:
             fields["terminate_requested_at"] = now
-        async with self._locked([job_id]):
-            job = await self.jobs.find_one_and_update(
-                {"_id": job_id, "org_id": org_id, "state": {"$in": _values(action.sources)}},
-                {"$set": fields, "$inc": {"rev": 1}},
-                return_document=ReturnDocument.AFTER,
-            )
-        if job is not None:
-            return _merge(job, await self.runs.find_one({"_id": job_id}))
+        elif action.target is JobState.RUNNING:
+            update["$unset"] = {"pause_reason": ""}
+        elif action.target is JobState.QUEUED:
+            # Retry: only failures that a retry can cure (not a file's bad rows).
+            query["retryable"] = {"$ne": False}
+            fields.update(error=None, retryable=None, finished_at=None)
+        before = await self.jobs.find_one_and_update(query, update, return_document=ReturnDocument.BEFORE)
+        if before is not None:
+            after = {**before, **fields, "rev": before.get("rev", 0) + 1}
+            for name in update.get("$unset", {}):
+                after.pop(name, None)
+            run = await self.runs.find_one({"_id": job_id, "org_id": org_id})
+            return ControlResult(_merge(after, run), before["state"], True)
         current = await self.get(org_id, job_id)
+        if JobState(current["state"]) in action.satisfied:
+            return ControlResult(current, current["state"], False)
+        if action.target is JobState.QUEUED and current["state"] == JobState.FAILED.value:
+            raise InvalidTransition(
+                f"This failure cannot be cured by a retry ({current.get('error')}); terminate the job and start a new one.",
+                state=current["state"],
+            )
         raise InvalidTransition(
             f"Cannot {action.name} a job that is {current['state']}; "
             f"{action.name} applies to {', '.join(sorted(_values(action.sources)))} jobs.",
             state=current["state"],
         )
 
+    # -- claiming a job ----------------------------------------------------------
+
+    async def _acquire(self, job_id: str, owner: str, lease: dict[str, Any]) -> int | None:
+        """The lease half of a claim: compare-and-set on the lease document."""
+        run = await self.runs.find_one_and_update(
+            {"_id": job_id, **lease},
+            {"$set": {"owner": owner, "lease_until": self.lease_until()}, "$inc": {"epoch": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return None if run is None else run["epoch"]
+
+    async def _record(self, job_id: str, owner: str, epoch: int, query: dict[str, Any], start: bool) -> Claim | None:
+        """The control half: the owner and epoch go on the job document, in the
+        same write that makes a queued job running. Undone if the job moved on."""
+        now = utcnow()
+        fields: dict[str, Any] = {"owner": owner, "epoch": epoch}
+        update: dict[str, Any] = {"$set": fields}
+        if start:
+            fields.update(state=JobState.RUNNING.value, started_at=now, updated_at=now)
+            update["$inc"] = {"rev": 1}
+        job = await self.jobs.find_one_and_update(
+            {"_id": job_id, "epoch": {"$lt": epoch}, **query}, update, return_document=ReturnDocument.AFTER
+        )
+        run = await self.runs.find_one({"_id": job_id, "epoch": epoch})
+        if job is None or run is None:
+            # The job needs no runner (a paused job whose replica died) or moved
+            # on: drop the lease, and any owner recorded before this epoch is
+            # stale, so a later resume finds the job unowned.
+            await self.runs.update_one({"_id": job_id, "epoch": epoch}, {"$set": {"owner": None, "lease_until": None}})
+            await self.jobs.update_one({"_id": job_id, "epoch": {"$lte": epoch}}, {"$set": {"owner": None}})
+            return None
+        return Claim(_merge(job, run), epoch)
+
+    async def claim_queued(self, job_id: str, owner: str) -> Claim | None:
+        epoch = await self._acquire(job_id, owner, _UNLEASED)
+        if epoch is None:
+            return None
+        return await self._record(job_id, owner, epoch, {"state": JobState.QUEUED.value}, start=True)
+
+    async def claim_unowned(self, job_id: str, owner: str) -> Claim | None:
+        """A job that needs a runner and has none (see unowned())."""
+        lease = {"$or": [*_UNLEASED["$or"], {"lease_until": {"$lt": self.clock.now()}}]}
+        epoch = await self._acquire(job_id, owner, lease)
+        if epoch is None:
+            return None
+        return await self._record(job_id, owner, epoch, {"state": {"$in": _values(NEEDS_RUNNER)}}, start=False)
+
+    async def adopt(self, job_id: str, seen_epoch: int, owner: str) -> Claim | None:
+        """Take over a job whose owner's lease expired (its replica died or stalled)."""
+        epoch = await self._acquire(job_id, owner, {"epoch": seen_epoch, "lease_until": {"$lt": self.clock.now()}})
+        if epoch is None:
+            return None
+        query = {"$or": [{"state": {"$in": _values(NEEDS_RUNNER)}}, {"state": JobState.PAUSED.value, "params.stream": True}]}
+        return await self._record(job_id, owner, epoch, query, start=False)
+
+    # -- the owner's writes, each fenced by its epoch ----------------------------
+
     async def transition(
         self,
         job_id: str,
-        owner: str,
+        epoch: int,
         sources: Iterable[JobState],
         target: JobState,
         progress: dict[str, Any] | None = None,
+        release: bool = False,
         **fields: Any,
     ) -> dict[str, Any] | None:
-        """A runner's own transition; None when the state changed under it."""
+        """A runner's own transition; None when the state changed under it or the
+        job is no longer this runner's. A finished (or released) job has no owner."""
         now = utcnow()
-        values = {"state": target.value, "updated_at": now, **fields}
+        values: dict[str, Any] = {"state": target.value, "updated_at": now, **fields}
+        release = release or target in FINISHED
         if target in FINISHED:
             values["finished_at"] = now
-        async with self._locked([job_id]):
-            job = await self.jobs.find_one_and_update(
-                {"_id": job_id, "state": {"$in": _values(sources)}},
-                {"$set": values, "$inc": {"rev": 1}},
-                return_document=ReturnDocument.AFTER,
-            )
-            if job is None:
-                return None
-            run_fields: dict[str, Any] = {} if progress is None else {"progress": progress}
-            if target in FINISHED:
-                run_fields.update(owner=None, lease_until=EPOCH)
-            if run_fields:
-                await self.runs.update_one({"_id": job_id, "owner": owner}, {"$set": run_fields})
+        if release:
+            values["owner"] = None
+        job = await self.jobs.find_one_and_update(
+            {"_id": job_id, "epoch": epoch, "state": {"$in": _values(sources)}},
+            {"$set": values, "$inc": {"rev": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if job is None:
+            return None
+        run_fields: dict[str, Any] = {} if progress is None else {"progress": progress}
+        if release:
+            run_fields.update(owner=None, lease_until=None)
+        if run_fields:
+            await self.runs.update_one({"_id": job_id, "epoch": epoch}, {"$set": run_fields})
         return job
-
-    async def claim_queued(self, job_id: str, owner: str, lease_until: dt.datetime) -> dict[str, Any] | None:
-        now = utcnow()
-        async with self._locked([job_id]):
-            job = await self.jobs.find_one_and_update(
-                {"_id": job_id, "state": JobState.QUEUED.value},
-                {"$set": {"state": JobState.RUNNING.value, "started_at": now, "updated_at": now}, "$inc": {"rev": 1}},
-                return_document=ReturnDocument.AFTER,
-            )
-            if job is None:
-                return None
-            run = await self.runs.find_one_and_update(
-                {"_id": job_id},
-                {"$set": {"owner": owner, "lease_until": lease_until}},
-                return_document=ReturnDocument.AFTER,
-            )
-        return _merge(job, run)
-
-    async def unclaim(self, job_id: str, owner: str) -> None:
-        """Give a just-claimed job back to the queue (admission lost a race)."""
-        async with self._locked([job_id]):
-            await self.jobs.update_one(
-                {"_id": job_id, "state": JobState.RUNNING.value},
-                {"$set": {"state": JobState.QUEUED.value, "started_at": None}, "$inc": {"rev": 1}},
-            )
-            await self.runs.update_one({"_id": job_id, "owner": owner}, {"$set": {"owner": None, "lease_until": EPOCH}})
-
-    # -- the progress document (the owner's) ----------------------------------
 
     async def save_progress(
         self,
         job_id: str,
-        owner: str,
-        lease_until: dt.datetime,
+        epoch: int,
         progress: dict[str, Any],
         checkpoint: dict[str, Any] | None,
         new_errors: list[dict[str, Any]],
     ) -> dict[str, Any] | None:
-        """Persist progress and the resumable position and extend the lease; returns
-        the job's current state and rev, or None when this replica lost the job."""
-        update: dict[str, Any] = {"$set": {"progress": progress, "checkpoint": checkpoint, "lease_until": lease_until}}
+        """Persist progress and the resumable position and extend the lease;
+        returns the job's state, rev and epoch, or None when this runner lost it."""
+        update: dict[str, Any] = {"$set": {"progress": progress, "checkpoint": checkpoint, "lease_until": self.lease_until()}}
         if new_errors:
             update["$push"] = {"errors": {"$each": new_errors}}
-        async with self._locked([job_id]):
-            result = await self.runs.update_one({"_id": job_id, "owner": owner}, update)
+        result = await self.runs.update_one({"_id": job_id, "epoch": epoch}, update)
         if result.matched_count == 0:
             return None
-        return await self.jobs.find_one({"_id": job_id}, {"state": 1, "rev": 1})
+        return await self.jobs.find_one({"_id": job_id}, {"state": 1, "rev": 1, "epoch": 1})
 
-    async def adopt(self, job_id: str, owner: str, lease_until: dt.datetime) -> dict[str, Any] | None:
-        """Take over a job whose owner's lease expired (its replica died or shut down)."""
-        async with self._locked([job_id]):
-            run = await self.runs.find_one_and_update(
-                {"_id": job_id, "lease_until": {"$lt": utcnow()}},
-                {"$set": {"owner": owner, "lease_until": lease_until}},
-                return_document=ReturnDocument.AFTER,
-            )
-        if run is None:
-            return None
-        job = await self.jobs.find_one({"_id": job_id})
-        stream = job is not None and job.get("params", {}).get("stream")
-        if job is None or (job["state"] not in _values(NEEDS_RUNNER) and not stream):
-            await self.release(job_id, owner)
-            return None
-        return _merge(job, run)
+    async def save_rollback(self, job_id: str, epoch: int, rollback: dict[str, Any]) -> None:
+        await self.runs.update_one({"_id": job_id, "epoch": epoch}, {"$set": {"rollback": rollback}})
 
-    async def release(self, job_id: str, owner: str) -> None:
-        """Hand a job back so any replica may adopt it at once."""
-        async with self._locked([job_id]):
-            await self.runs.update_one({"_id": job_id, "owner": owner}, {"$set": {"owner": None, "lease_until": EPOCH}})
+    async def release(self, job_id: str, epoch: int, not_before: dt.datetime | None = None, **fields: Any) -> None:
+        """Hand a job back: any replica may claim it at once, or from ``not_before``
+        (a rollback backing off after failures)."""
+        run_fields: dict[str, Any] = {"owner": None, "lease_until": not_before}
+        await self.runs.update_one({"_id": job_id, "epoch": epoch}, {"$set": run_fields})
+        await self.jobs.update_one({"_id": job_id, "epoch": epoch}, {"$set": {"owner": None, **fields}})
 
-    async def renew(self, owner: str, job_ids: list[str], lease_until: dt.datetime) -> list[dict[str, Any]]:
-        """One tick of the owner's loop for all its jobs at once: extend their leases
-        and read their states back, so requests made on other replicas are seen."""
-        async with self._locked(job_ids):
-            await self.runs.update_many({"_id": {"$in": job_ids}, "owner": owner}, {"$set": {"lease_until": lease_until}})
-        owned = {d["_id"] async for d in self.runs.find({"_id": {"$in": job_ids}, "owner": owner}, {"_id": 1})}
-        jobs = await self.jobs.find({"_id": {"$in": job_ids}}, {"state": 1, "rev": 1}).to_list()
-        return [{**j, "owned": j["_id"] in owned} for j in jobs]
+    async def renew(self, leases: dict[str, int]) -> list[dict[str, Any]]:
+        """One tick of the owner's loop for all its jobs at once: extend the leases
+        it still holds and read their states back, so requests made on other
+        replicas are seen. ``owned`` is false for a job another replica took."""
+        if not leases:
+            return []
+        held = [{"_id": job_id, "epoch": epoch} for job_id, epoch in leases.items()]
+        await self.runs.update_many({"$or": held}, {"$set": {"lease_until": self.lease_until()}})
+        owned = {d["_id"] async for d in self.runs.find({"$or": held}, {"_id": 1})}
+        jobs = await self.jobs.find({"_id": {"$in": list(leases)}}, {"state": 1, "rev": 1, "epoch": 1}).to_list()
+        return [{**j, "owned": j["_id"] in owned and j.get("epoch") == leases[j["_id"]]} for j in jobs]

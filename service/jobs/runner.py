@@ -1,40 +1,65 @@
 """A Runner is one job running on this replica: an asyncio.Task plus an
 asyncio.Event gate. Job code calls ``ctx.checkpoint()`` between batches; that
-is the only place where pause, resume, terminate and shutdown take effect."""
+is the only place where pause, resume, terminate and shutdown take effect.
+Job code sends every data write inside ``ctx.fenced()``, which lets it out
+only while this replica's lease is valid and gives the write a deadline
+before the lease can expire."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pymongo
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from ..errors import InvalidTransition, JobFailed, JobStopped, JobTerminated
-from .model import TERMINATE, JobState
-from .repo import MAX_ERRORS_KEPT
+from .model import RUNNER_STATES, TERMINATE, JobState
+from .repo import MAX_ERRORS_KEPT, Claim
 
 if TYPE_CHECKING:
     from .manager import JobManager
 
 log = logging.getLogger(__name__)
 
-# Errors that mean "the database is not reachable right now", as opposed to
-# "the database refused this": AutoReconnect, NetworkTimeout and
-# ServerSelectionTimeoutError are all ConnectionFailures.
-OUTAGE = (ConnectionFailure,)
 RETRY_FIRST_DELAY = 0.5
 RETRY_MAX_DELAY = 5.0
+# A data write is sent only with at least this share of the usable lease
+# (lease - margin) left, so it has time to finish; otherwise the runner waits
+# for the next renewal (every JOB_POLL_SECONDS).
+MIN_WRITE_SHARE = 0.5
+ROLLBACK_FIRST_BACKOFF = 1.0
+ROLLBACK_MAX_BACKOFF = 300.0
+
+
+class LeaseUnavailable(Exception):
+    """The lease could not be renewed in time: the database is probably away."""
+
+
+class InjectedFault(RuntimeError):
+    """A failure the test build asked for (COLLECT_JOBS_FAULTS)."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """The database is not reachable right now (or did not answer in time), as
+    opposed to "the database refused this". AutoReconnect, NetworkTimeout and
+    ServerSelectionTimeoutError are ConnectionFailures; a write that ran out of
+    its deadline (the lease's) is a timeout."""
+    if isinstance(exc, (ConnectionFailure, LeaseUnavailable)):
+        return True
+    return isinstance(exc, PyMongoError) and exc.timeout
 
 
 @dataclass(frozen=True)
 class Kind:
     """What a job kind provides. ``run`` continues from ``ctx.position`` (None at
     the start); ``rollback`` removes everything the job wrote and must itself be
-    safe to run again from the start; ``cleanup`` frees what a finished job no
-    longer needs (its upload)."""
+    safe to run again from the start; ``cleanup`` frees what a completed or
+    terminated job no longer needs (its upload)."""
 
     name: str
     run: Callable[[JobContext], Awaitable[None]]
@@ -43,7 +68,7 @@ class Kind:
 
 
 class JobContext:
-    """What job code sees: the job document, the database, and checkpoint()."""
+    """What job code sees: the job document, the database, checkpoint() and fenced()."""
 
     def __init__(self, runner: Runner, job: dict[str, Any]) -> None:
         self._runner = runner
@@ -61,6 +86,22 @@ class JobContext:
         self._errors_kept = len(job.get("errors") or [])
         self._rate_since = (time.monotonic(), self.progress.get("processed", 0))
 
+    @contextlib.asynccontextmanager
+    async def fenced(self) -> AsyncIterator[None]:
+        """Every data write goes inside: it is sent only while this replica's
+        lease is valid by its own clock (with a margin), and it carries a
+        deadline (PyMongo's timeout, sent as maxTimeMS) that ends before the
+        lease can expire. A replica that stalls and wakes up after losing the
+        job therefore sends nothing: the driver refuses an expired deadline."""
+        left = await self._runner.lease_left()
+        with pymongo.timeout(left):
+            yield
+
+    def inject_fault(self, point: str) -> None:
+        """Fails here when the test build names this point (COLLECT_JOBS_FAULTS=kind.point)."""
+        if f"{self._runner.kind.name}.{point}" in self.settings.faults:
+            raise InjectedFault(f"injected fault at {self._runner.kind.name}.{point}")
+
     async def checkpoint(
         self,
         position: dict[str, Any] | None = None,
@@ -68,18 +109,20 @@ class JobContext:
         on_pause: Callable[[], Awaitable[None]] | None = None,
     ) -> bool:
         """Persist progress and the resumable position, then stop if terminated
-        or shutting down, or wait here while paused. Call between batches only.
-        ``on_pause`` runs before waiting (to let go of a database cursor, say).
+        or shutting down, or stop here while a pause is requested. Call only with
+        nothing in flight: the job is shown ``paused`` from here on.
+        ``on_pause`` runs before that (to let go of a database cursor, say).
         Returns whether the job was paused here."""
         await self.persist(position, errors)
         runner = self._runner
         runner.raise_if_stopping(self.rolling_back)
         if self.rolling_back or runner.gate.is_set():
             return False
-        log.info("job %s paused at %s", self.job_id, self.progress.get("processed"))
         if on_pause is not None:
             await on_pause()
+        log.info("job %s pausing at %s", self.job_id, self.progress.get("processed"))
         await self.persist()
+        await runner.mark_paused()
         await runner.gate.wait()
         runner.raise_if_stopping(self.rolling_back)
         log.info("job %s resumed", self.job_id)
@@ -94,13 +137,14 @@ class JobContext:
     async def fail_on_row_errors(self, position: dict[str, Any], errors: list[dict[str, Any]]) -> None:
         """Applies the job's ``on_error`` / ``max_errors`` to a batch's row errors
         (already counted in ``progress["failed"]``): fails the job with the first
-        one, after persisting the batch."""
+        one, after persisting the batch. Such a failure is the file's, so a retry
+        cannot cure it."""
         params = self.params
         fail_fast = params["on_error"] == "fail"
         if errors and (fail_fast or self.progress["failed"] > params["max_errors"]):
             await self.persist(position, errors)
             reason = "on_error=fail" if fail_fast else f"more than max_errors={params['max_errors']} rows failed"
-            raise JobFailed(f"stopped at line {errors[0]['line']} ({reason}): {errors[0]['message']}")
+            raise JobFailed(f"stopped at line {errors[0]['line']} ({reason}): {errors[0]['message']}", retryable=False)
 
     def stop_known(self) -> bool:
         """Whether this replica already knows the job must pause or stop, without
@@ -112,31 +156,32 @@ class JobContext:
         """The job ends itself as terminated (a streamed export whose client left)."""
         log.info("job %s terminating itself: %s", self.job_id, reason)
         try:
-            doc = await self._runner.manager.repo.request(self.org_id, self.job_id, TERMINATE)
+            result = await self._runner.manager.repo.request(self.org_id, self.job_id, TERMINATE)
         except InvalidTransition:
-            pass  # already terminating
+            pass
         else:
-            self._runner.apply(doc["state"], doc["rev"])
+            self._runner.apply(result.job)
         self._runner.terminate_requested = True
         raise JobTerminated(reason)
 
     async def persist(self, position: dict[str, Any] | None = None, errors: list[dict[str, Any]] = ()) -> None:
-        """Write progress, position and (the first MAX_ERRORS_KEPT) row errors, without
-        waiting for anything; also learns the job's current state."""
+        """Write progress, position and (the first MAX_ERRORS_KEPT) row errors and
+        extend the lease, without waiting for anything; also learns the job's
+        current state."""
         if position is not None:
             self.position = position
         room = max(0, MAX_ERRORS_KEPT - self._errors_kept)
         kept = list(errors[:room])
-        self._errors_kept += len(kept)
         self._update_rates()
         runner = self._runner
-        doc = await runner.manager.repo.save_progress(
-            self.job_id, runner.manager.owner, runner.manager.lease_until(), self.progress, self.position, kept
-        )
+        sent = time.monotonic()
+        doc = await runner.manager.repo.save_progress(self.job_id, runner.epoch, self.progress, self.position, kept)
         if doc is None:
             runner.lose()
             raise JobStopped("another replica owns this job now")
-        runner.apply(doc["state"], doc["rev"])
+        self._errors_kept += len(kept)
+        runner.lease_renewed(sent)
+        runner.apply(doc)
 
     def _update_rates(self) -> None:
         processed = self.progress.get("processed", 0)
@@ -155,46 +200,118 @@ class JobContext:
 
 
 class Runner:
-    def __init__(self, manager: JobManager, job: dict[str, Any], kind: Kind, sink: Any = None) -> None:
+    def __init__(self, manager: JobManager, claim: Claim, kind: Kind, sink: Any = None, claimed_at: float = 0.0) -> None:
         self.manager = manager
         # An attached runner writes into one HTTP response (a streamed export):
         # it cannot move to another replica or restart, so it is never handed
         # back or retried; if it must stop, the job ends terminated.
         self.sink = sink
+        job = claim.job
         self.job_id: str = job["_id"]
+        self.epoch = claim.epoch
         self.kind = kind
         self.job = job
         self.rev: int = job.get("rev", 0)
+        self.state = JobState(job["state"])
         self.gate = asyncio.Event()
-        self.terminate_requested = job["state"] == JobState.TERMINATING.value
+        self.terminate_requested = self.state is JobState.TERMINATING
         self.stopping = False
         self.lost = False
-        if job["state"] != JobState.PAUSED.value:
+        self.released = False
+        self._renewed = asyncio.Event()
+        self.valid_until = 0.0
+        self.lease_renewed(claimed_at or time.monotonic())
+        if self.state not in (JobState.PAUSING, JobState.PAUSED):
             self.gate.set()
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._main(), name=f"job-{self.job_id}")
 
-    def apply(self, state: str, rev: int) -> None:
+    @property
+    def paused(self) -> bool:
+        """Stopped at a checkpoint: holds no process slot (its org's slot stays)."""
+        return self.state is JobState.PAUSED and not self.gate.is_set()
+
+    # -- what this runner knows of its job -------------------------------------
+
+    def apply(self, doc: dict[str, Any]) -> None:
         """Bring the local gate in line with the job document. Revisions only grow,
-        so a stale read can never undo a newer request."""
+        so a stale read can never undo a newer request. A document at another
+        epoch, or in a state no runner is for, means the job is no longer ours."""
+        if doc.get("epoch", self.epoch) != self.epoch:
+            self.lose()
+            return
+        rev = doc.get("rev", 0)
         if rev <= self.rev:
             return
-        self.rev = rev
-        if state == JobState.PAUSED.value:
+        state = JobState(doc["state"])
+        if state not in RUNNER_STATES:
+            log.warning("job %s is %s under its runner; giving it up", self.job_id, state.value)
+            self.lose()
+            return
+        self.rev, self.state = rev, state
+        if state in (JobState.PAUSING, JobState.PAUSED):
             self.gate.clear()
-        elif state == JobState.RUNNING.value:
+        elif state is JobState.RUNNING:
             self.gate.set()
-        elif state == JobState.TERMINATING.value:
+        elif state is JobState.TERMINATING:
             self.terminate_requested = True
             self.gate.set()
 
+    async def refresh(self) -> None:
+        """Read the job's state again (after a transition of ours did not apply)."""
+        doc = await self.manager.repo.jobs.find_one({"_id": self.job_id}, {"state": 1, "rev": 1, "epoch": 1})
+        if doc is None:
+            self.lose()
+        else:
+            self.rev = min(self.rev, doc.get("rev", 0) - 1)
+            self.apply(doc)
+
+    async def mark_paused(self) -> None:
+        """pausing -> paused, written once the job has stopped with nothing in flight."""
+        doc = await self.manager.repo.transition(self.job_id, self.epoch, [JobState.PAUSING], JobState.PAUSED)
+        if doc is not None:
+            self.apply(doc)
+            log.info("job %s paused", self.job_id)
+        else:
+            await self.refresh()  # resumed, terminated or lost meanwhile
+
+    def lease_renewed(self, sent: float) -> None:
+        """A renewal sent at ``sent`` (monotonic) was acknowledged: the lease is
+        good, by this replica's own clock, until ``sent`` + lease - margin."""
+        settings = self.manager.settings
+        self.valid_until = max(self.valid_until, sent + settings.job_lease_seconds - settings.lease_margin_seconds)
+        self._renewed.set()
+
+    async def lease_left(self) -> float:
+        """Seconds of valid lease left for a data write, waiting for a renewal
+        when too little is; LeaseUnavailable when none comes within a lease."""
+        settings = self.manager.settings
+        give_up = time.monotonic() + settings.job_lease_seconds
+        enough = MIN_WRITE_SHARE * (settings.job_lease_seconds - settings.lease_margin_seconds)
+        while True:
+            if self.lost:
+                raise JobStopped("another replica owns this job now")
+            left = self.valid_until - time.monotonic()
+            if left >= enough:
+                return left
+            wait = give_up - time.monotonic()
+            if wait <= 0:
+                raise LeaseUnavailable("the job's lease could not be renewed")
+            self._renewed.clear()
+            self.manager.wake()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(wait, 1.0)):
+                    await self._renewed.wait()
+
     def lose(self) -> None:
-        """Another replica adopted the job (this one was too slow to renew its
-        lease): stop at the next checkpoint without touching the job again."""
+        """Another replica owns the job now (this one was too slow to renew its
+        lease), or it is no longer a runner's: stop at the next checkpoint
+        without touching the job again."""
         self.lost = True
         self.gate.set()
+        self._renewed.set()
 
     def stop(self) -> None:
         """Shutdown: leave at the next checkpoint and hand the job back."""
@@ -202,7 +319,7 @@ class Runner:
         self.gate.set()
 
     def stop_known(self) -> bool:
-        """Paused, or due to stop at the next checkpoint (see raise_if_stopping)."""
+        """Pause requested, or due to stop at the next checkpoint (see raise_if_stopping)."""
         return not self.gate.is_set() or self.terminate_requested or self.stopping or self.lost
 
     def raise_if_stopping(self, rolling_back: bool) -> None:
@@ -213,6 +330,8 @@ class Runner:
         if self.terminate_requested and not rolling_back:
             raise JobTerminated()
 
+    # -- the job's life ----------------------------------------------------------
+
     async def _main(self) -> None:
         ctx = JobContext(self, self.job)
         try:
@@ -220,42 +339,53 @@ class Runner:
                 await self._rollback(ctx)
                 return
             try:
+                if not self.gate.is_set():
+                    await ctx.checkpoint()  # adopted while pausing: nothing in flight yet
                 await self._retrying(ctx, self._run_to_completion)
             except JobTerminated:
                 await self._rollback(ctx)
         except JobStopped as stop:
             log.info("job %s left this replica: %s", self.job_id, stop)
-            if not self.lost:
+            if not self.released:
                 await asyncio.shield(self._hand_back(ctx, str(stop)))
         except asyncio.CancelledError:
             log.warning("job %s cancelled; releasing it for another replica", self.job_id)
-            await asyncio.shield(self._hand_back(ctx, "cancelled"))
+            if not self.released:
+                await asyncio.shield(self._hand_back(ctx, "cancelled"))
             raise
         except JobFailed as failure:
-            await asyncio.shield(self._fail(ctx, str(failure)))
+            await asyncio.shield(self._fail(ctx, str(failure), failure.retryable))
         except Exception as exc:  # a bug, or a database error that is not an outage
             log.exception("job %s crashed", self.job_id)
-            await asyncio.shield(self._fail(ctx, f"internal error: {type(exc).__name__}: {exc}"))
+            await asyncio.shield(self._fail(ctx, f"internal error: {type(exc).__name__}: {exc}", True))
         finally:
             self.manager.runner_done(self)
 
     async def _hand_back(self, ctx: JobContext, reason: str) -> None:
-        repo, owner = self.manager.repo, self.manager.owner
-        if self.sink is None:
-            await repo.release(self.job_id, owner)
-            return
-        await repo.transition(
-            self.job_id,
-            owner,
-            [JobState.RUNNING, JobState.PAUSED, JobState.TERMINATING],
-            JobState.TERMINATED,
-            progress=ctx.progress,
-            error=f"the download ended: {reason}",
-        )
+        """Releases the lease so another replica may claim the job at once. Fenced
+        by the epoch: a runner that lost the job to another replica releases
+        nothing; one whose job left the runner states frees its lease now
+        rather than when it expires."""
+        repo = self.manager.repo
+        try:
+            if self.sink is None or self.lost:
+                await repo.release(self.job_id, self.epoch)
+                return
+            await repo.transition(
+                self.job_id,
+                self.epoch,
+                [JobState.RUNNING, JobState.PAUSING, JobState.PAUSED, JobState.TERMINATING],
+                JobState.TERMINATED,
+                progress=ctx.progress,
+                error=f"the download ended: {reason}",
+            )
+        except PyMongoError as exc:
+            # The lease expires by itself and another replica adopts the job.
+            log.warning("job %s: could not hand the job back (%s); its lease will expire", self.job_id, exc)
 
     async def _retrying(self, ctx: JobContext, step: Callable[[JobContext], Awaitable[None]]) -> None:
         """Runs ``step``; when the database goes away, waits with backoff and runs it
-        again from the last checkpoint (inserts are idempotent, so the replayed
+        again from the last checkpoint (writes are idempotent, so the replayed
         batch is harmless) for up to DB_RETRY_SECONDS without progress."""
         budget = self.manager.settings.db_retry_seconds
         delay, failing_since, position = RETRY_FIRST_DELAY, None, ctx.position
@@ -263,7 +393,9 @@ class Runner:
             try:
                 await step(ctx)
                 return
-            except OUTAGE as exc:
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
                 if self.sink is not None:
                     raise JobFailed(f"the database became unreachable during the download: {exc}") from exc
                 now = time.monotonic()
@@ -272,7 +404,8 @@ class Runner:
                 failing_since = failing_since or now
                 if now - failing_since >= budget:
                     raise JobFailed(
-                        f"the database was unreachable for more than {budget:g} s (DB_RETRY_SECONDS): {exc}"
+                        f"the database was unreachable for more than {budget:g} s (DB_RETRY_SECONDS): {exc}; "
+                        "the upload and the checkpoint are kept: retry the job once the database is back"
                     ) from exc
                 log.warning("job %s: database unavailable (%s); retrying in %.1f s", self.job_id, exc, delay)
                 await asyncio.sleep(delay)
@@ -285,56 +418,107 @@ class Runner:
 
     async def _complete(self, ctx: JobContext) -> None:
         # A pause or terminate may land between the last batch and this write;
-        # the guarded transition then fails and the next checkpoint honours it.
+        # the guarded transition then fails, and the state read back decides:
+        # the next checkpoint pauses or stops, and a job that is no longer ours
+        # (any other state or epoch) makes it raise. It cannot loop.
         while True:
             await ctx.checkpoint()
             done = await self.manager.repo.transition(
-                self.job_id, self.manager.owner, [JobState.RUNNING], JobState.COMPLETED, progress=ctx.progress
+                self.job_id, self.epoch, [JobState.RUNNING], JobState.COMPLETED, progress=ctx.progress
             )
             if done is not None:
+                self.rev = done["rev"]  # our own final write: later reads of it change nothing
                 log.info("job %s completed", self.job_id)
                 await self._cleanup(ctx, JobState.COMPLETED)
                 return
+            await self.refresh()
 
     async def _rollback(self, ctx: JobContext) -> None:
         ctx.rolling_back = True
         log.info("job %s terminating: rolling back", self.job_id)
+        before = dict(ctx.progress)
         try:
             await self._retrying(ctx, self.kind.rollback)
-        except JobFailed as failure:
-            # A rollback is never abandoned: hand the job back, still terminating,
-            # and whichever replica adopts it next continues the rollback.
-            log.error("job %s: rollback interrupted: %s", self.job_id, failure)
-            raise JobStopped(str(failure)) from failure
-        await self.manager.repo.transition(
-            self.job_id, self.manager.owner, [JobState.TERMINATING], JobState.TERMINATED, progress=ctx.progress
+        except (JobStopped, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            # A rollback is never abandoned: it backs off and whichever replica
+            # claims it after the backoff continues it.
+            await asyncio.shield(self._rollback_failed(ctx, exc, progressed=ctx.progress != before))
+            self.released = True  # with a backoff time: nothing more to write
+            raise JobStopped(f"rollback failed: {exc}") from exc
+        repo = self.manager.repo
+        if ctx.job.get("rollback"):
+            await repo.save_rollback(self.job_id, self.epoch, {})
+        done = await repo.transition(
+            self.job_id, self.epoch, [JobState.TERMINATING], JobState.TERMINATED, progress=ctx.progress
         )
+        if done is None:
+            self.lose()
+            raise JobStopped("another replica owns this job now")
+        self.rev = done["rev"]
         log.info("job %s terminated", self.job_id)
+        ctx.outcome = JobState.TERMINATED
         self.manager.finished[(self.kind.name, JobState.TERMINATED.value)] += 1
 
-    async def _fail(self, ctx: JobContext, message: str) -> None:
-        log.warning("job %s failed: %s", self.job_id, message)
+    async def _rollback_failed(self, ctx: JobContext, exc: BaseException, progressed: bool) -> None:
+        """Records why, backs off exponentially across replicas (the lease is
+        released with a time before which nobody claims it), and after
+        ROLLBACK_GIVE_UP_SECONDS without progress stops holding the org's slot."""
+        manager, settings = self.manager, self.manager.settings
+        info = dict(ctx.job.get("rollback") or {})
+        now = manager.clock.now()
+        attempts = info.get("attempts", 0) + 1
+        failing_since = now if progressed or not info.get("failing_since") else info["failing_since"]
+        delay = min(ROLLBACK_MAX_BACKOFF, ROLLBACK_FIRST_BACKOFF * 2 ** (attempts - 1))
+        info.update(error=f"{type(exc).__name__}: {exc}", attempts=attempts, failing_since=failing_since)
+        info["next_at"] = manager.clock.after(delay)
+        give_up = (now - failing_since).total_seconds() >= settings.rollback_give_up_seconds
+        log.error("job %s: rollback attempt %d failed (%s); next attempt in %.0f s", self.job_id, attempts, exc, delay)
+        manager.rollback_failures[self.kind.name] += 1
         try:
-            await self._record_failure(ctx, message)
-        except PyMongoError as exc:
-            # The database is still away: the job stays running with a lease that
-            # expires, and a replica adopts it once the database is back.
-            log.error("job %s: could not record the failure (%s); it will be adopted later", self.job_id, exc)
+            await manager.repo.save_rollback(self.job_id, self.epoch, info)
+            await manager.repo.release(
+                self.job_id, self.epoch, not_before=info["next_at"], **({"slot_released": True} if give_up else {})
+            )
+        except PyMongoError as write_error:
+            log.error("job %s: could not record the rollback failure (%s)", self.job_id, write_error)
 
-    async def _record_failure(self, ctx: JobContext, message: str) -> None:
+    async def _fail(self, ctx: JobContext, message: str, retryable: bool) -> None:
+        """Records the failure, waiting for the database as long as it takes: a
+        job whose database went away ends ``failed`` once it is back, with its
+        upload and checkpoint kept for a retry."""
+        log.warning("job %s failed: %s", self.job_id, message)
+        delay = RETRY_FIRST_DELAY
+        while not (self.lost or self.stopping):
+            try:
+                await self._record_failure(ctx, message, retryable)
+                return
+            except PyMongoError as exc:
+                log.warning("job %s: cannot record the failure yet (%s); retrying in %.1f s", self.job_id, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+
+    async def _record_failure(self, ctx: JobContext, message: str, retryable: bool) -> None:
         failed = await self.manager.repo.transition(
             self.job_id,
-            self.manager.owner,
-            [JobState.RUNNING, JobState.PAUSED],
+            self.epoch,
+            [JobState.RUNNING, JobState.PAUSING, JobState.PAUSED],
             JobState.FAILED,
             error=message,
+            retryable=retryable,
             progress=ctx.progress,
         )
         if failed is not None:
-            await self._cleanup(ctx, JobState.FAILED)
-        else:
-            # Terminated while failing: hand the job back so the rollback starts now.
-            await self.manager.repo.release(self.job_id, self.manager.owner)
+            self.rev = failed["rev"]
+            ctx.outcome = JobState.FAILED
+            self.manager.finished[(self.kind.name, JobState.FAILED.value)] += 1
+            return
+        await self.refresh()
+        if not self.lost:
+            # Terminated while failing: hand it back so the rollback starts now.
+            await self.manager.repo.release(self.job_id, self.epoch)
+            self.manager.wake()
 
     async def _cleanup(self, ctx: JobContext, outcome: JobState) -> None:
         ctx.outcome = outcome

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
@@ -31,13 +32,21 @@ class Database:
         self.exports = Bucket(self.db, "exports")
 
     @classmethod
-    def connect(cls, mongo: MongoSettings, **client_options: object) -> Database:
+    def connect(cls, mongo: MongoSettings, timeout_seconds: float | None = 30.0, **client_options: object) -> Database:
+        """Every operation has a deadline (``timeoutMS``), so a half-open
+        connection cannot hang a job or the lease loop; writes are acknowledged
+        by a majority of the replica set unless the URI says otherwise (``w=``).
+        ``timeout_seconds=None``: no deadline (the tests' own connection, whose
+        ``distinct`` FerretDB 1.24 rejects with any maxTimeMS)."""
+        options: dict[str, object] = {} if timeout_seconds is None else {"timeoutMS": int(timeout_seconds * 1000)}
+        if "w=" not in urlsplit(mongo.uri).query:
+            options["w"] = "majority"
         client: AsyncMongoClient = AsyncMongoClient(
             mongo.uri,
             tz_aware=True,
             appname="collect-jobs",
             serverSelectionTimeoutMS=5000,
-            **client_options,
+            **{**options, **client_options},
         )
         return cls(client, mongo.database)
 
@@ -49,8 +58,13 @@ class Database:
         await self.exports.ensure_indexes()
         await self.jobs.create_index([("state", ASCENDING), ("_id", ASCENDING)], name="state_id")
         await self.jobs.create_index([("org_id", ASCENDING), ("_id", DESCENDING)], name="org_newest")
-        await self.jobs.create_index([("org_id", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING)], name="org_kind_state")
-        await self.job_progress.create_index([("owner", ASCENDING)], name="owner")
+        await self.jobs.create_index(
+            [("org_id", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING), ("_id", ASCENDING)], name="org_kind_state_id"
+        )
+        # Jobs that need a runner and have none (the sweep of unowned jobs).
+        await self.jobs.create_index([("state", ASCENDING), ("owner", ASCENDING), ("_id", ASCENDING)], name="state_owner")
+        # Held leases, by expiry (the orphan sweep); released leases have none.
+        await self.job_progress.create_index([("lease_until", ASCENDING)], name="lease_until")
         # records has no secondary index on purpose: _ids are
         # "org/dataset/job:row", so an export is an _id prefix range and a
         # rollback a narrower one, both on the primary key. Every index would
@@ -63,7 +77,7 @@ class Database:
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: connect and create indexes before serving; close last."""
     settings = app[SETTINGS_KEY]
-    database = Database.connect(settings.mongo)
+    database = Database.connect(settings.mongo, settings.db_timeout_seconds)
     try:
         await database.ensure_indexes()
     except Exception:

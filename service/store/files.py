@@ -45,6 +45,14 @@ class Bucket:
         # The names PyMongo's GridFS would give them, so both can share a bucket.
         await self.chunks.create_index([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)
         await self.files.create_index([("filename", ASCENDING), ("uploadDate", ASCENDING)])
+        # What an org stores (its upload quota).
+        await self.files.create_index([("metadata.org_id", ASCENDING)], name="org")
+
+    async def stored_bytes(self, org_id: str) -> int:
+        """The bytes of the org's files in this bucket."""
+        pipeline = [{"$match": {"metadata.org_id": org_id}}, {"$group": {"_id": None, "bytes": {"$sum": "$length"}}}]
+        groups = await (await self.files.aggregate(pipeline)).to_list()
+        return int(groups[0]["bytes"]) if groups else 0
 
     def writer(self, file_id: ObjectId, filename: str, metadata: dict[str, Any]) -> ChunkWriter:
         return ChunkWriter(self, file_id, filename, metadata)

@@ -8,7 +8,7 @@ import time
 
 from ..procs import ServiceProcess
 
-FAST = {"JOB_POLL_SECONDS": "0.5", "JOB_LEASE_SECONDS": "3", "SHUTDOWN_GRACE_SECONDS": "5"}
+FAST = {"JOB_POLL_SECONDS": "0.5", "JOB_LEASE_SECONDS": "6", "SHUTDOWN_GRACE_SECONDS": "5"}
 
 
 class Api:
@@ -54,11 +54,12 @@ class Api:
             assert time.monotonic() < deadline, f"timed out waiting for {what}: {job['state']} {job['progress']}"
             await asyncio.sleep(0.05)
 
-    async def kill_owner_mid_rollback(self, owner: ServiceProcess, survivor: ServiceProcess, job_id: str) -> dict:
-        """Terminates the job through ``survivor``, kill -9s its owner once the
-        rollback has begun, and waits for the survivor to finish the rollback."""
+    async def kill_owner_mid_rollback(self, owner: ServiceProcess, survivor: ServiceProcess, job_id: str, under_way) -> dict:
+        """Terminates the job through ``survivor``, kill -9s its owner once
+        ``under_way(job)`` shows the rollback partly done, and waits for the
+        survivor to finish the rollback."""
         await self.control(survivor, job_id, "terminate")
-        await self.wait(survivor, job_id, lambda j: j["state"] == "terminating")
+        await self.wait(survivor, job_id, lambda j: j["state"] == "terminating" and under_way(j), "a rollback under way", 300)
         owner.signal(signal.SIGKILL)
         owner.wait(10)
         return await self.wait(survivor, job_id, lambda j: j["state"] == "terminated", "the rollback", timeout=300)

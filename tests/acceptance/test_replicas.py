@@ -57,10 +57,10 @@ async def finishes_exactly(api, proc, records, job_id: str, n: int) -> dict:
 async def test_a_pause_sent_to_another_replica_stops_the_owners_writes_within_a_tick(spawn, api, records):
     job, owner, other = await import_on_two_replicas(spawn, api, N, 1, batch_size=500)
 
-    paused = await api.control(other, job["id"], "pause")
-    assert paused["state"] == "paused"
+    pausing = await api.control(other, job["id"], "pause")
+    assert pausing["state"] == "pausing"
     at_response = await records.count_documents({"job_id": job["id"]})
-    settled = await api.wait(owner, job["id"], lambda j: j["progress"].get("rows_per_second") == 0.0, "the owner to stop")
+    settled = await api.wait(owner, job["id"], lambda j: j["state"] == "paused", "the owner to stop")
     stopped_at = await records.count_documents({"job_id": job["id"]})
     # The owner sees the request at its next checkpoint (each batch reads the state).
     assert stopped_at - at_response <= 2 * 500
@@ -93,15 +93,17 @@ async def test_sigterm_hands_the_job_over_at_once_and_the_process_exits_within_t
     code, took = exits_within(owner, 10)
     assert code == 0 and took < 5 + 2, took
     await api.wait(survivor, job["id"], lambda j: j["owner"] == survivor.name, "adoption")
-    # Released, not expired: adopted well before a lease (3 s) could run out.
-    assert time.monotonic() - signalled < 3 + took
+    # Released, not expired: adopted well before a lease could run out.
+    assert time.monotonic() - signalled < float(FAST["JOB_LEASE_SECONDS"]) + took
     await finishes_exactly(api, survivor, records, job["id"], N)
 
 
 async def test_kill_9_while_terminating_the_rollback_completes_after_adoption(spawn, api, records):
     job, owner, survivor = await import_on_two_replicas(spawn, api, N, 40_000)
 
-    done = await api.kill_owner_mid_rollback(owner, survivor, job["id"])
+    done = await api.kill_owner_mid_rollback(
+        owner, survivor, job["id"], lambda j: 0 < j["progress"].get("rolled_back", 0) < j["progress"]["inserted"]
+    )
     assert done["owner"] is None
     assert await records.count_documents({"job_id": job["id"]}) == 0
 
@@ -111,7 +113,7 @@ async def test_a_paused_job_stays_paused_across_a_restart_and_resumes_on_the_new
     job = await api.start_import(first, make_csv(50_000), batch_size=500)
     await api.wait(first, job["id"], lambda j: j["progress"].get("processed", 0) > 0)
     await api.control(first, job["id"], "pause")
-    held = await api.wait(first, job["id"], lambda j: j["progress"].get("rows_per_second") == 0.0)
+    held = await api.wait(first, job["id"], lambda j: j["state"] == "paused")
     first.signal(signal.SIGTERM)
     exits_within(first, 10)
 
@@ -163,7 +165,7 @@ async def test_a_streamed_export_whose_replica_dies_ends_terminated_and_the_down
         job_id = resp.headers["X-Job-Id"]
         assert (await resp.content.read(100)).startswith(b"id,name,day,c3")
         await api.control(b, job_id, "pause")  # paused: a paused stream must be swept too
-        await api.wait(b, job_id, lambda j: j["progress"].get("rows_per_second") == 0.0)
+        await api.wait(b, job_id, lambda j: j["state"] == "paused")
         a.signal(signal.SIGKILL)
         a.wait(10)
         with pytest.raises(aiohttp.ClientPayloadError):

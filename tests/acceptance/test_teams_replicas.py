@@ -1,7 +1,8 @@
-"""Team jobs survive their replica: kill -9 mid-job and mid-rollback, with real
-processes on one database."""
+"""Team jobs survive their replica: kill -9 and a stall past the lease
+(SIGSTOP), mid-job and mid-rollback, with real processes on one database."""
 from __future__ import annotations
 
+import asyncio
 import signal
 
 import pytest
@@ -29,6 +30,13 @@ async def store(service_uri):
     client = AsyncMongoClient(service_uri)
     yield Collections(client.get_default_database())
     await client.close()
+
+
+def rollback_under_way(job: dict) -> bool:
+    """Some of the job's writes undone, not all."""
+    progress = job["progress"]
+    undone = progress.get("users_restored", 0) + progress.get("users_deleted", 0) + progress.get("teams_deleted", 0)
+    return undone > 0 and progress.get("teams_deleted", 0) < progress["teams_created"]
 
 
 async def teams_on_two_replicas(spawn, api, at_least: int):
@@ -68,8 +76,46 @@ async def test_kill_9_mid_rollback_still_leaves_teams_and_users_as_before(spawn,
     before = await snapshot(store)
     job, owner, survivor = await teams_on_two_replicas(spawn, api, at_least=600)
 
-    done = await api.kill_owner_mid_rollback(owner, survivor, job["id"])
+    done = await api.kill_owner_mid_rollback(owner, survivor, job["id"], rollback_under_way)
 
     assert done["owner"] is None
     assert await snapshot(store) == before
     assert await store.undo.count_documents({}) == 0
+
+
+async def test_a_stalled_teams_owner_that_wakes_after_adoption_changes_nothing(spawn, api, store):
+    job, owner, survivor = await teams_on_two_replicas(spawn, api, at_least=100)
+    owner.signal(signal.SIGSTOP)
+    await api.wait(survivor, job["id"], lambda j: j["owner"] == survivor.name, "adoption", timeout=60)
+    done = await api.wait(survivor, job["id"], lambda j: j["state"] == "completed", "completion", timeout=600)
+    settled = await snapshot(store)
+
+    owner.signal(signal.SIGCONT)
+    await api.wait(owner, job["id"], lambda j: j["state"] == "completed")
+    for _ in range(20):  # two seconds: whatever it had queued would land now
+        assert (await api.job(owner, job["id"]))["epoch"] == done["epoch"]
+        await asyncio.sleep(0.1)
+    assert await snapshot(store) == settled
+    assert await store.teams.count_documents({"job_id": job["id"]}) == ROWS
+
+
+async def test_a_stalled_owner_of_a_teams_rollback_wakes_to_find_it_done_and_changes_nothing(spawn, api, store):
+    await store.users.insert_many(
+        [
+            {"_id": user_id(ORG, manager_phone(i)), "org_id": ORG, "phone": manager_phone(i), "name": f"Boss {i}"}
+            for i in range(1, 400, 7)
+        ]
+    )
+    before = await snapshot(store)
+    job, owner, survivor = await teams_on_two_replicas(spawn, api, at_least=300)
+    await api.control(survivor, job["id"], "terminate")
+    await api.wait(survivor, job["id"], lambda j: j["state"] == "terminating" and rollback_under_way(j), "a rollback under way", 300)
+    owner.signal(signal.SIGSTOP)
+    await api.wait(survivor, job["id"], lambda j: j["state"] == "terminated", "the rollback", timeout=600)
+    assert await snapshot(store) == before
+
+    owner.signal(signal.SIGCONT)
+    for _ in range(20):
+        await asyncio.sleep(0.1)
+    assert (await api.job(owner, job["id"]))["state"] == "terminated"
+    assert await snapshot(store) == before

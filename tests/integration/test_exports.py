@@ -104,10 +104,9 @@ async def test_a_result_before_completion_is_409_with_the_state(make_client):
     client = await make_client(max_running_jobs=1)
     data = await start_import(client, make_csv(20), dataset="people")
     await wait_for_state(client, data["id"], "completed")
-    # A paused import keeps this process's only slot, so the export stays queued.
-    blocker = await start_import(client, make_csv(20_000), dataset="other", batch_size=100)
+    # A running import holds this process's only slot, so the export stays queued.
+    blocker = await start_import(client, make_csv(50_000), dataset="other", batch_size=50)
     await wait_for(client, blocker["id"], lambda j: j["progress"].get("processed", 0) > 0)
-    await control(client, blocker["id"], "pause")
     job = await start_export(client)
     status, body, _ = await result(client, job["id"])
     assert status == 409
@@ -205,7 +204,7 @@ async def test_a_streamed_export_pauses_then_resumes_and_aborts_on_terminate(cli
         first = await resp.content.read(1000)
         assert first.startswith(b"id,name,day,c3\r\n")
         await control(client, job_id, "pause")
-        await wait_for(client, job_id, lambda j: j["progress"].get("rows_per_second") == 0.0)
+        await wait_for_state(client, job_id, "paused")
         await control(client, job_id, "resume")
         await control(client, job_id, "terminate")
         with pytest.raises(aiohttp.ClientPayloadError):
@@ -223,3 +222,43 @@ async def test_a_client_that_disconnects_ends_its_streamed_export_as_terminated(
     await control(client, job_id, "pause")  # nothing is written while paused: the watch must notice
     resp.close()
     await wait_for_state(client, job_id, "terminated")
+
+
+async def test_an_export_reads_only_completed_imports_so_running_ones_do_not_change_it(make_client, db):
+    client = await make_client(max_imports_per_org=2)
+    done = await start_import(client, make_csv(1000, columns=5), types="id:int,day:date")
+    await wait_for_state(client, done["id"], "completed")
+    running = await start_import(client, make_csv(50_000, columns=5, start=10_001), types="id:int,day:date", batch_size=100)
+    await wait_for(client, running["id"], lambda j: j["progress"].get("inserted", 0) >= 500)
+
+    first = await start_export(client)
+    assert first["params"]["jobs"] == [done["id"]]
+    await wait_for_state(client, first["id"], "completed")
+    second = await start_export(client)
+    await wait_for_state(client, second["id"], "completed")
+
+    _, one, _ = await result(client, first["id"])
+    _, two, _ = await result(client, second["id"])
+    assert one == two, "the same export twice gives the same file while another import runs"
+    assert parse(one)[1:] == expected_rows(range(1, 1001))
+    await control(client, running["id"], "pause")
+    await wait_for_state(client, running["id"], "paused")
+    paused_export = await start_export(client, include_failed=True)
+    assert paused_export["params"]["jobs"] == [done["id"]], "paused imports are not committed either"
+    await control(client, running["id"], "terminate")
+    await wait_for_state(client, running["id"], "terminated")
+    await wait_for_state(client, paused_export["id"], "completed")
+
+
+async def test_a_failed_imports_rows_are_exported_only_when_asked(client, db):
+    rows = make_csv(600, columns=5).decode().splitlines()
+    rows[400] = "x,broken"  # line 401: the job stops here with on_error=fail
+    failed = await start_import(client, ("\n".join(rows) + "\n").encode(), types="id:int,day:date", on_error="fail", batch_size=100)
+    await wait_for_state(client, failed["id"], "failed")
+    await start_export(client, expect=404)
+    job = await start_export(client, include_failed=True)
+    await wait_for_state(client, job["id"], "completed")
+    _, body, _ = await result(client, job["id"])
+    assert len(parse(body)) - 1 == (await get_job(client, failed["id"]))["progress"]["inserted"]
+    retry = await control(client, failed["id"], "retry", expect=409)
+    assert retry["state"] == "failed" and "cannot be cured by a retry" in retry["detail"]

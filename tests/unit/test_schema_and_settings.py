@@ -90,7 +90,7 @@ def test_settings_have_defaults_and_read_the_environment():
         ({"MONGODB_URI": "postgres://x/y"}, "MONGODB_URI must look like"),
         ({"MONGODB_URI": "mongodb://h/bad.name"}, "names the database"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of"),
-        ({"JOB_LEASE_SECONDS": "1", "JOB_POLL_SECONDS": "1"}, "at least twice"),
+        ({"JOB_LEASE_SECONDS": "1", "JOB_POLL_SECONDS": "1"}, "room for two renewals"),
         ({"SHUTDOWN_GRACE_SECONDS": "soon"}, "SHUTDOWN_GRACE_SECONDS must be a number"),
     ],
 )

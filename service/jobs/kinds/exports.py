@@ -14,7 +14,6 @@ from aiohttp import ClientConnectionResetError
 from bson import ObjectId
 
 from ...csvio.schema import parse_datetime
-from ..model import JobState
 from ..runner import JobContext, Kind
 from ...store.records import dataset_prefix, prefix_range
 
@@ -41,12 +40,14 @@ class ResponseSink:
 
 
 def export_query(org_id: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The filter, built only from validated parts: the dataset's _id range, and a
-    date range on a column the dataset is known to have."""
+    """The filter, built only from validated parts: the dataset's _id range, the
+    imports whose rows it reads (completed ones, fixed when the export was
+    created), and a date range on a column the dataset is known to have."""
     query: dict[str, Any] = {
         "_id": prefix_range(dataset_prefix(org_id, params["dataset"])),
         "org_id": org_id,
         "dataset": params["dataset"],
+        "job_id": {"$in": params.get("jobs", [])},
     }
     if params.get("date_field"):
         bounds: dict[str, Any] = {}
@@ -121,7 +122,8 @@ async def run(ctx: JobContext) -> None:
     sink: Sink
     if ctx.sink is None:
         file_id = ObjectId(params["file_id"])
-        await ctx.db.exports.delete(file_id)  # what an earlier attempt left
+        async with ctx.fenced():
+            await ctx.db.exports.delete(file_id)  # what an earlier attempt left
         grid = ctx.db.exports.writer(file_id, params["filename"], {"org_id": ctx.org_id, "job_id": ctx.job_id})
         sink = grid
     else:
@@ -129,7 +131,11 @@ async def run(ctx: JobContext) -> None:
 
     async def emit(data: bytes) -> None:
         try:
-            await sink.write(data)
+            if grid is not None:
+                async with ctx.fenced():  # GridFS chunks are data writes
+                    await sink.write(data)
+            else:
+                await sink.write(data)
         except DISCONNECTED:
             await ctx.terminate_self("the client disconnected")
         progress["bytes"] += len(data)
@@ -170,7 +176,8 @@ async def run(ctx: JobContext) -> None:
                 break
         progress["total"] = progress["processed"]
         if grid is not None:
-            await grid.close()
+            async with ctx.fenced():
+                await grid.close()
             grid = None
         progress["percent"] = 100.0
     finally:
@@ -185,12 +192,13 @@ async def rollback(ctx: JobContext) -> None:
     """Terminate: the partial (or finished) file goes; a streamed export has
     nothing stored."""
     if ctx.sink is None and ctx.params.get("file_id"):
-        await ctx.db.exports.delete(ObjectId(ctx.params["file_id"]))
+        async with ctx.fenced():
+            await ctx.db.exports.delete(ObjectId(ctx.params["file_id"]))
 
 
 async def cleanup(ctx: JobContext) -> None:
-    if ctx.outcome is JobState.FAILED:
-        await rollback(ctx)
+    """A completed export keeps its file (its result); a failed one's partial
+    file is replaced when it is retried and deleted when it is terminated."""
 
 
 KIND = Kind(name="export", run=run, rollback=rollback, cleanup=cleanup)

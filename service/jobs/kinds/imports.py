@@ -13,14 +13,14 @@ from pymongo.errors import BulkWriteError
 
 from ...csvio.records import Position, Record, RecordReader
 from ...csvio.schema import CONVERTERS
-from ...store.records import job_prefix, record_id, row_id
-from ..model import utcnow
+from ...store.writes import DUPLICATE_KEY, raise_write_concern_errors
+from ...store.records import job_prefix, prefix_range, record_id, row_id
+from ..model import JobState, utcnow
 from ..runner import JobContext, Kind
 
 # Rows per delete command: bounded for progress, and below SQLite's limit of
 # 32,766 variables per statement, which FerretDB hits on larger deletes.
 ROLLBACK_ROWS = 30_000
-DUPLICATE_KEY = 11000
 
 
 class RowBuilder:
@@ -74,12 +74,15 @@ async def insert_idempotent(
     collection: AsyncCollection, docs: list[RawBSONDocument], sources: list[Record]
 ) -> list[dict[str, Any]]:
     """insert_many that treats duplicate keys (a replayed batch) as done and turns
-    any other rejected document into a row error, keeping the rest of the batch."""
+    any other rejected document into a row error, keeping the rest of the batch.
+    A write-concern error is never success: it is raised, and the batch is
+    sent again (it is idempotent)."""
     if not docs:
         return []
     try:
         await collection.insert_many(docs, ordered=False)
     except BulkWriteError as exc:
+        raise_write_concern_errors(exc)
         errors = []
         for write_error in exc.details.get("writeErrors", []):
             if write_error.get("code") == DUPLICATE_KEY:
@@ -117,6 +120,10 @@ async def run(ctx: JobContext) -> None:
     fail_fast = params["on_error"] == "fail"
     in_flight: _Batch | None = None
 
+    async def insert(docs: list[RawBSONDocument], sources: list[Record]) -> list[dict[str, Any]]:
+        async with ctx.fenced():
+            return await insert_idempotent(ctx.db.records, docs, sources)
+
     def send(
         docs: list[RawBSONDocument],
         sources: list[Record],
@@ -124,8 +131,7 @@ async def run(ctx: JobContext) -> None:
         position: dict[str, int],
         errors: list[dict[str, Any]],
     ) -> _Batch:
-        insert = asyncio.create_task(insert_idempotent(ctx.db.records, docs, sources))
-        return _Batch(processed, position, errors, insert)
+        return _Batch(processed, position, errors, asyncio.create_task(insert(docs, sources)))
 
     async def land(batch: _Batch) -> list[dict[str, Any]]:
         """Waits for the batch's insert, counts it and applies the row-error
@@ -192,8 +198,10 @@ async def rollback(ctx: JobContext) -> None:
     """Delete every row the job inserted, in ranges of its deterministic _ids
     (a primary-key range on MongoDB), with progress; resumable from the range it
     reached. Rows are written at most two batches past the last checkpoint
-    (batch k+1 is sent while batch k's checkpoint is being written), and a
-    final sweep by the job_id tag catches anything else."""
+    (batch k+1 is sent while batch k's checkpoint is being written); a final
+    sweep over the job's whole _id prefix (still the primary key) catches
+    anything else. Every delete is fenced by the job's lease."""
+    ctx.inject_fault("rollback")
     records = ctx.db.records
     progress = ctx.progress
     progress.setdefault("rolled_back", 0)
@@ -203,24 +211,32 @@ async def rollback(ctx: JobContext) -> None:
     first = progress.get("rollback_next_row", 1)
     while first <= last_row:
         upto = first + ROLLBACK_ROWS
-        result = await records.delete_many(
-            {
-                "_id": {
-                    "$gte": record_id(ctx.org_id, dataset, ctx.job_id, first),
-                    "$lt": record_id(ctx.org_id, dataset, ctx.job_id, upto),
-                },
-                "job_id": ctx.job_id,
-            }
-        )
+        async with ctx.fenced():
+            result = await records.delete_many(
+                {
+                    "_id": {
+                        "$gte": record_id(ctx.org_id, dataset, ctx.job_id, first),
+                        "$lt": record_id(ctx.org_id, dataset, ctx.job_id, upto),
+                    },
+                }
+            )
         progress["rolled_back"] += result.deleted_count
         progress["rollback_next_row"] = first = upto
         await ctx.checkpoint()
-    result = await records.delete_many({"job_id": ctx.job_id, "org_id": ctx.org_id})
+    async with ctx.fenced():
+        result = await records.delete_many({"_id": prefix_range(job_prefix(ctx.org_id, dataset, ctx.job_id))})
     progress["rolled_back"] += result.deleted_count
-    await cleanup(ctx)
+    await delete_upload(ctx)
 
 
 async def cleanup(ctx: JobContext) -> None:
+    """A completed import's upload is no longer needed; a failed one's is kept
+    for a retry (it goes when the job is terminated)."""
+    if ctx.outcome is not JobState.FAILED:
+        await delete_upload(ctx)
+
+
+async def delete_upload(ctx: JobContext) -> None:
     await ctx.db.uploads.delete(ObjectId(ctx.params["file_id"]))
 
 

@@ -1,6 +1,6 @@
 """Bulk team creation: stream the stored sheet, create teams and users batch by
-batch (see service/teams/batch.py for the write order); roll back by
-restoring before-images and deleting what the job created."""
+batch (see service/teams/batch.py for the write order); roll back with
+compensating updates and by deleting what the job created."""
 from __future__ import annotations
 
 from collections import Counter
@@ -8,18 +8,11 @@ from collections import Counter
 from bson import ObjectId
 
 from ...csvio.records import Position, RecordReader
-from ...teams.batch import (
-    apply_batch,
-    check_batch,
-    delete_created_users,
-    delete_teams,
-    drop_undo_log,
-    restore_users,
-)
+from ...teams.batch import Undo, apply_batch, check_batch, drop_undo_log
 from ...teams.rows import RowError, RowParser
 from ..model import JobState, utcnow
 from ..runner import JobContext, Kind
-from .imports import cleanup as delete_upload
+from .imports import delete_upload
 
 COUNTERS = ("processed", "teams_created", "users_created", "users_updated", "failed")
 
@@ -49,7 +42,7 @@ async def run(ctx: JobContext) -> None:
                 rows = [r for r in rows if r.row < first_bad]
                 errors = errors[:1]
                 processed = first_bad - records[0].row + 1
-            applied = await apply_batch(db, org_id, ctx.job_id, rows, users, utcnow())
+            applied = await apply_batch(db, org_id, ctx.job_id, rows, users, utcnow(), ctx.fenced)
 
             progress["processed"] += processed
             progress["failed"] += len(errors)
@@ -67,31 +60,34 @@ async def run(ctx: JobContext) -> None:
 
 async def rollback(ctx: JobContext) -> None:
     """Three resumable phases, each a loop of chunks with a checkpoint between:
-    restore the before-images (each undo entry is dropped once applied), delete
-    the users the job created, delete its teams."""
-    db, org_id, job_id, progress = ctx.db, ctx.org_id, ctx.job_id, ctx.progress
+    compensate the existing users the job changed (each undo entry is dropped
+    once applied), take the job's teams out of the users it created and delete
+    those left empty, delete its teams."""
+    ctx.inject_fault("rollback")
+    progress = ctx.progress
     for key in ("users_restored", "users_deleted", "users_kept", "teams_deleted"):
         progress.setdefault(key, 0)
-    while (restored := await restore_users(db, job_id)) is not None:
-        progress["users_restored"] += restored[0]
-        progress["users_kept"] += restored[1]
+    undo = Undo(ctx.db, ctx.org_id, ctx.job_id, ctx.fenced)
+    while (changed := await undo.changed_users()) is not None:
+        progress["users_restored"] += changed[0]
+        progress["users_deleted"] += changed[1]
         await ctx.checkpoint()
-    while (chunk := await delete_created_users(db, org_id, job_id, progress.get("rollback_users_after", ""))) is not None:
+    while (chunk := await undo.created_users(progress.get("rollback_users_after", ""))) is not None:
         progress["rollback_users_after"], deleted, kept = chunk
         progress["users_deleted"] += deleted
         progress["users_kept"] += kept
         await ctx.checkpoint()
-    while (deleted := await delete_teams(db, org_id, job_id)) is not None:
+    while (deleted := await undo.teams()) is not None:
         progress["teams_deleted"] += deleted
         await ctx.checkpoint()
-    await cleanup(ctx)
+    await delete_upload(ctx)
 
 
 async def cleanup(ctx: JobContext) -> None:
-    """The upload goes once the job is over; the before-images only once it can no
-    longer be terminated (a failed job still can)."""
-    await delete_upload(ctx)
+    """A completed job's upload and undo entries go (it can no longer be
+    terminated); a failed job keeps both, for a retry or a terminate."""
     if ctx.outcome is JobState.COMPLETED:
+        await delete_upload(ctx)
         await drop_undo_log(ctx.db, ctx.job_id)
 
 
