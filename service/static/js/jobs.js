@@ -5,7 +5,7 @@ import { JobCard, isActive } from "./jobcard.js";
 import { follow } from "./live.js";
 import { clear, h, problemText } from "./ui.js";
 
-export const STATES = ["queued", "running", "paused", "terminating", "completed", "terminated", "failed"];
+export const STATES = ["queued", "running", "pausing", "paused", "terminating", "completed", "terminated", "failed"];
 export const KINDS = ["import", "export", "teams"];
 const ACTIVE_FILTER = ["queued", "running", "pausing", "paused", "terminating"];
 const PAGE = 25;
