@@ -176,7 +176,11 @@ class JobManager:
                 async with asyncio.timeout(self.settings.job_poll_seconds):
                     await self._wake.wait()
             except TimeoutError:
-                pass
+                # Python 3.11's timeout can turn a cancel that arrives as it
+                # expires into TimeoutError; a cancelled loop must still end.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from None
             self._wake.clear()
             try:
                 await self._tick()
