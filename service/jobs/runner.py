@@ -356,6 +356,11 @@ class Runner:
         except JobFailed as failure:
             await asyncio.shield(self._fail(ctx, str(failure), failure.retryable))
         except Exception as exc:  # a bug, or a database error that is not an outage
+            try:
+                await self._still_ours()  # a lost job's files may be gone: not a crash of ours
+            except JobStopped as stop:
+                log.info("job %s left this replica: %s (after %s: %s)", self.job_id, stop, type(exc).__name__, exc)
+                return
             log.exception("job %s crashed", self.job_id)
             await asyncio.shield(self._fail(ctx, f"internal error: {type(exc).__name__}: {exc}", True))
         finally:
@@ -410,7 +415,16 @@ class Runner:
                 log.warning("job %s: database unavailable (%s); retrying in %.1f s", self.job_id, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_DELAY)
+                await self._still_ours()
                 self.raise_if_stopping(ctx.rolling_back)
+
+    async def _still_ours(self) -> None:
+        """Before running again after an error: is the job still this runner's?
+        A replica that stalled past its lease finds here that another took it."""
+        with contextlib.suppress(PyMongoError):
+            await self.refresh()
+        if self.lost:
+            raise JobStopped("another replica owns this job now")
 
     async def _run_to_completion(self, ctx: JobContext) -> None:
         await self.kind.run(ctx)

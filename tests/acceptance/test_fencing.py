@@ -20,7 +20,8 @@ from ..procs import ServiceProcess
 from .api import FAST
 from .test_replicas import assert_each_row_once, finishes_exactly, import_on_two_replicas
 
-N = 200_000
+N = 200_000  # the issue's size, for the stall of an import
+SMALLER = 60_000  # elsewhere: enough batches to act on, quick to count on FerretDB
 LEASE = float(FAST["JOB_LEASE_SECONDS"])
 
 
@@ -44,6 +45,7 @@ async def stall_owner_until_adopted(api, owner: ServiceProcess, survivor: Servic
     return await api.wait(survivor, job_id, lambda j: j["owner"] == survivor.name, "adoption", timeout=LEASE * 10)
 
 
+@pytest.mark.timeout(900)
 async def test_a_stalled_owner_that_wakes_after_adoption_writes_nothing_and_gives_the_job_up(spawn, api, store):
     job, owner, survivor = await import_on_two_replicas(spawn, api, N, 20_000, batch_size=500)
     adopted = await stall_owner_until_adopted(api, owner, survivor, job["id"])
@@ -57,11 +59,12 @@ async def test_a_stalled_owner_that_wakes_after_adoption_writes_nothing_and_give
     await assert_each_row_once(store["records"], job["id"], N)
 
 
+@pytest.mark.timeout(900)
 async def test_a_stalled_owner_that_wakes_after_its_job_was_rolled_back_brings_no_row_back(spawn, api, store):
     """The strongest check that nothing is written after an adoption: the job's
     rows are all deleted by the adopter before the stalled owner wakes up, so
     any batch it sent afterwards would show."""
-    job, owner, survivor = await import_on_two_replicas(spawn, api, N, 20_000, batch_size=500)
+    job, owner, survivor = await import_on_two_replicas(spawn, api, SMALLER, 10_000, batch_size=500)
     await stall_owner_until_adopted(api, owner, survivor, job["id"])
     await api.control(survivor, job["id"], "terminate")
     await api.wait(survivor, job["id"], lambda j: j["state"] == "terminated", "the rollback", timeout=300)
@@ -74,8 +77,9 @@ async def test_a_stalled_owner_that_wakes_after_its_job_was_rolled_back_brings_n
     assert (await api.job(owner, job["id"]))["state"] == "terminated"
 
 
+@pytest.mark.timeout(900)
 async def test_a_stalled_owner_of_a_rollback_wakes_to_find_it_finished_and_writes_nothing(spawn, api, store):
-    job, owner, survivor = await import_on_two_replicas(spawn, api, N, 60_000, batch_size=500)
+    job, owner, survivor = await import_on_two_replicas(spawn, api, SMALLER, 20_000, batch_size=500)
     await api.control(survivor, job["id"], "terminate")
     await api.wait(survivor, job["id"], lambda j: j["state"] == "terminating" and j["owner"] == owner.name)
     await stall_owner_until_adopted(api, owner, survivor, job["id"])
@@ -87,8 +91,9 @@ async def test_a_stalled_owner_of_a_rollback_wakes_to_find_it_finished_and_write
     assert (await api.job(owner, job["id"]))["state"] == "terminated"
 
 
+@pytest.mark.timeout(900)
 async def test_kill_9_during_a_rollback_that_has_started_is_finished_by_the_other_replica(spawn, api, store):
-    job, owner, survivor = await import_on_two_replicas(spawn, api, N, 100_000, batch_size=1000)
+    job, owner, survivor = await import_on_two_replicas(spawn, api, N // 2, 60_000, batch_size=1000)
     await api.control(survivor, job["id"], "terminate")
     mid = await api.wait(
         survivor,
@@ -106,7 +111,7 @@ async def test_kill_9_during_a_rollback_that_has_started_is_finished_by_the_othe
 
 @pytest.mark.parametrize("to", ["owner", "other"])
 async def test_a_paused_import_writes_nothing_once_it_shows_paused(spawn, api, store, to):
-    job, owner, other = await import_on_two_replicas(spawn, api, N, 2_000, batch_size=500)
+    job, owner, other = await import_on_two_replicas(spawn, api, SMALLER, 2_000, batch_size=500)
     target = owner if to == "owner" else other
     pausing = await api.control(target, job["id"], "pause")
     assert pausing["state"] == "pausing"
@@ -122,9 +127,10 @@ async def test_a_paused_import_writes_nothing_once_it_shows_paused(spawn, api, s
         assert await store["records"].count_documents({"job_id": job["id"]}) == stopped_at
         await asyncio.sleep(0.1)
     await api.control(other, job["id"], "resume")
-    await finishes_exactly(api, owner, store["records"], job["id"], N)
+    await finishes_exactly(api, owner, store["records"], job["id"], SMALLER)
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("to", ["owner", "other"])
 async def test_a_paused_export_writes_nothing_once_it_shows_paused(spawn, api, store, to):
     a, b = spawn("a", **FAST), spawn("b", **FAST)
@@ -159,7 +165,7 @@ async def test_a_database_away_longer_than_db_retry_seconds_fails_the_job_and_re
     database = DevDatabase()
     database.start()
     uri = with_database(database.uri, "outage")
-    env = {**FAST, "DB_RETRY_SECONDS": "3", "DB_TIMEOUT_SECONDS": "2"}
+    env = {**FAST, "DB_RETRY_SECONDS": "3", "DB_TIMEOUT_SECONDS": "2"}  # fail fast on purpose
     proc = ServiceProcess(uri, tmp_path, "svc", **env).start()
     client = AsyncMongoClient(uri)
     rows = 50_000
@@ -212,6 +218,7 @@ async def test_a_rollback_that_always_fails_backs_off_and_frees_the_orgs_slot_af
     assert 'collect_jobs_rollback_failures_total{kind="import"}' in text
 
 
+@pytest.mark.timeout(900)
 async def test_two_replicas_never_run_two_imports_of_an_org_limited_to_one(spawn, api, store):
     a = spawn("a", MAX_IMPORTS_PER_ORG="1", **FAST)
     b = spawn("b", MAX_IMPORTS_PER_ORG="1", **FAST)
