@@ -87,13 +87,23 @@ class JobContext:
         self._rate_since = (time.monotonic(), self.progress.get("processed", 0))
 
     @contextlib.asynccontextmanager
-    async def fenced(self) -> AsyncIterator[None]:
+    async def fenced(self, undo: bool = False) -> AsyncIterator[None]:
         """Every data write goes inside: it is sent only while this replica's
         lease is valid by its own clock (with a margin), and it carries a
         deadline (PyMongo's timeout, sent as maxTimeMS) that ends before the
         lease can expire. A replica that stalls and wakes up after losing the
-        job therefore sends nothing: the driver refuses an expired deadline."""
+        job therefore sends nothing: the driver refuses an expired deadline.
+
+        ``undo=True`` (a rollback's deletes and compensating updates): sent only
+        with a valid lease too, but with the ordinary operation deadline
+        (DB_TIMEOUT_SECONDS), because such a write may take longer than a
+        lease on a slow database and is harmless if it lands late: a job being
+        rolled back can only be rolled back further, and each undo write is
+        idempotent and guarded by the values it removes."""
         left = await self._runner.lease_left()
+        if undo:
+            yield
+            return
         with pymongo.timeout(left):
             yield
 

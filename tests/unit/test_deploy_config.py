@@ -51,3 +51,15 @@ def test_the_chart_gives_the_service_time_to_hand_its_jobs_back():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["terminationGracePeriodSeconds"] > values["config"]["shutdownGraceSeconds"] + 5
     assert values["config"]["jobLeaseSeconds"] >= 2 * values["config"]["jobPollSeconds"]
+
+
+def test_the_compose_file_runs_the_image_under_the_charts_security_context():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    service = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["collect-jobs"]
+    pod, container = values["podSecurityContext"], values["securityContext"]
+    assert service["user"] == f"{pod['runAsUser']}:{pod['runAsGroup']}"
+    assert service["read_only"] is container["readOnlyRootFilesystem"] is True
+    assert [t.split(":")[0] for t in service["tmpfs"]] == ["/tmp"]  # the chart's one emptyDir
+    assert service["cap_drop"] == container["capabilities"]["drop"]
+    assert ("no-new-privileges:true" in service["security_opt"]) is (container["allowPrivilegeEscalation"] is False)
+    assert service["environment"]["PORT"] == "8080" and "8080:8080" in service["ports"]

@@ -192,7 +192,7 @@ async def rollback(ctx: JobContext) -> None:
     """Terminate: the partial (or finished) file goes; a streamed export has
     nothing stored."""
     if ctx.sink is None and ctx.params.get("file_id"):
-        async with ctx.fenced():
+        async with ctx.fenced(undo=True):
             await ctx.db.exports.delete(ObjectId(ctx.params["file_id"]))
 
 

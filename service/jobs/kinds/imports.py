@@ -211,7 +211,7 @@ async def rollback(ctx: JobContext) -> None:
     first = progress.get("rollback_next_row", 1)
     while first <= last_row:
         upto = first + ROLLBACK_ROWS
-        async with ctx.fenced():
+        async with ctx.fenced(undo=True):
             result = await records.delete_many(
                 {
                     "_id": {
@@ -223,7 +223,7 @@ async def rollback(ctx: JobContext) -> None:
         progress["rolled_back"] += result.deleted_count
         progress["rollback_next_row"] = first = upto
         await ctx.checkpoint()
-    async with ctx.fenced():
+    async with ctx.fenced(undo=True):
         result = await records.delete_many({"_id": prefix_range(job_prefix(ctx.org_id, dataset, ctx.job_id))})
     progress["rolled_back"] += result.deleted_count
     await delete_upload(ctx)

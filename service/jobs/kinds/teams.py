@@ -3,6 +3,7 @@ batch (see service/teams/batch.py for the write order); roll back with
 compensating updates and by deleting what the job created."""
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 from bson import ObjectId
@@ -67,7 +68,7 @@ async def rollback(ctx: JobContext) -> None:
     progress = ctx.progress
     for key in ("users_restored", "users_deleted", "users_kept", "teams_deleted"):
         progress.setdefault(key, 0)
-    undo = Undo(ctx.db, ctx.org_id, ctx.job_id, ctx.fenced)
+    undo = Undo(ctx.db, ctx.org_id, ctx.job_id, functools.partial(ctx.fenced, undo=True))
     while (changed := await undo.changed_users()) is not None:
         progress["users_restored"] += changed[0]
         progress["users_deleted"] += changed[1]
