@@ -6,6 +6,7 @@ import sys
 
 from aiohttp import web
 
+from . import logs
 from .app import create_app
 from .settings import ConfigError, Settings
 
@@ -16,11 +17,10 @@ def main() -> int:
     except ConfigError as error:
         print(f"collect-jobs: configuration error: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stdout,
-    )
+    fmt = settings.log_format
+    if fmt == "auto":
+        fmt = "text" if sys.stdout.isatty() else "json"
+    logs.configure(settings.log_level, fmt)
     # aiohttp owns the signals: SIGTERM/SIGINT run the cleanup contexts, where the
     # job manager checkpoints and releases its jobs within SHUTDOWN_GRACE_SECONDS.
     web.run_app(

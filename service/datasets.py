@@ -21,6 +21,7 @@ class Dataset:
     types: dict[str, str]  # column -> type, for typed columns
     rows: int  # rows its imports inserted
     jobs: list[str]  # the imports whose rows it holds, oldest first
+    row_bytes: int = 0  # the widest average row of its imports' files, in bytes (sizes export cursor replies)
 
 
 async def describe(db: Database, org_id: str, name: str, states: tuple[JobState, ...] = COMMITTED) -> Dataset | None:
@@ -28,15 +29,18 @@ async def describe(db: Database, org_id: str, name: str, states: tuple[JobState,
     no such import (another org's is not visible)."""
     cursor = db.jobs.find(
         {"org_id": org_id, "kind": "import", "params.dataset": name, "state": {"$in": [s.value for s in states]}},
-        {"params.columns": 1, "params.types": 1},
+        {"params.columns": 1, "params.types": 1, "params.file_bytes": 1, "params.rows": 1},
         sort=[("_id", 1)],
     )
     columns: dict[str, None] = {}
     types: dict[str, str] = {}
     ids = []
+    row_bytes = 0
     async for job in cursor:
         ids.append(job["_id"])
         params = job.get("params", {})
+        if params.get("rows"):
+            row_bytes = max(row_bytes, -(-params.get("file_bytes", 0) // params["rows"]))
         for column in params.get("columns", []):
             columns.setdefault(column, None)
         for column, kind in params.get("types", {}).items():
@@ -46,4 +50,4 @@ async def describe(db: Database, org_id: str, name: str, states: tuple[JobState,
     rows = 0
     async for run in db.job_progress.find({"_id": {"$in": ids}, "org_id": org_id}, {"progress.inserted": 1}):
         rows += (run.get("progress") or {}).get("inserted", 0)
-    return Dataset(name, list(columns), types, rows, ids)
+    return Dataset(name, list(columns), types, rows, ids, row_bytes)

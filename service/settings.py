@@ -63,6 +63,13 @@ class Settings:
     db_retry_seconds: float = 60.0
     replica_id: str = ""
     default_phone_region: str = "US"
+    batch_max_bytes: int = 2 * 1024 * 1024
+    log_format: str = "auto"
+    max_event_streams_per_org: int = 100
+    result_retention_days: float = 7.0
+    job_retention_days: float = 30.0
+    retention_sweep_seconds: float = 3600.0
+    guard_rows: int = 1000
     db_timeout_seconds: float = 30.0
     rollback_give_up_seconds: float = 600.0
     max_queued_per_org: int = 100
@@ -91,6 +98,8 @@ class Settings:
             field, value = parse(name, raw.strip())
             values[field] = value
         settings = cls(**values)
+        if settings.result_retention_days > settings.job_retention_days:
+            raise ConfigError("RESULT_RETENTION_DAYS must not be more than JOB_RETENTION_DAYS: a job's result goes with the job")
         if settings.job_poll_seconds * 2 > settings.job_lease_seconds - settings.lease_margin_seconds:
             raise ConfigError(
                 "JOB_LEASE_SECONDS must leave room for two renewals (JOB_POLL_SECONDS) before its safety margin "
@@ -137,6 +146,28 @@ def _choice(field: str, choices: tuple[str, ...]) -> Callable[[str, str], tuple[
     return parse
 
 
+def _lower_choice(field: str, choices: tuple[str, ...]) -> Callable[[str, str], tuple[str, str]]:
+    def parse(name: str, raw: str) -> tuple[str, str]:
+        if raw.lower() not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        return field, raw.lower()
+
+    return parse
+
+
+def _days(field: str) -> Callable[[str, str], tuple[str, float]]:
+    def parse(name: str, raw: str) -> tuple[str, float]:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number of days, got {raw!r}") from None
+        if not 0 < value <= 36500:
+            raise ConfigError(f"{name} must be more than 0 and at most 36500 days, got {raw}")
+        return field, value
+
+    return parse
+
+
 def _pattern(field: str, pattern: str, what: str) -> Callable[[str, str], tuple[str, str]]:
     def parse(name: str, raw: str) -> tuple[str, str]:
         if not re.fullmatch(pattern, raw):
@@ -179,6 +210,13 @@ _READERS: dict[str, Callable[[str, str], tuple[str, Any]]] = {
     "DB_RETRY_SECONDS": _seconds("db_retry_seconds", 0, 86400),
     "REPLICA_ID": _pattern("replica_id", r"[A-Za-z0-9_.-]{1,128}", "1-128 letters, digits, '_', '.' or '-'"),
     "DEFAULT_PHONE_REGION": _region,
+    "BATCH_MAX_BYTES": _int("batch_max_bytes", 64 * 1024, 1024 * 1024 * 1024),
+    "LOG_FORMAT": _lower_choice("log_format", ("auto", "json", "text")),
+    "MAX_EVENT_STREAMS_PER_ORG": _int("max_event_streams_per_org", 1, 100_000),
+    "RESULT_RETENTION_DAYS": _days("result_retention_days"),
+    "JOB_RETENTION_DAYS": _days("job_retention_days"),
+    "RETENTION_SWEEP_SECONDS": _seconds("retention_sweep_seconds", 1, 86400),
+    "GUARD_ROWS": _int("guard_rows", 10, 100_000),
     "DB_TIMEOUT_SECONDS": _seconds("db_timeout_seconds", 1, 3600),
     "ROLLBACK_GIVE_UP_SECONDS": _seconds("rollback_give_up_seconds", 0, 86400 * 7),
     "MAX_QUEUED_PER_ORG": _int("max_queued_per_org", 1, 1_000_000),

@@ -13,6 +13,11 @@ from service.settings import MongoSettings, Settings
 from service.store.db import Database
 
 from .devdb import DevDatabase, database_server, with_database
+from .index_coverage import QueryRecorder
+
+# Every filter the apps of this test run send, checked after each test: each
+# must be served by an index on MongoDB (see index_coverage.py).
+SUITE_QUERIES = QueryRecorder()
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +56,7 @@ async def db(mongo) -> AsyncIterator[Database]:
 @pytest.fixture
 def make_client(aiohttp_client, settings, db) -> Callable[..., Awaitable[TestClient]]:
     async def make(**overrides: Any) -> TestClient:
-        return await aiohttp_client(create_app(settings.replace(**overrides)))
+        return await aiohttp_client(create_app(settings.replace(**overrides), command_listeners=[SUITE_QUERIES]))
 
     return make
 
@@ -66,3 +71,25 @@ async def no_job_task_left_behind() -> AsyncIterator[None]:
     yield
     leftovers = [t for t in asyncio.all_tasks() if t.get_name().startswith("job") and not t.done()]
     assert not leftovers, f"tasks still running after the test: {leftovers}"
+
+
+@pytest.fixture(autouse=True)
+def every_query_has_an_index() -> Iterator[None]:
+    """Fails the test that first sends a filter no index serves, naming it."""
+    SUITE_QUERIES.take_new()
+    yield
+    problems = SUITE_QUERIES.unserved(SUITE_QUERIES.take_new())
+    assert not problems, "queries without an index:\n" + "\n".join(problems)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After a whole run of the in-process tests, every declared index must
+    have served some query: an unused index only slows writes."""
+    config = session.config
+    whole = not config.option.keyword and not config.option.markexpr and config.args in ([], ["tests"], [str(config.rootpath / "tests")])
+    if not whole or exitstatus != 0 or not SUITE_QUERIES.seen:
+        return
+    unused = SUITE_QUERIES.unused_indexes()
+    if unused:
+        print(f"\nindexes no query of the test suite used: {', '.join(unused)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -37,7 +37,7 @@ class ServiceProcess:
             [sys.executable, "-m", "service"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
-        wait_for_port(self.port, timeout=30, process=self.process)
+        wait_for_port(self.port, timeout=120, process=self.process)  # a busy machine starts slowly
         return self
 
     def signal(self, sig: int) -> None:

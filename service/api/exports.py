@@ -97,6 +97,7 @@ async def export_params(request: web.Request, spec: dict[str, Any]) -> dict[str,
         "types": {c: dataset.types[c] for c in fields if c in dataset.types},
         "neutralize": neutralize,
         "batch_size": batch_size,
+        "row_bytes": dataset.row_bytes,
         # The imports whose rows it reads, fixed when the export is created.
         "jobs": dataset.jobs,
         "include_failed": include_failed,

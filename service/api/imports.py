@@ -1,25 +1,49 @@
 """POST /api/v1/jobs/import: stream a CSV upload into GridFS and queue its import."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import BodyPartReader, web
 from bson import ObjectId
 
-from ..csvio.records import RecordCounter
-from ..csvio.schema import HEADER_LIMIT, Header, parse_header, parse_types, resolve_types
+from ..csvio.records import Record, RecordCounter, RecordReader
+from ..csvio.schema import (
+    HEADER_LIMIT,
+    Header,
+    header_end,
+    parse_header,
+    parse_null_values,
+    parse_types_param,
+    resolve_types,
+    split_specs,
+)
 from ..errors import BadRequest, InvalidCsv, PayloadTooLarge, UnsupportedMediaType
 from ..jobs.model import new_job_id
+from ..profiles import store as profiles
+from ..profiles.findings import compare_header
+from ..profiles.guard import GUARDS
+from ..profiles.review import FirstRows, ImportReview
 from ..store.files import store_stream
 from ..typedefs import DB_KEY, MANAGER_KEY, SETTINGS_KEY
-from .common import dataset_param, error_policy, int_param, job_response, org_of
+from .common import (
+    bool_param,
+    choice_param,
+    dataset_param,
+    error_policy,
+    int_param,
+    job_response,
+    json_response,
+    org_of,
+)
 
 CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"})
 READ_CHUNK = 64 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
 MAX_BATCH = 10_000
+DRY_RUN_BATCH = 1000
+HEADER_MODES = ("any", "match")
 
 
 @dataclass
@@ -69,6 +93,55 @@ def too_large(max_bytes: int) -> PayloadTooLarge:
     return PayloadTooLarge(
         f"The upload is larger than the limit of {max_bytes} bytes (MAX_UPLOAD_BYTES).", limit=max_bytes
     )
+
+
+class StreamedBody:
+    """``read(n)`` over the request's chunks, for a CSV read once and never stored."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], max_bytes: int) -> None:
+        self._chunks = chunks
+        self._max = max_bytes
+        self._pending = b""
+        self.size = 0
+        self.eof = False
+
+    async def head(self) -> bytes:
+        """The first bytes, up to and including the header record."""
+        head = bytearray()
+        while not self.eof and len(head) < HEADER_LIMIT and header_end(bytes(head), False) is None:
+            head += await self._next()
+        self._pending = bytes(head)
+        return self._pending[:HEADER_LIMIT]
+
+    def skip(self, size: int) -> None:
+        """Drops the first ``size`` bytes of what head() returned (the header)."""
+        self._pending = self._pending[size:]
+
+    async def header(self) -> Header:
+        """Reads and checks the header; read() then returns the data records' bytes."""
+        head = await self.head()
+        if not head:
+            raise InvalidCsv("The request body is empty; send a CSV file with a header row.")
+        header = parse_header(head, complete=self.eof)
+        self.skip(header.data_start.offset)
+        return header
+
+    async def read(self, size: int) -> bytes:
+        if self._pending:
+            chunk, self._pending = self._pending, b""
+            return chunk
+        return await self._next()
+
+    async def _next(self) -> bytes:
+        try:
+            chunk = await anext(self._chunks)
+        except StopAsyncIteration:
+            self.eof = True
+            return b""
+        self.size += len(chunk)
+        if self.size > self._max:
+            raise too_large(self._max)
+        return chunk
 
 
 @dataclass
@@ -131,37 +204,106 @@ async def receive_csv(
     return Upload(stored.file_id, stored.size, filename, header, rows)
 
 
+@dataclass(frozen=True)
+class ImportOptions:
+    """The query parameters that say how rows are read, checked and typed."""
+
+    dataset: str
+    types: dict[str, str]  # column as named in the request -> type spec
+    auto: bool
+    null_values: list[str]
+    guard: str
+    header: str
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str]) -> ImportOptions:
+        types, auto = parse_types_param(query.get("types", ""))
+        return cls(
+            dataset=dataset_param(query.get("dataset")),
+            types=types,
+            auto=auto,
+            null_values=parse_null_values(query.get("null_values")),
+            guard=choice_param(query, "guard", GUARDS, "warn"),
+            header=choice_param(query, "header", HEADER_MODES, "any"),
+        )
+
+    def check_header(self, header: Header, imports: list[dict[str, Any]]) -> dict[str, str]:
+        """The typed columns by stored name; with header=match, a 400 naming the
+        differences unless the header is the dataset's columns in its order."""
+        if self.header == "match" and imports:
+            expected = imports[-1]["columns"]
+            if header.columns != expected:
+                differences = compare_header(header.columns, imports)
+                said = [f"{name}: {', '.join(differences[name])}" for name in ("missing", "added") if differences[name]]
+                if differences["reordered"]:
+                    said.append("the columns are in another order")
+                raise InvalidCsv(
+                    f"header=match: the header is not the dataset's columns ({', '.join(expected)}); "
+                    + "; ".join(said) + ".",
+                    parameter="header",
+                    expected=expected,
+                    found=header.columns,
+                    missing=differences["missing"],
+                    added=differences["added"],
+                    reordered=differences["reordered"],
+                )
+        return resolve_types(self.types, header)
+
+
 async def create_import(request: web.Request) -> web.Response:
     """Accepts the upload (202) once it is stored and its header checked; the
-    rows are imported by the job, which reports row errors by line number."""
-    manager = request.app[MANAGER_KEY]
+    rows are imported by the job, which reports row errors by line number.
+    With dry_run=true, reads the file instead and answers 200 with what it found."""
+    settings, db, manager = request.app[SETTINGS_KEY], request.app[DB_KEY], request.app[MANAGER_KEY]
     org_id = org_of(request)
     query = request.query
-    dataset = dataset_param(query.get("dataset"))
-    types = parse_types(query.get("types", ""))
+    options = ImportOptions.from_query(query)
     batch_size = int_param(query, "batch_size", 1000, 1, MAX_BATCH)
     on_error, max_errors = error_policy(query)
+    if bool_param(query, "dry_run", False):
+        return await dry_run(request, org_id, options)
+    imports = await profiles.history(db.profiles, org_id, options.dataset) if options.header == "match" else []
 
     job_id = new_job_id()
-    typed: dict[str, str] = {}
+    specs: dict[str, str] = {}
 
     def check(header: Header) -> None:
-        typed.update(resolve_types(types, header))
+        specs.update(options.check_header(header, imports))
 
     await manager.check_queue_quota(org_id)
-    upload = await receive_csv(request, {"org_id": org_id, "job_id": job_id, "dataset": dataset}, check)
+    upload = await receive_csv(request, {"org_id": org_id, "job_id": job_id, "dataset": options.dataset}, check)
     header = upload.header
+    inferred: dict[str, str] = {}
+    if options.auto:
+        first = FirstRows(header.columns, specs, options.null_values, settings.guard_rows)
+        try:
+            source = await db.uploads.reader(upload.file_id, header.data_start.offset)
+            try:
+                await first.read(source.read, header.data_start)
+            finally:
+                await source.close()
+        except BaseException:
+            await db.uploads.delete(upload.file_id)
+            raise
+        specs = inferred = first.inferred(specs)
+    types, formats = split_specs(specs)
     job = await manager.create(
         {
             "_id": job_id,
             "org_id": org_id,
             "kind": "import",
             "params": {
-                "dataset": dataset,
+                "dataset": options.dataset,
                 **upload.params(),
                 "columns": header.columns,
                 "column_mapping": header.mapping,
-                "types": typed,
+                "types": types,
+                "formats": formats,
+                "types_auto": options.auto,
+                "inferred_types": inferred,
+                "null_values": options.null_values,
+                "guard": options.guard,
+                "header_mode": options.header,
                 "batch_size": batch_size,
                 "on_error": on_error,
                 "max_errors": max_errors,
@@ -170,3 +312,33 @@ async def create_import(request: web.Request) -> web.Response:
         progress={"processed": 0, "total": upload.rows, "inserted": 0, "failed": 0, "percent": 0.0},
     )
     return job_response(job, status=202)
+
+
+async def dry_run(request: web.Request, org_id: str, options: ImportOptions) -> web.Response:
+    """Reads the whole body once as it streams (never stored), types and profiles
+    every row as the job would, compares with the dataset's history, writes nothing."""
+    settings, db = request.app[SETTINGS_KEY], request.app[DB_KEY]
+    imports = await profiles.history(db.profiles, org_id, options.dataset)
+    chunks, _ = await csv_body(request, settings.max_upload_bytes)
+    body = StreamedBody(chunks, settings.max_upload_bytes)
+    header = await body.header()
+    specs = options.check_header(header, imports)
+    batches = RecordReader(body.read, header.data_start).batches(DRY_RUN_BATCH)
+    held: list[Record] = []
+    if options.auto:
+        # The job infers types from its first GUARD_ROWS rows; so does its dry run,
+        # holding those rows (and only those) until the types are known.
+        first = FirstRows(header.columns, specs, options.null_values, settings.guard_rows)
+        async for records in batches:
+            held += records
+            if not all(first.add(r) for r in records):
+                break
+        specs = first.inferred(specs)
+    review = ImportReview(header.columns, specs, options.null_values, settings.guard_rows)
+    review.add(held)
+    del held
+    async for records in batches:
+        review.add(records)
+    if review.rows == 0:
+        raise InvalidCsv("The file has a header but no data rows.")
+    return json_response(review.result(options.dataset, imports, options.auto))

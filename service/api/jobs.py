@@ -1,19 +1,16 @@
-"""Reading jobs and controlling them: GET /jobs, GET /jobs/{id}, POST /jobs/{id}/{action}."""
+"""Reading jobs and controlling them: GET /jobs, GET /jobs/{id}, POST /jobs/{id}/{action}.
+(GET /jobs/{id}/events is in events.py.)"""
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from ..jobs.kinds import KINDS as JOB_KINDS
-from ..jobs.model import ACTIONS, FINAL, JobState, job_json
-from ..typedefs import MANAGER_KEY
+from ..jobs.model import ACTIONS, JobState, job_json
+from ..retention import delete_job as delete_finished_job
+from ..typedefs import DB_KEY, MANAGER_KEY
 from .common import int_param, job_response, json_response, list_param, org_of
-
-KEEP_ALIVE_SECONDS = 15.0
 
 STATES = frozenset(s.value for s in JobState)
 KINDS = frozenset(JOB_KINDS)
@@ -53,33 +50,10 @@ async def control_job(request: web.Request) -> web.Response:
     return job_response(result.job)
 
 
-async def job_events(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: ``event: job`` with the job's JSON whenever it changes
-    (checked every ``interval_ms``, default 500), then ``event: end`` once the
-    job is completed, terminated or failed. A comment line every 15 s keeps
-    proxies from closing a quiet stream (a paused job)."""
-    repo = request.app[MANAGER_KEY].repo
-    org_id, job_id = org_of(request), request.match_info["job_id"]
-    interval = int_param(request.query, "interval_ms", 500, 50, 60_000) / 1000
-    doc = await repo.get(org_id, job_id)  # a 404 before the stream starts
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    )
-    await response.prepare(request)
-    last, sent, quiet_since = None, 0, time.monotonic()
-    while True:
-        body = job_json(doc)
-        if body != last:
-            sent += 1
-            await response.write(f"id: {sent}\nevent: job\ndata: {json.dumps(body, default=str)}\n\n".encode())
-            last, quiet_since = body, time.monotonic()
-        elif time.monotonic() - quiet_since >= KEEP_ALIVE_SECONDS:
-            await response.write(b": keep-alive\n\n")
-            quiet_since = time.monotonic()
-        if JobState(doc["state"]) in FINAL or doc["state"] == JobState.FAILED.value:
-            await response.write(f"event: end\ndata: {json.dumps({'state': doc['state']})}\n\n".encode())
-            break
-        await asyncio.sleep(interval)
-        doc = await repo.get(org_id, job_id)
-    await response.write_eof()
-    return response
+async def delete_job(request: web.Request) -> web.Response:
+    """Deletes a finished job and its result file at once: 204; 409 (with its
+    state) for a job that is not finished or must be kept (see retention.py);
+    404 for an unknown job."""
+    doc = await request.app[MANAGER_KEY].repo.get(org_of(request), request.match_info["job_id"])
+    await delete_finished_job(request.app[DB_KEY], doc)
+    return web.Response(status=204)

@@ -2,21 +2,20 @@
 (dry_run=true) without writing anything."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
 from ..csvio.records import RecordReader
-from ..csvio.schema import HEADER_LIMIT, Header, header_end, parse_header
+from ..csvio.schema import Header
 from ..errors import BadRequest, InvalidCsv
 from ..jobs.model import new_job_id
 from ..teams.batch import check_batch
 from ..teams.review import TRACKED_ROWS, Review
-from ..teams.rows import RowError, RowParser, TeamRow, column_layout, supported_region
+from ..teams.rows import RowError, RowParser, TeamRow, column_layout, parse_batch, supported_region
 from ..typedefs import DB_KEY, MANAGER_KEY, SETTINGS_KEY
 from .common import bool_param, error_policy, int_param, job_response, json_response, org_of
-from .imports import too_large, csv_body, receive_csv
+from .imports import StreamedBody, csv_body, receive_csv
 
 MAX_BATCH = 1000
 DRY_RUN_BATCH = 500
@@ -76,62 +75,18 @@ async def create_teams(request: web.Request) -> web.Response:
     return job_response(job, status=202)
 
 
-class _Body:
-    """``read(n)`` over the request's chunks, for a CSV read once and never stored."""
-
-    def __init__(self, chunks: AsyncIterator[bytes], max_bytes: int) -> None:
-        self._chunks = chunks
-        self._max = max_bytes
-        self._pending = b""
-        self.size = 0
-        self.eof = False
-
-    async def head(self) -> bytes:
-        """The first bytes, up to and including the header record."""
-        head = bytearray()
-        while not self.eof and len(head) < HEADER_LIMIT and header_end(bytes(head), False) is None:
-            head += await self._next()
-        self._pending = bytes(head)
-        return self._pending[:HEADER_LIMIT]
-
-    def skip(self, size: int) -> None:
-        """Drops the first ``size`` bytes of what head() returned (the header)."""
-        self._pending = self._pending[size:]
-
-    async def read(self, size: int) -> bytes:
-        if self._pending:
-            chunk, self._pending = self._pending, b""
-            return chunk
-        return await self._next()
-
-    async def _next(self) -> bytes:
-        try:
-            chunk = await anext(self._chunks)
-        except StopAsyncIteration:
-            self.eof = True
-            return b""
-        self.size += len(chunk)
-        if self.size > self._max:
-            raise too_large(self._max)
-        return chunk
-
-
 async def dry_run(request: web.Request, org_id: str, region: str) -> web.Response:
     """Reads the whole sheet once, checks every row against the database, writes nothing."""
     settings, db = request.app[SETTINGS_KEY], request.app[DB_KEY]
     chunks, _ = await csv_body(request, settings.max_upload_bytes)
-    body = _Body(chunks, settings.max_upload_bytes)
-    head = await body.head()
-    if not head:
-        raise InvalidCsv("The request body is empty; send a CSV file with a header row.")
-    header = parse_header(head, complete=body.eof)
+    body = StreamedBody(chunks, settings.max_upload_bytes)
+    header = await body.header()
     layout = column_layout(header.names)
-    body.skip(header.data_start.offset)
     parser = RowParser(layout, len(header.names), region)
     review = Review(org_id, layout)
     seen: dict[str, int] = {}
     async for records in RecordReader(body.read, header.data_start).batches(DRY_RUN_BATCH):
-        parsed: list[TeamRow | RowError] = [parser.parse(record) for record in records]
+        parsed: list[TeamRow | RowError] = await parse_batch(parser, records)
         if len(seen) >= TRACKED_ROWS:
             seen = {}  # past the limit, repeated names are only caught within a batch
         _, rejected, users = await check_batch(db, org_id, None, parsed, seen)

@@ -7,6 +7,7 @@ whole records are handed to ``csv.reader``, which reads from a resumable
 iterator. Memory is bounded by one read chunk plus one record."""
 from __future__ import annotations
 
+import asyncio
 import csv
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,6 +15,9 @@ from dataclasses import dataclass
 
 READ_CHUNK = 256 * 1024
 MAX_RECORD_BYTES = 16 * 1024 * 1024
+# A batch ends at its row count or once its records took this many bytes of the
+# file, whichever comes first: 10,000 rows of 100 KB would otherwise be 1 GB.
+BATCH_MAX_BYTES = 2 * 1024 * 1024
 BOM = b"\xef\xbb\xbf"
 
 
@@ -156,18 +160,25 @@ class RecordReader:
     def position(self) -> Position:
         return Position(self._base + self._feed.consumed, self._feed.line_no, self._row)
 
-    async def batches(self, size: int) -> AsyncIterator[list[Record]]:
-        """Yields lists of at most ``size`` records; the position after each list
-        is a record boundary, safe to checkpoint."""
+    async def batches(self, size: int, max_bytes: int = BATCH_MAX_BYTES) -> AsyncIterator[list[Record]]:
+        """Yields lists of at most ``size`` records, ending a list early once its
+        records span ``max_bytes`` of the file (so at most one record more); the
+        position after each list is a record boundary, safe to checkpoint."""
         batch: list[Record] = []
+        feed = self._feed
+        batch_start = feed.consumed
         while True:
             for record in self._drain():
                 batch.append(record)
-                if len(batch) >= size:
+                if len(batch) >= size or feed.consumed - batch_start >= max_bytes:
                     yield batch
                     batch = []
+                    batch_start = feed.consumed
             if self._eof:
                 break
+            # A stored file's reads often return from a buffer without waiting:
+            # let the event loop run between chunks all the same.
+            await asyncio.sleep(0)
             chunk = await self._read(READ_CHUNK)
             if chunk:
                 self._splitter.push(chunk)

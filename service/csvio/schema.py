@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import decimal
 import io
 import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from bson import Decimal128
+from bson.decimal128 import create_decimal128_context
 
 from ..errors import BadRequest, InvalidCsv
 from .records import BOM, Position
@@ -100,11 +104,18 @@ def _safe_names(names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
 
 # -- typed columns --------------------------------------------------------
 
-TYPE_NAMES = ("string", "int", "float", "bool", "date")
+TYPE_NAMES = ("string", "int", "float", "decimal", "bool", "date")
+AUTO = "auto"
+MAX_NULL_VALUES = 20
+MAX_NULL_CHARS = 40
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "0"})
+# Decimal128 holds 34 significant digits; a value that needs more is refused
+# rather than rounded, since decimal exists for exact amounts.
+_DECIMAL128 = create_decimal128_context()
+_DECIMAL128.traps.update({decimal.Inexact: True, decimal.Overflow: True, decimal.Underflow: True})
 
 
 def _to_int(text: str) -> int:
@@ -122,6 +133,16 @@ def _to_float(text: str) -> float:
     if not _FLOAT.fullmatch(value):
         raise ValueError("not a number")
     return float(value)
+
+
+def _to_decimal(text: str) -> Decimal128:
+    value = text.strip()
+    if not _FLOAT.fullmatch(value):
+        raise ValueError("not a decimal number")
+    try:
+        return Decimal128(_DECIMAL128.create_decimal(value))
+    except (decimal.Inexact, decimal.Overflow, decimal.Underflow):
+        raise ValueError("a decimal with more than 34 significant digits or out of range") from None
 
 
 def _to_bool(text: str) -> bool:
@@ -150,31 +171,115 @@ def parse_datetime(text: str) -> dt.datetime:
     return moment.astimezone(dt.timezone.utc)
 
 
+def _date_in(fmt: str) -> Callable[[str], dt.datetime]:
+    def convert(text: str) -> dt.datetime:
+        try:
+            moment = dt.datetime.strptime(text.strip(), fmt)
+        except ValueError:
+            raise ValueError(f"not a date in the format {fmt}") from None
+        if moment.tzinfo is None:
+            return moment.replace(tzinfo=dt.timezone.utc)
+        return moment.astimezone(dt.timezone.utc)
+
+    return convert
+
+
 CONVERTERS: dict[str, Callable[[str], Any]] = {
     "int": _to_int,
     "float": _to_float,
+    "decimal": _to_decimal,
     "bool": _to_bool,
     "date": parse_datetime,
 }
 
 
+def is_decimal_text(value: object) -> bool:
+    return isinstance(value, str) and bool(_FLOAT.fullmatch(value))
+
+
+def _to_decimal_text(text: str) -> str:
+    return str(_to_decimal(text).to_decimal())
+
+
+def converter(spec: str, decimal128: bool = True) -> Callable[[str], Any]:
+    """The converter of a type spec: "int", "decimal", "date" or "date:%d/%m/%Y".
+    Without ``decimal128`` (a server that cannot store it), a decimal is kept as
+    its exact text, checked exactly as a Decimal128 would be."""
+    kind, _, fmt = spec.partition(":")
+    if fmt:
+        return _date_in(fmt)
+    if kind == "decimal" and not decimal128:
+        return _to_decimal_text
+    return CONVERTERS[kind]
+
+
+def _type_spec(name: str, kind: str, fmt: str) -> str:
+    if kind not in TYPE_NAMES:
+        raise BadRequest(f"types: {kind!r} for column {name!r} is not one of {', '.join(TYPE_NAMES)}", parameter="types")
+    if not fmt:
+        return kind
+    if kind != "date":
+        raise BadRequest(f"types: column {name!r}: only date takes a format, not {kind}", parameter="types")
+    # A format must be able to read back what it writes: that catches unknown
+    # directives (%Q) and formats with no directive at all.
+    sample = dt.datetime(2026, 11, 23, 10, 30, 15, tzinfo=dt.timezone.utc)
+    try:
+        if "%" not in fmt:
+            raise ValueError
+        dt.datetime.strptime(sample.strftime(fmt), fmt)
+    except ValueError:
+        raise BadRequest(
+            f"types: {fmt!r} for column {name!r} is not a strptime date format such as %d/%m/%Y", parameter="types"
+        ) from None
+    return f"date:{fmt}"
+
+
 def parse_types(spec: str) -> dict[str, str]:
-    """``col:type,col:type`` -> {col: type}. Columns are checked against the header
-    later (the header is only known once the upload is read)."""
+    """``col:type[:format],...`` -> {col: type spec}. Columns are checked against
+    the header later (the header is only known once the upload is read). A
+    column name may itself contain ':'; the first part that names a type ends it."""
     types: dict[str, str] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
-        name, sep, kind = part.rpartition(":")
-        name, kind = name.strip(), kind.strip().lower()
-        if not sep or not name:
+        pieces = part.split(":")
+        at = next((i for i in range(1, len(pieces)) if pieces[i].strip().lower() in TYPE_NAMES), None)
+        if at is None:
+            if len(pieces) < 2 or not pieces[0].strip():
+                raise BadRequest(f"types: {part!r} is not col:type", parameter="types")
+            at = len(pieces) - 1 if len(pieces) == 2 else 1
+        name = ":".join(pieces[:at]).strip()
+        if not name:
             raise BadRequest(f"types: {part!r} is not col:type", parameter="types")
-        if kind not in TYPE_NAMES:
-            raise BadRequest(
-                f"types: {kind!r} for column {name!r} is not one of {', '.join(TYPE_NAMES)}", parameter="types"
-            )
+        spec_of = _type_spec(name, pieces[at].strip().lower(), ":".join(pieces[at + 1 :]).strip())
         if name in types:
             raise BadRequest(f"types: column {name!r} is given twice", parameter="types")
-        types[name] = kind
+        types[name] = spec_of
     return types
+
+
+def parse_types_param(raw: str) -> tuple[dict[str, str], bool]:
+    """The ``types`` parameter: explicit column types, and whether ``auto`` asks
+    for the other columns' types to be inferred from the first rows."""
+    parts = [p for p in raw.split(",") if p.strip()]
+    auto = any(p.strip().lower() == AUTO for p in parts)
+    return parse_types(",".join(p for p in parts if p.strip().lower() != AUTO)), auto
+
+
+def parse_null_values(raw: str | None) -> list[str]:
+    """``NA,N/A,NULL`` -> the markers (trimmed). Absent or empty: none, so only
+    an empty cell is empty."""
+    if raw is None or not raw.strip():
+        return []
+    markers = [m.strip() for m in raw.split(",")]
+    if any(not m for m in markers):
+        raise BadRequest(
+            "null_values: an empty marker; list the markers separated by commas (NA,N/A,NULL)", parameter="null_values"
+        )
+    if len(markers) > MAX_NULL_VALUES or any(len(m) > MAX_NULL_CHARS for m in markers):
+        raise BadRequest(
+            f"null_values: at most {MAX_NULL_VALUES} markers of at most {MAX_NULL_CHARS} characters",
+            parameter="null_values",
+        )
+    return list(dict.fromkeys(markers))
 
 
 def resolve_types(types: dict[str, str], header: Header) -> dict[str, str]:
@@ -187,7 +292,7 @@ def resolve_types(types: dict[str, str], header: Header) -> dict[str, str]:
         column = by_original.get(name) or by_stripped.get(name) or (name if name in header.columns else None)
         if column is None:
             unknown.append(name)
-        elif kind != "string":
+        else:
             resolved[column] = kind
     if unknown:
         raise InvalidCsv(
@@ -196,3 +301,16 @@ def resolve_types(types: dict[str, str], header: Header) -> dict[str, str]:
             parameter="types",
         )
     return resolved
+
+
+def split_specs(specs: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """{col: spec} -> ({col: type} for typed columns, {col: date format}), as a
+    job's params keep them (exports read the types)."""
+    types, formats = {}, {}
+    for column, spec in specs.items():
+        kind, _, fmt = spec.partition(":")
+        if kind != "string":
+            types[column] = kind
+        if fmt:
+            formats[column] = fmt
+    return types, formats

@@ -8,7 +8,6 @@ import os
 import secrets
 import socket
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,10 +15,12 @@ from aiohttp import web
 from pymongo.errors import ConnectionFailure
 
 from ..errors import TooManyRequests
+from ..logs import JobLogger
+from ..metrics import Metrics
 from ..settings import Settings
 from ..store.clock import DbClock
 from ..store.db import Database
-from ..typedefs import DB_KEY, MANAGER_KEY, SETTINGS_KEY
+from ..typedefs import DB_KEY, MANAGER_KEY, METRICS_KEY, SETTINGS_KEY
 from .model import ACTIONS, JobState
 from .repo import Claim, ControlResult, JobRepo
 from .runner import Kind, Runner
@@ -32,7 +33,7 @@ CANCEL_SECONDS = 2.0
 
 
 class JobManager:
-    def __init__(self, db: Database, settings: Settings, kinds: dict[str, Kind]) -> None:
+    def __init__(self, db: Database, settings: Settings, kinds: dict[str, Kind], metrics: Metrics | None = None) -> None:
         self.db = db
         self.settings = settings
         self.kinds = kinds
@@ -40,8 +41,7 @@ class JobManager:
         self.repo = JobRepo(db.jobs, db.job_progress, self.clock, settings.job_lease_seconds)
         self.owner = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.runners: dict[str, Runner] = {}
-        self.finished: Counter[tuple[str, str]] = Counter()  # (kind, outcome) -> count, for /metrics
-        self.rollback_failures: Counter[str] = Counter()  # kind -> failed rollback attempts, for /metrics
+        self.metrics = metrics or Metrics()
         self.accepting = False
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -251,7 +251,9 @@ class JobManager:
         if job["state"] != JobState.TERMINATING.value and self._full():
             await self.repo.release(job["_id"], claim.epoch)
             return
-        log.info("%s job %s (%s, epoch %d)", how, job["_id"], job["state"], claim.epoch)
+        JobLogger(log, job).info("%s job %s (%s, epoch %d)", how, job["_id"], job["state"], claim.epoch)
+        if how == "adopted":
+            self.metrics.adopted(job["kind"])
         self._start(claim, sent)
 
     async def _admit(self) -> None:
@@ -276,7 +278,7 @@ class JobManager:
                 sent = time.monotonic()
                 claim = await self.repo.claim_queued(job_id, self.owner)
                 if claim is not None:
-                    log.info("started job %s (%s, epoch %d)", job_id, kind, claim.epoch)
+                    JobLogger(log, claim.job).info("started job %s (%s, epoch %d)", job_id, kind, claim.epoch)
                     self._start(claim, sent)
 
     def _full(self) -> bool:
@@ -301,7 +303,7 @@ async def manager_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx, registered after the database's so it is torn down first."""
     from .kinds import KINDS
 
-    manager = JobManager(app[DB_KEY], app[SETTINGS_KEY], KINDS)
+    manager = JobManager(app[DB_KEY], app[SETTINGS_KEY], KINDS, app[METRICS_KEY])
     app[MANAGER_KEY] = manager
     await manager.start()
     yield

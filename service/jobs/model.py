@@ -88,6 +88,9 @@ def job_json(doc: dict[str, Any]) -> dict[str, Any]:
         "progress": doc.get("progress", {}),
         "errors": doc.get("errors", []),
         "error": doc.get("error"),
+        # Why the job paused itself (the import guard), and what the guard found.
+        "pause_reason": doc.get("pause_reason"),
+        "findings": ((doc.get("progress") or {}).get("guard") or {}).get("findings", []),
         "retryable": doc.get("retryable") if doc["state"] == JobState.FAILED.value else None,
         "owner": doc.get("owner"),  # the replica running it, if any
         "epoch": doc.get("epoch", 0),  # grows with every claim or adoption

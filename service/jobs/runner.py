@@ -18,6 +18,7 @@ import pymongo
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from ..errors import InvalidTransition, JobFailed, JobStopped, JobTerminated
+from ..logs import bind_job, runner_state
 from .model import RUNNER_STATES, TERMINATE, JobState
 from .repo import MAX_ERRORS_KEPT, Claim
 
@@ -174,6 +175,23 @@ class JobContext:
         self._runner.terminate_requested = True
         raise JobTerminated(reason)
 
+    async def pause_self(self, reason: dict[str, Any]) -> None:
+        """The job pauses itself (the import guard found something), with nothing
+        in flight: the owner's guarded running -> pausing transition with
+        ``reason`` as the job's ``pause_reason``, then a checkpoint that marks it
+        paused and waits like any pause. A resume clears the reason; a terminate
+        requested meanwhile wins."""
+        runner = self._runner
+        log.info("job %s pausing itself", self.job_id)
+        doc = await runner.manager.repo.transition(
+            self.job_id, runner.epoch, [JobState.RUNNING], JobState.PAUSING, pause_reason=reason
+        )
+        if doc is not None:
+            runner.apply(doc)
+        else:
+            await runner.refresh()
+        await self.checkpoint()
+
     async def persist(self, position: dict[str, Any] | None = None, errors: list[dict[str, Any]] = ()) -> None:
         """Write progress, position and (the first MAX_ERRORS_KEPT) row errors and
         extend the lease, without waiting for anything; also learns the job's
@@ -184,6 +202,7 @@ class JobContext:
         kept = list(errors[:room])
         self._update_rates()
         runner = self._runner
+        runner.manager.metrics.progress(self)
         sent = time.monotonic()
         doc = await runner.manager.repo.save_progress(self.job_id, runner.epoch, self.progress, self.position, kept)
         if doc is None:
@@ -344,6 +363,7 @@ class Runner:
 
     async def _main(self) -> None:
         ctx = JobContext(self, self.job)
+        bind_job(self.job, self.kind.name, lambda: runner_state(self, ctx))
         try:
             if self.terminate_requested:
                 await self._rollback(ctx)
@@ -459,6 +479,7 @@ class Runner:
 
     async def _rollback(self, ctx: JobContext) -> None:
         ctx.rolling_back = True
+        self.manager.metrics.rollback_started(ctx)
         log.info("job %s terminating: rolling back", self.job_id)
         before = dict(ctx.progress)
         try:
@@ -483,7 +504,7 @@ class Runner:
         self.rev = done["rev"]
         log.info("job %s terminated", self.job_id)
         ctx.outcome = JobState.TERMINATED
-        self.manager.finished[(self.kind.name, JobState.TERMINATED.value)] += 1
+        self.manager.metrics.job_finished(self.kind.name, JobState.TERMINATED.value, ctx)
 
     async def _rollback_failed(self, ctx: JobContext, exc: BaseException, progressed: bool) -> None:
         """Records why, backs off exponentially across replicas (the lease is
@@ -499,7 +520,7 @@ class Runner:
         info["next_at"] = manager.clock.after(delay)
         give_up = (now - failing_since).total_seconds() >= settings.rollback_give_up_seconds
         log.error("job %s: rollback attempt %d failed (%s); next attempt in %.0f s", self.job_id, attempts, exc, delay)
-        manager.rollback_failures[self.kind.name] += 1
+        manager.metrics.rollback_failed(self.kind.name)
         try:
             await manager.repo.save_rollback(self.job_id, self.epoch, info)
             await manager.repo.release(
@@ -536,7 +557,7 @@ class Runner:
         if failed is not None:
             self.rev = failed["rev"]
             ctx.outcome = JobState.FAILED
-            self.manager.finished[(self.kind.name, JobState.FAILED.value)] += 1
+            self.manager.metrics.job_finished(self.kind.name, JobState.FAILED.value, ctx)
             return
         await self.refresh()
         if not self.lost:
@@ -546,7 +567,7 @@ class Runner:
 
     async def _cleanup(self, ctx: JobContext, outcome: JobState) -> None:
         ctx.outcome = outcome
-        self.manager.finished[(self.kind.name, outcome.value)] += 1
+        self.manager.metrics.job_finished(self.kind.name, outcome.value, ctx)
         try:
             await self.kind.cleanup(ctx)
         except Exception:

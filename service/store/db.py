@@ -9,12 +9,50 @@ from aiohttp import web
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 
 from ..settings import MongoSettings
 from .files import Bucket
-from ..typedefs import DB_KEY, SETTINGS_KEY
+from ..typedefs import DB_KEY, DB_LISTENERS_KEY, SETTINGS_KEY
 
 log = logging.getLogger(__name__)
+
+# Every index the service needs, by collection, and why; ensure_indexes creates
+# exactly these (and the GridFS buckets' own). tests/index_coverage.py checks
+# every filter the test suite sends against this table: each must be served by
+# the _id index or by one of these, and each of these must serve some filter.
+INDEXES: dict[str, list[tuple[str, list[tuple[str, int]]]]] = {
+    "jobs": [
+        # the queue, oldest first
+        ("state_id", [("state", ASCENDING), ("_id", ASCENDING)]),
+        # jobs that need a runner and have none (the sweep of unowned jobs)
+        ("state_owner", [("state", ASCENDING), ("owner", ASCENDING), ("_id", ASCENDING)]),
+        # the retention sweeps: finished jobs by age
+        ("state_finished", [("state", ASCENDING), ("finished_at", ASCENDING)]),
+        # GET /jobs, newest first
+        ("org_newest", [("org_id", ASCENDING), ("_id", DESCENDING)]),
+        # admission slots per org and kind, oldest first; a dataset's imports
+        ("org_kind_state_id", [("org_id", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING), ("_id", ASCENDING)]),
+    ],
+    # held leases, by expiry (the orphan sweep); released leases have none
+    "job_progress": [("lease_until", [("lease_until", ASCENDING)])],
+    # a teams job's rollback finds what it created by its tag
+    "teams": [("org_job", [("org_id", ASCENDING), ("job_id", ASCENDING)])],
+    "users": [("org_job_id", [("org_id", ASCENDING), ("job_id", ASCENDING), ("_id", ASCENDING)])],
+    # records has no secondary index on purpose: _ids are "org/dataset/job:row",
+    # so an export is an _id prefix range and a rollback a narrower one, both on
+    # the primary key. Every index would slow every insert.
+}
+
+# Indexes earlier versions created that no query uses any more: dropped at start.
+RETIRED_INDEXES = (
+    ("job_progress", "owner"),
+    ("jobs", "org_kind_state"),
+    ("uploads.files", "filename_1_uploadDate_1"),
+    ("exports.files", "filename_1_uploadDate_1"),
+)
+INDEX_NOT_FOUND = 27
+
 
 class Database:
     """Named handles to the collections and GridFS buckets of one MongoDB database."""
@@ -28,8 +66,13 @@ class Database:
         self.teams: AsyncCollection = self.db["teams"]
         self.users: AsyncCollection = self.db["users"]
         self.undo: AsyncCollection = self.db["undo_log"]
+        # Keyed by "org/dataset": every read is a primary-key lookup, no index needed.
+        self.profiles: AsyncCollection = self.db["dataset_profiles"]
         self.uploads = Bucket(self.db, "uploads")
         self.exports = Bucket(self.db, "exports")
+        # Whether the server stores BSON Decimal128; FerretDB 1.24 does not (it
+        # drops the connection), so there a decimal column holds exact decimal text.
+        self.decimal128 = True
 
     @classmethod
     def connect(cls, mongo: MongoSettings, timeout_seconds: float | None = 30.0, **client_options: object) -> Database:
@@ -50,25 +93,25 @@ class Database:
         )
         return cls(client, mongo.database)
 
+    async def detect_features(self) -> None:
+        info = await self.db.command("buildInfo")
+        self.decimal128 = "ferretdbVersion" not in info
+
     async def ping(self) -> None:
         await self.db.command("ping")
 
     async def ensure_indexes(self) -> None:
         await self.uploads.ensure_indexes()
         await self.exports.ensure_indexes()
-        await self.jobs.create_index([("state", ASCENDING), ("_id", ASCENDING)], name="state_id")
-        await self.jobs.create_index([("org_id", ASCENDING), ("_id", DESCENDING)], name="org_newest")
-        await self.jobs.create_index(
-            [("org_id", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING), ("_id", ASCENDING)], name="org_kind_state_id"
-        )
-        # Jobs that need a runner and have none (the sweep of unowned jobs).
-        await self.jobs.create_index([("state", ASCENDING), ("owner", ASCENDING), ("_id", ASCENDING)], name="state_owner")
-        # Held leases, by expiry (the orphan sweep); released leases have none.
-        await self.job_progress.create_index([("lease_until", ASCENDING)], name="lease_until")
-        # records has no secondary index on purpose: _ids are
-        # "org/dataset/job:row", so an export is an _id prefix range and a
-        # rollback a narrower one, both on the primary key. Every index would
-        # slow every insert.
+        for collection, indexes in INDEXES.items():
+            for name, keys in indexes:
+                await self.db[collection].create_index(keys, name=name)
+        for collection, name in RETIRED_INDEXES:
+            try:
+                await self.db[collection].drop_index(name)
+            except OperationFailure as exc:
+                if exc.code != INDEX_NOT_FOUND:
+                    raise
 
     async def close(self) -> None:
         await self.client.close()
@@ -77,9 +120,10 @@ class Database:
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: connect and create indexes before serving; close last."""
     settings = app[SETTINGS_KEY]
-    database = Database.connect(settings.mongo, settings.db_timeout_seconds)
+    database = Database.connect(settings.mongo, settings.db_timeout_seconds, event_listeners=app[DB_LISTENERS_KEY])
     try:
         await database.ensure_indexes()
+        await database.detect_features()
     except Exception:
         await database.close()
         raise

@@ -42,9 +42,9 @@ class Bucket:
         self.chunk_size = chunk_size
 
     async def ensure_indexes(self) -> None:
-        # The names PyMongo's GridFS would give them, so both can share a bucket.
+        # The name PyMongo's GridFS gives it. Files are found by _id and by org, so the
+        # files collection needs no (filename, uploadDate) index of its own.
         await self.chunks.create_index([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)
-        await self.files.create_index([("filename", ASCENDING), ("uploadDate", ASCENDING)])
         # What an org stores (its upload quota).
         await self.files.create_index([("metadata.org_id", ASCENDING)], name="org")
 

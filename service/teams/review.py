@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..store.teams import fold, user_id
-from .rows import RowError, TeamRow, looks_like_name, looks_like_phone
+from ..profiles.review import SAMPLE, ErrorTally
+from ..profiles.values import looks_like_name, looks_like_phone
+from .rows import RowError, TeamRow
 
 PREVIEW_ROWS = 20
-SAMPLE = 100  # errors and warnings listed in full; all are counted
 WINDOW = 20  # rows above and below searched for a phone's owner
 TRACKED_ROWS = 200_000  # rows the cross-row checks remember; memory stays bounded past that
 LINES_LISTED = 5
@@ -101,8 +102,7 @@ class Review:
         self.rows = 0
         self.valid = 0
         self.preview: list[dict[str, Any]] = []
-        self.errors: Counter[str] = Counter()
-        self.error_sample: list[dict[str, Any]] = []
+        self.errors = ErrorTally()
         self.warnings: Counter[str] = Counter()
         self.warning_sample: list[dict[str, Any]] = []
         self.shift = ShiftDetector()
@@ -162,9 +162,7 @@ class Review:
             self._warn(error.line, PHONE_LOOKS_LIKE_NAME, f"manager_phone {phone[:40]!r} looks like a name")
 
     def _count(self, error: RowError) -> None:
-        self.errors[error.kind] += 1
-        if len(self.error_sample) < SAMPLE:
-            self.error_sample.append(error.as_dict())
+        self.errors.add(error.as_dict())
 
     def _preview(self, row: TeamRow, owner_name: str | None, error: RowError | None) -> None:
         if len(self.preview) >= PREVIEW_ROWS:
@@ -254,7 +252,7 @@ class Review:
             "would_create": {"teams": self.valid, "users": len(self.users_new)},
             "would_change": {"users": len(self.users_existing)},
             "preview": self.preview,
-            "errors": {"count": sum(self.errors.values()), "by_kind": dict(self.errors), "first": self.error_sample},
+            "errors": self.errors.as_dict(),
             "warnings": {
                 "count": sum(self.warnings.values()),
                 "by_kind": dict(self.warnings),

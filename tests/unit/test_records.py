@@ -103,3 +103,23 @@ def test_the_counter_on_edge_cases(data, expected):
     counter = RecordCounter()
     counter.feed(data)
     assert counter.finish() == expected
+
+
+async def test_a_batch_ends_at_the_byte_budget_before_its_row_count():
+    wide = b"id,text\n" + b"".join(b"%d,%s\n" % (i, b"x" * 1000) for i in range(1, 101))
+    header = parse_header(wide, complete=True)
+    reader = RecordReader(source(wide[header.data_start.offset :], 4096), header.data_start)
+    sizes, positions = [], []
+    async for batch in reader.batches(10_000, max_bytes=10_000):
+        sizes.append(len(batch))
+        positions.append(reader.position())
+    # Each row is about 1,004 bytes: a batch closes with the record that reaches 10,000.
+    assert sizes == [10] * 10
+    assert [p.row for p in positions] == list(range(10, 101, 10))
+    assert positions[-1].offset == len(wide)
+
+
+async def test_the_row_count_still_ends_a_batch_of_narrow_rows():
+    header = parse_header(SAMPLE, complete=True)
+    reader = RecordReader(source(SAMPLE[header.data_start.offset :], 7), header.data_start)
+    assert [len(b) async for b in reader.batches(2, max_bytes=1 << 20)] == [2, 2, 1]

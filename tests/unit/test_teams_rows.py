@@ -7,7 +7,8 @@ from service.csvio.records import Record
 from service.errors import InvalidCsv
 from service.store.teams import team_id, team_key
 from service.teams.review import ShiftDetector
-from service.teams.rows import RowError, RowParser, TeamRow, column_layout, looks_like_phone, normalise_phone
+from service.profiles.values import looks_like_phone
+from service.teams.rows import RowError, RowParser, TeamRow, column_layout, normalise_phone
 
 LAYOUT = {"team": 0, "manager_name": 1, "manager_phone": 2, "members": 3}
 
@@ -105,3 +106,22 @@ def test_scattered_name_mismatches_are_not_a_shift():
     names = [f"person {i}" for i in range(1, 101)]
     feed(detector, names, {5: "someone else", 50: "person 40", 90: "nobody"})
     assert detector.dominant() is None
+
+
+def test_a_members_cell_too_long_is_refused_before_any_phone_is_parsed(monkeypatch):
+    from service.teams import rows
+
+    parsed = []
+    real = rows.normalise_phone
+    monkeypatch.setattr(rows, "normalise_phone", lambda text, region: parsed.append(text) or real(text, region))
+    members = ";".join(f"202-555-{i % 10_000:04d}" for i in range(10_000))
+    result = parse("Team 1", "Ann", "(201) 555-0123", members)
+    assert isinstance(result, RowError) and result.kind == "too_many_members"
+    assert "members cell is 129,999 characters long" in result.message
+    assert parsed == []
+
+
+def test_a_row_of_1000_members_written_in_full_is_still_read():
+    members = ";".join(f"+1 (202) 555-{i:04d}" for i in range(1000))
+    result = parse("Team 1", "Ann", "(201) 555-0123", members)
+    assert isinstance(result, TeamRow) and len(result.members) == 1000

@@ -11,9 +11,9 @@ import logging
 from typing import Any, Protocol
 
 from aiohttp import ClientConnectionResetError
-from bson import ObjectId
+from bson import Decimal128, ObjectId
 
-from ...csvio.schema import parse_datetime
+from ...csvio.schema import is_decimal_text, parse_datetime
 from ..runner import JobContext, Kind
 from ...store.records import dataset_prefix, prefix_range
 
@@ -21,7 +21,14 @@ log = logging.getLogger(__name__)
 
 # Cells a spreadsheet would run as a formula (OWASP "CSV injection").
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-NUMERIC = frozenset({"int", "float"})
+NUMERIC = frozenset({"int", "float", "decimal"})
+# One reply of the cursor is bounded too: MongoDB caps it at 16 MiB, FerretDB
+# does not (10,000 rows of 100 KB came as one 1 GB reply, over its 48 MB wire
+# limit, and broke the download off).
+REPLY_MAX_BYTES = 1024 * 1024
+# csv.writer copies a field character by character (about 1 ms per 10 KB on
+# a busy core): the loop gets a turn after every this many bytes of CSV.
+RENDER_SLICE = 128 * 1024
 DISCONNECTED = (ConnectionResetError, ClientConnectionResetError)
 
 
@@ -71,9 +78,14 @@ class CsvRenderer:
         self.writer.writerow(self.columns)
         return self._take()
 
-    def rows(self, docs: list[dict[str, Any]]) -> bytes:
-        columns, cell = self.columns, self._cell
-        self.writer.writerows([[cell(c, doc["data"].get(c)) for c in columns] for doc in docs])
+    def add(self, doc: dict[str, Any]) -> int:
+        """Renders one record into the pending text; returns its length so far,
+        so the batch can end at a byte budget."""
+        columns, cell, data = self.columns, self._cell, doc["data"]
+        self.writer.writerow([cell(c, data.get(c)) for c in columns])
+        return self.buffer.tell()
+
+    def take(self) -> bytes:
         return self._take()
 
     def _cell(self, column: str, value: Any) -> str:
@@ -85,7 +97,8 @@ class CsvRenderer:
             if value.tzinfo is None:
                 value = value.replace(tzinfo=dt.timezone.utc)
             return value.isoformat().replace("+00:00", "Z")
-        if isinstance(value, (int, float)) and column in self.numeric:
+        if column in self.numeric and (isinstance(value, (int, float, Decimal128)) or is_decimal_text(value)):
+            # A decimal is Decimal128, or its exact text where the server has no Decimal128 (FerretDB).
             return repr(value) if isinstance(value, float) else str(value)
         text = str(value)
         if self.neutralize and text.startswith(FORMULA_STARTS):
@@ -99,6 +112,15 @@ class CsvRenderer:
         return data
 
 
+def cursor_batch(params: dict[str, Any]) -> int:
+    """Documents per cursor reply, so one reply stays near REPLY_MAX_BYTES: from
+    the dataset's widest average row (known from its imports' files) plus what
+    BSON adds per column (its name, a type byte, a length) and per document."""
+    row = params.get("row_bytes") or 0
+    doc = row + sum(len(c) + 8 for c in params["columns"]) + 256
+    return max(1, min(params["batch_size"], REPLY_MAX_BYTES // doc))
+
+
 async def run(ctx: JobContext) -> None:
     """Restarts from the beginning whenever it is (re)started: exports are
     deterministic, so a restart after a crash writes the same file. A pause
@@ -107,6 +129,7 @@ async def run(ctx: JobContext) -> None:
     records = ctx.db.records
     query = export_query(ctx.org_id, params)
     batch_size = params["batch_size"]
+    max_bytes = ctx.settings.batch_max_bytes
     renderer = CsvRenderer(params["columns"], params["types"], params["neutralize"])
     progress = ctx.progress
     progress.update(processed=0, bytes=0, percent=0.0, total=params.get("expected_rows"))
@@ -150,26 +173,33 @@ async def run(ctx: JobContext) -> None:
             if last_id is not None:
                 window["_id"] = {**query["_id"], "$gt": last_id}
                 del window["_id"]["$gte"]
-            cursor = records.find(window, {"data": 1}, sort=[("_id", 1)], batch_size=batch_size)
+            cursor = records.find(window, {"data": 1}, sort=[("_id", 1)], batch_size=cursor_batch(params))
             paused = False
             try:
-                batch: list[dict[str, Any]] = []
+                # A batch is rendered as its records arrive and ends at
+                # batch_size rows or max_bytes of CSV, whichever comes first.
+                rows, slice_end = 0, RENDER_SLICE
                 async for doc in cursor:
-                    batch.append(doc)
-                    if len(batch) < batch_size:
+                    rows += 1
+                    pending = renderer.add(doc)
+                    if pending < max_bytes and rows < batch_size:
+                        if pending >= slice_end:
+                            slice_end = pending + RENDER_SLICE
+                            await asyncio.sleep(0)
                         continue
-                    await emit(renderer.rows(batch))
-                    progress["processed"] += len(batch)
-                    last_id = batch[-1]["_id"]
-                    batch = []
+                    slice_end = RENDER_SLICE
+                    await emit(renderer.take())
+                    progress["processed"] += rows
+                    last_id = doc["_id"]
+                    rows = 0
                     take_count()
                     if await ctx.checkpoint({"last_id": last_id}, on_pause=cursor.close):
                         paused = True
                         break
-                if not paused and batch:
-                    await emit(renderer.rows(batch))
-                    progress["processed"] += len(batch)
-                    last_id = batch[-1]["_id"]
+                if not paused and rows:
+                    await emit(renderer.take())
+                    progress["processed"] += rows
+                    last_id = doc["_id"]
             finally:
                 await cursor.close()
             if not paused:

@@ -12,7 +12,10 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
 from ...csvio.records import Position, Record, RecordReader
-from ...csvio.schema import CONVERTERS
+from ...csvio.rows import RowTyper
+from ...profiles import store as profiles
+from ...profiles.guard import column_specs, guard
+from ...profiles.profile import PROFILE_ROWS, TableProfile
 from ...store.writes import DUPLICATE_KEY, raise_write_concern_errors
 from ...store.records import job_prefix, prefix_range, record_id, row_id
 from ..model import JobState, utcnow
@@ -24,46 +27,32 @@ ROLLBACK_ROWS = 30_000
 
 
 class RowBuilder:
-    """Turns parsed records into documents or row errors."""
+    """Turns parsed records into documents or row errors, and profiles a bounded,
+    evenly spread sample of the rows for the dataset's profile."""
 
     def __init__(self, ctx: JobContext) -> None:
         params = ctx.params
         self.columns: list[str] = params["columns"]
-        self.width = len(self.columns)
-        self.typed = [(i, c, CONVERTERS[params["types"][c]]) for i, c in enumerate(self.columns) if c in params["types"]]
+        nulls = params.get("null_values") or []
+        self.typer = RowTyper(self.columns, column_specs(params), nulls, ctx.db.decimal128)
         self.base = {"org_id": ctx.org_id, "dataset": params["dataset"], "job_id": ctx.job_id}
         self.id_prefix = job_prefix(ctx.org_id, params["dataset"], ctx.job_id)
+        self.profile = TableProfile(self.columns, nulls)
+        self.every = max(1, -(-(params.get("rows") or 0) // PROFILE_ROWS))
 
     def build(self, batch: list[Record]) -> tuple[list[RawBSONDocument], list[Record], list[dict[str, Any]]]:
         """Documents come out already encoded, so the encoding is done while the
         previous batch is being inserted rather than after it."""
         docs, sources, errors = [], [], []
         now = utcnow()
-        id_prefix = self.id_prefix
+        id_prefix, convert, every, profile = self.id_prefix, self.typer.convert, self.every, self.profile
         for record in batch:
-            if record.error is not None:
-                errors.append({"line": record.line, "row": record.row, "message": record.error})
+            data, error = convert(record)
+            if error is not None:
+                errors.append(error)
                 continue
-            fields = record.fields
-            if len(fields) != self.width:
-                errors.append(
-                    {
-                        "line": record.line,
-                        "row": record.row,
-                        "message": f"expected {self.width} fields, found {len(fields)}",
-                    }
-                )
-                continue
-            data: dict[str, Any] = dict(zip(self.columns, fields))
-            try:
-                for index, column, convert in self.typed:
-                    text = fields[index]
-                    data[column] = convert(text) if text.strip() else None
-            except ValueError as exc:
-                errors.append(
-                    {"line": record.line, "row": record.row, "message": f"column {column!r}: {text[:80]!r} is {exc}"}
-                )
-                continue
+            if record.row % every == 0:
+                profile.add(record.fields)
             doc = {"_id": row_id(id_prefix, record.row), **self.base, "row": record.row, "data": data, "created_at": now}
             docs.append(RawBSONDocument(encode(doc)))
             sources.append(record)
@@ -116,6 +105,7 @@ async def run(ctx: JobContext) -> None:
     for key in ("processed", "inserted", "failed"):
         progress.setdefault(key, 0)
     progress.setdefault("total", params.get("rows"))
+    await guard(ctx)
     builder = RowBuilder(ctx)
     fail_fast = params["on_error"] == "fail"
     in_flight: _Batch | None = None
@@ -154,7 +144,7 @@ async def run(ctx: JobContext) -> None:
     source = await ctx.db.uploads.reader(ObjectId(params["file_id"]), start.offset)
     try:
         reader = RecordReader(source.read, start)
-        async for records in reader.batches(params["batch_size"]):
+        async for records in reader.batches(params["batch_size"], ctx.settings.batch_max_bytes):
             position = reader.position().as_dict()
             docs, sources, errors = builder.build(records)
             processed = len(records)
@@ -192,6 +182,24 @@ async def run(ctx: JobContext) -> None:
     # stray quotes can differ, and the final number is the one that was read.
     progress["total"] = progress["processed"]
     progress["percent"] = 100.0
+    async with ctx.fenced():
+        await profiles.record_import(ctx.db.profiles, ctx.org_id, params["dataset"], _summary(ctx, builder))
+
+
+def _summary(ctx: JobContext, builder: RowBuilder) -> dict[str, Any]:
+    """What the dataset's profile keeps of this import. Stored as the job's rows
+    are all in, just before it completes; a terminate after that forgets it again.
+    A job that moved to another replica midway profiled only the rows read there."""
+    params = ctx.params
+    return {
+        "job_id": ctx.job_id,
+        "at": utcnow(),
+        "rows": ctx.progress.get("inserted", 0),
+        "rows_profiled": builder.profile.rows,
+        "columns": params["columns"],
+        "types": column_specs(params),
+        "profile": builder.profile.column_docs(),
+    }
 
 
 async def rollback(ctx: JobContext) -> None:
@@ -226,6 +234,8 @@ async def rollback(ctx: JobContext) -> None:
     async with ctx.fenced(undo=True):
         result = await records.delete_many({"_id": prefix_range(job_prefix(ctx.org_id, dataset, ctx.job_id))})
     progress["rolled_back"] += result.deleted_count
+    async with ctx.fenced(undo=True):
+        await profiles.forget_import(ctx.db.profiles, ctx.org_id, dataset, ctx.job_id)
     await delete_upload(ctx)
 
 

@@ -10,7 +10,7 @@ from bson import ObjectId
 
 from ...csvio.records import Position, RecordReader
 from ...teams.batch import Undo, apply_batch, check_batch, drop_undo_log
-from ...teams.rows import RowError, RowParser
+from ...teams.rows import RowError, RowParser, parse_batch
 from ..model import JobState, utcnow
 from ..runner import JobContext, Kind
 from .imports import delete_upload
@@ -31,9 +31,9 @@ async def run(ctx: JobContext) -> None:
     source = await db.uploads.reader(ObjectId(params["file_id"]), start.offset)
     try:
         reader = RecordReader(source.read, start)
-        async for records in reader.batches(params["batch_size"]):
+        async for records in reader.batches(params["batch_size"], ctx.settings.batch_max_bytes):
             position = reader.position().as_dict()
-            parsed = [parser.parse(record) for record in records]
+            parsed = await parse_batch(parser, records)
             rows, rejected, users = await check_batch(db, org_id, ctx.job_id, parsed, {})
             errors = sorted([p for p in parsed if isinstance(p, RowError)] + rejected, key=lambda e: e.row)
             processed = len(records)

@@ -1,0 +1,1 @@
+"""Dataset profiles: what a dataset's columns hold, and what a new file changes."""
