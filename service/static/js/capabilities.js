@@ -16,7 +16,11 @@ export function capabilities() {
     loaded = api("GET", "/api/v1/openapi.json")
       .catch(() => null)
       .then((doc) => {
-        if (!doc) loaded = null; // asked again next time (a sign-in may have expired)
+        if (!doc) {
+          loaded = null; // asked again next time (a sign-in may have expired)
+          // Without a description, what this version of the service offers.
+          return { downloadTickets: false, importDryRun: true, importGuard: true, importNullValues: true, typeFormats: true };
+        }
         const importParams = parameters(doc, "/api/v1/jobs/import", "post");
         return {
           downloadTickets: Boolean(doc && doc.paths && doc.paths["/api/v1/downloads"]),
