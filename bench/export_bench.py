@@ -59,7 +59,7 @@ async def baseline(uri: str, dataset: str, out: Path) -> float:
 async def stream(http, url: str, dataset: str) -> tuple[float, int, str]:
     started = time.perf_counter()
     size = 0
-    async with http.get(f"{url}/api/v1/exports/{dataset}.csv") as resp:
+    async with http.post(f"{url}/api/v1/exports/{dataset}.csv") as resp:
         assert resp.status == 200
         job_id = resp.headers["X-Job-Id"]
         async for chunk in resp.content.iter_chunked(1 << 20):
@@ -114,7 +114,7 @@ async def main(rows: int, small_rows: int) -> None:
             print("terminate during a streamed export ...", flush=True)
             svc = ServiceProcess(uri, logs, "terminate", **env).start()
             procs.append(svc)
-            async with http.get(f"{svc.url}/api/v1/exports/big.csv") as resp:
+            async with http.post(f"{svc.url}/api/v1/exports/big.csv") as resp:
                 job_id = resp.headers["X-Job-Id"]
                 received = 0
                 while received < min(5 << 20, rows * 20):

@@ -7,14 +7,22 @@ from collections.abc import Iterable
 from aiohttp import web
 from pymongo.monitoring import CommandListener
 
-from .api import console, events, exports, health, imports, jobs, metrics, teams
+from .api import console, downloads, events, exports, health, imports, jobs, metrics, openapi, teams
 from .jobs.manager import begin_shutdown, manager_ctx
+from .jobs.model import ACTIONS
 from .middlewares import problem_middleware
 from .metrics import Metrics, queue_sampler_ctx
 from .retention import retention_ctx
 from .settings import Settings
 from .store.db import database_ctx
 from .typedefs import DB_LISTENERS_KEY, METRICS_KEY, SETTINGS_KEY
+
+
+# Job ids are ObjectIds: matching only those keeps /jobs/import from also
+# being "the job named import", so a 405's Allow header lists exactly the
+# methods of the path (as the OpenAPI document and its fuzzing expect).
+JOB = "/api/v1/jobs/{job_id:[0-9a-f]{24}}"
+JOB_ACTION = JOB + "/{action:" + "|".join(ACTIONS) + "}"
 
 
 def create_app(settings: Settings, command_listeners: Iterable[CommandListener] = ()) -> web.Application:
@@ -40,12 +48,19 @@ def create_app(settings: Settings, command_listeners: Iterable[CommandListener] 
     app.router.add_post("/api/v1/jobs/import", imports.create_import)
     app.router.add_post("/api/v1/jobs/teams", teams.create_teams)
     app.router.add_post("/api/v1/jobs/export", exports.create_export)
-    app.router.add_get("/api/v1/exports/{dataset}.csv", exports.stream_export)
-    app.router.add_get("/api/v1/jobs/{job_id}/result", exports.export_result)
-    app.router.add_get("/api/v1/jobs/{job_id}/events", events.job_events)
+    # Streamed exports start from a POST; a browser redeems a ticket (no HEAD:
+    # a HEAD would use the ticket up).
+    app.router.add_post("/api/v1/exports/{dataset}.csv", exports.post_stream_export)
+    app.router.add_post("/api/v1/downloads", downloads.create_download)
+    app.router.add_get("/api/v1/downloads/{ticket}", downloads.download, allow_head=False)
+    app.router.add_get(JOB + "/result", exports.export_result)
+    app.router.add_get(JOB + "/events", events.job_events)
     app.router.add_get("/api/v1/jobs", jobs.list_jobs)
-    app.router.add_get("/api/v1/jobs/{job_id}", jobs.get_job)
-    app.router.add_delete("/api/v1/jobs/{job_id}", jobs.delete_job)
-    app.router.add_post("/api/v1/jobs/{job_id}/{action}", jobs.control_job)
+    app.router.add_get(JOB, jobs.get_job)
+    app.router.add_delete(JOB, jobs.delete_job)
+    app.router.add_post(JOB_ACTION, jobs.control_job)
+    app.router.add_get("/api/v1/openapi.json", openapi.openapi_json)
+    app.router.add_get(openapi.DOCS_ROUTE, openapi.docs_page)
+    app.router.add_get(openapi.DOCS_ROUTE + "/{name}", openapi.docs_asset)
     app.router.add_routes(console.routes(console.load_console()))
     return app

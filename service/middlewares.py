@@ -6,10 +6,10 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-
+from aiohttp.http_exceptions import HttpProcessingError
 from pymongo.errors import ConnectionFailure
 
-from .errors import ServiceError, Unavailable
+from .errors import BadRequest, ServiceError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = problem_response(Unavailable("The database is unavailable; retry shortly."), request)
         response.headers["Retry-After"] = "5"
         return response
+    except HttpProcessingError as exc:
+        # A malformed body part (a multipart header aiohttp cannot parse, say):
+        # the client's fault, not ours (found by fuzzing).
+        return problem_response(BadRequest(f"The request is malformed: {str(exc.message)[:200]}"), request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -50,6 +54,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             if name not in ("Content-Type", "Content-Length"):
                 response.headers[name] = value
         return response
+    except ConnectionResetError:
+        # The client left mid-response (a stream it stopped reading): not a
+        # server error; aiohttp drops the connection quietly (found by fuzzing).
+        raise
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return problem_response(ServiceError("An unexpected error occurred; it has been logged."), request)

@@ -12,6 +12,7 @@ from service.app import create_app
 from service.settings import MongoSettings, Settings
 from service.store.db import Database
 
+from .openapi_check import ResponseChecker
 from .devdb import DevDatabase, database_server, with_database
 from .index_coverage import QueryRecorder
 
@@ -54,9 +55,20 @@ async def db(mongo) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def make_client(aiohttp_client, settings, db) -> Callable[..., Awaitable[TestClient]]:
+def openapi_checker() -> Iterator[ResponseChecker]:
+    """Every response the test's clients receive is checked against the
+    OpenAPI document; the test fails on any mismatch."""
+    checker = ResponseChecker()
+    yield checker
+    assert not checker.failures, "responses that do not match the OpenAPI document:\n" + "\n".join(checker.failures)
+
+
+@pytest.fixture
+def make_client(aiohttp_client, settings, db, openapi_checker) -> Callable[..., Awaitable[TestClient]]:
     async def make(**overrides: Any) -> TestClient:
-        return await aiohttp_client(create_app(settings.replace(**overrides), command_listeners=[SUITE_QUERIES]))
+        return openapi_checker.watch(
+            await aiohttp_client(create_app(settings.replace(**overrides), command_listeners=[SUITE_QUERIES]))
+        )
 
     return make
 

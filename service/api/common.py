@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +21,29 @@ def org_of(request: web.Request) -> str:
     return request.app[SETTINGS_KEY].default_org_id
 
 
+def query_params(request: web.Request, allowed: Iterable[str], repeatable: Iterable[str] = ()) -> Mapping[str, str]:
+    """The request's query, once it names only ``allowed`` parameters. Every
+    handler declares what it reads: a typo (``type=`` for ``types=``) or a
+    parameter this endpoint does not have (``dryrun`` for ``dry_run``) is a 400
+    naming it, never a job started without it. Only ``repeatable`` ones may
+    be given twice; for any other, which value wins would be a guess."""
+    names = frozenset(allowed)
+    unknown = sorted(set(request.query) - names)
+    if unknown:
+        accepts = ", ".join(sorted(names)) if names else "no query parameters"
+        raise BadRequest(
+            f"Unknown query parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"this endpoint accepts {accepts}.",
+            parameter=unknown[0],
+            unknown=unknown,
+        )
+    once = names - frozenset(repeatable)
+    for name in sorted(once):
+        if len(request.query.getall(name, ())) > 1:
+            raise BadRequest(f"{name} is given more than once.", parameter=name)
+    return request.query
+
+
 def dataset_param(value: object) -> str:
     if value is not None and not isinstance(value, str):
         raise BadRequest("The dataset must be a string.", parameter="dataset")
@@ -36,7 +59,7 @@ def dataset_param(value: object) -> str:
 
 def int_param(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -48,7 +71,7 @@ def int_param(query: Mapping[str, str], name: str, default: int, low: int, high:
 
 
 def choice_param(query: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
-    value = query.get(name) or default
+    value = query.get(name, default)
     if value not in choices:
         raise BadRequest(f"{name} must be one of {', '.join(choices)}, got {value[:40]!r}", parameter=name)
     return value
@@ -60,15 +83,21 @@ def error_policy(query: Mapping[str, str]) -> tuple[str, int]:
     return on_error, int_param(query, "max_errors", 1000, 0, 1_000_000_000)
 
 
+TRUE_WORDS = frozenset({"true", "1", "yes"})
+FALSE_WORDS = frozenset({"false", "0", "no"})
+
+
 def bool_param(query: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = (query.get(name) or "").strip().lower()
-    if not raw:
+    """The one boolean parser of the API. ``?dry_run`` with no value is a 400,
+    not false: guessing would start the very job the caller meant to preview."""
+    if name not in query:
         return default
-    if raw in ("true", "1", "yes"):
+    raw = query[name].strip().lower()
+    if raw in TRUE_WORDS:
         return True
-    if raw in ("false", "0", "no"):
+    if raw in FALSE_WORDS:
         return False
-    raise BadRequest(f"{name} must be true or false, got {raw[:40]!r}", parameter=name)
+    raise BadRequest(f"{name} must be true or false (or 1/0, yes/no), got {raw[:40]!r}", parameter=name)
 
 
 def list_param(query: Mapping[str, str], name: str, choices: frozenset[str] | None = None) -> list[str]:

@@ -23,7 +23,7 @@ from aiohttp import web
 from ..errors import JobNotFound, TooManyRequests
 from ..jobs.model import FINAL, JobState, job_json
 from ..typedefs import EVENTS_KEY, MANAGER_KEY, SETTINGS_KEY
-from .common import int_param, org_of
+from .common import int_param, org_of, query_params
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     job is completed, terminated or failed. A comment line every 15 s keeps
     proxies from closing a quiet stream (a paused job)."""
     org_id, job_id = org_of(request), request.match_info["job_id"]
-    interval = int_param(request.query, "interval_ms", 500, 50, 60_000) / 1000
+    interval = int_param(query_params(request, ("interval_ms",)), "interval_ms", 500, 50, 60_000) / 1000
     async with request.app[EVENTS_KEY].subscribe(org_id, job_id, interval) as poll:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

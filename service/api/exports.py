@@ -1,5 +1,7 @@
-"""Exports: POST /jobs/export (background, into GridFS), GET /exports/{dataset}.csv
-(streamed into the response), GET /jobs/{id}/result (the stored CSV, with Range)."""
+"""Exports: POST /jobs/export (background, into GridFS), POST /exports/{dataset}.csv
+(streamed into the response), GET /jobs/{id}/result (the stored CSV, with Range).
+A plain GET never starts an export: browsers get a single-use download
+ticket instead (service/api/downloads.py), which streams through here too."""
 from __future__ import annotations
 
 import asyncio
@@ -15,35 +17,43 @@ from ..datasets import COMMITTED, WITH_FAILED, describe
 from ..errors import BadRequest, Gone, InvalidTransition, NotFound, UnsupportedMediaType
 from ..jobs.kinds.exports import ResponseSink
 from ..jobs.model import JobState, new_job_id
+from ..store.db import Database
 from ..store.files import ChunkReader
 from ..typedefs import DB_KEY, MANAGER_KEY
-from .common import dataset_param, int_param, job_response, org_of
+from .common import bool_param, dataset_param, int_param, job_response, org_of, query_params
+from .idempotency import Claim, idempotent, json_body_digest, json_digest, replay_job
 
 EXPORT_BATCH = 1000
 DOWNLOAD_CHUNK = 256 * 1024
 FIELDS = frozenset({"dataset", "date_field", "from", "to", "fields", "neutralize_formulas", "batch_size", "include_failed"})
 MAX_BATCH = 10_000
 DISCONNECT_POLL_SECONDS = 0.5
+# The streamed export's query parameters (the dataset is in the path).
+STREAM_PARAMS = FIELDS - {"dataset"}
 
 
-async def export_params(request: web.Request, spec: dict[str, Any]) -> dict[str, Any]:
+async def export_params(db: Database, org_id: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Validates an export request against what the dataset really has. Only
     names found in the dataset and parsed dates reach the query."""
     unknown = sorted(set(spec) - FIELDS)
     if unknown:
-        raise BadRequest(f"Unknown export options: {', '.join(unknown)}; use {', '.join(sorted(FIELDS))}.")
+        raise BadRequest(
+            f"Unknown export options: {', '.join(unknown)}; use {', '.join(sorted(FIELDS))}.", parameter=unknown[0]
+        )
     name = dataset_param(spec.get("dataset"))
     include_failed = spec.get("include_failed", False)
     if not isinstance(include_failed, bool):
         raise BadRequest("include_failed must be true or false.", parameter="include_failed")
-    dataset = await describe(request.app[DB_KEY], org_of(request), name, WITH_FAILED if include_failed else COMMITTED)
+    dataset = await describe(db, org_id, name, WITH_FAILED if include_failed else COMMITTED)
     if dataset is None:
         raise NotFound(
             f"Your organisation has no dataset {name!r} with a completed import (exports read completed imports only).",
             parameter="dataset",
         )
 
-    fields = spec.get("fields") or dataset.columns
+    fields = spec.get("fields")
+    if fields is None or fields == []:
+        fields = dataset.columns
     if not isinstance(fields, list) or not all(isinstance(f, str) and f for f in fields):
         raise BadRequest("fields must be a list of column names.", parameter="fields")
     if len(fields) > MAX_COLUMNS:
@@ -57,9 +67,10 @@ async def export_params(request: web.Request, spec: dict[str, Any]) -> dict[str,
     if len(set(fields)) != len(fields):
         raise BadRequest("fields names a column twice.", parameter="fields")
 
-    date_field, bounds = spec.get("date_field") or None, {}
+    date_field, bounds = spec.get("date_field"), {}
     if date_field is not None and not isinstance(date_field, str):
         raise BadRequest("date_field must be a column name.", parameter="date_field")
+    date_field = date_field or None
     for key in ("from", "to"):
         raw = spec.get(key)
         if raw in (None, ""):
@@ -108,44 +119,78 @@ async def export_params(request: web.Request, spec: dict[str, Any]) -> dict[str,
     }
 
 
-async def create_export(request: web.Request) -> web.Response:
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The request's body as a JSON object, or a 415/400 saying what is wrong."""
     if request.content_type != "application/json":
-        raise UnsupportedMediaType("Send the export request as application/json.", accepted=["application/json"])
+        raise UnsupportedMediaType("Send the request body as application/json.", accepted=["application/json"])
     try:
-        spec = await request.json()
+        body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise BadRequest("The body is not valid JSON.") from None
-    if not isinstance(spec, dict):
+    if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
+    return body
+
+
+@idempotent(json_body_digest, replay_job)
+async def create_export(request: web.Request, claim: Claim) -> web.Response:
+    query_params(request, ())
+    spec = await json_object(request)
+    org_id = org_of(request)
     manager = request.app[MANAGER_KEY]
-    await manager.check_queue_quota(org_of(request))
-    params = await export_params(request, spec)
+    await manager.check_queue_quota(org_id)
+    params = await export_params(request.app[DB_KEY], org_id, spec)
     params["file_id"] = str(ObjectId())
+    await claim.bind(json_digest(spec))
     job = await manager.create(
-        {"_id": new_job_id(), "org_id": org_of(request), "kind": "export", "params": params},
+        {"_id": claim.resource_id, "org_id": org_id, "kind": "export", "params": params},
         progress={"processed": 0, "total": None, "bytes": 0, "percent": 0.0},
     )
     return job_response(job, status=202)
 
 
-async def stream_export(request: web.Request) -> web.StreamResponse:
-    """The export streamed into the response as it is read: the download starts at
-    once. It is a job (X-Job-Id): pause stalls the stream, terminate aborts it so
-    the browser shows a failed download, and a client that leaves terminates it."""
-    query = request.query
-    spec: dict[str, Any] = {"dataset": request.match_info["dataset"]}
+def stream_spec(dataset: str, query: Any) -> dict[str, Any]:
+    """An export request written as query parameters (fields comma-separated)."""
+    spec: dict[str, Any] = {"dataset": dataset}
     for key in ("date_field", "from", "to"):
         if query.get(key):
             spec[key] = query[key]
     if query.get("fields"):
         spec["fields"] = [f.strip() for f in query["fields"].split(",") if f.strip()]
-    if query.get("batch_size"):
+    if "batch_size" in query:
         spec["batch_size"] = int_param(query, "batch_size", EXPORT_BATCH, 1, MAX_BATCH)
-    if "neutralize_formulas" in query:
-        spec["neutralize_formulas"] = query["neutralize_formulas"].lower() not in ("false", "0", "no")
-    params = await export_params(request, spec)
-    params["stream"] = True
+    for name in ("neutralize_formulas", "include_failed"):
+        if name in query:
+            spec[name] = bool_param(query, name, name == "neutralize_formulas")
+    return spec
+
+
+async def post_stream_export(request: web.Request) -> web.StreamResponse:
+    """POST /exports/{dataset}.csv: the export streamed into this response
+    (``curl -X POST ... -o out.csv``). A POST, so no prefetch, crawler or
+    replayed link can start one; browsers use a download ticket."""
+    query = query_params(request, STREAM_PARAMS)
+    if request.headers.get("Idempotency-Key") is not None:
+        raise BadRequest(
+            "A streamed export cannot be replayed: each POST streams anew. For a retryable download, "
+            "create a ticket with POST /api/v1/downloads (which honours Idempotency-Key).",
+            parameter="Idempotency-Key",
+        )
+    if await request.content.read(1):
+        raise BadRequest("This endpoint takes no body; give the export's options as query parameters.")
+    org_id = org_of(request)
+    params = await export_params(request.app[DB_KEY], org_id, stream_spec(request.match_info["dataset"], query))
+    return await stream_export(request, org_id, params)
+
+
+async def stream_export(request: web.Request, org_id: str, params: dict[str, Any]) -> web.StreamResponse:
+    """The export streamed into the response as it is read: the download starts at
+    once. It is a job (X-Job-Id): pause stalls the stream, terminate aborts it so
+    the browser shows a failed download, and a client that leaves terminates it."""
+    params = {**params, "stream": True}
     job_id = new_job_id()
+    manager = request.app[MANAGER_KEY]
+    await manager.check_stream_caps(org_id, "export")
     manager = request.app[MANAGER_KEY]
     await manager.check_stream_caps(org_of(request), "export")
 
@@ -160,7 +205,7 @@ async def stream_export(request: web.Request) -> web.StreamResponse:
     response.enable_chunked_encoding()
     await response.prepare(request)
     runner = await manager.start_attached(
-        {"_id": job_id, "org_id": org_of(request), "kind": "export", "params": params},
+        {"_id": job_id, "org_id": org_id, "kind": "export", "params": params},
         {"processed": 0, "total": None, "bytes": 0, "percent": 0.0},
         ResponseSink(response),
     )
@@ -172,10 +217,10 @@ async def stream_export(request: web.Request) -> web.StreamResponse:
         transport = request.transport
         if not runner.task.done() and (transport is None or transport.is_closing()):
             try:
-                await manager.control(org_of(request), job_id, "terminate")
+                await manager.control(org_id, job_id, "terminate")
             except InvalidTransition:
                 pass
-    job = await manager.repo.get(org_of(request), job_id)
+    job = await manager.repo.get(org_id, job_id)
     if job["state"] != JobState.COMPLETED.value:
         # Never end a chunked body cleanly for an export that did not finish:
         # closing the connection mid-body makes the browser report a failure.
@@ -193,14 +238,24 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 async def export_result(request: web.Request) -> web.StreamResponse:
     """The stored CSV of a completed export: Content-Length, and single byte
     ranges so a broken download can continue (curl -C -, browsers)."""
-    db, manager = request.app[DB_KEY], request.app[MANAGER_KEY]
-    job = await manager.repo.get(org_of(request), request.match_info["job_id"])
+    query_params(request, ())
+    job = await request.app[MANAGER_KEY].repo.get(org_of(request), request.match_info["job_id"])
+    return await send_result(request, job)
+
+
+def check_result(job: dict[str, Any]) -> None:
+    """Whether a job has a stored result to download: 404, 410 or 409 if not."""
     if job["kind"] != "export" or job["params"].get("stream"):
         raise NotFound("Only background export jobs have a stored result.")
     if job["state"] == JobState.TERMINATED.value:
         raise Gone("This export was terminated and its file deleted.")
     if job["state"] != JobState.COMPLETED.value:
         raise InvalidTransition(f"The export is {job['state']}; its result is ready once it is completed.", state=job["state"])
+
+
+async def send_result(request: web.Request, job: dict[str, Any]) -> web.StreamResponse:
+    check_result(job)
+    db = request.app[DB_KEY]
     file_doc = await db.exports.file(ObjectId(job["params"]["file_id"]))
     if file_doc is None:
         raise Gone("The export's file no longer exists.")

@@ -1,8 +1,9 @@
 """POST /api/v1/jobs/import: stream a CSV upload into GridFS and queue its import."""
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -20,7 +21,6 @@ from ..csvio.schema import (
     split_specs,
 )
 from ..errors import BadRequest, InvalidCsv, PayloadTooLarge, UnsupportedMediaType
-from ..jobs.model import new_job_id
 from ..profiles import store as profiles
 from ..profiles.findings import compare_header
 from ..profiles.guard import GUARDS
@@ -36,7 +36,9 @@ from .common import (
     job_response,
     json_response,
     org_of,
+    query_params,
 )
+from .idempotency import Claim, idempotent, replay_job
 
 CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"})
 READ_CHUNK = 64 * 1024
@@ -44,19 +46,23 @@ MULTIPART_OVERHEAD = 64 * 1024
 MAX_BATCH = 10_000
 DRY_RUN_BATCH = 1000
 HEADER_MODES = ("any", "match")
+IMPORT_PARAMS = ("dataset", "types", "batch_size", "on_error", "max_errors", "dry_run", "null_values", "guard", "header")
 
 
 @dataclass
 class CsvProbe:
-    """Watches an upload go by: keeps its first bytes (for the header) and counts records."""
+    """Watches an upload go by: keeps its first bytes (for the header), counts
+    records, and hashes it (what Idempotency-Key compares)."""
 
     head: bytearray
     counter: RecordCounter
+    digest: Any = field(default_factory=hashlib.sha256)
 
     def __call__(self, chunk: bytes) -> None:
         if len(self.head) < HEADER_LIMIT:
             self.head += chunk[: HEADER_LIMIT - len(self.head)]
         self.counter.feed(chunk)
+        self.digest.update(chunk)
 
 
 async def csv_body(request: web.Request, max_bytes: int) -> tuple[AsyncIterator[bytes], str]:
@@ -87,6 +93,20 @@ async def csv_body(request: web.Request, max_bytes: int) -> tuple[AsyncIterator[
 async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
     while chunk := await part.read_chunk(READ_CHUNK):
         yield chunk
+
+
+async def upload_digest(request: web.Request) -> str:
+    """The SHA-256 of the request's CSV, read as it streams and never stored:
+    how a retried upload is compared with the first one."""
+    max_bytes = request.app[SETTINGS_KEY].max_upload_bytes
+    chunks, _ = await csv_body(request, max_bytes)
+    digest, size = hashlib.sha256(), 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large(max_bytes)
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def too_large(max_bytes: int) -> PayloadTooLarge:
@@ -153,6 +173,7 @@ class Upload:
     filename: str
     header: Header
     rows: int  # data records, header excluded
+    sha256: str
 
     def params(self) -> dict[str, Any]:
         """What every job that reads the upload keeps in its params."""
@@ -201,7 +222,7 @@ async def receive_csv(
     except BaseException:
         await db.uploads.delete(stored.file_id)
         raise
-    return Upload(stored.file_id, stored.size, filename, header, rows)
+    return Upload(stored.file_id, stored.size, filename, header, rows, probe.digest.hexdigest())
 
 
 @dataclass(frozen=True)
@@ -250,13 +271,14 @@ class ImportOptions:
         return resolve_types(self.types, header)
 
 
-async def create_import(request: web.Request) -> web.Response:
+@idempotent(upload_digest, replay_job)
+async def create_import(request: web.Request, claim: Claim) -> web.Response:
     """Accepts the upload (202) once it is stored and its header checked; the
     rows are imported by the job, which reports row errors by line number.
     With dry_run=true, reads the file instead and answers 200 with what it found."""
     settings, db, manager = request.app[SETTINGS_KEY], request.app[DB_KEY], request.app[MANAGER_KEY]
     org_id = org_of(request)
-    query = request.query
+    query = query_params(request, IMPORT_PARAMS)
     options = ImportOptions.from_query(query)
     batch_size = int_param(query, "batch_size", 1000, 1, MAX_BATCH)
     on_error, max_errors = error_policy(query)
@@ -264,7 +286,7 @@ async def create_import(request: web.Request) -> web.Response:
         return await dry_run(request, org_id, options)
     imports = await profiles.history(db.profiles, org_id, options.dataset) if options.header == "match" else []
 
-    job_id = new_job_id()
+    job_id = claim.resource_id
     specs: dict[str, str] = {}
 
     def check(header: Header) -> None:
@@ -287,6 +309,7 @@ async def create_import(request: web.Request) -> web.Response:
             raise
         specs = inferred = first.inferred(specs)
     types, formats = split_specs(specs)
+    await claim.bind(upload.sha256)
     job = await manager.create(
         {
             "_id": job_id,

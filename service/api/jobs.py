@@ -10,7 +10,7 @@ from ..jobs.kinds import KINDS as JOB_KINDS
 from ..jobs.model import ACTIONS, JobState, job_json
 from ..retention import delete_job as delete_finished_job
 from ..typedefs import DB_KEY, MANAGER_KEY
-from .common import int_param, job_response, json_response, list_param, org_of
+from .common import int_param, job_response, json_response, list_param, org_of, query_params
 
 STATES = frozenset(s.value for s in JobState)
 KINDS = frozenset(JOB_KINDS)
@@ -20,7 +20,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     """Newest first; ``state`` and ``kind`` filter (repeat or comma-separate them);
     ``limit`` (1-500, default 50) and ``before`` (a job id) page through."""
     manager = request.app[MANAGER_KEY]
-    query = request.query
+    query = query_params(request, ("state", "kind", "limit", "before"), repeatable=("state", "kind"))
     states = list_param(query, "state", STATES)
     kinds = list_param(query, "kind", KINDS)
     limit = int_param(query, "limit", 50, 1, 500)
@@ -35,6 +35,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
+    query_params(request, ())
     doc = await request.app[MANAGER_KEY].repo.get(org_of(request), request.match_info["job_id"])
     return job_response(doc)
 
@@ -46,6 +47,7 @@ async def control_job(request: web.Request) -> web.Response:
     action = request.match_info["action"]
     if action not in ACTIONS:
         raise web.HTTPNotFound()
+    query_params(request, ())
     result = await request.app[MANAGER_KEY].control(org_of(request), request.match_info["job_id"], action)
     return job_response(result.job)
 

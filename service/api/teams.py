@@ -9,16 +9,17 @@ from aiohttp import web
 from ..csvio.records import RecordReader
 from ..csvio.schema import Header
 from ..errors import BadRequest, InvalidCsv
-from ..jobs.model import new_job_id
 from ..teams.batch import check_batch
 from ..teams.review import TRACKED_ROWS, Review
 from ..teams.rows import RowError, RowParser, TeamRow, column_layout, parse_batch, supported_region
 from ..typedefs import DB_KEY, MANAGER_KEY, SETTINGS_KEY
-from .common import bool_param, error_policy, int_param, job_response, json_response, org_of
-from .imports import StreamedBody, csv_body, receive_csv
+from .common import bool_param, error_policy, int_param, job_response, json_response, org_of, query_params
+from .idempotency import Claim, idempotent, replay_job
+from .imports import StreamedBody, csv_body, receive_csv, upload_digest
 
 MAX_BATCH = 1000
 DRY_RUN_BATCH = 500
+TEAMS_PARAMS = ("dry_run", "region", "batch_size", "on_error", "max_errors")
 
 
 def _region(query: Any, default: str) -> str:
@@ -28,18 +29,20 @@ def _region(query: Any, default: str) -> str:
         raise BadRequest(f"region: {exc}", parameter="region") from None
 
 
-async def create_teams(request: web.Request) -> web.Response:
-    """202 + job; or, with dry_run=true, 200 and what the job would do."""
+@idempotent(upload_digest, replay_job)
+async def create_teams(request: web.Request, claim: Claim) -> web.Response:
+    """202 + job; or, with dry_run=true, 200 and what the job would do (a dry
+    run creates nothing, so its Idempotency-Key is released again)."""
     settings, manager = request.app[SETTINGS_KEY], request.app[MANAGER_KEY]
     org_id = org_of(request)
-    query = request.query
+    query = query_params(request, TEAMS_PARAMS)
     region = _region(query, settings.default_phone_region)
     if bool_param(query, "dry_run", False):
         return await dry_run(request, org_id, region)
     batch_size = int_param(query, "batch_size", 100, 1, MAX_BATCH)
     on_error, max_errors = error_policy(query)
 
-    job_id = new_job_id()
+    job_id = claim.resource_id
     layout: dict[str, int] = {}
 
     def check(header: Header) -> None:
@@ -47,6 +50,7 @@ async def create_teams(request: web.Request) -> web.Response:
 
     await manager.check_queue_quota(org_id)
     upload = await receive_csv(request, {"org_id": org_id, "job_id": job_id, "kind": "teams"}, check)
+    await claim.bind(upload.sha256)
     job = await manager.create(
         {
             "_id": job_id,

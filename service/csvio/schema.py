@@ -62,7 +62,10 @@ def parse_header(head: bytes, complete: bool) -> Header:
         raise InvalidCsv("The header row is not valid UTF-8; save the file as UTF-8 (CSV UTF-8 in Excel).") from None
     if "\x00" in text:
         raise InvalidCsv("The header row contains NUL characters; is the file UTF-16? Save it as UTF-8.")
-    rows = list(csv.reader(io.StringIO(text)))
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:  # a stray carriage return inside a name (found by fuzzing)
+        raise InvalidCsv(f"The header row cannot be read as CSV: {exc}.") from None
     names = rows[0] if rows else []
     if not any(n.strip() for n in names):
         raise InvalidCsv("The file is empty or its first line is blank; a header row is required.")

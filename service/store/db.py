@@ -66,6 +66,8 @@ class Database:
         self.teams: AsyncCollection = self.db["teams"]
         self.users: AsyncCollection = self.db["users"]
         self.undo: AsyncCollection = self.db["undo_log"]
+        self.idempotency_keys: AsyncCollection = self.db["idempotency_keys"]
+        self.download_tickets: AsyncCollection = self.db["download_tickets"]
         # Keyed by "org/dataset": every read is a primary-key lookup, no index needed.
         self.profiles: AsyncCollection = self.db["dataset_profiles"]
         self.uploads = Bucket(self.db, "uploads")
@@ -73,6 +75,7 @@ class Database:
         # Whether the server stores BSON Decimal128; FerretDB 1.24 does not (it
         # drops the connection), so there a decimal column holds exact decimal text.
         self.decimal128 = True
+        self.ttl_indexes = True  # False on a server without TTL indexes (FerretDB 1.24)
 
     @classmethod
     def connect(cls, mongo: MongoSettings, timeout_seconds: float | None = 30.0, **client_options: object) -> Database:
@@ -112,6 +115,26 @@ class Database:
             except OperationFailure as exc:
                 if exc.code != INDEX_NOT_FOUND:
                     raise
+        # Looked up by _id ("org/key", tickets by their token); the TTL
+        # indexes only remove what has expired.
+        await self._ttl_index(self.idempotency_keys, "created_at", 24 * 3600)
+        await self._ttl_index(self.download_tickets, "expires_at", 0)
+
+    async def _ttl_index(self, collection: AsyncCollection, field: str, seconds: int) -> None:
+        try:
+            await collection.create_index([(field, ASCENDING)], name="ttl", expireAfterSeconds=seconds)
+        except OperationFailure as exc:
+            if exc.code != 238:  # NotImplemented: FerretDB 1.24 has no TTL indexes
+                raise
+            await collection.create_index([(field, ASCENDING)], name=field)
+            self.ttl_indexes = False
+
+    async def expire(self, collection: AsyncCollection, field: str, before: object) -> None:
+        """Deletes what a TTL index would have, where the server has none;
+        readers check expiry themselves either way (MongoDB's TTL monitor
+        runs only once a minute)."""
+        if not self.ttl_indexes:
+            await collection.delete_many({field: {"$lt": before}})
 
     async def close(self) -> None:
         await self.client.close()

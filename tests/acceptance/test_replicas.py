@@ -161,7 +161,7 @@ async def test_a_streamed_export_whose_replica_dies_ends_terminated_and_the_down
     data = await api.start_import(a, make_csv(30_000), dataset="big")
     await api.wait(a, data["id"], lambda j: j["state"] == "completed")
 
-    async with api.http.get(f"{a.url}/api/v1/exports/big.csv", params={"batch_size": "100"}) as resp:
+    async with api.http.post(f"{a.url}/api/v1/exports/big.csv", params={"batch_size": "100"}) as resp:
         job_id = resp.headers["X-Job-Id"]
         assert (await resp.content.read(100)).startswith(b"id,name,day,c3")
         await api.control(b, job_id, "pause")  # paused: a paused stream must be swept too

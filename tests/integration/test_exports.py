@@ -1,5 +1,5 @@
 """Exports through the real app and database: background into GridFS, streamed
-into the response, and the stored result with Range."""
+into the response of a POST, and the stored result with Range."""
 from __future__ import annotations
 
 import asyncio
@@ -183,7 +183,7 @@ async def test_a_streamed_export_starts_at_once_and_matches_the_background_file(
     await wait_for_state(client, background["id"], "completed")
     reference = (await result(client, background["id"]))[1]
 
-    resp = await client.get("/api/v1/exports/people.csv")
+    resp = await client.post("/api/v1/exports/people.csv")
     assert resp.status == 200
     assert resp.headers["Content-Disposition"] == 'attachment; filename="people.csv"'
     job_id = resp.headers["X-Job-Id"]
@@ -199,7 +199,7 @@ async def test_a_streamed_export_pauses_then_resumes_and_aborts_on_terminate(cli
     big = await start_import(client, make_csv(30_000), dataset="big")
     await wait_for_state(client, big["id"], "completed")
 
-    async with client.get("/api/v1/exports/big.csv", params={"batch_size": "100"}) as resp:
+    async with client.post("/api/v1/exports/big.csv", params={"batch_size": "100"}) as resp:
         job_id = resp.headers["X-Job-Id"]
         first = await resp.content.read(1000)
         assert first.startswith(b"id,name,day,c3\r\n")
@@ -216,7 +216,7 @@ async def test_a_streamed_export_pauses_then_resumes_and_aborts_on_terminate(cli
 async def test_a_client_that_disconnects_ends_its_streamed_export_as_terminated(client):
     big = await start_import(client, make_csv(30_000), dataset="big")
     await wait_for_state(client, big["id"], "completed")
-    resp = await client.get("/api/v1/exports/big.csv", params={"batch_size": "100"})
+    resp = await client.post("/api/v1/exports/big.csv", params={"batch_size": "100"})
     job_id = resp.headers["X-Job-Id"]
     await resp.content.read(100)
     await control(client, job_id, "pause")  # nothing is written while paused: the watch must notice

@@ -92,11 +92,11 @@ async def test_streamed_downloads_have_their_own_caps_with_retry_after(make_clie
     client = await make_client(max_streams=1, max_streams_per_org=5)
     data = await start_import(client, make_csv(30_000), dataset="big")
     await wait_for_state(client, data["id"], "completed")
-    async with client.get("/api/v1/exports/big.csv", params={"batch_size": "100"}) as first:
+    async with client.post("/api/v1/exports/big.csv", params={"batch_size": "100"}) as first:
         job_id = first.headers["X-Job-Id"]
         await first.content.read(100)
         await control(client, job_id, "pause")  # a paused download still holds its stream
-        second = await client.get("/api/v1/exports/big.csv")
+        second = await client.post("/api/v1/exports/big.csv")
         assert second.status == 429 and second.headers["Retry-After"]
         assert (await second.json(content_type=None))["type"] == "urn:problem:collect-jobs:too-many-requests"
         await control(client, job_id, "terminate")
@@ -111,7 +111,7 @@ async def test_the_streams_per_org_cap_counts_every_replica(make_client, db):
     await db.jobs.insert_one(
         {"_id": str(ObjectId()), "org_id": "default", "kind": "export", "state": "running", "params": {"stream": True}}
     )
-    refused = await client.get("/api/v1/exports/big.csv")
+    refused = await client.post("/api/v1/exports/big.csv")
     assert refused.status == 429
     assert "MAX_STREAMS_PER_ORG" in (await refused.json(content_type=None))["detail"]
 

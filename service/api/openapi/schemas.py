@@ -1,0 +1,175 @@
+"""The JSON Schemas (2020-12, as OpenAPI 3.1 uses them) of what the API sends
+and receives. Enumerations come from the code (job states, job kinds), so a
+new state or kind cannot leave the document behind."""
+from __future__ import annotations
+
+from typing import Any
+
+from ...jobs.kinds import KINDS
+from ...jobs.model import JobState
+
+NULLABLE_STRING = {"type": ["string", "null"]}
+DATE_TIME = {"type": "string", "format": "date-time"}
+COUNT = {"type": "integer", "minimum": 0}
+DATASET = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", "example": "visits"}
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def schemas() -> dict[str, Any]:
+    return {
+        "Problem": {
+            "type": "object",
+            "description": "RFC 9457 problem details; every error of the API.",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {
+                "type": {"type": "string", "description": "urn:problem:collect-jobs:<slug>"},
+                "title": {"type": "string"},
+                "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                "detail": {"type": "string"},
+                "instance": {"type": "string", "description": "the request's path"},
+                "parameter": {"type": "string", "description": "the query parameter, header or field at fault"},
+                "unknown": {"type": "array", "items": {"type": "string"}, "description": "unknown query parameters"},
+                "state": {"type": "string", "description": "the job's state, for a 409"},
+                "accepted": {"type": "array", "items": {"type": "string"}, "description": "accepted content types, for a 415"},
+                "limit": {"type": "integer", "description": "the size limit, for a 413"},
+            },
+        },
+        "RowError": {
+            "type": "object",
+            "required": ["line", "message"],
+            "properties": {
+                "line": {"type": ["integer", "null"], "description": "line in the file; the header is line 1"},
+                "row": {"type": ["integer", "null"], "description": "1-based data row"},
+                "kind": {"type": "string"},
+                "message": {"type": "string"},
+            },
+        },
+        "Progress": {
+            "type": "object",
+            "description": "Counters of the job's work; which ones appear depends on its kind.",
+            "properties": {
+                "processed": COUNT,
+                "total": {"type": ["integer", "null"], "minimum": 0},
+                "inserted": COUNT,
+                "failed": COUNT,
+                "percent": {"type": "number", "minimum": 0},
+                "rows_per_second": {"type": "number", "minimum": 0},
+                "bytes": COUNT,
+                "rolled_back": COUNT,
+                "teams_created": COUNT,
+                "users_created": COUNT,
+                "users_updated": COUNT,
+                "users_restored": COUNT,
+                "users_deleted": COUNT,
+                "teams_deleted": COUNT,
+                "failed_by_kind": {"type": "object", "additionalProperties": COUNT},
+            },
+        },
+        "Job": {
+            "type": "object",
+            "required": ["id", "kind", "state", "org_id", "params", "progress", "errors", "links", "created_at"],
+            "properties": {
+                "id": {"type": "string"},
+                "kind": {"type": "string", "enum": sorted(KINDS)},
+                "state": {"type": "string", "enum": [s.value for s in JobState]},
+                "org_id": {"type": "string"},
+                "params": {"type": "object", "description": "the request as the job keeps it; depends on the kind"},
+                "progress": ref("Progress"),
+                "errors": {"type": "array", "items": ref("RowError"), "description": "the first row errors"},
+                "error": {**NULLABLE_STRING, "description": "why the job failed"},
+                "owner": {**NULLABLE_STRING, "description": "the replica running it"},
+                "created_at": DATE_TIME,
+                "started_at": {"type": ["string", "null"], "format": "date-time"},
+                "finished_at": {"type": ["string", "null"], "format": "date-time"},
+                "result": {"type": "object"},
+                "links": {
+                    "type": "object",
+                    "required": ["self"],
+                    "additionalProperties": {"type": "string"},
+                },
+            },
+        },
+        "JobList": {
+            "type": "object",
+            "required": ["jobs", "next"],
+            "properties": {
+                "jobs": {"type": "array", "items": ref("Job")},
+                "next": {**NULLABLE_STRING, "description": "the next page, or null"},
+            },
+        },
+        "ExportRequest": {
+            "type": "object",
+            "required": ["dataset"],
+            "additionalProperties": False,
+            "properties": {
+                "dataset": DATASET,
+                "date_field": {**NULLABLE_STRING, "description": "a column imported as a date"},
+                "from": {**NULLABLE_STRING, "description": "ISO 8601 date or datetime, inclusive"},
+                "to": {**NULLABLE_STRING, "description": "ISO 8601 date or datetime, exclusive"},
+                "fields": {
+                    "type": ["array", "null"],
+                    "items": {"type": "string", "minLength": 1},
+                    "maxItems": 1000,
+                    "description": "the columns, in order (null or empty: all)",
+                },
+                "neutralize_formulas": {"type": "boolean", "default": True},
+                "batch_size": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
+            },
+        },
+        "DownloadRequest": {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["export"],
+                    "additionalProperties": False,
+                    "properties": {"export": ref("ExportRequest")},
+                },
+                {
+                    "type": "object",
+                    "required": ["job_id"],
+                    "additionalProperties": False,
+                    "properties": {"job_id": {"type": "string", "minLength": 1, "description": "a completed background export"}},
+                },
+            ]
+        },
+        "DownloadTicket": {
+            "type": "object",
+            "required": ["url", "kind", "filename", "expires_at"],
+            "properties": {
+                "url": {"type": "string", "description": "GET it once, without a bearer header"},
+                "kind": {"type": "string", "enum": ["export", "result"]},
+                "filename": {"type": "string"},
+                "expires_at": DATE_TIME,
+                "job_id": {"type": "string"},
+            },
+        },
+        "TeamsDryRun": {
+            "type": "object",
+            "required": ["dry_run", "rows", "valid_rows", "would_create", "would_change", "errors", "warnings", "shift"],
+            "properties": {
+                "dry_run": {"const": True},
+                "rows": COUNT,
+                "valid_rows": COUNT,
+                "would_create": {"type": "object", "properties": {"teams": COUNT, "users": COUNT}},
+                "would_change": {"type": "object", "properties": {"users": COUNT}},
+                "preview": {"type": "array", "items": {"type": "object"}},
+                "errors": ref("Findings"),
+                "warnings": ref("Findings"),
+                "shift": {"type": "object", "required": ["suspected"], "properties": {"suspected": {"type": "boolean"}}},
+                "cross_row_checks": {"type": "string"},
+            },
+        },
+        "Findings": {
+            "type": "object",
+            "required": ["count", "by_kind", "first"],
+            "properties": {
+                "count": COUNT,
+                "by_kind": {"type": "object", "additionalProperties": COUNT},
+                "first": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "Status": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+    }
