@@ -8,6 +8,7 @@ from aiohttp import web
 
 from . import logs
 from .app import create_app
+from .jobs.workers import tune_gc
 from .settings import ConfigError, Settings
 
 
@@ -23,8 +24,10 @@ def main() -> int:
     logs.configure(settings.log_level, fmt)
     # aiohttp owns the signals: SIGTERM/SIGINT run the cleanup contexts, where the
     # job manager checkpoints and releases its jobs within SHUTDOWN_GRACE_SECONDS.
+    app = create_app(settings)
+    tune_gc()
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         # Open requests (streamed downloads) get a quarter of the grace period;

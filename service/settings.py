@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import phonenumbers
 
 DEFAULT_DATABASE = "collect"
+MAX_DEFAULT_WORKERS = 4
 
 
 class ConfigError(ValueError):
@@ -69,6 +70,9 @@ class Settings:
     result_retention_days: float = 7.0
     job_retention_days: float = 30.0
     retention_sweep_seconds: float = 3600.0
+    # Processes that parse, type and encode an import's batches; 1 builds them in
+    # the event loop's process. from_env's default is the CPUs the pod may use.
+    job_workers: int = 1
     guard_rows: int = 1000
     db_timeout_seconds: float = 30.0
     rollback_give_up_seconds: float = 600.0
@@ -97,6 +101,7 @@ class Settings:
                 continue
             field, value = parse(name, raw.strip())
             values[field] = value
+        values.setdefault("job_workers", default_workers())
         settings = cls(**values)
         if settings.result_retention_days > settings.job_retention_days:
             raise ConfigError("RESULT_RETENTION_DAYS must not be more than JOB_RETENTION_DAYS: a job's result goes with the job")
@@ -109,6 +114,20 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def default_workers() -> int:
+    """JOB_WORKERS' default: the CPUs this process may use (its affinity, and its
+    cgroup's cpu.max quota, which a Kubernetes CPU limit sets), at most 4."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return max(1, min(cpus, MAX_DEFAULT_WORKERS))
 
 
 def _int(field: str, low: int, high: int) -> Callable[[str, str], tuple[str, int]]:
@@ -216,6 +235,7 @@ _READERS: dict[str, Callable[[str, str], tuple[str, Any]]] = {
     "RESULT_RETENTION_DAYS": _days("result_retention_days"),
     "JOB_RETENTION_DAYS": _days("job_retention_days"),
     "RETENTION_SWEEP_SECONDS": _seconds("retention_sweep_seconds", 1, 86400),
+    "JOB_WORKERS": _int("job_workers", 1, 64),
     "GUARD_ROWS": _int("guard_rows", 10, 100_000),
     "DB_TIMEOUT_SECONDS": _seconds("db_timeout_seconds", 1, 3600),
     "ROLLBACK_GIVE_UP_SECONDS": _seconds("rollback_give_up_seconds", 0, 86400 * 7),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -41,7 +42,11 @@ def mongo(db_server, db_name) -> MongoSettings:
 def settings(mongo) -> Settings:
     # A lease long enough for FerretDB's slowest single write on a busy machine
     # (a data write gets the lease's remaining time as its deadline).
-    return Settings(mongo=mongo, job_poll_seconds=0.2, job_lease_seconds=10.0, shutdown_grace_seconds=5.0)
+    # JOB_WORKERS=2 scripts/test runs the suite with imports built in worker processes.
+    workers = int(os.environ.get("JOB_WORKERS", "1"))
+    return Settings(
+        mongo=mongo, job_poll_seconds=0.2, job_lease_seconds=10.0, shutdown_grace_seconds=5.0, job_workers=workers
+    )
 
 
 @pytest.fixture

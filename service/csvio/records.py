@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import re
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -19,10 +20,12 @@ MAX_RECORD_BYTES = 16 * 1024 * 1024
 # file, whichever comes first: 10,000 rows of 100 KB would otherwise be 1 GB.
 BATCH_MAX_BYTES = 2 * 1024 * 1024
 BOM = b"\xef\xbb\xbf"
+_TEXT_LINE = re.compile(r"[^\n]*\n")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Record:
+    # Not frozen: a frozen dataclass's __init__ costs three times as much, once per row.
     row: int  # 1-based data row number
     line: int  # file line where the record starts (header = line 1)
     fields: list[str] | None
@@ -45,22 +48,27 @@ class _LineFeed:
     """The iterator csv.reader reads from. It runs dry only between records, and
     csv.reader simply continues when it is refilled."""
 
-    __slots__ = ("lines", "consumed", "line_no", "problems")
+    __slots__ = ("lines", "consumed", "line_no", "problems", "dry")
 
     def __init__(self, line_no: int) -> None:
-        self.lines: deque[bytes | int] = deque()
+        self.lines: deque[str | bytes | int] = deque()
         self.consumed = 0
         self.line_no = line_no
         self.problems: dict[int, str] = {}
+        self.dry = 0  # times csv.reader found it empty
 
     def __iter__(self) -> _LineFeed:
         return self
 
     def __next__(self) -> str:
         if not self.lines:
+            self.dry += 1
             raise StopIteration
         raw = self.lines.popleft()
         self.line_no += 1
+        if type(raw) is str:  # from a run of plain ASCII lines, checked as a whole
+            self.consumed += len(raw)
+            return raw
         if type(raw) is int:  # an over-long line, already dropped: only its length is left
             self.consumed += raw
             self.problems[self.line_no] = f"line longer than {MAX_RECORD_BYTES} bytes"
@@ -89,7 +97,11 @@ class _Splitter:
 
     def push(self, chunk: bytes) -> None:
         start = 0
+        plain_checked = False
         while True:
+            if not plain_checked and not (self.partial or self.dropping or self.in_quotes):
+                plain_checked = True
+                start = self._push_plain(chunk, start)
             end = chunk.find(b"\n", start)
             if end < 0:
                 self._keep_partial(chunk[start:])
@@ -104,6 +116,20 @@ class _Splitter:
             else:
                 self._add(chunk[start : end + 1])
             start = end + 1
+
+    def _push_plain(self, chunk: bytes, start: int) -> int:
+        """Releases the chunk's whole lines from ``start`` at once when they are
+        plain ASCII records: no quote (each line is then a record), no NUL, not
+        over-long. Most files are; per line this saves the splitting and the
+        decoding in Python. Returns where the line-by-line path goes on."""
+        last = chunk.rfind(b"\n") + 1
+        if last - start < 2 or last - start > MAX_RECORD_BYTES or chunk.find(b'"', start, last) >= 0:
+            return start
+        region = chunk[start:last]
+        if not region.isascii() or b"\x00" in region:
+            return start
+        self.feed.lines.extend(_TEXT_LINE.findall(region.decode("ascii")))
+        return last
 
     def finish(self) -> None:
         if self.dropping:
@@ -156,6 +182,20 @@ class RecordReader:
         self._reader = csv.reader(self._feed, strict=False)
         self._row = start.row
         self._eof = False
+
+    def parse_all(self, data: bytes) -> tuple[list[Record], bool]:
+        """Every record of ``data``, the rest of the input, read at once (a batch
+        that JOB_WORKERS processes read from memory) by the same rules as
+        batches(); position() is then the end of ``data``. Also says whether
+        csv.reader saw the data end inside a record (a quote it reads
+        differently from the quote-parity rule): read in order, that record
+        would have gone on."""
+        self._splitter.push(data)
+        self._splitter.finish()
+        self._eof = True
+        records = list(self._drain())
+        # Running dry once is the end; more means a record was cut short by it.
+        return records, self._feed.dry > 1
 
     def position(self) -> Position:
         return Position(self._base + self._feed.consumed, self._feed.line_no, self._row)
@@ -219,30 +259,41 @@ class RecordReader:
 class RecordCounter:
     """Counts CSV records (header included, blank lines excluded) in a byte stream
     as it passes, using the same quote-parity rule as the reader. Used while an
-    upload streams in, so a job knows its total before it starts."""
+    upload streams in, so a job knows its total before it starts.
+
+    Per chunk, not per line: quoted sections are collapsed in C (each becomes one
+    character of content), and the lines left, each a record unless it is
+    blank, are counted in C too (split, then count the blank ones), never in a
+    Python loop over lines."""
 
     def __init__(self) -> None:
         self.records = 0
         self.in_quotes = False
-        self.has_content = False
+        self.has_content = False  # the record being read so far has something in it
 
     def feed(self, chunk: bytes) -> None:
-        pieces = chunk.split(b"\n")
-        tail = pieces.pop()
-        if pieces:
-            if not self.in_quotes and b'"' not in chunk:
-                head = pieces[0]
-                if self.has_content or _content(head):
-                    self.records += 1
-                self.records += sum(1 for p in pieces[1:] if p and p != b"\r")
-                self.has_content = False
-            else:
-                for piece in pieces:
-                    self._piece(piece)
-                    if not self.in_quotes:
-                        self.records += self.has_content
-                        self.has_content = False
-        self._piece(tail)
+        if self.in_quotes:
+            close = chunk.find(b'"')
+            if close < 0:
+                return
+            self.in_quotes = False
+            chunk = chunk[close + 1 :]
+        if b'"' in chunk:
+            chunk = _QUOTED.sub(b"q", chunk)
+            opened = chunk.find(b'"')
+            if opened >= 0:  # a quoted section that goes on into the next chunk
+                self.in_quotes = True
+                chunk = chunk[:opened] + b"q"
+        first = chunk.find(b"\n")
+        if first < 0:
+            self.has_content = self.has_content or _content(chunk)
+            return
+        last = chunk.rfind(b"\n")
+        self.records += self.has_content or _content(chunk[:first])
+        if last > first:  # the lines between the first and the last newline
+            lines = chunk[first + 1 : last].split(b"\n")
+            self.records += len(lines) - lines.count(b"") - lines.count(b"\r")
+        self.has_content = _content(chunk[last + 1 :])
 
     def finish(self) -> int:
         if self.has_content:
@@ -250,11 +301,8 @@ class RecordCounter:
             self.has_content = False
         return self.records
 
-    def _piece(self, piece: bytes) -> None:
-        if piece.count(b'"') % 2:
-            self.in_quotes = not self.in_quotes
-        if not self.has_content and _content(piece):
-            self.has_content = True
+
+_QUOTED = re.compile(rb'"[^"]*"')
 
 
 def _content(piece: bytes) -> bool:

@@ -24,6 +24,7 @@ from ..typedefs import DB_KEY, MANAGER_KEY, METRICS_KEY, SETTINGS_KEY
 from .model import ACTIONS, JobState
 from .repo import Claim, ControlResult, JobRepo
 from .runner import Kind, Runner
+from .workers import BuildPool
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class JobManager:
         self.owner = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.runners: dict[str, Runner] = {}
         self.metrics = metrics or Metrics()
+        self.workers = BuildPool(settings.job_workers)
         self.accepting = False
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
@@ -308,3 +310,4 @@ async def manager_ctx(app: web.Application) -> AsyncIterator[None]:
     await manager.start()
     yield
     await manager.stop()
+    manager.workers.close()

@@ -79,6 +79,7 @@ class JobContext:
         self.params: dict[str, Any] = job.get("params") or {}
         self.db = runner.manager.db
         self.settings = runner.manager.settings
+        self.workers = runner.manager.workers  # where an import's batches are built (JOB_WORKERS)
         self.progress: dict[str, Any] = dict(job.get("progress") or {})
         self.position: dict[str, Any] | None = job.get("checkpoint")
         self.sink = runner.sink

@@ -267,7 +267,14 @@ def paths() -> dict[str, Any]:
                 "summary": "A job: state, progress, first row errors",
                 "parameters": [JOB_ID],
                 "responses": {"200": {"description": "the job", "content": json_content(ref("Job"))}, **errors(404)},
-            }
+            },
+            "delete": {
+                "operationId": "deleteJob",
+                "tags": ["jobs"],
+                "summary": "Delete a finished job and its result file at once (terminated jobs, completed exports and teams jobs)",
+                "parameters": [JOB_ID],
+                "responses": {"204": {"description": "deleted"}, **errors(404, 409)},
+            },
         },
         "/api/v1/jobs/{job_id}/events": {
             "get": {

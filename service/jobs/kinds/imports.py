@@ -6,20 +6,21 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from bson import ObjectId, encode
+from bson import ObjectId
 from bson.raw_bson import RawBSONDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError
 
-from ...csvio.records import Position, Record, RecordReader
+from ...csvio.records import Position, Record
 from ...csvio.rows import RowTyper
 from ...profiles import store as profiles
 from ...profiles.guard import column_specs, guard
 from ...profiles.profile import PROFILE_ROWS, TableProfile
+from ...store.records import RecordEncoder, job_prefix, prefix_range, record_id
 from ...store.writes import DUPLICATE_KEY, raise_write_concern_errors
-from ...store.records import job_prefix, prefix_range, record_id, row_id
 from ..model import JobState, utcnow
 from ..runner import JobContext, Kind
+from ..workers import built_batches
 
 # Rows per delete command: bounded for progress, and below SQLite's limit of
 # 32,766 variables per statement, which FerretDB hits on larger deletes.
@@ -35,8 +36,7 @@ class RowBuilder:
         self.columns: list[str] = params["columns"]
         nulls = params.get("null_values") or []
         self.typer = RowTyper(self.columns, column_specs(params), nulls, ctx.db.decimal128)
-        self.base = {"org_id": ctx.org_id, "dataset": params["dataset"], "job_id": ctx.job_id}
-        self.id_prefix = job_prefix(ctx.org_id, params["dataset"], ctx.job_id)
+        self.tags = (ctx.org_id, params["dataset"], ctx.job_id)
         self.profile = TableProfile(self.columns, nulls)
         self.every = max(1, -(-(params.get("rows") or 0) // PROFILE_ROWS))
 
@@ -44,8 +44,8 @@ class RowBuilder:
         """Documents come out already encoded, so the encoding is done while the
         previous batch is being inserted rather than after it."""
         docs, sources, errors = [], [], []
-        now = utcnow()
-        id_prefix, convert, every, profile = self.id_prefix, self.typer.convert, self.every, self.profile
+        encode_record = RecordEncoder(*self.tags, utcnow()).encode
+        convert, every, profile = self.typer.convert, self.every, self.profile
         for record in batch:
             data, error = convert(record)
             if error is not None:
@@ -53,8 +53,7 @@ class RowBuilder:
                 continue
             if record.row % every == 0:
                 profile.add(record.fields)
-            doc = {"_id": row_id(id_prefix, record.row), **self.base, "row": record.row, "data": data, "created_at": now}
-            docs.append(RawBSONDocument(encode(doc)))
+            docs.append(RawBSONDocument(encode_record(record.row, data)))
             sources.append(record)
         return docs, sources, errors
 
@@ -142,18 +141,21 @@ async def run(ctx: JobContext) -> None:
             await ctx.persist(last.position, await land(last))
 
     source = await ctx.db.uploads.reader(ObjectId(params["file_id"]), start.offset)
+    batches = None
     try:
-        reader = RecordReader(source.read, start)
-        async for records in reader.batches(params["batch_size"], ctx.settings.batch_max_bytes):
-            position = reader.position().as_dict()
-            docs, sources, errors = builder.build(records)
-            processed = len(records)
+        batches = built_batches(
+            source.read, start, params["batch_size"], ctx.settings.batch_max_bytes, builder, ctx.workers
+        )
+        async for built in batches:
+            docs, sources, errors, processed, position = (
+                built.docs, built.sources, built.errors, built.processed, built.position
+            )
             if errors and fail_fast:
                 # Stop at the first bad row: nothing after it is written.
                 first_bad = errors[0]["row"]
                 keep = sum(1 for s in sources if s.row < first_bad)
                 docs, sources, errors = docs[:keep], sources[:keep], errors[:1]
-                processed = first_bad - records[0].row + 1
+                processed = first_bad - built.first_row + 1
             batch = (docs, sources, processed, position, errors)
             if in_flight is None:
                 in_flight = send(*batch)
@@ -173,6 +175,8 @@ async def run(ctx: JobContext) -> None:
             last, in_flight = in_flight, None
             await ctx.checkpoint(last.position, await land(last))
     finally:
+        if batches is not None:
+            await batches.aclose()  # no worker keeps building for a job that stopped
         if in_flight is not None:
             # Stopped with an insert in flight: let it land (it is part of the
             # job's writes, found by rollback) rather than cancel it midway.

@@ -1,0 +1,361 @@
+"""CPU per row (issue 14). Run: .venv/bin/python bench/cpu_bench.py [--rows N] [--rounds R]
+
+The database is the bottleneck on this machine, so wall-clock ratios say little
+about a real MongoDB; what the service controls is its own CPU per row, which is
+measured here independently of the database. In one run, alternating round
+after round (the machine is shared and its speed drifts):
+- the import floor: csv.reader over the file plus bson.encode of exactly the
+  documents the service stores;
+- the export floor: bson.decode_all of those documents from raw BSON, written
+  with csv.writer;
+- the component: the service's real parsing, typing and encoding code
+  (service.jobs.workers.built_batches) fed from the file, the encoded batches
+  discarded (no database), with 1, 2 and 3 worker processes: CPU per row and
+  rows per second;
+- the service: a real `python -m service` (JOB_WORKERS=1) importing the file,
+  then exporting the dataset into GridFS; CPU (user + sys, from /proc, the
+  process and its children) during the upload, the import job and the export job.
+The last round also runs the service with JOB_WORKERS=2: its CPU per row with
+the workers', each process's peak RSS, and /healthz latency while two imports run.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import argparse
+import asyncio
+import csv
+import datetime as dt
+import io
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+from bson import decode_all, encode
+
+from common import (
+    RESULTS,
+    BenchDatabase,
+    ServiceProcess,
+    data_file,
+    done,
+    machine,
+    ok,
+    upload,
+    wait_job,
+    write_results,
+)
+
+from service.csvio.schema import parse_header  # noqa: E402
+from service.jobs.kinds.imports import RowBuilder  # noqa: E402
+from service.jobs.workers import BuildPool, built_batches  # noqa: E402
+
+CLOCK = os.sysconf("SC_CLK_TCK")
+JOB_ID = "6b0281ee996d3c2cf9fce104"
+BATCH = 1000
+
+
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and all its live descendants."""
+    total, stack = 0.0, [pid]
+    while stack:
+        proc = stack.pop()
+        try:
+            fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLOCK
+            for task in os.listdir(f"/proc/{proc}/task"):
+                stack += [int(c) for c in Path(f"/proc/{proc}/task/{task}/children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+def tree_peak_rss(pid: int) -> list[float]:
+    """VmHWM (MB) of a process and each of its live descendants."""
+    peaks, stack = [], [pid]
+    while stack:
+        proc = stack.pop()
+        try:
+            for line in Path(f"/proc/{proc}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+            for task in os.listdir(f"/proc/{proc}/task"):
+                stack += [int(c) for c in Path(f"/proc/{proc}/task/{task}/children").read_text().split()]
+        except FileNotFoundError:
+            pass
+    return peaks
+
+
+def the_documents(path: Path):
+    """(row, document) as the service stores them: every column a string."""
+    now = dt.datetime.now(dt.timezone.utc)
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        for n, row in enumerate(reader, 1):
+            yield n, {
+                "_id": f"default/bench/{JOB_ID}:{n:010d}",
+                "org_id": "default",
+                "dataset": "bench",
+                "job_id": JOB_ID,
+                "row": n,
+                "data": dict(zip(header, row)),
+                "created_at": now,
+            }
+
+
+def floor_import(path: Path) -> float:
+    """CPU µs per row of csv.reader + bson.encode of the service's documents."""
+    started = time.process_time()
+    rows = 0
+    for rows, doc in the_documents(path):
+        encode(doc)
+    return (time.process_time() - started) / rows * 1e6
+
+
+def floor_export(path: Path) -> float:
+    """CPU µs per row of decoding the stored documents from raw BSON and writing
+    their columns with csv.writer; the BSON is made beforehand, untimed."""
+    columns = parse_header(path.open("rb").read(1 << 16), False).columns
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    spent, rows, batch = 0.0, 0, []
+    for rows, doc in the_documents(path):
+        batch.append(encode(doc))
+        if len(batch) == BATCH:
+            spent += _decode_and_write(b"".join(batch), columns, writer, out)
+            batch = []
+    if batch:
+        spent += _decode_and_write(b"".join(batch), columns, writer, out)
+    return spent / rows * 1e6
+
+
+def _decode_and_write(raw: bytes, columns: list[str], writer, out: io.StringIO) -> float:
+    started = time.process_time()
+    writer.writerows([[doc["data"][c] for c in columns] for doc in decode_all(raw)])
+    out.getvalue().encode()
+    out.seek(0)
+    out.truncate()
+    return time.process_time() - started
+
+
+class Job:
+    """What RowBuilder reads of a job (a JobContext's params, org_id and job_id)."""
+
+    def __init__(self, columns: list[str]) -> None:
+        self.params = {"columns": columns, "types": {}, "dataset": "bench"}
+        self.org_id = "default"
+        self.job_id = JOB_ID
+        self.db = SimpleNamespace(decimal128=True)  # MongoDB stores Decimal128
+
+
+async def component(path: Path, workers: int) -> dict[str, float]:
+    """The real parse + type + encode path from the file, batches discarded."""
+    pool = BuildPool(workers)
+    try:
+        # Workers started and their imports done before timing, as in a service
+        # that has run an import before.
+        await _built(data_file(20 * workers * BATCH), pool)
+        return await _built(path, pool)
+    finally:
+        pool.close(wait=True)
+
+
+async def _built(path: Path, pool: BuildPool) -> dict[str, float]:
+    with open(path, "rb") as f:
+        header = parse_header(f.read(1 << 20), False)
+        f.seek(header.data_start.offset)
+
+        async def read(size: int) -> bytes:
+            return f.read(size)
+
+        me = os.getpid()
+        cpu, wall, rows = tree_cpu(me), time.perf_counter(), 0
+        builder = RowBuilder(Job(header.columns))
+        async for built in built_batches(read, header.data_start, BATCH, 8 << 20, builder, pool):
+            rows += built.processed
+        wall, cpu = time.perf_counter() - wall, tree_cpu(me) - cpu
+    return {"us_per_row": round(cpu / rows * 1e6, 2), "rows_per_s": round(rows / wall)}
+
+
+async def service_round(
+    http, db: BenchDatabase, name: str, path: Path, workers: int, rows: int, logs: Path, export: bool, healthz: bool
+) -> dict:
+    # FerretDB sorts a 1,000,000-row export in memory: more than the default
+    # 30 s deadline per operation on a busy machine.
+    env = {
+        "JOB_WORKERS": str(workers),
+        "LOG_LEVEL": "WARNING",
+        "MAX_IMPORTS_PER_ORG": "2",
+        "DB_TIMEOUT_SECONDS": "900",
+    }
+    svc = ServiceProcess(db.uri(name), logs, name, **env).start()
+    try:
+        pid = svc.process.pid
+        # A small import first: lazy imports done, worker processes started.
+        warm = await upload(http, svc.url, data_file(1000), dataset="warmup")
+        await wait_job(http, svc.url, warm["id"], done, interval=0.5)
+        before = tree_cpu(pid)
+        created = await upload(http, svc.url, path, dataset="bench")
+        uploaded = tree_cpu(pid)
+        finished = await wait_job(http, svc.url, created["id"], done, interval=0.5)
+        assert finished["state"] == "completed" and finished["progress"]["inserted"] == rows, finished
+        imported = tree_cpu(pid)
+        out = {
+            "upload_us": round((uploaded - before) / rows * 1e6, 2),
+            "job_us": round((imported - uploaded) / rows * 1e6, 2),
+        }
+        out["import_us"] = round(out["upload_us"] + out["job_us"], 2)
+        if export:
+            async with http.post(f"{svc.url}/api/v1/jobs/export", json={"dataset": "bench"}) as resp:
+                job = await resp.json()
+                assert resp.status == 202, job
+            exported = await wait_job(http, svc.url, job["id"], done, interval=0.5)
+            assert exported["state"] == "completed" and exported["progress"]["processed"] == rows, exported
+            out["export_us"] = round((tree_cpu(pid) - imported) / rows * 1e6, 2)
+        if healthz:
+            out.update(await healthz_during_two_imports(http, svc.url, data_file(100_000)))
+        out["peak_rss_mb"] = [round(p, 1) for p in tree_peak_rss(pid)]
+        return out
+    finally:
+        svc.stop()
+        db.drop(name)
+
+
+async def healthz_during_two_imports(http, url: str, small: Path) -> dict:
+    stop = asyncio.Event()
+
+    async def sample() -> list[float]:
+        samples = []
+        while not stop.is_set():
+            started = time.perf_counter()
+            async with http.get(f"{url}/healthz") as resp:
+                await resp.read()
+            samples.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(0.01)
+        return samples
+
+    sampler = asyncio.create_task(sample())
+    jobs = [await upload(http, url, small, dataset=f"probe{i}") for i in range(2)]
+    for j in jobs:
+        await wait_job(http, url, j["id"], done, interval=0.2)
+    stop.set()
+    samples = sorted(await sampler)
+    return {"healthz_samples": len(samples), "healthz_p99_ms": round(samples[int(len(samples) * 0.99) - 1], 2)}
+
+
+def spread(values: list[float], fmt: str = "{:.2f}") -> str:
+    """median (lowest–highest) of the rounds."""
+    if len(values) == 1:
+        return fmt.format(values[0])
+    low, mid, high = (fmt.format(v) for v in (min(values), statistics.median(values), max(values)))
+    return f"{mid} ({low}–{high})"
+
+
+async def main(rows: int, rounds: int, worker_counts: list[int]) -> None:
+    path = data_file(rows)
+    db = BenchDatabase().start()
+    logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    results: dict = {"machine": machine(db), "rows": rows, "rounds": []}
+    loads = [os.getloadavg()[0]]
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
+            for n in range(1, rounds + 1):
+                last = n == rounds
+                one: dict = {}
+                print(f"round {n}: floors ...", flush=True)
+                one["floor_import_us"] = round(floor_import(path), 2)
+                one["floor_export_us"] = round(floor_export(path), 2)
+                for workers in worker_counts:
+                    print(f"round {n}: component, {workers} worker(s) ...", flush=True)
+                    one[f"component_{workers}"] = await component(path, workers)
+                print(f"round {n}: the service, JOB_WORKERS=1 ...", flush=True)
+                one["service_1"] = await service_round(http, db, f"cpu{n}", path, 1, rows, logs, True, last)
+                if last:
+                    print(f"round {n}: the service, JOB_WORKERS=2 ...", flush=True)
+                    one["service_2"] = await service_round(http, db, f"cpu{n}w", path, 2, rows, logs, False, True)
+                print(one, flush=True)
+                results["rounds"].append(one)
+                loads.append(os.getloadavg()[0])
+    finally:
+        db.close()
+    results["load"] = f"{min(loads):.0f}–{max(loads):.0f} on {os.cpu_count()} cores"
+    write_results("cpu", results, render(results, worker_counts))
+
+
+def render(results: dict, worker_counts: list[int]) -> str:
+    rounds = results["rounds"]
+    floor_in = [r["floor_import_us"] for r in rounds]
+    floor_out = [r["floor_export_us"] for r in rounds]
+    svc = [r["service_1"] for r in rounds]
+    ratio_in = [s["import_us"] / r["floor_import_us"] for s, r in zip(svc, rounds)]
+    ratio_out = [s["export_us"] / r["floor_export_us"] for s, r in zip(svc, rounds)]
+    last = rounds[-1]
+    one, two = last["service_1"], last["service_2"]
+    load = f" (load average {results['load']})" if "load" in results else ""
+    lines = [
+        f"Measured by `bench/cpu_bench.py` on {results['machine']}, shared with other engineers' test runs{load}; "
+        f"the benchmark's {results['rows']:,}-row, 10-column CSV; {len(rounds)} rounds, each running the floors, "
+        "the component and the service one after the other; values are the median of the rounds "
+        "(lowest–highest). CPU is user + system time from `/proc` (the service process and its children).",
+        "",
+        "| CPU per row | µs | ratio to floor | target |",
+        "|---|---|---|---|",
+        f"| import floor: `csv.reader` + `bson.encode` of the stored documents | {spread(floor_in)} | 1 | |",
+        f"| import, the service (upload + job), JOB_WORKERS=1 | {spread([s['import_us'] for s in svc])} "
+        f"| **{spread(ratio_in)}** | ≤ 1.5 {ok(statistics.median(ratio_in) <= 1.5)} |",
+        f"| — the upload (HTTP body → GridFS, record count) | {spread([s['upload_us'] for s in svc])} | | |",
+        f"| — the job (GridFS read, parse, type, encode, insert, checkpoints) | {spread([s['job_us'] for s in svc])} "
+        "| | |",
+        f"| — of the job: parse + type + encode (the component, in-process) "
+        f"| {spread([r['component_1']['us_per_row'] for r in rounds])} | | |",
+        f"| export floor: `bson.decode_all` + `csv.writer` | {spread(floor_out)} | 1 | |",
+        f"| export, the service (background job into GridFS) | {spread([s['export_us'] for s in svc])} "
+        f"| **{spread(ratio_out)}** | ≤ 1.5 {ok(statistics.median(ratio_out) <= 1.5)} |",
+        f"| import with JOB_WORKERS=2 (service + workers), last round | {two['import_us']} "
+        f"(upload {two['upload_us']}, job {two['job_us']}) | {two['import_us'] / last['floor_import_us']:.2f} | |",
+        "",
+        "| parse + type + encode, no database (the component) | CPU µs per row | rows/s | vs in-process |",
+        "|---|---|---|---|",
+    ]
+    base = [r["component_1"]["rows_per_s"] for r in rounds]
+    for workers in worker_counts:
+        comp = [r[f"component_{workers}"] for r in rounds]
+        speed = [c["rows_per_s"] / b for c, b in zip(comp, base)]
+        label = "in-process (JOB_WORKERS=1)" if workers == 1 else f"{workers} worker processes"
+        cpu, rate = spread([c["us_per_row"] for c in comp]), spread([c["rows_per_s"] for c in comp], "{:,.0f}")
+        lines.append(f"| {label} | {cpu} | {rate} | {spread(speed)} |")
+    peaks = two["peak_rss_mb"]
+    lines += [
+        "",
+        f"Last round, JOB_WORKERS=2: peak RSS per process {', '.join(f'{p} MB' for p in peaks)} (the service, then "
+        f"its workers and multiprocessing's resource tracker; target < 200 MB each {ok(max(peaks) < 200)}). "
+        f"`/healthz` p99 while two 100,000-row imports ran: {two['healthz_p99_ms']} ms with JOB_WORKERS=2 "
+        f"({two['healthz_samples']} requests), {one.get('healthz_p99_ms', '—')} ms with JOB_WORKERS=1 "
+        f"(target < 50 ms {ok(two['healthz_p99_ms'] < 50)}).",
+    ]
+    return "\n".join(lines)
+
+
+def rerender(worker_counts: list[int]) -> None:
+    """Writes the README table again from bench/results/cpu.json."""
+    results = json.loads((RESULTS / "cpu.json").read_text())
+    write_results("cpu", results, render(results, worker_counts))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--workers", default="1,2,3", help="worker counts for the component benchmark")
+    parser.add_argument("--render", action="store_true", help="only rewrite the README table from the last results")
+    args = parser.parse_args()
+    counts = [int(w) for w in args.workers.split(",")]
+    if args.render:
+        rerender(counts)
+    else:
+        asyncio.run(main(args.rows, args.rounds, counts))
