@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from aiohttp import web
 from pymongo.monitoring import CommandListener
 
-from .api import access, audit, downloads, events, exports, health, imports, jobs, metrics, openapi, teams
+from .api import access, audit, console, downloads, events, exports, health, imports, jobs, metrics, openapi, teams
 from .auth.middleware import auth_ctx, identity_middleware
 from .jobs.manager import begin_shutdown, manager_ctx
 from .jobs.model import ACTIONS
@@ -69,4 +69,5 @@ def create_app(settings: Settings, command_listeners: Iterable[CommandListener] 
     app.router.add_get("/api/v1/api-keys", access.list_keys)
     app.router.add_delete("/api/v1/api-keys/{key_id}", access.revoke_key)
     app.router.add_get("/api/v1/audit", audit.list_events)
+    app.router.add_routes(console.routes(console.load_console()))
     return app

@@ -17,6 +17,8 @@ from ..helpers import make_csv, sheet, start_import, team_rows
 NOT_OPERATIONS = {
     # Swagger UI's scripts and styles behind /api/v1/docs: static files.
     ("GET", "/api/v1/docs/{name}"),
+    # The browser console's scripts and styles (service/api/console.py): static files.
+    ("GET", "/console/{version}/{path}"),
 }
 
 

@@ -139,6 +139,7 @@ def paths() -> dict[str, Any]:
         "/readyz": {"get": {"operationId": "readyz", "tags": ["probes"], "summary": "Readiness: the database answers and the process admits work", "responses": {"200": {"description": "ready", "content": json_content(ref("Status"))}, **errors()}}},
         "/metrics": {"get": {"operationId": "metrics", "tags": ["probes"], "summary": "Prometheus text exposition of this replica", "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/api/v1/openapi.json": {"get": {"operationId": "openapi", "tags": ["docs"], "summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1", "content": json_content({"type": "object"})}, **errors()}}},
+        "/": {"get": {"operationId": "console", "tags": ["docs"], "summary": "The browser console (its scripts and styles are under /console/)", "responses": {"200": {"description": "an HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}, "304": {"description": "not modified (If-None-Match)"}}}},
         "/api/v1/docs": {"get": {"operationId": "docs", "tags": ["docs"], "summary": "The document, for people (Swagger UI)", "responses": {"200": {"description": "an HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}, **errors()}}},
         "/api/v1/jobs/import": {
             "post": {

@@ -1,0 +1,256 @@
+// One job's live summary: state, progress bar, rates, and the controls the
+// person's role allows. Used by the jobs list and the job page; updated in
+// place so keyboard focus stays on the button a person is using.
+
+import { api, ApiError } from "./api.js";
+import { count, bytes, duration, h, problemText, progressBar, toast } from "./ui.js";
+
+const ACTIVE = new Set(["queued", "running", "pausing", "paused", "terminating"]);
+const FINISHED = new Set(["completed", "terminated", "failed"]);
+
+export function isActive(job) {
+  return ACTIVE.has(job.state);
+}
+
+export function isFinished(job) {
+  return FINISHED.has(job.state);
+}
+
+/**
+ * What the person is shown as the job's state. A state is a fact: "Paused"
+ * only once the job has stopped writing. The service reports `pausing` while
+ * the batch in flight lands, and a pause request on its way shows as pausing
+ * from the click on. A service that predates the `pausing` state (its jobs
+ * have no retry link: both came together) answers `paused` at once; there a
+ * job whose last checkpoint still shows a rate has not recorded its last
+ * batch yet, so it is shown as pausing too.
+ */
+export function phase(job, pending) {
+  const stillLanding = !(job.links && job.links.retry) && ((job.progress && job.progress.rows_per_second) || 0) > 0;
+  switch (job.state) {
+    case "queued":
+      return pending === "terminate" ? ["Terminating…", "terminating"] : ["Queued", "queued"];
+    case "running":
+      if (pending === "pause") return ["Pausing…", "pausing"];
+      if (pending === "terminate") return ["Terminating…", "terminating"];
+      return ["Running", "running"];
+    case "pausing":
+      return ["Pausing…", "pausing"];
+    case "paused":
+      if (pending === "resume") return ["Resuming…", "running"];
+      return stillLanding ? ["Pausing…", "pausing"] : ["Paused", "paused"];
+    case "terminating":
+      return ["Rolling back…", "terminating"];
+    case "terminated":
+      return ["Terminated", "terminated"];
+    case "completed":
+      return ["Completed", "completed"];
+    case "failed":
+      return ["Failed", "failed"];
+    default:
+      return [job.state, ""];
+  }
+}
+
+export function title(job) {
+  const p = job.params || {};
+  if (job.kind === "import") return `${p.dataset || "import"} ← ${p.filename || "upload"}`;
+  if (job.kind === "teams") return `teams ← ${p.filename || "sheet"}`;
+  if (job.kind === "export") return `${p.dataset || "export"}${p.stream ? " (download)" : ""}`;
+  return job.kind;
+}
+
+/** The rows the job has written and is taking back, for the rollback line. */
+function rollbackText(job) {
+  const p = job.progress || {};
+  if (job.kind === "teams") {
+    return `rolled back: ${count(p.teams_deleted || 0)} teams deleted, ${count(p.users_restored || 0)} users restored, ${count(p.users_deleted || 0)} users deleted`;
+  }
+  if (job.kind === "import") {
+    // `inserted` can trail by the batch that was in flight when the job stopped.
+    return `${count(p.rolled_back || 0)} rows rolled back${job.state === "terminating" ? " so far" : ""}`;
+  }
+  return job.state === "terminating" ? "deleting the partial file" : "partial file deleted";
+}
+
+function statsText(job) {
+  const p = job.progress || {};
+  const parts = [];
+  const total = p.total ?? null;
+  parts.push(total === null ? `${count(p.processed || 0)} rows` : `${count(p.processed || 0)} of ${count(total)} rows`);
+  if (p.percent !== undefined && total) parts.push(`${Number(p.percent).toFixed(1)}%`);
+  if (job.kind === "teams" && (p.teams_created || p.users_created)) {
+    parts.push(`${count(p.teams_created || 0)} teams, ${count(p.users_created || 0)} new users, ${count(p.users_updated || 0)} updated`);
+  }
+  if (job.kind === "export" && p.bytes) parts.push(bytes(p.bytes));
+  if (p.failed) parts.push(`${count(p.failed)} row errors`);
+  const rate = p.rows_per_second || 0;
+  if (job.state === "running" && rate > 0) {
+    parts.push(`${count(Math.round(rate))} rows/s`);
+    if (total) parts.push(`ETA ${duration((total - (p.processed || 0)) / rate)}`);
+  }
+  return parts.join(" · ");
+}
+
+function barState(job) {
+  const p = job.progress || {};
+  if (job.state === "terminating" || job.state === "terminated") {
+    const written = job.kind === "import" ? Math.max(p.inserted || 0, p.rolled_back || 0) : 0;
+    if (written) return [job.state === "terminated" ? 1 : Math.min(1, (p.rolled_back || 0) / written), "rollback"];
+    return [job.state === "terminated" ? 1 : null, "rollback"];
+  }
+  if (p.total) return [Math.min(1, (p.processed || 0) / p.total), ""];
+  if (job.state === "completed") return [1, ""];
+  return [job.state === "running" ? null : 0, ""];
+}
+
+/** Asks before a terminate, with an optional reason; resolves to {reason} or null. */
+export function confirmTerminate(job) {
+  return new Promise((resolve) => {
+    const reason = h("textarea", { id: "terminate-reason", rows: 3, maxlength: 500 });
+    const dialog = h(
+      "dialog",
+      { class: "confirm", "aria-labelledby": "terminate-title" },
+      h(
+        "form",
+        { method: "dialog" },
+        h("h2", { id: "terminate-title" }, `Terminate ${title(job)}?`),
+        h(
+          "p",
+          {},
+          job.kind === "export"
+            ? "The export stops and its file is deleted."
+            : "The job stops and everything it wrote is rolled back. This cannot be undone.",
+        ),
+        h("label", { for: "terminate-reason" }, "Reason (optional, recorded in the audit trail)"),
+        reason,
+        h(
+          "div",
+          { class: "actions" },
+          h("button", { value: "cancel", class: "secondary", autofocus: true }, "Cancel"),
+          h("button", { value: "terminate", class: "danger" }, "Terminate and roll back"),
+        ),
+      ),
+    );
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      resolve(dialog.returnValue === "terminate" ? { reason: reason.value.trim() } : null);
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+  });
+}
+
+/**
+ * A live card for one job. `me.can.control` decides whether any control is
+ * offered at all; `update(job)` applies a new version of the job.
+ */
+export class JobCard {
+  constructor(job, { me, link = true, onUpdate } = {}) {
+    this.job = job;
+    this.pending = null;
+    this.onUpdate = onUpdate;
+    this.stateEl = h("span", { class: "state", role: "status" });
+    this.bar = progressBar(`Progress of ${title(job)}`);
+    this.stats = h("p", { class: "stats" });
+    this.rollback = h("p", { class: "rollback-text", hidden: true });
+    this.error = h("p", { class: "job-error", hidden: true });
+    this.buttons = {};
+    const controls = h("div", { class: "controls", role: "group", "aria-label": `Controls for ${title(job)}` });
+    if (me && me.can.control) {
+      for (const [action, label, style] of [
+        ["pause", "Pause", "secondary"],
+        ["resume", "Resume", "secondary"],
+        ["terminate", "Terminate", "danger"],
+        ["retry", "Retry", "secondary"],
+      ]) {
+        const button = h("button", { type: "button", class: style, onclick: () => this.act(action) }, label);
+        button.setAttribute("aria-label", `${label} ${title(job)}`);
+        this.buttons[action] = button;
+        controls.append(button);
+      }
+    }
+    const name = link ? h("a", { href: `#/jobs/${job.id}` }, title(job)) : h("span", {}, title(job));
+    this.el = h(
+      "article",
+      { class: "job", dataset: { jobId: job.id } },
+      h(
+        "header",
+        {},
+        h("span", { class: `kind kind-${job.kind}` }, job.kind),
+        h("h3", { class: "job-title" }, name),
+        this.stateEl,
+      ),
+      this.bar,
+      this.stats,
+      this.rollback,
+      this.error,
+      controls,
+    );
+    this.update(job);
+  }
+
+  update(job) {
+    if (this.pending && this.settles(job)) this.pending = null;
+    this.job = job;
+    const [label, tone] = phase(job, this.pending);
+    this.stateEl.textContent = label;
+    this.stateEl.dataset.state = tone;
+    this.el.dataset.state = job.state;
+    const [fraction, barTone] = barState(job);
+    this.bar.set(fraction, `${label}: ${statsText(job)}`, barTone);
+    this.stats.textContent = statsText(job);
+    const rolling = job.state === "terminating" || job.state === "terminated";
+    this.rollback.hidden = !rolling;
+    this.rollback.textContent = rolling ? rollbackText(job) : "";
+    const findings = job.findings || [];
+    const guard = job.pause_reason && job.pause_reason.by === "guard" && job.state === "paused" ? "paused by the guard: " : "";
+    const notes = [
+      job.error ? `Error: ${job.error}` : "",
+      findings.length ? `${guard}${findings.length} guard finding${findings.length > 1 ? "s" : ""} (${findings.map((f) => f.kind).join(", ")})` : "",
+    ].filter(Boolean);
+    this.error.hidden = notes.length === 0;
+    this.error.textContent = notes.join(" · ");
+    const links = job.links || {};
+    const show = {
+      pause: job.state === "running" && !this.pending,
+      resume: job.state === "paused" || job.state === "pausing",
+      terminate: ["queued", "running", "pausing", "paused", "failed"].includes(job.state),
+      retry: job.state === "failed",
+    };
+    for (const [action, button] of Object.entries(this.buttons)) {
+      button.hidden = !(show[action] && links[action]);
+      button.disabled = Boolean(this.pending);
+    }
+    if (this.onUpdate) this.onUpdate(job);
+  }
+
+  /** Whether the job has reached what the pending request asked for. */
+  settles(job) {
+    if (this.pending === "pause") return job.state !== "running";
+    if (this.pending === "resume") return job.state !== "paused" && job.state !== "pausing";
+    if (this.pending === "terminate") return job.state !== "running" && job.state !== "queued";
+    return job.state !== "failed";
+  }
+
+  async act(action) {
+    let body;
+    if (action === "terminate") {
+      const answer = await confirmTerminate(this.job);
+      if (!answer) return;
+      if (answer.reason) body = { reason: answer.reason };
+    }
+    this.pending = action;
+    this.update(this.job);
+    try {
+      const job = await api("POST", this.job.links[action], { json: body });
+      this.pending = null;
+      this.update(job);
+    } catch (error) {
+      this.pending = null;
+      this.update(this.job);
+      if (error instanceof ApiError && error.status === 401) return;
+      toast(problemText(error), "error");
+    }
+  }
+}
