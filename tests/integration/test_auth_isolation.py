@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from service.api.console import load_console
 from service.auth.identity import public_reason
 
 from ..authkit import ORG_A, ORG_B, As
@@ -21,6 +22,18 @@ OPEN = {
     ("GET", "/healthz"): "liveness probe: the event loop answers; no data",
     ("GET", "/readyz"): "readiness probe: the database answers; no data",
     ("GET", "/metrics"): "Prometheus scrape: counts by kind and state, no organisation's data",
+    ("GET", "/"): "the console's page: static HTML, it signs in through the API",
+    ("GET", "/console/{version}/{path}"): "the console's static files",
+    ("GET", "/api/v1/openapi.json"): "the API contract",
+    ("GET", "/api/v1/docs"): "the API documentation page",
+    ("GET", "/api/v1/docs/{name}"): "the documentation page's static files",
+    ("GET", "/api/v1/downloads/{ticket}"): "authorised by its single-use ticket, created by an authenticated POST",
+}
+# How the open routes with path parameters are asked for, and what they answer.
+OPEN_REQUESTS = {
+    ("GET", "/console/{version}/{path}"): (lambda: f"/console/{load_console().version}/console.css", 200),
+    ("GET", "/api/v1/docs/{name}"): (lambda: "/api/v1/docs/swagger-ui.css", 200),
+    ("GET", "/api/v1/downloads/{ticket}"): (lambda: "/api/v1/downloads/no-such-ticket", 404),
 }
 
 
@@ -42,7 +55,9 @@ def cases(a: dict[str, str]) -> dict[tuple[str, str], Case]:
         ("GET", "/api/v1/jobs/{job_id}/events"): Case(f"/api/v1/jobs/{job}/events", "404"),
         ("GET", "/api/v1/jobs/{job_id}/result"): Case(f"/api/v1/jobs/{export}/result", "404"),
         ("POST", "/api/v1/jobs/{job_id}/{action}"): Case(f"/api/v1/jobs/{job}/terminate", "404"),
-        ("GET", "/api/v1/exports/{dataset}.csv"): Case("/api/v1/exports/people.csv", "404"),
+        ("DELETE", "/api/v1/jobs/{job_id}"): Case(f"/api/v1/jobs/{export}", "404"),
+        ("POST", "/api/v1/exports/{dataset}.csv"): Case("/api/v1/exports/people.csv", "404"),
+        ("POST", "/api/v1/downloads"): Case("/api/v1/downloads", "404", {"json": {"job_id": export}}),
         ("POST", "/api/v1/jobs/export"): Case("/api/v1/jobs/export", "404", {"json": {"dataset": "people"}}),
         ("GET", "/api/v1/api-keys"): Case("/api/v1/api-keys", "empty:api_keys"),
         ("DELETE", "/api/v1/api-keys/{key_id}"): Case(f"/api/v1/api-keys/{key}", "404"),
@@ -132,8 +147,9 @@ async def test_every_protected_route_is_401_without_a_token_and_open_routes_answ
         assert resp.status == 401, (method, case.path, resp.status)
         assert 'error="invalid_token"' in resp.headers["WWW-Authenticate"]
     for method, path in OPEN:
-        resp = await auth_client.request(method, path)
-        assert resp.status == 200, (method, path, resp.status)
+        make, status = OPEN_REQUESTS.get((method, path), (lambda path=path: path, 200))
+        resp = await auth_client.request(method, make())
+        assert resp.status == status, (method, path, resp.status)
     # Nothing was created by the refused requests.
     jobs = await (await org_a["alice"].get("/api/v1/jobs")).json()
     assert len(jobs["jobs"]) == 2

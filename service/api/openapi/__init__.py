@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from ... import __version__
+from ...auth.identity import public
 from ..common import query_params
 from .paths import paths, problem_responses
 from .schemas import schemas
@@ -78,16 +79,19 @@ def document() -> dict[str, Any]:
     }
 
 
+@public("the API contract: no organisation's data")
 async def openapi_json(request: web.Request) -> web.Response:
     query_params(request, ())
     return web.json_response(document(), headers={"Cache-Control": "no-cache"})
 
 
+@public("the API documentation page for people: no organisation's data")
 async def docs_page(request: web.Request) -> web.Response:
     query_params(request, ())
     return web.Response(text=PAGE, content_type="text/html")
 
 
+@public("the documentation page's static files")
 async def docs_asset(request: web.Request) -> web.Response:
     """The page's scripts and styles: a fixed list of files, nothing else."""
     name = request.match_info["name"]

@@ -11,6 +11,8 @@ from .schemas import DATASET, ref
 
 PROBLEMS = {
     400: ("BadRequest", "The request is not valid: a bad or unknown parameter, a malformed body."),
+    401: ("Unauthorized", "No valid bearer token (a JWT of the identity provider, or an API key); WWW-Authenticate says so."),
+    403: ("Forbidden", "The caller's role is too low for this (the body names the role needed)."),
     404: ("NotFound", "No such resource in your organisation."),
     409: ("Conflict", "The resource's state does not allow this (the body names the state)."),
     410: ("Gone", "The resource existed but is no longer available."),
@@ -33,8 +35,9 @@ def problem_responses() -> dict[str, Any]:
 
 def errors(*statuses: int) -> dict[str, Any]:
     """The problem+json responses of an operation: those named, plus 400 (any
-    endpoint rejects unknown query parameters) and 503 (the database)."""
-    return {str(s): {"$ref": f"#/components/responses/{PROBLEMS[s][0]}"} for s in sorted({400, 503, *statuses})}
+    endpoint rejects unknown query parameters), 401 and 403 (every /api route
+    needs a token and a role) and 503 (the database)."""
+    return {str(s): {"$ref": f"#/components/responses/{PROBLEMS[s][0]}"} for s in sorted({400, 401, 403, 503, *statuses})}
 
 
 def query(name: str, description: str, schema: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
@@ -244,6 +247,55 @@ def paths() -> dict[str, Any]:
                     "200": csv_download("the CSV", X_Job_Id="for a streamed export, its job's id"),
                     **errors(404, 409, 410, 429),
                 },
+            }
+        },
+        "/api/v1/me": {
+            "get": {
+                "operationId": "me",
+                "tags": ["access"],
+                "summary": "Who is asking: org, actor, role and how they signed in",
+                "responses": {"200": {"description": "the caller", "content": json_content({"type": "object", "required": ["org_id", "actor", "role", "method"]})}, **errors()},
+            }
+        },
+        "/api/v1/api-keys": {
+            "post": {
+                "operationId": "createApiKey",
+                "tags": ["access"],
+                "summary": "Create an API key (admin); the secret is shown once",
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": json_content({"type": "object", "required": ["name", "role"], "properties": {"name": {"type": "string"}, "role": {"type": "string", "enum": ["viewer", "operator", "admin"]}, "expires_at": {"type": ["string", "null"]}}})},
+                "responses": {"201": {"description": "the key, with its secret", "content": json_content({"type": "object"})}, **errors(409, 415, 422)},
+            },
+            "get": {
+                "operationId": "listApiKeys",
+                "tags": ["access"],
+                "summary": "The organisation's API keys, without secrets (admin)",
+                "responses": {"200": {"description": "the keys", "content": json_content({"type": "object", "required": ["api_keys"]})}, **errors()},
+            },
+        },
+        "/api/v1/api-keys/{key_id}": {
+            "delete": {
+                "operationId": "revokeApiKey",
+                "tags": ["access"],
+                "summary": "Revoke an API key (admin): refused on every replica at once",
+                "parameters": [{"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "the revoked key", "content": json_content({"type": "object"})}, **errors(404)},
+            }
+        },
+        "/api/v1/audit": {
+            "get": {
+                "operationId": "listAuditEvents",
+                "tags": ["access"],
+                "summary": "Audit events, newest first (admin)",
+                "parameters": [
+                    query("job_id", "a job's events"),
+                    query("actor", "a JWT sub or key:<id>"),
+                    query("action", "job.create, job.pause, ..."),
+                    query("since", "ISO 8601 date or datetime"),
+                    query("before", "an event id, from next"),
+                    query("limit", "1-500, default 100", {"type": "integer", "minimum": 1, "maximum": 500}),
+                ],
+                "responses": {"200": {"description": "a page of events", "content": json_content({"type": "object"})}, **errors()},
             }
         },
         "/api/v1/jobs": {
