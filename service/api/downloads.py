@@ -23,8 +23,8 @@ from ..auth.identity import IDENTITY_KEY, Identity, Role, caller, public
 from ..errors import BadRequest, Gone, JobNotFound, NotFound
 from ..jobs.model import utcnow
 from ..typedefs import DB_KEY, MANAGER_KEY
-from .common import json_response, org_of, query_params
-from .exports import check_result, export_params, json_object, send_result, stream_export
+from .common import json_object, json_response, org_of, query_params
+from .exports import check_result, export_params, send_result, stream_export
 from .idempotency import Claim, idempotent, json_body_digest, json_digest
 
 TICKET_SECONDS = 300

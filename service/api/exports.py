@@ -5,7 +5,6 @@ ticket instead (service/api/downloads.py), which streams through here too."""
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from typing import Any
 
@@ -16,13 +15,13 @@ from .. import audit
 from ..auth.identity import Role, caller, requires
 from ..csvio.schema import MAX_COLUMNS, parse_datetime
 from ..datasets import COMMITTED, WITH_FAILED, describe
-from ..errors import BadRequest, Gone, InvalidTransition, NotFound, UnsupportedMediaType
+from ..errors import BadRequest, Gone, InvalidTransition, NotFound
 from ..jobs.kinds.exports import ResponseSink
 from ..jobs.model import JobState, new_job_id
 from ..store.db import Database
 from ..store.files import ChunkReader
 from ..typedefs import DB_KEY, MANAGER_KEY
-from .common import bool_param, dataset_param, int_param, job_response, org_of, query_params
+from .common import bool_param, dataset_param, int_param, job_response, json_object, org_of, query_params
 from .idempotency import Claim, idempotent, json_body_digest, json_digest, replay_job
 
 EXPORT_BATCH = 1000
@@ -119,19 +118,6 @@ async def export_params(db: Database, org_id: str, spec: dict[str, Any]) -> dict
         "expected_rows": None if bounds else dataset.rows,
         "filename": f"{name}.csv",
     }
-
-
-async def json_object(request: web.Request) -> dict[str, Any]:
-    """The request's body as a JSON object, or a 415/400 saying what is wrong."""
-    if request.content_type != "application/json":
-        raise UnsupportedMediaType("Send the request body as application/json.", accepted=["application/json"])
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("The body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise BadRequest("The body must be a JSON object.")
-    return body
 
 
 @requires(Role.OPERATOR)
