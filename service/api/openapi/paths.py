@@ -334,7 +334,7 @@ def paths() -> dict[str, Any]:
                 "tags": ["jobs"],
                 "summary": "Server-sent events: the job each time it changes, then end",
                 "parameters": [JOB_ID, query("interval_ms", "how often to look", {"type": "integer", "minimum": 50, "maximum": 60000, "default": 500})],
-                "responses": {"200": {"description": "an event stream", "content": {"text/event-stream": {"schema": SSE_EVENT}}}, **errors(404)},
+                "responses": {"200": {"description": "an event stream", "content": {"text/event-stream": {"schema": SSE_EVENT}}}, **errors(404, 429)},
             }
         },
         "/api/v1/jobs/{job_id}/result": {
