@@ -48,7 +48,7 @@ def key_spec(body: dict[str, Any]) -> tuple[str, Role, dt.datetime | None]:
     if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME:
         raise BadRequest(f"name is required: 1-{MAX_NAME} characters naming the key's user.", parameter="name")
     role = body.get("role")
-    if role not in Role._value2member_map_:
+    if not isinstance(role, str) or role not in Role._value2member_map_:
         raise BadRequest(f"role must be one of {', '.join(r.value for r in Role)}.", parameter="role")
     expires_at = body.get("expires_at")
     if expires_at is not None:

@@ -30,8 +30,10 @@ async def list_events(request: web.Request) -> web.Response:
     if query.get("since"):
         try:
             since = parse_datetime(query["since"])
+            if not 1970 <= since.year < 2106:  # what an event id (an ObjectId's seconds) can hold
+                raise ValueError("out of range")
         except ValueError:
-            raise BadRequest("since must be an ISO 8601 date or datetime.", parameter="since") from None
+            raise BadRequest("since must be an ISO 8601 date or datetime from 1970 on.", parameter="since") from None
     before = None
     if query.get("before"):
         try:

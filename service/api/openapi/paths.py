@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...audit import ACTIONS as AUDIT_ACTIONS
 from ...csvio.schema import TYPE_NAMES
 from ...jobs.kinds import KINDS
 from ...jobs.model import JobState
@@ -263,7 +264,7 @@ def paths() -> dict[str, Any]:
                 "tags": ["access"],
                 "summary": "Create an API key (admin); the secret is shown once",
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}}],
-                "requestBody": {"required": True, "content": json_content({"type": "object", "required": ["name", "role"], "properties": {"name": {"type": "string"}, "role": {"type": "string", "enum": ["viewer", "operator", "admin"]}, "expires_at": {"type": ["string", "null"]}}})},
+                "requestBody": {"required": True, "content": json_content({"type": "object", "required": ["name", "role"], "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100}, "role": {"type": "string", "enum": ["viewer", "operator", "admin"]}, "expires_at": {"type": ["string", "null"], "format": "date-time"}}, "additionalProperties": False})},
                 "responses": {"201": {"description": "the key, with its secret", "content": json_content({"type": "object"})}, **errors(409, 415, 422)},
             },
             "get": {
@@ -290,9 +291,9 @@ def paths() -> dict[str, Any]:
                 "parameters": [
                     query("job_id", "a job's events"),
                     query("actor", "a JWT sub or key:<id>"),
-                    query("action", "job.create, job.pause, ..."),
-                    query("since", "ISO 8601 date or datetime"),
-                    query("before", "an event id, from next"),
+                    query("action", "what was done", {"type": "string", "enum": list(AUDIT_ACTIONS)}),
+                    query("since", "ISO 8601 date or datetime", {"type": "string", "format": "date-time"}),
+                    query("before", "an event id, from next", {"type": "string", "pattern": "^[0-9a-f]{24}$"}),
                     query("limit", "1-500, default 100", {"type": "integer", "minimum": 1, "maximum": 500}),
                 ],
                 "responses": {"200": {"description": "a page of events", "content": json_content({"type": "object"})}, **errors()},
