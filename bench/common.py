@@ -151,6 +151,18 @@ async def upload(http: aiohttp.ClientSession, url: str, path: Path, **params: An
         return body
 
 
+async def healthz_latency(http: aiohttp.ClientSession, url: str, stop: asyncio.Event) -> list[float]:
+    """/healthz round trips in ms, one every 10 ms, until ``stop`` is set."""
+    samples = []
+    while not stop.is_set():
+        started = time.perf_counter()
+        async with http.get(f"{url}/healthz") as resp:
+            await resp.read()
+        samples.append((time.perf_counter() - started) * 1000)
+        await asyncio.sleep(0.01)
+    return samples
+
+
 async def job(http: aiohttp.ClientSession, url: str, job_id: str) -> dict[str, Any]:
     async with http.get(f"{url}/api/v1/jobs/{job_id}") as resp:
         return await resp.json()

@@ -38,6 +38,7 @@ import aiohttp
 from bson import decode_all, encode
 
 from common import (
+    healthz_latency,
     RESULTS,
     BenchDatabase,
     ServiceProcess,
@@ -229,17 +230,7 @@ async def service_round(
 async def healthz_during_two_imports(http, url: str, small: Path) -> dict:
     stop = asyncio.Event()
 
-    async def sample() -> list[float]:
-        samples = []
-        while not stop.is_set():
-            started = time.perf_counter()
-            async with http.get(f"{url}/healthz") as resp:
-                await resp.read()
-            samples.append((time.perf_counter() - started) * 1000)
-            await asyncio.sleep(0.01)
-        return samples
-
-    sampler = asyncio.create_task(sample())
+    sampler = asyncio.create_task(healthz_latency(http, url, stop))
     jobs = [await upload(http, url, small, dataset=f"probe{i}") for i in range(2)]
     for j in jobs:
         await wait_job(http, url, j["id"], done, interval=0.2)

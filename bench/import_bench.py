@@ -24,6 +24,7 @@ import aiohttp
 from pymongo import AsyncMongoClient
 
 from common import (
+    healthz_latency,
     BenchDatabase,
     ServiceProcess,
     control,
@@ -79,17 +80,6 @@ async def timed_import(http, url, path, **params) -> tuple[dict, float, float]:
     end_to_end = time.perf_counter() - started
     assert finished["state"] == "completed", finished
     return finished, uploaded, end_to_end
-
-
-async def healthz_latency(http, url, stop: asyncio.Event) -> list[float]:
-    samples = []
-    while not stop.is_set():
-        started = time.perf_counter()
-        async with http.get(f"{url}/healthz") as resp:
-            await resp.read()
-        samples.append((time.perf_counter() - started) * 1000)
-        await asyncio.sleep(0.01)
-    return samples
 
 
 async def main(rows: int, small_rows: int, rollback_rows: int) -> None:

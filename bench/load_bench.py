@@ -28,7 +28,7 @@ from pathlib import Path
 
 import aiohttp
 
-from common import BenchDatabase, ServiceProcess, data_file, done, machine, ok, peak_rss_mb, write_results
+from common import BenchDatabase, ServiceProcess, data_file, done, healthz_latency, machine, ok, peak_rss_mb, write_results
 
 ORGS = 20
 EXPORTS = 4
@@ -107,17 +107,6 @@ async def exporter(http, load: Load, url: str, org: str, dataset: str) -> None:
                 pass
 
 
-async def healthz(http, url: str, stop: asyncio.Event) -> list[float]:
-    samples = []
-    while not stop.is_set():
-        started = time.perf_counter()
-        async with http.get(f"{url}/healthz") as resp:
-            await resp.read()
-        samples.append((time.perf_counter() - started) * 1000)
-        await asyncio.sleep(0.01)
-    return samples
-
-
 async def main(seconds: float, rows: int, tokens_file: str | None) -> None:
     tokens = json.loads(Path(tokens_file).read_text()) if tokens_file else {}
     path = data_file(rows)
@@ -144,7 +133,7 @@ async def main(seconds: float, rows: int, tokens_file: str | None) -> None:
                 for k in ("a", "b"):  # the first runs, the second waits behind it
                     jobs.append(await start_import(http, load, url, org, f"d{n:02d}{k}" if not tokens else f"d{k}", path))
             stops = [asyncio.Event() for _ in replicas]
-            samplers = [asyncio.create_task(healthz(http, r.url, s)) for r, s in zip(replicas, stops)]
+            samplers = [asyncio.create_task(healthz_latency(http, r.url, s)) for r, s in zip(replicas, stops)]
             subscribers = [
                 asyncio.create_task(subscriber(http, load, replicas[i % 2].url, jobs[i % len(jobs)])) for i in range(SUBSCRIBERS)
             ]
