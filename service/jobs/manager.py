@@ -142,14 +142,7 @@ class JobManager:
                 f"This replica is serving {streams} downloads (MAX_STREAMS); retry shortly or run the export in the background.",
                 retry_after=10,
             )
-        org_streams = await self.db.jobs.count_documents(
-            {
-                "org_id": org_id,
-                "kind": kind,
-                "state": {"$in": [s.value for s in (JobState.RUNNING, JobState.PAUSING, JobState.PAUSED)]},
-                "params.stream": True,
-            }
-        )
+        org_streams = await self.repo.count_streams(org_id, kind)
         if org_streams >= self.settings.max_streams_per_org:
             raise TooManyRequests(
                 f"Your organisation has {org_streams} downloads open (MAX_STREAMS_PER_ORG); finish or terminate one first.",

@@ -119,6 +119,17 @@ class JobRepo:
     async def count_queued(self, org_id: str) -> int:
         return await self.jobs.count_documents({"org_id": org_id, "state": JobState.QUEUED.value})
 
+    async def count_streams(self, org_id: str, kind: str) -> int:
+        """The org's streamed downloads still open, on any replica."""
+        return await self.jobs.count_documents(
+            {
+                "org_id": org_id,
+                "kind": kind,
+                "state": {"$in": _values((JobState.RUNNING, JobState.PAUSING, JobState.PAUSED))},
+                "params.stream": True,
+            }
+        )
+
     async def slot_holders(self, org_id: str, kind: str) -> int:
         """How many of the org's jobs of this kind hold an admission slot."""
         return await self.jobs.count_documents(
