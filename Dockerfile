@@ -7,14 +7,23 @@
 
 FROM python:3.11-slim-bookworm AS builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# strip, for the wheels' compiled extensions below; the builder stage only.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends binutils \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY constraints.txt setup.cfg pyproject.toml README.md ./
 COPY service ./service
 # The base's pip installs into a venv without pip of its own (--python), so
-# the final image carries neither pip's copy nor the wheels.
+# the final image carries neither pip's copy nor the wheels. The wheels'
+# extensions ship with their symbol tables (cryptography's alone is 14 MB);
+# stripping what dynamic linking does not need takes about 15 MB off the image
+# and changes nothing at run time.
 RUN pip wheel --no-deps --wheel-dir /wheels . \
     && python -m venv --without-pip /opt/venv \
-    && pip --python /opt/venv/bin/python install -c constraints.txt --find-links=/wheels "collect-jobs==0.1.0"
+    && pip --python /opt/venv/bin/python install -c constraints.txt --find-links=/wheels "collect-jobs==0.1.0" \
+    && find /opt/venv -name '*.so' -exec strip --strip-unneeded {} +
 
 FROM python:3.11-slim-bookworm
 ARG UID=10001
