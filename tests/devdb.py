@@ -22,7 +22,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -62,7 +62,9 @@ class DevDatabase:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for_port(self.port, process=self.process)
+        # Restarted mid-test while the machine is busy (CI, two cores), FerretDB
+        # has taken longer than 30 s to listen; that failed the outage tests.
+        wait_for_port(self.port, timeout=120, process=self.process)
 
     def stop(self) -> None:
         if self.process is not None:
