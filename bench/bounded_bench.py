@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,8 +28,10 @@ from common import (
     BenchDatabase,
     ServiceProcess,
     done,
+    healthz_latency,
     machine,
     ok,
+    p99,
     peak_rss_mb,
     upload,
     wait_job,
@@ -78,40 +78,10 @@ def teams_file(rows: int, members: int = 1000) -> Path:
     return path
 
 
-# Sampled from a process of its own, so the benchmark's own work (reading a
-# 150 MB download) never delays a sample.
-SAMPLER = """
-import json, sys, threading, time, urllib.request
-url, samples, stop = sys.argv[1], [], threading.Event()
-threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
-while not stop.is_set():
-    started = time.perf_counter()
-    with urllib.request.urlopen(url + "/healthz") as resp:
-        resp.read()
-    samples.append((time.perf_counter() - started) * 1000)
-    time.sleep(0.01)
-print(json.dumps(samples))
-"""
-
-
-async def healthz(http: aiohttp.ClientSession, url: str, stop: asyncio.Event) -> list[float]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SAMPLER, url, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
-    )
-    await stop.wait()
-    out, _ = await proc.communicate(b"")
-    return json.loads(out)
-
-
-def p99(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return round(ordered[max(0, int(len(ordered) * 0.99) - 1)], 2)
-
-
 async def measured(http, svc: ServiceProcess, work) -> dict:
     """Runs ``work`` while sampling /healthz; returns its numbers and peak RSS."""
     stop = asyncio.Event()
-    sampler = asyncio.create_task(healthz(http, svc.url, stop))
+    sampler = asyncio.create_task(healthz_latency(svc.url, stop))
     started = time.monotonic()
     try:
         extra = await work()

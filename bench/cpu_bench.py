@@ -39,6 +39,7 @@ from bson import decode_all, encode
 
 from common import (
     healthz_latency,
+    p99,
     RESULTS,
     BenchDatabase,
     ServiceProcess,
@@ -230,13 +231,13 @@ async def service_round(
 async def healthz_during_two_imports(http, url: str, small: Path) -> dict:
     stop = asyncio.Event()
 
-    sampler = asyncio.create_task(healthz_latency(http, url, stop))
+    sampler = asyncio.create_task(healthz_latency(url, stop))
     jobs = [await upload(http, url, small, dataset=f"probe{i}") for i in range(2)]
     for j in jobs:
         await wait_job(http, url, j["id"], done, interval=0.2)
     stop.set()
-    samples = sorted(await sampler)
-    return {"healthz_samples": len(samples), "healthz_p99_ms": round(samples[int(len(samples) * 0.99) - 1], 2)}
+    samples = await sampler
+    return {"healthz_samples": len(samples), "healthz_p99_ms": p99(samples)}
 
 
 def spread(values: list[float], fmt: str = "{:.2f}") -> str:

@@ -5,20 +5,17 @@ exports; 200 event subscribers; 50 clients listing and reading jobs for
 completes with exactly its rows, peak RSS per replica; reports the request
 rate each replica held.
 
-Orgs: with --tokens FILE (a JSON object {org_id: bearer token}, e.g. API keys
-made with issue 11's authentication), each org's requests carry its token.
-Without it, every request belongs to DEFAULT_ORG_ID, and the replicas are
-started with MAX_IMPORTS_PER_ORG=20 so the same 20 running and 20 queued
-imports exist (as 20 datasets of one org).
+Orgs are real: the replicas verify JWTs against a key pair the benchmark makes
+(AUTH_JWT_PUBLIC_KEY), and each org's requests carry a token minted for it
+(role operator), so per-org slots, quotas and caps apply as in production.
 
-    .venv/bin/python bench/load_bench.py [--seconds 60] [--rows 5000] [--tokens FILE]
+    .venv/bin/python bench/load_bench.py [--seconds 60] [--rows 5000]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import itertools
-import json
 import random
 import statistics
 import tempfile
@@ -28,7 +25,8 @@ from pathlib import Path
 
 import aiohttp
 
-from common import BenchDatabase, ServiceProcess, data_file, done, healthz_latency, machine, ok, peak_rss_mb, write_results
+from common import BenchDatabase, ServiceProcess, data_file, done, healthz_latency, machine, ok, p99, peak_rss_mb, write_results
+from tests.authkit import AUDIENCE, ISSUER, SigningKey  # common put the project on sys.path
 
 ORGS = 20
 EXPORTS = 4
@@ -40,14 +38,13 @@ class Load:
     def __init__(self, replicas: list[ServiceProcess], tokens: dict[str, str]) -> None:
         self.replicas = replicas
         self.tokens = tokens
-        self.orgs = sorted(tokens) or [f"org{i:02d}" for i in range(ORGS)]
+        self.orgs = sorted(tokens)
         self.statuses: dict[str, Counter[int]] = {r.url: Counter() for r in replicas}
         self.errors: list[str] = []
         self.stop = asyncio.Event()
 
     def headers(self, org: str) -> dict[str, str]:
-        token = self.tokens.get(org)
-        return {"Authorization": f"Bearer {token}"} if token else {}
+        return {"Authorization": f"Bearer {self.tokens[org]}"}
 
     def count(self, url: str, status: int, what: str) -> None:
         self.statuses[url][status] += 1
@@ -107,38 +104,46 @@ async def exporter(http, load: Load, url: str, org: str, dataset: str) -> None:
                 pass
 
 
-async def main(seconds: float, rows: int, tokens_file: str | None) -> None:
-    tokens = json.loads(Path(tokens_file).read_text()) if tokens_file else {}
+async def main(seconds: float, rows: int) -> None:
+    key = SigningKey.ec("load-bench")
+    expires = int(time.time()) + 4 * 3600
+    tokens = {f"org{i:02d}": key.mint(f"bench-{i}", org=f"org{i:02d}", exp=expires) for i in range(ORGS)}
     path = data_file(rows)
     db = BenchDatabase().start()
     logs = Path(tempfile.mkdtemp(prefix="load-bench-"))
-    env = {"MAX_RUNNING_JOBS": str(ORGS // 2 + 2), "JOB_POLL_SECONDS": "1", "LOG_FORMAT": "json"}
-    if not tokens:
-        env.update(MAX_IMPORTS_PER_ORG=str(ORGS), MAX_EVENT_STREAMS_PER_ORG=str(SUBSCRIBERS))
+    env = {
+        "MAX_RUNNING_JOBS": str(ORGS // 2 + 2),
+        "JOB_POLL_SECONDS": "1",
+        "LOG_FORMAT": "json",
+        "AUTH_JWT_PUBLIC_KEY": key.public_pem(),
+        "AUTH_JWT_ISSUER": ISSUER,
+        "AUTH_JWT_AUDIENCE": AUDIENCE,
+    }
     uri = db.uri("load")
     replicas = [ServiceProcess(uri, logs, f"r{i}", **env).start() for i in range(2)]
     load = Load(replicas, tokens)
-    results: dict = {"machine": machine(db), "seconds": seconds, "rows": rows, "orgs": len(load.orgs), "authenticated": bool(tokens)}
+    results: dict = {"machine": machine(db), "seconds": seconds, "rows": rows, "orgs": len(load.orgs)}
     timeout = aiohttp.ClientTimeout(total=None, sock_read=900)
     try:
         async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as http:
-            # A dataset to export, imported before the run.
-            base = await start_import(http, load, replicas[0].url, load.orgs[0], "base", path)
-            while not done(await (await http.get(f"{replicas[0].url}/api/v1/jobs/{base['id']}", headers=load.headers(base["org"]))).json()):
-                await asyncio.sleep(0.5)
+            # A dataset to export for each of the orgs that stream one, imported before the run.
+            bases = [await start_import(http, load, replicas[0].url, org, "base", path) for org in load.orgs[:EXPORTS]]
+            for base in bases:
+                while not done(await (await http.get(f"{replicas[0].url}/api/v1/jobs/{base['id']}", headers=load.headers(base["org"]))).json()):
+                    await asyncio.sleep(0.5)
 
             jobs = []
             for n, org in enumerate(load.orgs):
                 url = replicas[n % 2].url
                 for k in ("a", "b"):  # the first runs, the second waits behind it
-                    jobs.append(await start_import(http, load, url, org, f"d{n:02d}{k}" if not tokens else f"d{k}", path))
+                    jobs.append(await start_import(http, load, url, org, f"d{k}", path))
             stops = [asyncio.Event() for _ in replicas]
-            samplers = [asyncio.create_task(healthz_latency(http, r.url, s)) for r, s in zip(replicas, stops)]
+            samplers = [asyncio.create_task(healthz_latency(r.url, s)) for r, s in zip(replicas, stops)]
             subscribers = [
                 asyncio.create_task(subscriber(http, load, replicas[i % 2].url, jobs[i % len(jobs)])) for i in range(SUBSCRIBERS)
             ]
             exporters = [
-                asyncio.create_task(exporter(http, load, replicas[i % 2].url, load.orgs[0], "base")) for i in range(EXPORTS)
+                asyncio.create_task(exporter(http, load, replicas[i % 2].url, load.orgs[i], "base")) for i in range(EXPORTS)
             ]
             readers = [asyncio.create_task(reader(http, load, jobs)) for _ in range(READERS)]
             started = time.monotonic()
@@ -172,7 +177,7 @@ async def main(seconds: float, rows: int, tokens_file: str | None) -> None:
             results["all_jobs_seconds"] = round(time.monotonic() - started, 1)
             results["status_5xx"] = len(load.errors)
             results["statuses"] = {r.url.rsplit(":", 1)[1]: dict(load.statuses[r.url]) for r in replicas}
-            results["healthz_p99_ms"] = [round(sorted(s)[max(0, int(len(s) * 0.99) - 1)], 2) for s in samples]
+            results["healthz_p99_ms"] = [p99(s) for s in samples]
             results["healthz_p50_ms"] = [round(statistics.median(s), 2) for s in samples]
             results["peak_rss_mb"] = [round(peak_rss_mb(r.process.pid), 1) for r in replicas]
     finally:
@@ -181,9 +186,8 @@ async def main(seconds: float, rows: int, tokens_file: str | None) -> None:
         db.close()
 
     r = results
-    who = f"{r['orgs']} orgs (bearer tokens)" if r["authenticated"] else f"{ORGS} datasets of one org (no authentication yet: `MAX_IMPORTS_PER_ORG=20` gives the same 20 running and 20 queued imports)"
     markdown = f"""
-Measured by `bench/load_bench.py` on {r['machine']}; 2 replicas on one database, {who}, each with a running and a queued import of {rows:,} rows, {EXPORTS} streamed exports (restarted as they end), {SUBSCRIBERS} event subscribers and {READERS} clients listing and reading jobs for {seconds:g} s.
+Measured by `bench/load_bench.py` on {r['machine']}; 2 replicas on one database, {r['orgs']} orgs (each with its own JWT, role operator), each with a running and a queued import of {rows:,} rows, {EXPORTS} streamed exports (restarted as they end), {SUBSCRIBERS} event subscribers and {READERS} clients listing and reading jobs for {seconds:g} s.
 
 | measure | result | target |
 |---|---|---|
@@ -201,6 +205,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rows", type=int, default=5000)
-    parser.add_argument("--tokens", help="JSON file {org_id: bearer token}")
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.rows, args.tokens))
+    asyncio.run(main(args.seconds, args.rows))
