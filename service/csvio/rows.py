@@ -13,6 +13,7 @@ MALFORMED = "malformed_row"
 MISSING_COLUMNS = "missing_columns"
 EXTRA_COLUMNS = "extra_columns"
 INVALID_VALUE = "invalid_value"
+TOO_LARGE = "row_too_large"
 
 
 def row_error(record: Record, kind: str, message: str) -> dict[str, Any]:

@@ -28,10 +28,10 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bson.raw_bson import RawBSONDocument
 
 from ..csvio.cutter import BatchCutter, Segment
 from ..csvio.records import Position, Record, RecordReader
+from ..store.writes import Encoded
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +43,14 @@ class Builder(Protocol):
     """Turns records into encoded documents and row errors (the import's
     RowBuilder); it must pickle, to be sent to a worker process."""
 
-    def build(self, batch: list[Record]) -> tuple[list[RawBSONDocument], Sequence[Record], list[dict[str, Any]]]: ...
+    def build(self, batch: list[Record]) -> tuple[list[Encoded], Sequence[Record], list[dict[str, Any]]]: ...
 
 
 @dataclass
 class Built:
     """One batch, ready to insert: ``sources[i]`` is the record of ``docs[i]``."""
 
-    docs: list[RawBSONDocument]
+    docs: list[Encoded]
     sources: Sequence[Record]
     errors: list[dict[str, Any]]
     first_row: int
@@ -203,7 +203,7 @@ async def _collect(
     if result.samples:  # rows the worker's builder sampled for the dataset's profile
         for fields in result.samples:
             builder.profile.add(fields)
-    docs = [RawBSONDocument(raw) for raw in result.raws]
+    docs = list(map(Encoded, result.raws))
     sources = _Sources(result.rows, result.lines)
     return Built(docs, sources, result.errors, result.first_row, result.processed, result.position.as_dict())
 

@@ -12,7 +12,7 @@ import random
 import pytest
 from bson import decode, encode
 
-from service.csvio.records import Position, RecordCounter, RecordReader
+from service.csvio.records import Position, Record, RecordCounter, RecordReader
 from service.jobs.kinds.imports import RowBuilder
 from service.jobs.workers import BuildPool, built_batches
 from service.settings import Settings, default_workers
@@ -174,3 +174,16 @@ def test_job_workers_defaults_to_the_cpus_the_process_may_use_and_can_be_set():
     assert 1 <= default_workers() <= 4
     assert Settings.from_env({}).job_workers == default_workers()
     assert Settings.from_env({"JOB_WORKERS": "1"}).job_workers == 1
+
+
+def test_a_row_over_mongodbs_document_limit_is_a_row_error_and_its_neighbours_are_built():
+    """A record may be up to 16 MiB of CSV, but its document adds the column
+    names and the tags: one that ends up over 16 MiB would make the whole
+    insert fail, so it is a row error of its own."""
+    builder = RowBuilder(Job(["a", "b"]))
+    half = "x" * (8 * 1024 * 1024)
+    records = [Record(1, 2, ["1", "small"], None), Record(2, 3, [half, half], None), Record(3, 4, ["3", "small"], None)]
+    docs, sources, errors = builder.build(records)
+    assert [s.row for s in sources] == [1, 3] and len(docs) == 2
+    assert [(e["row"], e["line"], e["kind"]) for e in errors] == [(2, 3, "row_too_large")]
+    assert "16 MiB" in errors[0]["message"]

@@ -9,7 +9,7 @@ from pymongo.errors import BulkWriteError, ExecutionTimeout, NetworkTimeout, Ope
 from service.jobs.model import ACTIONS, JobState
 from service.jobs.runner import LeaseUnavailable, is_outage
 from service.settings import ConfigError, Settings
-from service.store.writes import WriteConcernNotMet, raise_write_concern_errors
+from service.store.writes import WriteConcernNotMet, insert_reply_errors, raise_write_concern_errors
 
 
 def test_a_bulk_write_with_a_write_concern_error_is_raised_as_an_outage():
@@ -59,3 +59,16 @@ def test_fault_points_are_read_only_in_their_documented_form():
     assert Settings.from_env({"COLLECT_JOBS_FAULTS": "import.rollback, teams.rollback"}).faults == {"import.rollback", "teams.rollback"}
     with pytest.raises(ConfigError, match="COLLECT_JOBS_FAULTS"):
         Settings.from_env({"COLLECT_JOBS_FAULTS": "everything"})
+
+
+def test_an_insert_reply_with_a_write_concern_error_is_raised_as_an_outage():
+    # The shape MongoDB documents for the insert command's reply.
+    reply = {"ok": 1, "n": 10, "writeConcernError": {"code": 64, "errmsg": "waiting for replication timed out"}}
+    with pytest.raises(WriteConcernNotMet) as raised:
+        insert_reply_errors(reply)
+    assert is_outage(raised.value)
+
+
+def test_an_insert_reply_drops_duplicate_keys_and_shifts_the_other_errors_to_the_batch():
+    reply = {"ok": 1, "n": 1, "writeErrors": [{"index": 0, "code": 11000, "errmsg": "dup"}, {"index": 2, "code": 2, "errmsg": "bad"}]}
+    assert insert_reply_errors(reply, offset=100) == [{"index": 102, "code": 2, "errmsg": "bad"}]

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from bson import ObjectId
-from bson.raw_bson import RawBSONDocument
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError
 
 from ...csvio.records import Position, Record
-from ...csvio.rows import RowTyper
+from ...csvio.rows import TOO_LARGE, RowTyper, row_error
 from ...profiles import store as profiles
 from ...profiles.guard import column_specs, guard
 from ...profiles.profile import PROFILE_ROWS, TableProfile
 from ...store.records import RecordEncoder, job_prefix, prefix_range, record_id
-from ...store.writes import DUPLICATE_KEY, raise_write_concern_errors
+from ...store.writes import MAX_DOCUMENT_BYTES, Encoded, insert_encoded
 from ..model import JobState, utcnow
 from ..runner import JobContext, Kind
 from ..workers import built_batches
@@ -40,7 +39,7 @@ class RowBuilder:
         self.profile = TableProfile(self.columns, nulls)
         self.every = max(1, -(-(params.get("rows") or 0) // PROFILE_ROWS))
 
-    def build(self, batch: list[Record]) -> tuple[list[RawBSONDocument], list[Record], list[dict[str, Any]]]:
+    def build(self, batch: list[Record]) -> tuple[list[Encoded], list[Record], list[dict[str, Any]]]:
         """Documents come out already encoded, so the encoding is done while the
         previous batch is being inserted rather than after it."""
         docs, sources, errors = [], [], []
@@ -53,34 +52,24 @@ class RowBuilder:
                 continue
             if record.row % every == 0:
                 profile.add(record.fields)
-            docs.append(RawBSONDocument(encode_record(record.row, data)))
+            raw = encode_record(record.row, data)
+            if len(raw) > MAX_DOCUMENT_BYTES:
+                errors.append(row_error(record, TOO_LARGE, f"the row is {len(raw):,} bytes as a document, over MongoDB's 16 MiB"))
+                continue
+            docs.append(Encoded(raw))
             sources.append(record)
         return docs, sources, errors
 
 
-async def insert_idempotent(
-    collection: AsyncCollection, docs: list[RawBSONDocument], sources: list[Record]
-) -> list[dict[str, Any]]:
-    """insert_many that treats duplicate keys (a replayed batch) as done and turns
-    any other rejected document into a row error, keeping the rest of the batch.
-    A write-concern error is never success: it is raised, and the batch is
-    sent again (it is idempotent)."""
+async def insert_idempotent(collection: AsyncCollection, docs: list[Encoded], sources: Sequence[Record]) -> list[dict[str, Any]]:
+    """Inserts a batch (a replayed one is harmless: its _ids exist) and turns any
+    document the database rejected into a row error, keeping the rest."""
     if not docs:
         return []
-    try:
-        await collection.insert_many(docs, ordered=False)
-    except BulkWriteError as exc:
-        raise_write_concern_errors(exc)
-        errors = []
-        for write_error in exc.details.get("writeErrors", []):
-            if write_error.get("code") == DUPLICATE_KEY:
-                continue
-            record = sources[write_error["index"]]
-            errors.append(
-                {"line": record.line, "row": record.row, "message": f"rejected by the database: {write_error['errmsg']}"}
-            )
-        return errors
-    return []
+    return [
+        {"line": sources[e["index"]].line, "row": sources[e["index"]].row, "message": f"rejected by the database: {e['errmsg']}"}
+        for e in await insert_encoded(collection, docs)
+    ]
 
 
 @dataclass
@@ -109,13 +98,13 @@ async def run(ctx: JobContext) -> None:
     fail_fast = params["on_error"] == "fail"
     in_flight: _Batch | None = None
 
-    async def insert(docs: list[RawBSONDocument], sources: list[Record]) -> list[dict[str, Any]]:
+    async def insert(docs: list[Encoded], sources: Sequence[Record]) -> list[dict[str, Any]]:
         async with ctx.fenced():
             return await insert_idempotent(ctx.db.records, docs, sources)
 
     def send(
-        docs: list[RawBSONDocument],
-        sources: list[Record],
+        docs: list[Encoded],
+        sources: Sequence[Record],
         processed: int,
         position: dict[str, int],
         errors: list[dict[str, Any]],
