@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from pymongo import AsyncMongoClient
 from bson import decode_all, encode
 
 from common import (
@@ -53,6 +54,7 @@ from common import (
 )
 
 from service.csvio.schema import parse_header  # noqa: E402
+from service.jobs.repo import FINISHED  # noqa: E402
 from service.jobs.kinds.imports import RowBuilder  # noqa: E402
 from service.jobs.workers import BuildPool, built_batches  # noqa: E402
 
@@ -203,7 +205,19 @@ async def service_round(
         "MAX_IMPORTS_PER_ORG": "2",
         "DB_TIMEOUT_SECONDS": "900",
     }
-    svc = ServiceProcess(db.uri(name), logs, name, **env).start()
+    uri = db.uri(name)
+    svc = ServiceProcess(uri, logs, name, **env).start()
+    watcher = AsyncMongoClient(uri)
+
+    async def finished_job(job_id: str) -> dict:
+        """Waits by reading the job's state from the database: polling the API
+        would count the service's CPU for answering the benchmark as the job's."""
+        while (doc := await watcher.get_default_database()["jobs"].find_one({"_id": job_id}, {"state": 1})) is None or doc[
+            "state"
+        ] not in {s.value for s in FINISHED}:
+            await asyncio.sleep(0.5)
+        return await wait_job(http, svc.url, job_id, done)
+
     try:
         pid = svc.process.pid
         # A small import first: lazy imports done, worker processes started.
@@ -212,7 +226,7 @@ async def service_round(
         before = tree_cpu(pid)
         created = await upload(http, svc.url, path, dataset="bench")
         uploaded = tree_cpu(pid)
-        finished = await wait_job(http, svc.url, created["id"], done, interval=0.5)
+        finished = await finished_job(created["id"])
         assert finished["state"] == "completed" and finished["progress"]["inserted"] == rows, finished
         imported = tree_cpu(pid)
         out = {
@@ -224,7 +238,7 @@ async def service_round(
             async with http.post(f"{svc.url}/api/v1/jobs/export", json={"dataset": "bench"}) as resp:
                 job = await resp.json()
                 assert resp.status == 202, job
-            exported = await wait_job(http, svc.url, job["id"], done, interval=0.5)
+            exported = await finished_job(job["id"])
             assert exported["state"] == "completed" and exported["progress"]["processed"] == rows, exported
             out["export_us"] = round((tree_cpu(pid) - imported) / rows * 1e6, 2)
         if healthz:
@@ -232,6 +246,7 @@ async def service_round(
         out["peak_rss_mb"] = [round(p, 1) for p in tree_peak_rss(pid)]
         return out
     finally:
+        await watcher.close()
         svc.stop()
         db.drop(name)
 

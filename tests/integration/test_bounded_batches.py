@@ -7,7 +7,7 @@ import csv
 import io
 from collections import Counter
 
-from bson import decode_all, encode
+from bson import encode
 from pymongo import monitoring
 
 from service.app import create_app
@@ -56,8 +56,6 @@ class Traffic(monitoring.CommandListener):
             self._reading.discard(event.request_id)
             cursor = event.reply.get("cursor", {})
             batch = cursor.get("firstBatch", cursor.get("nextBatch", []))
-            if batch and isinstance(batch[0], bytes):  # find_raw_batches: one string of documents
-                batch = decode_all(batch[0])
             self.replies.append((len(batch), len(encode(event.reply))))
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:

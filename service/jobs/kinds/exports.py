@@ -12,7 +12,7 @@ import re
 from typing import Any, Protocol
 
 from aiohttp import ClientConnectionResetError
-from bson import Decimal128, ObjectId, decode_all
+from bson import Decimal128, ObjectId
 
 from ...csvio.schema import is_decimal_text, parse_datetime
 from ..runner import JobContext, Kind
@@ -143,7 +143,6 @@ async def run(ctx: JobContext) -> None:
     within one run re-queries from the checkpoint instead."""
     params = ctx.params
     records = ctx.db.records
-    codec = records.codec_options
     query = export_query(ctx.org_id, params)
     batch_size = params["batch_size"]
     max_bytes = ctx.settings.batch_max_bytes
@@ -190,16 +189,18 @@ async def run(ctx: JobContext) -> None:
             if last_id is not None:
                 window["_id"] = {**query["_id"], "$gt": last_id}
                 del window["_id"]["$gte"]
-            # Raw replies, decoded in one C call each: iterating a cursor
-            # document by document costs a coroutine per row.
-            cursor = records.find_raw_batches(window, {"data": 1}, sort=[("_id", 1)], batch_size=cursor_batch(params))
+            # A reply at a time (decoded by the driver in C): iterating a
+            # cursor document by document costs a coroutine per row, and
+            # find_raw_batches wraps each document in Python before joining them.
+            per_reply = cursor_batch(params)
+            cursor = records.find(window, {"data": 1}, sort=[("_id", 1)], batch_size=per_reply)
             paused = False
             try:
                 # A batch is rendered as its records arrive and ends at
                 # batch_size rows or max_bytes of CSV, whichever comes first.
                 rows, slice_end = 0, RENDER_SLICE
-                async for reply in cursor:
-                    for doc in decode_all(reply, codec):
+                while docs := await cursor.to_list(per_reply):
+                    for doc in docs:
                         rows += 1
                         pending = renderer.add(doc)
                         if pending < max_bytes and rows < batch_size:
