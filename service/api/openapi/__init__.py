@@ -1,6 +1,6 @@
 """The API's contract: the OpenAPI 3.1 document at /api/v1/openapi.json, and
 Swagger UI at /api/v1/docs, served from the service's own package data
-(service/static/docs, vendored from swagger-ui-dist by scripts/vendor-swagger-ui;
+(swagger-ui/ beside this file, vendored from swagger-ui-dist by scripts/vendor-swagger-ui;
 never a CDN). The document is built from paths.py and schemas.py; tests
 check it against the router and every response the integration tests see."""
 from __future__ import annotations
@@ -100,5 +100,5 @@ async def docs_asset(request: web.Request) -> web.Response:
         return web.Response(text=INIT_JS, content_type="application/javascript")
     if name not in ASSETS:
         raise web.HTTPNotFound()
-    body = (resources.files("service") / "static" / "docs" / name).read_bytes()
+    body = (resources.files(__package__) / "swagger-ui" / name).read_bytes()
     return web.Response(body=body, content_type=ASSETS[name], headers={"Cache-Control": "public, max-age=86400"})
