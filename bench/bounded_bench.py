@@ -130,7 +130,7 @@ async def main(wide_rows: int, team_rows: int) -> None:
 
             async def do_export():
                 got = 0
-                async with http.get(f"{svc.url}/api/v1/exports/wide.csv", params={"batch_size": "10000"}) as resp:
+                async with http.post(f"{svc.url}/api/v1/exports/wide.csv", params={"batch_size": "10000"}) as resp:
                     assert resp.status == 200, await resp.text()
                     async for chunk in resp.content.iter_chunked(1 << 20):
                         got += len(chunk)

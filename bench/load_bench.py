@@ -95,7 +95,7 @@ async def subscriber(http, load: Load, url: str, job: dict) -> None:
 async def exporter(http, load: Load, url: str, org: str, dataset: str) -> None:
     """Streams the dataset's export again and again until stopped."""
     while not load.stop.is_set():
-        async with http.get(f"{url}/api/v1/exports/{dataset}.csv", headers=load.headers(org)) as resp:
+        async with http.post(f"{url}/api/v1/exports/{dataset}.csv", headers=load.headers(org)) as resp:
             load.count(url, resp.status, "export")
             if resp.status == 429:  # over a stream cap: retry as a browser would
                 await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))

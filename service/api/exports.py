@@ -181,8 +181,6 @@ async def stream_export(request: web.Request, org_id: str, params: dict[str, Any
     job_id = new_job_id()
     manager = request.app[MANAGER_KEY]
     await manager.check_stream_caps(org_id, "export")
-    manager = request.app[MANAGER_KEY]
-    await manager.check_stream_caps(org_of(request), "export")
 
     response = web.StreamResponse(
         headers={
