@@ -163,10 +163,15 @@ def _sample_healthz(url: str, interval: float, stop, out) -> None:
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
         try:
             conn.request("GET", "/healthz")
-            conn.getresponse().read()
+            response = conn.getresponse()
+            response.read()
+            failed = response.status != 200
+        except OSError:
+            failed = True
         finally:
             conn.close()
-        samples.append((time.perf_counter() - started) * 1000)
+        # A failed probe is as bad as one that never answers.
+        samples.append(float("inf") if failed else (time.perf_counter() - started) * 1000)
         time.sleep(interval)
     out.send(samples)
 
