@@ -311,9 +311,9 @@ def render(results: dict, worker_counts: list[int]) -> str:
     ratio_out = [s["export_us"] / r["floor_export_us"] for s, r in zip(svc, rounds)]
     last = rounds[-1]
     one, two = last["service_1"], last["service_2"]
-    load = f" (load average {results['load']})" if "load" in results else ""
+    load = f", load average {results['load']} while it ran" if "load" in results else ""
     lines = [
-        f"Measured by `bench/cpu_bench.py` on {results['machine']}, shared with other engineers' test runs{load}; "
+        f"Measured by `bench/cpu_bench.py` on {results['machine']}{load}; "
         f"the benchmark's {results['rows']:,}-row, 10-column CSV; {len(rounds)} rounds, each running the floors, "
         "the component and the service one after the other; values are the median of the rounds "
         "(lowest–highest). CPU is user + system time from `/proc` (the service process and its children).",

@@ -3,6 +3,7 @@ replayed batch a no-op, and never taking an unacknowledged write for done."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 from bson.raw_bson import RawBSONDocument
@@ -16,6 +17,7 @@ DUPLICATE_KEY = 11000
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 COMMAND_MAX_BYTES = 8 * 1024 * 1024
 COMMAND_MAX_DOCUMENTS = 100_000  # MongoDB's maxWriteBatchSize
+_RAW = attrgetter("raw")
 
 
 class WriteConcernNotMet(AutoReconnect):
@@ -53,13 +55,17 @@ async def insert_encoded(
     as they are, with the collection's write concern."""
     errors: list[dict[str, Any]] = []
     concern = collection.write_concern
+    sizes = list(map(len, map(_RAW, docs)))
     start = 0
     while start < len(docs):
-        end, size = start + 1, len(docs[start].raw)
         limit = min(len(docs), start + COMMAND_MAX_DOCUMENTS)
-        while end < limit and size + len(docs[end].raw) <= max_bytes:
-            size += len(docs[end].raw)
-            end += 1
+        if sum(sizes[start:limit]) <= max_bytes:  # the usual case: one command, no loop in Python
+            end = limit
+        else:
+            end, size = start + 1, sizes[start]
+            while end < limit and size + sizes[end] <= max_bytes:
+                size += sizes[end]
+                end += 1
         command: dict[str, Any] = {"insert": collection.name, "documents": docs[start:end], "ordered": False}
         if not concern.is_server_default:
             command["writeConcern"] = concern.document
