@@ -66,8 +66,12 @@ class DevDatabase:
         # has taken longer than 30 s to listen; that failed the outage tests.
         wait_for_port(self.port, timeout=120, process=self.process)
 
-    def stop(self) -> None:
+    def stop(self, abruptly: bool = False) -> None:
+        """Shuts the database down; ``abruptly``: kill -9, as a crash or a lost
+        network does (a graceful stop lets open connections go on for a while)."""
         if self.process is not None:
+            if abruptly:
+                self.process.kill()
             self.process.terminate()
             try:
                 self.process.wait(10)

@@ -296,10 +296,14 @@ class JobRepo:
         target: JobState,
         progress: dict[str, Any] | None = None,
         release: bool = False,
+        checkpoint: dict[str, Any] | None = None,
         **fields: Any,
     ) -> dict[str, Any] | None:
         """A runner's own transition; None when the state changed under it or the
-        job is no longer this runner's. A finished (or released) job has no owner."""
+        job is no longer this runner's. A finished (or released) job has no owner.
+        ``checkpoint``, when given, is written with ``progress``: a job that will
+        continue later (a failed one, retried) must resume from the position its
+        counts belong to."""
         now = utcnow()
         values: dict[str, Any] = {"state": target.value, "updated_at": now, **fields}
         release = release or target in FINISHED
@@ -315,6 +319,8 @@ class JobRepo:
         if job is None:
             return None
         run_fields: dict[str, Any] = {} if progress is None else {"progress": progress}
+        if checkpoint is not None:
+            run_fields["checkpoint"] = checkpoint
         if release:
             run_fields.update(owner=None, lease_until=None)
         if run_fields:

@@ -554,6 +554,11 @@ class Runner:
             error=message,
             retryable=retryable,
             progress=ctx.progress,
+            # The counts run up to the last batch that landed, which may be past
+            # the last checkpoint written (the outage may have cut that write
+            # off): a retry resumes from here, so it neither skips nor counts a
+            # batch twice.
+            checkpoint=ctx.position,
         )
         if failed is not None:
             self.rev = failed["rev"]

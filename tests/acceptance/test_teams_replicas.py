@@ -119,3 +119,40 @@ async def test_a_stalled_owner_of_a_teams_rollback_wakes_to_find_it_done_and_cha
         await asyncio.sleep(0.1)
     assert (await api.job(owner, job["id"]))["state"] == "terminated"
     assert await snapshot(store) == before
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("first", ["failed", "running"])
+async def test_a_failed_job_and_an_overlapping_running_one_terminated_in_either_order_leave_no_trace(spawn, api, store, first):
+    """Issue 10: J1 fails part-way; J2 (same org, overlapping users) runs; one
+    is terminated while J2 is still running, then the other. Teams and users
+    end exactly as before both jobs, except a rename made directly in the
+    database between the jobs and the rollbacks, which is kept."""
+    proc = spawn("svc", **FAST)
+    existing = {"_id": user_id(ORG, manager_phone(2)), "org_id": ORG, "phone": manager_phone(2), "name": None, "teams": ["default/old"]}
+    bystander = {"_id": user_id(ORG, member_phone(500)), "org_id": ORG, "phone": member_phone(500), "name": "Bea", "teams": []}
+    await store.users.insert_many([dict(existing), dict(bystander)])
+    before = await snapshot(store)
+
+    rows = team_rows(30)
+    rows[25][2] = "not a phone"
+    j1 = await api.start_teams(proc, sheet(rows), on_error="fail", batch_size=5)
+    failed = await api.wait(proc, j1["id"], lambda j: j["state"] in ("failed", "completed"), "J1 to fail", timeout=300)
+    assert failed["state"] == "failed" and failed["progress"]["teams_created"] > 0, failed
+
+    overlap = [[f"Second {i}", f"Manager {i}", manager_phone(i), f"{member_phone(i * 10 + 1)};{member_phone(500)}"] for i in range(1, 600)]
+    j2 = await api.start_teams(proc, sheet(overlap), batch_size=5)
+    await api.wait(proc, j2["id"], lambda j: j["progress"].get("processed", 0) >= 40, "J2 under way", timeout=300)
+    await store.users.update_one({"_id": bystander["_id"]}, {"$set": {"name": "Beatrice"}})
+
+    order = [j1, j2] if first == "failed" else [j2, j1]
+    await api.control(proc, order[0]["id"], "terminate")
+    await api.wait(proc, order[0]["id"], lambda j: j["state"] == "terminated", "the first rollback", timeout=600)
+    if first == "failed":
+        assert (await api.job(proc, j2["id"]))["state"] == "running", "J1 was rolled back while J2 ran"
+    await api.control(proc, order[1]["id"], "terminate")
+    await api.wait(proc, order[1]["id"], lambda j: j["state"] == "terminated", "the second rollback", timeout=600)
+
+    after = await snapshot(store)
+    expected = [{**u, "name": "Beatrice"} if u["_id"] == bystander["_id"] else u for u in before["users"]]
+    assert after == {"teams": before["teams"], "users": expected}
