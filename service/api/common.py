@@ -101,7 +101,9 @@ def bool_param(query: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 def list_param(query: Mapping[str, str], name: str, choices: frozenset[str] | None = None) -> list[str]:
-    values = [v.strip() for raw in query.getall(name, []) for v in raw.split(",") if v.strip()]
+    values = [v.strip() for raw in query.getall(name, []) for v in raw.split(",")]
+    if "" in values:  # `kind=`, `state=a,,b`: a filter left blank is a mistake, not "any"
+        raise BadRequest(f"{name} has an empty value; leave the parameter out to mean any.", parameter=name)
     if choices is not None:
         unknown = [v for v in values if v not in choices]
         if unknown:
