@@ -50,12 +50,12 @@ class RowBuilder:
             if error is not None:
                 errors.append(error)
                 continue
-            if record.row % every == 0:
-                profile.add(record.fields)
             raw = encode_record(record.row, data)
             if len(raw) > MAX_DOCUMENT_BYTES:
                 errors.append(row_error(record, TOO_LARGE, f"the row is {len(raw):,} bytes as a document, over MongoDB's 16 MiB"))
                 continue
+            if record.row % every == 0:  # rows stored, like the profile's other rows
+                profile.add(record.fields)
             docs.append(Encoded(raw))
             sources.append(record)
         return docs, sources, errors
@@ -81,7 +81,7 @@ class _Batch:
 
 
 async def run(ctx: JobContext) -> None:
-    """Keeps the database busy with one insert_many in flight: batch k+1 is
+    """Keeps the database busy with one insert in flight: batch k+1 is
     parsed and encoded while batch k is inserted, and sent the moment batch k
     lands, while batch k's checkpoint is written. Batch k+1 is sent only when
     no pause or stop is known here, and a pause that batch k's checkpoint
