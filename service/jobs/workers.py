@@ -78,10 +78,15 @@ class BuildPool:
         return self._executor
 
     def discard(self, executor: ProcessPoolExecutor) -> None:
-        """A worker died (killed for memory, say): start afresh next time."""
+        """A worker died (killed for memory, say): start afresh next time, and
+        end the broken pool's other processes. On Python 3.11 a pool that
+        breaks while a submit starts a new worker can lose its manager thread
+        (it iterates the process table as the submit adds to it), leaving that
+        worker blocked on the dead one's queue lock; multiprocessing then waits
+        for it at exit, and the process never ends (seen in CI)."""
         if self._executor is executor:
             self._executor = None
-        executor.shutdown(wait=False, cancel_futures=True)
+        _stop(executor, wait=False)
 
     def close(self, wait: bool = False) -> None:
         """Stops the workers. Without ``wait`` they are terminated rather than
@@ -90,12 +95,18 @@ class BuildPool:
         worker still starting up would hold the exit for seconds."""
         if self._executor is not None:
             executor, self._executor = self._executor, None
-            # Python 3.14 has terminate_workers(); before it, the pool's processes.
-            processes = list((getattr(executor, "_processes", None) or {}).values())
-            executor.shutdown(wait=wait, cancel_futures=True)
-            if not wait:
-                for process in processes:
-                    process.terminate()
+            _stop(executor, wait)
+
+
+def _stop(executor: ProcessPoolExecutor, wait: bool) -> None:
+    """Shuts a pool down; without ``wait``, its processes are terminated rather
+    than asked to finish. Python 3.14 has terminate_workers(); before it, the
+    pool's process table (a copy: the pool may still be changing it)."""
+    processes = list(dict(getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=wait, cancel_futures=True)
+    if not wait:
+        for process in processes:
+            process.terminate()
 
 
 async def built_batches(
