@@ -130,25 +130,30 @@ async def built_batches(
     pending: deque[tuple[Segment, asyncio.Future[_Result]]] = deque()
     depth = pool.workers + 1  # every worker busy while the oldest batch is collected
     stalled: Segment | None = None  # the first batch not built by a worker
+
+    async def oldest(at_end: bool) -> Built | None:
+        """The oldest pending batch, built, once it is due (done, the pipeline
+        full, or the file read to its end); None when nothing is due or when
+        its worker's result is unusable (then ``stalled`` says which)."""
+        nonlocal stalled
+        if not pending or not (at_end or len(pending) >= depth or pending[0][1].done()):
+            return None
+        built = await _collect(builder, pool, executor, *pending[0], size)
+        if built is None:
+            stalled = pending[0][0]
+            return None
+        pending.popleft()
+        return built
+
     try:
         segments = cutter.segments()
         async for segment in segments:
             pending.append((segment, _submit(loop, executor, builder, segment)))
-            while pending and (len(pending) >= depth or pending[0][1].done()):
-                built = await _collect(builder, pool, executor, *pending[0], size)
-                if built is None:
-                    stalled = pending[0][0]
-                    break
-                pending.popleft()
+            while (built := await oldest(at_end=False)) is not None:
                 yield built
             if stalled is not None:
                 break
-        while pending and stalled is None:
-            built = await _collect(builder, pool, executor, *pending[0], size)
-            if built is None:
-                stalled = pending[0][0]
-                break
-            pending.popleft()
+        while stalled is None and (built := await oldest(at_end=True)) is not None:
             yield built
         if stalled is None and cutter.irregular:
             stalled = Segment(b"", cutter.position(), None, None)
