@@ -53,6 +53,7 @@ from common import (
     write_results,
 )
 
+from service.csvio.records import RecordCounter  # noqa: E402
 from service.csvio.schema import parse_header  # noqa: E402
 from service.jobs.repo import FINISHED  # noqa: E402
 from service.jobs.kinds.imports import RowBuilder  # noqa: E402
@@ -173,8 +174,12 @@ async def component(path: Path, workers: int) -> dict[str, float]:
 
 
 def count_rows(path: Path) -> int:
+    """The upload's record count, as the service makes it (header excluded)."""
+    counter = RecordCounter()
     with open(path, "rb") as f:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b"")) - 1
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            counter.feed(chunk)
+    return counter.finish() - 1
 
 
 async def _built(path: Path, pool: BuildPool) -> dict[str, float]:

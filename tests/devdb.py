@@ -72,7 +72,8 @@ class DevDatabase:
         if self.process is not None:
             if abruptly:
                 self.process.kill()
-            self.process.terminate()
+            else:
+                self.process.terminate()
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
