@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import csv
 import re
+import sys
+from bisect import bisect_left
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from itertools import accumulate, repeat
 
 READ_CHUNK = 256 * 1024
 MAX_RECORD_BYTES = 16 * 1024 * 1024
@@ -44,6 +47,47 @@ class Position:
         return {"offset": self.offset, "line": self.line, "row": self.row}
 
 
+class _PlainRun:
+    """A run of whole lines that are each one record (plain ASCII, no quote, no
+    NUL: see _Splitter._push_plain), read as records a batch at a time: one
+    csv.reader pass over the run and list-at-a-time bookkeeping instead of a
+    Python call per line through _LineFeed and _drain."""
+
+    __slots__ = ("lines", "fields", "ends", "at", "slow")
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        self.fields: list[list[str]] | None = None  # parsed on first use
+        self.ends: list[int] = []  # ends[i]: characters (= bytes, ASCII) up to the end of line i
+        self.at = 0  # lines taken so far
+        self.slow = False  # read line by line instead
+
+    def parse(self) -> bool:
+        """Parses the run; False (and ``slow``) if it has a blank line (not a
+        record) or a line csv.reader rejects, which the line-by-line path
+        reads as it always does."""
+        if self.fields is None and not self.slow:
+            try:
+                self.fields = list(csv.reader(self.lines, strict=False))
+            except csv.Error:  # a stray CR, say: a row error, found line by line
+                self.fields = None
+            if self.fields is None or [] in self.fields:
+                self.fields, self.slow = None, True
+            else:
+                self.ends = list(accumulate(map(len, self.lines)))
+        return not self.slow
+
+    def count(self, rows: int, chars: int) -> int:
+        """How many lines from ``at`` make at most ``rows`` records, ending early
+        once they span ``chars`` (so at most one line more)."""
+        start = self.ends[self.at - 1] if self.at else 0
+        past = bisect_left(self.ends, start + chars, self.at) + 1  # the line that reaches ``chars``
+        return max(0, min(rows, past - self.at, len(self.lines) - self.at))
+
+    def chars_before(self, index: int) -> int:
+        return self.ends[index - 1] if index else 0
+
+
 class _LineFeed:
     """The iterator csv.reader reads from. It runs dry only between records, and
     csv.reader simply continues when it is refilled."""
@@ -51,7 +95,7 @@ class _LineFeed:
     __slots__ = ("lines", "consumed", "line_no", "problems", "dry")
 
     def __init__(self, line_no: int) -> None:
-        self.lines: deque[str | bytes | int] = deque()
+        self.lines: deque[str | bytes | int | _PlainRun] = deque()
         self.consumed = 0
         self.line_no = line_no
         self.problems: dict[int, str] = {}
@@ -65,6 +109,14 @@ class _LineFeed:
             self.dry += 1
             raise StopIteration
         raw = self.lines.popleft()
+        while type(raw) is _PlainRun:
+            # Read line by line: a run parse() refused, or csv.reader reading on
+            # into a run (a record it cut differently from the quote rule).
+            self.lines.extendleft(reversed(raw.lines[raw.at :]))
+            if not self.lines:
+                self.dry += 1
+                raise StopIteration
+            raw = self.lines.popleft()
         self.line_no += 1
         if type(raw) is str:  # from a run of plain ASCII lines, checked as a whole
             self.consumed += len(raw)
@@ -128,7 +180,7 @@ class _Splitter:
         region = chunk[start:last]
         if not region.isascii() or b"\x00" in region:
             return start
-        self.feed.lines.extend(_TEXT_LINE.findall(region.decode("ascii")))
+        self.feed.lines.append(_PlainRun(_TEXT_LINE.findall(region.decode("ascii"))))
         return last
 
     def finish(self) -> None:
@@ -182,6 +234,8 @@ class RecordReader:
         self._reader = csv.reader(self._feed, strict=False)
         self._row = start.row
         self._eof = False
+        self._pending: list[Record] = []  # the batch being filled
+        self._pending_start = 0  # feed.consumed where it started
 
     def parse_all(self, data: bytes) -> tuple[list[Record], bool]:
         """Every record of ``data``, the rest of the input, read at once (a batch
@@ -193,7 +247,11 @@ class RecordReader:
         self._splitter.push(data)
         self._splitter.finish()
         self._eof = True
-        records = list(self._drain())
+        records: list[Record] = []
+        for batch in self._cut(sys.maxsize, sys.maxsize):
+            records += batch
+        records += self._pending
+        self._pending = []
         # Running dry once is the end; more means a record was cut short by it.
         return records, self._feed.dry > 1
 
@@ -204,16 +262,10 @@ class RecordReader:
         """Yields lists of at most ``size`` records, ending a list early once its
         records span ``max_bytes`` of the file (so at most one record more); the
         position after each list is a record boundary, safe to checkpoint."""
-        batch: list[Record] = []
-        feed = self._feed
-        batch_start = feed.consumed
+        self._pending_start = self._feed.consumed
         while True:
-            for record in self._drain():
-                batch.append(record)
-                if len(batch) >= size or feed.consumed - batch_start >= max_bytes:
-                    yield batch
-                    batch = []
-                    batch_start = feed.consumed
+            for batch in self._cut(size, max_bytes):
+                yield batch
             if self._eof:
                 break
             # A stored file's reads often return from a buffer without waiting:
@@ -225,12 +277,59 @@ class RecordReader:
             else:
                 self._eof = True
                 self._splitter.finish()
-        if batch:
+        for batch in self._cut(size, max_bytes):
+            yield batch
+        if self._pending:
+            batch, self._pending = self._pending, []
             yield batch
 
-    def _drain(self):  # -> Iterator[Record]
-        feed, reader = self._feed, self._reader
+    def _cut(self, size: int, max_bytes: int) -> Iterator[list[Record]]:
+        """The full batches of the records the feed holds now; the records
+        after the last full one stay pending for the next call."""
+        feed = self._feed
+        batch = self._pending
         while True:
+            for record in self._drain():
+                batch.append(record)
+                if len(batch) >= size or feed.consumed - self._pending_start >= max_bytes:
+                    yield batch
+                    self._pending = batch = []
+                    self._pending_start = feed.consumed
+            run = feed.lines[0] if feed.lines else None
+            if type(run) is not _PlainRun:
+                return  # the feed ran dry
+            if not run.parse():
+                continue  # read line by line: _LineFeed unpacks it
+            while run.at < len(run.lines):
+                taken = self._take(run, size - len(batch), max_bytes - (feed.consumed - self._pending_start))
+                batch += taken
+                if len(batch) >= size or feed.consumed - self._pending_start >= max_bytes:
+                    yield batch
+                    self._pending = batch = []
+                    self._pending_start = feed.consumed
+            feed.lines.popleft()
+
+    def _take(self, run: _PlainRun, rows: int, chars: int) -> list[Record]:
+        """The next records of a plain run, as _drain would read them one by one."""
+        first = run.at
+        n = run.count(rows, chars)
+        run.at = last = first + n
+        feed = self._feed
+        feed.consumed += run.chars_before(last) - run.chars_before(first)
+        line = feed.line_no + 1
+        feed.line_no += n
+        row = self._row + 1
+        self._row += n
+        return list(map(Record, range(row, row + n), range(line, line + n), run.fields[first:last], repeat(None, n)))
+
+    def _drain(self) -> Iterator[Record]:
+        """Records read line by line, until the feed runs dry or a plain run is
+        next (_cut reads those)."""
+        feed, reader = self._feed, self._reader
+        lines = feed.lines
+        while True:
+            if lines and type(lines[0]) is _PlainRun and not lines[0].slow:
+                return
             first = feed.line_no + 1
             try:
                 fields = next(reader)
@@ -243,7 +342,7 @@ class RecordReader:
             if feed.problems:
                 error = self._problem_between(first, feed.line_no) or error
             if not fields and error is None:
-                continue  # a blank line is not a row
+                continue  # a blank line is not a record
             self._row += 1
             yield Record(self._row, first, fields, error)
 

@@ -123,3 +123,52 @@ async def test_the_row_count_still_ends_a_batch_of_narrow_rows():
     header = parse_header(SAMPLE, complete=True)
     reader = RecordReader(source(SAMPLE[header.data_start.offset :], 7), header.data_start)
     assert [len(b) async for b in reader.batches(2, max_bytes=1 << 20)] == [2, 2, 1]
+
+
+# Runs of plain lines are read a batch at a time (records._PlainRun); around them,
+# what only the line-by-line path reads: a blank line, CRLF, a stray CR (a row
+# error), a quoted field over two lines, escaped quotes.
+MIXED = (
+    b"id,name\n"
+    + b"".join(b"%d,plain %d\n" % (i, i) for i in range(1, 40))
+    + b"\n40,after a blank line\r\n41,crlf\r\n42,stray\rcr\n"
+    + b"".join(b"%d,plain %d\n" % (i, i) for i in range(43, 80))
+    + b'80,"two\nlines"\n81,"say ""hi"""\n82,plain again\n83,"closed"\n'
+    + b"".join(b"%d,plain %d\n" % (i, i) for i in range(84, 120))
+)
+
+
+def described(got):
+    return [(r.row, r.line, r.fields, r.error is None) for r in got]
+
+
+@pytest.mark.parametrize("chunk", [5, 64, 300, 4096, 1 << 20])
+@pytest.mark.parametrize("batch, max_bytes", [(1, 1 << 20), (7, 1 << 20), (1000, 100), (1000, 1 << 20)])
+async def test_plain_runs_read_in_bulk_give_the_records_and_positions_of_reading_line_by_line(chunk, batch, max_bytes):
+    header = parse_header(MIXED, complete=True)
+    # One byte at a time, no chunk holds a whole line: every line is read on its own.
+    one_by_one, _ = await read_all(MIXED, 1, header.data_start, batch=1)
+    assert len(one_by_one) == 119 and [r.row for r in one_by_one if r.error] == [42]
+    reader = RecordReader(source(MIXED[header.data_start.offset :], chunk), header.data_start)
+    got, positions, sizes = [], [], []
+    async for records_ in reader.batches(batch, max_bytes):
+        got.extend(records_)
+        sizes.append(len(records_))
+        positions.append(reader.position())
+    assert described(got) == described(one_by_one)
+    assert max(sizes) <= batch and positions[-1].offset == len(MIXED)
+    for i, position in enumerate(positions[:-1]):
+        assert position.row == sum(sizes[: i + 1])
+        rest, _ = await read_all(MIXED, chunk, position, batch=batch)
+        assert described(rest) == described(got[position.row :])
+
+
+def test_a_segment_read_at_once_gives_the_records_of_reading_line_by_line():
+    header = parse_header(MIXED, complete=True)
+    records_, cut_short = RecordReader(source(b"", 1), header.data_start).parse_all(MIXED[header.data_start.offset :])
+    lines = MIXED.decode().split("\n")
+    assert not cut_short and len(records_) == 119
+    assert [r.fields for r in records_[:39]] == [line.split(",") for line in lines[1:40]]
+    assert [(r.row, r.line, r.error is None) for r in records_[39:42]] == [(40, 42, True), (41, 43, True), (42, 44, False)]
+    assert [(r.row, r.line, r.fields) for r in records_[79:81]] == [(80, 82, ["80", "two\nlines"]), (81, 84, ["81", 'say "hi"'])]
+    assert [(r.row, r.line) for r in records_[-3:]] == [(117, 120), (118, 121), (119, 122)]
