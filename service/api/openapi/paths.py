@@ -8,6 +8,8 @@ from ...audit import ACTIONS as AUDIT_ACTIONS
 from ...csvio.schema import TYPE_NAMES
 from ...jobs.kinds import KINDS
 from ...jobs.model import JobState
+from ..exports import EXPORT_BATCH, MAX_BATCH as MAX_EXPORT_BATCH
+from ..imports import IMPORT_BATCH, MAX_BATCH as MAX_IMPORT_BATCH
 from .schemas import DATASET, ref
 
 PROBLEMS = {
@@ -121,7 +123,7 @@ EXPORT_QUERY = [
     query("fields", "the columns to export, comma-separated (default: all)"),
     boolean("neutralize_formulas", "prefix cells starting with = + - @ tab or CR with ' (default true)")
     | {"schema": {"type": "boolean", "default": True}},
-    query("batch_size", "rows per read", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}),
+    query("batch_size", "rows per read", {"type": "integer", "minimum": 1, "maximum": MAX_EXPORT_BATCH, "default": EXPORT_BATCH}),
 ]
 
 
@@ -154,7 +156,7 @@ def paths() -> dict[str, Any]:
                 "parameters": [
                     query("dataset", "the dataset to import into", DATASET, required=True),
                     query("types", f"col:type,... with type one of {', '.join(TYPE_NAMES)}", example="visited:date"),
-                    query("batch_size", "rows per insert", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}),
+                    query("batch_size", "rows per insert", {"type": "integer", "minimum": 1, "maximum": MAX_IMPORT_BATCH, "default": IMPORT_BATCH}),
                     ON_ERROR,
                     MAX_ERRORS,
                     boolean("dry_run", "read the file, write nothing, answer 200 with what the import would find"),

@@ -7,6 +7,7 @@ from typing import Any
 
 from ...jobs.kinds import KINDS
 from ...jobs.model import JobState
+from ..exports import EXPORT_BATCH, MAX_BATCH as MAX_EXPORT_BATCH
 
 NULLABLE_STRING = {"type": ["string", "null"]}
 DATE_TIME = {"type": "string", "format": "date-time"}
@@ -116,7 +117,7 @@ def schemas() -> dict[str, Any]:
                     "description": "the columns, in order (null or empty: all)",
                 },
                 "neutralize_formulas": {"type": "boolean", "default": True},
-                "batch_size": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000},
+                "batch_size": {"type": "integer", "minimum": 1, "maximum": MAX_EXPORT_BATCH, "default": EXPORT_BATCH},
             },
         },
         "DownloadRequest": {
