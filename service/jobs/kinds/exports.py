@@ -9,8 +9,9 @@ import datetime as dt
 import io
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 from itertools import chain
+from operator import itemgetter
 from typing import Any, Protocol
 
 from aiohttp import ClientConnectionResetError
@@ -39,6 +40,7 @@ RENDER_SLICE = 128 * 1024
 FIRST_SLICE_ROWS = 100
 PLAIN_CELLS = frozenset({str, type(None)})
 DISCONNECTED = (ConnectionResetError, ClientConnectionResetError)
+_DATA = itemgetter("data")
 
 
 class Sink(Protocol):
@@ -76,31 +78,35 @@ def export_query(org_id: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 class CsvRenderer:
+    """Renders records as CSV text, a slice of rows at a time, kept until take()."""
+
     def __init__(self, columns: list[str], types: dict[str, str], neutralize: bool) -> None:
         self.columns = columns
         self.numeric = {c for c in columns if types.get(c) in NUMERIC}
         self.neutralize = neutralize
         self.buffer = io.StringIO()
         self.writer = csv.writer(self.buffer, lineterminator="\r\n")
+        # A record's cells in column order, in C; one column would be a bare value.
+        self._cells = itemgetter(*columns) if len(columns) > 1 else None
+        self.parts: list[str] = []
+        self.pending = 0  # characters rendered since the last take()
         self.rows = 0  # rendered so far, and their length: the average row sizes slices
         self.chars = 0
-        self._before = 0
 
     def header(self) -> bytes:
         self.writer.writerow(self.columns)
-        return self._take()
+        return self._rendered().encode("utf-8")
 
     def add(self, docs: list[dict[str, Any]]) -> int:
-        """Renders records into the pending text; returns its length so far, so
-        the batch can end at a byte budget. Most rows are text and empty cells,
-        which csv.writer writes as they are: such a slice of rows is checked
-        and written with a few C calls for all its rows (a Python loop per row
-        was most of an export's CPU); only a slice with other values, or with a
+        """Renders records after the pending text; returns the pending length,
+        so the batch can end at a byte budget. Most rows are text and empty
+        cells, which csv.writer writes as they are: such a slice is gathered,
+        checked and written with C calls for all its rows (a Python loop per
+        row was most of an export's CPU). A slice with other values, or with a
         cell a spreadsheet would run, is written row by row, and only a row
-        with such a value goes through _cell."""
-        columns = self.columns
-        rows = [list(map(doc["data"].get, columns)) for doc in docs]
-        if self._plain(chain.from_iterable(rows)):
+        with one goes through _cell."""
+        rows = self._row_values(docs)
+        if self._plain(list(chain.from_iterable(rows))):
             self.writer.writerows(rows)
         else:
             for row in rows:
@@ -108,16 +114,24 @@ class CsvRenderer:
                     self.writer.writerow(row)
                 else:
                     cell = self._cell
-                    self.writer.writerow([cell(c, v) for c, v in zip(columns, row)])
-        rendered = self.buffer.tell()
+                    self.writer.writerow([cell(c, v) for c, v in zip(self.columns, row)])
+        text = self._rendered()
+        self.parts.append(text)
+        self.pending += len(text)
         self.rows += len(docs)
-        self.chars += rendered - self._before
-        self._before = rendered
-        return rendered
+        self.chars += len(text)
+        return self.pending
 
-    def _plain(self, cells: Iterable[Any]) -> bool:
+    def _row_values(self, docs: list[dict[str, Any]]) -> list[Any]:
+        if self._cells is not None:
+            try:
+                return list(map(self._cells, map(_DATA, docs)))
+            except KeyError:  # a record without some column: an empty cell
+                pass
+        return [list(map(doc["data"].get, self.columns)) for doc in docs]
+
+    def _plain(self, cells: Sequence[Any]) -> bool:
         """Only text and empty cells, and no formula if formulas are neutralized."""
-        cells = list(cells)
         return set(map(type, cells)) <= PLAIN_CELLS and not (
             self.neutralize and FORMULA_IN_JOINED.search("\x00" + "\x00".join(filter(None, cells)))
         )
@@ -130,7 +144,10 @@ class CsvRenderer:
         return max(1, RENDER_SLICE * self.rows // max(1, self.chars))
 
     def take(self) -> bytes:
-        return self._take()
+        data = "".join(self.parts).encode("utf-8")
+        self.parts = []
+        self.pending = 0
+        return data
 
     def _cell(self, column: str, value: Any) -> str:
         if value is None:
@@ -149,12 +166,11 @@ class CsvRenderer:
             return "'" + text
         return text
 
-    def _take(self) -> bytes:
-        data = self.buffer.getvalue().encode("utf-8")
+    def _rendered(self) -> str:
+        text = self.buffer.getvalue()
         self.buffer.seek(0)
         self.buffer.truncate()
-        self._before = 0
-        return data
+        return text
 
 
 def cursor_batch(params: dict[str, Any]) -> int:
