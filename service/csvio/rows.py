@@ -39,6 +39,11 @@ class RowTyper:
         self.typed = [(i, c, converter(types[c], decimal128)) for i, c in enumerate(columns) if c in types]
         self.nulls = frozenset(null_values)
         self.untyped = [(i, c) for i, c in enumerate(columns) if c not in types]
+        # With nothing to convert (no typed column, no null marker), a record
+        # without an error and with this many fields converts to
+        # dict(zip(columns, fields)): callers in a loop per row may do just that
+        # instead of calling convert(). -1 when there is something to convert.
+        self.plain_width = self.width if not self.typed and not self.nulls else -1
 
     def convert(self, record: Record) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """(data, None) or (None, row error)."""

@@ -50,19 +50,18 @@ class RecordEncoder:
     spends per row, and the bytes are exactly those ``bson.encode`` gives for
     the whole document (a unit test compares them)."""
 
-    __slots__ = ("_id_head", "_tags", "_tail", "_fixed")
+    __slots__ = ("_id_head", "_tags_row", "_tail", "_fixed")
 
     def __init__(self, org_id: str, dataset: str, job_id: str, created_at: dt.datetime) -> None:
         prefix = job_prefix(org_id, dataset, job_id).encode()
         # "_id" is a string element: its int32 length counts the 10 digits and the NUL.
         self._id_head = b"\x02_id\x00" + _INT32.pack(len(prefix) + ROW_DIGITS + 1) + prefix
-        self._tags = encode({"org_id": org_id, "dataset": dataset, "job_id": job_id})[4:-1]
+        # The tags, then the "row" element's type and key (its int32 value follows).
+        self._tags_row = encode({"org_id": org_id, "dataset": dataset, "job_id": job_id})[4:-1] + _ROW_KEY
         self._tail = encode({"created_at": created_at})[4:-1] + b"\x00"
         # Document length prefix + the fixed parts + the row digits and NUL, the
-        # "row" element (an int32: rows stay below 2**31) and the "data" key.
-        self._fixed = (
-            4 + len(self._id_head) + ROW_DIGITS + 1 + len(self._tags) + len(_ROW_KEY) + 4 + len(_DATA_KEY) + len(self._tail)
-        )
+        # "row" element's value (an int32: rows stay below 2**31) and the "data" key.
+        self._fixed = 4 + len(self._id_head) + ROW_DIGITS + 1 + len(self._tags_row) + 4 + len(_DATA_KEY) + len(self._tail)
 
     def encode(self, row: int, data: dict[str, Any]) -> bytes:
         body = encode(data)
@@ -71,8 +70,7 @@ class RecordEncoder:
                 _INT32.pack(self._fixed + len(body)),
                 self._id_head,
                 _ROW_DIGITS_NUL % row,
-                self._tags,
-                _ROW_KEY,
+                self._tags_row,
                 _INT32.pack(row),
                 _DATA_KEY,
                 body,

@@ -197,3 +197,32 @@ def test_a_row_over_mongodbs_document_limit_is_a_row_error_and_its_neighbours_ar
     assert [s.row for s in sources] == [1, 3] and len(docs) == 2
     assert [(e["row"], e["line"], e["kind"]) for e in errors] == [(2, 3, "row_too_large")]
     assert "16 MiB" in errors[0]["message"]
+
+
+@pytest.mark.parametrize("types, nulls", [({}, []), ({"b": "int"}, []), ({}, ["NA"])])
+def test_the_builder_stores_what_the_typer_converts_and_reports_what_it_refuses(types, nulls):
+    """With nothing to convert, the builder skips convert() for well-formed rows
+    (RowTyper.plain_width): documents and row errors must be those convert() gives."""
+    job = Job(["a", "b"], types)
+    job.params["null_values"] = nulls
+    builder = RowBuilder(job)
+    records = [
+        Record(1, 2, ["x", "1"], None),
+        Record(2, 3, ["short"], None),
+        Record(3, 4, ["x", "2", "extra"], None),
+        Record(4, 5, None, "malformed CSV: something"),
+        Record(5, 6, ["NA", "3"], None),
+        Record(6, 7, [], None),
+    ]
+    docs, sources, errors = builder.build(records)
+    expected_docs, expected_errors = [], []
+    for record in records:
+        data, error = builder.typer.convert(record)
+        if error is None:
+            expected_docs.append((record.row, data))
+        else:
+            expected_errors.append(error)
+    assert [(decode(d.raw)["row"], decode(d.raw)["data"]) for d in docs] == expected_docs
+    assert [s.row for s in sources] == [row for row, _ in expected_docs]
+    assert errors == expected_errors
+    assert [e["kind"] for e in errors] == ["missing_columns", "extra_columns", "malformed_row", "missing_columns"]
