@@ -36,6 +36,8 @@ from ..store.writes import Encoded
 log = logging.getLogger(__name__)
 
 WORKER_NICENESS = 10
+# Records built in this process between two turns of the event loop.
+BUILD_SLICE = 1000
 GC_THRESHOLD = 50_000
 
 
@@ -225,9 +227,18 @@ async def _collect(
 
 
 async def _in_process(read, start: Position, size: int, max_bytes: int, builder: Builder) -> AsyncIterator[Built]:
+    """Builds a batch BUILD_SLICE records at a time, letting the event loop run
+    between slices: 5,000 rows built at once held it for 20-40 ms, and with two
+    imports /healthz waited past 50 ms."""
     reader = RecordReader(read, start)
     async for records in reader.batches(size, max_bytes):
-        docs, sources, errors = builder.build(records)
+        docs, sources, errors = builder.build(records[:BUILD_SLICE])
+        for at in range(BUILD_SLICE, len(records), BUILD_SLICE):
+            await asyncio.sleep(0)
+            more = builder.build(records[at : at + BUILD_SLICE])
+            docs += more[0]
+            sources = [*sources, *more[1]]
+            errors += more[2]
         yield Built(docs, sources, errors, records[0].row, len(records), reader.position().as_dict())
 
 

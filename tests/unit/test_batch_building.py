@@ -226,3 +226,26 @@ def test_the_builder_stores_what_the_typer_converts_and_reports_what_it_refuses(
     assert [s.row for s in sources] == [row for row, _ in expected_docs]
     assert errors == expected_errors
     assert [e["kind"] for e in errors] == ["missing_columns", "extra_columns", "malformed_row", "missing_columns"]
+
+
+async def test_a_batch_built_in_slices_equals_the_batch_built_at_once():
+    """In-process, a batch is built BUILD_SLICE records at a time (the event loop
+    runs between slices): documents, their sources and row errors must line up
+    as if it were built in one call."""
+    from service.jobs import workers
+
+    lines = [b"a,b"] + [b"%d,x" % i if i not in (5, 1500, 2400) else b"%d" % i for i in range(1, 2501)]
+    data = b"\n".join(lines) + b"\n"
+    start = Position(4, 1, 0)
+    builder = RowBuilder(Job(["a", "b"]))
+    [built] = [b async for b in built_batches(source(data[4:], 4096), start, 2500, 1 << 30, builder, None)]
+    records, _ = RecordReader(source(b"", 1), start).parse_all(data[4:])
+    docs, sources, errors = builder.build(records)
+
+    def plain(doc):
+        return {k: v for k, v in decode(doc.raw).items() if k != "created_at"}
+
+    assert workers.BUILD_SLICE < 2500 and built.processed == 2500
+    assert [plain(d) for d in built.docs] == [plain(d) for d in docs]
+    assert [s.row for s in built.sources] == [decode(d.raw)["row"] for d in built.docs] == [s.row for s in sources]
+    assert [e["row"] for e in built.errors] == [e["row"] for e in errors] == [5, 1500, 2400]
