@@ -233,12 +233,13 @@ async def _in_process(read, start: Position, size: int, max_bytes: int, builder:
     imports /healthz waited past 50 ms (p99 59 ms)."""
     reader = RecordReader(read, start)
     async for records in reader.batches(size, max_bytes):
-        docs, sources, errors = builder.build(records[:BUILD_SLICE])
+        docs, first_sources, errors = builder.build(records[:BUILD_SLICE])
+        sources = list(first_sources)
         for at in range(BUILD_SLICE, len(records), BUILD_SLICE):
             await asyncio.sleep(0)
             more = builder.build(records[at : at + BUILD_SLICE])
             docs += more[0]
-            sources = [*sources, *more[1]]
+            sources += more[1]
             errors += more[2]
         yield Built(docs, sources, errors, records[0].row, len(records), reader.position().as_dict())
 

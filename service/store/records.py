@@ -45,8 +45,9 @@ class RecordEncoder:
     """Encodes a job's record documents straight to BSON, in the field order of
     ``{_id, org_id, dataset, job_id, row, data, created_at}``. Everything but the
     row number and the columns is the same for every row of a job (or of a
-    batch, for ``created_at``), so it is encoded once and spliced in: per row
-    only the columns go through ``bson.encode``. That halves the CPU an import
+    build call, for ``created_at``: a slice of a batch, in-process), so it is
+    encoded once and spliced in: per row only the columns go through
+    ``bson.encode``. That halves the CPU an import
     spends per row, and the bytes are exactly those ``bson.encode`` gives for
     the whole document (a unit test compares them)."""
 

@@ -138,37 +138,73 @@ MIXED = (
 )
 
 
+# No quote anywhere, so a chunk's whole lines are a run however large. A run
+# with a blank line or a stray CR in it is read line by line (the whole file
+# read as one chunk, here); CRLF runs are read a batch at a time.
+PLAIN_MIXED = (
+    b"id,name\n"
+    + b"".join(b"%d,plain %d\n" % (i, i) for i in range(1, 300))
+    + b"\n300,after a blank line\r\n301,crlf\r\n302,stray\rcr\n"
+    + b"".join(b"%d,plain %d\r\n" % (i, i) for i in range(303, 600))
+)
+
+
+@pytest.fixture
+def runs_read(monkeypatch):
+    """How many runs of plain lines were read a batch at a time."""
+    read = []
+    parse = records._PlainRun.parse
+
+    def counted(self):
+        ok = parse(self)
+        if ok and self.at == 0:
+            read.append(len(self.lines))
+        return ok
+
+    monkeypatch.setattr(records._PlainRun, "parse", counted)
+    return read
+
+
 def described(got):
     return [(r.row, r.line, r.fields, r.error is None) for r in got]
 
 
 @pytest.mark.parametrize("chunk", [5, 64, 300, 4096, 1 << 20])
 @pytest.mark.parametrize("batch, max_bytes", [(1, 1 << 20), (7, 1 << 20), (1000, 100), (1000, 1 << 20)])
-async def test_plain_runs_read_in_bulk_give_the_records_and_positions_of_reading_line_by_line(chunk, batch, max_bytes):
-    header = parse_header(MIXED, complete=True)
+@pytest.mark.parametrize("data, rows, bad_row", [(MIXED, 119, 42), (PLAIN_MIXED, 599, 302)], ids=["quotes", "no-quotes"])
+async def test_plain_runs_read_in_bulk_give_the_records_and_positions_of_reading_line_by_line(
+    chunk, batch, max_bytes, data, rows, bad_row, runs_read
+):
+    header = parse_header(data, complete=True)
     # One byte at a time, no chunk holds a whole line: every line is read on its own.
-    one_by_one, _ = await read_all(MIXED, 1, header.data_start, batch=1)
-    assert len(one_by_one) == 119 and [r.row for r in one_by_one if r.error] == [42]
-    reader = RecordReader(source(MIXED[header.data_start.offset :], chunk), header.data_start)
+    one_by_one, _ = await read_all(data, 1, header.data_start, batch=1)
+    assert len(one_by_one) == rows and [r.row for r in one_by_one if r.error] == [bad_row]
+    assert not runs_read
+    reader = RecordReader(source(data[header.data_start.offset :], chunk), header.data_start)
     got, positions, sizes = [], [], []
     async for records_ in reader.batches(batch, max_bytes):
         got.extend(records_)
         sizes.append(len(records_))
         positions.append(reader.position())
     assert described(got) == described(one_by_one)
-    assert max(sizes) <= batch and positions[-1].offset == len(MIXED)
+    assert max(sizes) <= batch and positions[-1].offset == len(data)
+    # The bulk path was taken wherever a chunk holds whole lines and no quote.
+    assert bool(runs_read) == (64 <= chunk <= (4096 if data is PLAIN_MIXED else 300))
     for i, position in enumerate(positions[:-1]):
         assert position.row == sum(sizes[: i + 1])
-        rest, _ = await read_all(MIXED, chunk, position, batch=batch)
+        rest, _ = await read_all(data, chunk, position, batch=batch)
         assert described(rest) == described(got[position.row :])
 
 
-def test_a_segment_read_at_once_gives_the_records_of_reading_line_by_line():
-    header = parse_header(MIXED, complete=True)
-    records_, cut_short = RecordReader(source(b"", 1), header.data_start).parse_all(MIXED[header.data_start.offset :])
-    lines = MIXED.decode().split("\n")
-    assert not cut_short and len(records_) == 119
-    assert [r.fields for r in records_[:39]] == [line.split(",") for line in lines[1:40]]
-    assert [(r.row, r.line, r.error is None) for r in records_[39:42]] == [(40, 42, True), (41, 43, True), (42, 44, False)]
-    assert [(r.row, r.line, r.fields) for r in records_[79:81]] == [(80, 82, ["80", "two\nlines"]), (81, 84, ["81", 'say "hi"'])]
-    assert [(r.row, r.line) for r in records_[-3:]] == [(117, 120), (118, 121), (119, 122)]
+@pytest.mark.parametrize("data, in_bulk", [(PLAIN_MIXED, False), (PLAIN_MIXED.replace(b"\n\n", b"\n").replace(b"\rcr", b"cr"), True)])
+async def test_a_segment_read_at_once_gives_the_records_of_reading_line_by_line(data, in_bulk, runs_read):
+    """A worker's segment: with no blank line and no stray CR, its lines are
+    one run read a batch at a time; otherwise line by line. Either way the
+    records are those of reading line by line."""
+    header = parse_header(data, complete=True)
+    one_by_one, _ = await read_all(data, 1, header.data_start, batch=1)
+    reader = RecordReader(source(b"", 1), header.data_start)
+    records_, cut_short = reader.parse_all(data[header.data_start.offset :])
+    assert bool(runs_read) == in_bulk
+    assert not cut_short and described(records_) == described(one_by_one) and len(records_) == 599
+    assert reader.position() == Position(len(data), 601 - in_bulk, 599)

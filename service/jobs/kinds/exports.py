@@ -37,7 +37,6 @@ REPLY_MAX_BYTES = 1024 * 1024
 # csv.writer copies a field character by character (about 1 ms per 10 KB on
 # a busy core): the loop gets a turn after every this many bytes of CSV.
 RENDER_SLICE = 128 * 1024
-FIRST_SLICE_ROWS = 100
 PLAIN_CELLS = frozenset({str, type(None)})
 DISCONNECTED = (ConnectionResetError, ClientConnectionResetError)
 _DATA = itemgetter("data")
@@ -136,12 +135,14 @@ class CsvRenderer:
             self.neutralize and FORMULA_IN_JOINED.search("\x00" + "\x00".join(filter(None, cells)))
         )
 
-    def slice_rows(self) -> int:
-        """Rows to render before the event loop gets a turn: about RENDER_SLICE
-        characters at the average row length so far."""
+    def slice_rows(self, room: int) -> int:
+        """Rows to render before the event loop gets a turn and the byte budget
+        is looked at again: about RENDER_SLICE characters, and no more than
+        ``room`` (what is left of the batch's budget), at the average row
+        length so far; a single row until there is an average."""
         if not self.rows:
-            return FIRST_SLICE_ROWS
-        return max(1, RENDER_SLICE * self.rows // max(1, self.chars))
+            return 1
+        return max(1, min(RENDER_SLICE, room) * self.rows // max(1, self.chars))
 
     def take(self) -> bytes:
         data = "".join(self.parts).encode("utf-8")
@@ -243,12 +244,14 @@ async def run(ctx: JobContext) -> None:
             try:
                 # A batch is rendered as its records arrive, a slice of a reply
                 # at a time, and ends at batch_size rows or max_bytes of CSV,
-                # whichever comes first (a slice is about RENDER_SLICE long).
+                # whichever comes first (a slice is about RENDER_SLICE long, and
+                # no longer than the budget left, at the average row length).
                 rows = 0
                 while docs := await cursor.to_list(per_reply):
                     start = 0
                     while start < len(docs):
-                        end = min(len(docs), start + min(batch_size - rows, renderer.slice_rows()))
+                        room = max_bytes - renderer.pending
+                        end = min(len(docs), start + min(batch_size - rows, renderer.slice_rows(room)))
                         pending = renderer.add(docs[start:end])
                         rows += end - start
                         start = end
