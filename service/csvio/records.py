@@ -80,8 +80,7 @@ class _PlainRun:
     def count(self, rows: int, chars: int) -> int:
         """How many lines from ``at`` make at most ``rows`` records, ending early
         once they span ``chars`` (so at most one line more)."""
-        start = self.ends[self.at - 1] if self.at else 0
-        past = bisect_left(self.ends, start + chars, self.at) + 1  # the line that reaches ``chars``
+        past = bisect_left(self.ends, self.chars_before(self.at) + chars, self.at) + 1  # the line that reaches ``chars``
         return max(0, min(rows, past - self.at, len(self.lines) - self.at))
 
     def chars_before(self, index: int) -> int:
@@ -250,8 +249,7 @@ class RecordReader:
         records: list[Record] = []
         for batch in self._cut(sys.maxsize, sys.maxsize):
             records += batch
-        records += self._pending
-        self._pending = []
+        records += self._close_batch()
         # Running dry once is the end; more means a record was cut short by it.
         return records, self._feed.dry > 1
 
@@ -280,34 +278,37 @@ class RecordReader:
         for batch in self._cut(size, max_bytes):
             yield batch
         if self._pending:
-            batch, self._pending = self._pending, []
-            yield batch
+            yield self._close_batch()
 
     def _cut(self, size: int, max_bytes: int) -> Iterator[list[Record]]:
         """The full batches of the records the feed holds now; the records
         after the last full one stay pending for the next call."""
         feed = self._feed
-        batch = self._pending
         while True:
             for record in self._drain():
-                batch.append(record)
-                if len(batch) >= size or feed.consumed - self._pending_start >= max_bytes:
-                    yield batch
-                    self._pending = batch = []
-                    self._pending_start = feed.consumed
+                self._pending.append(record)
+                if self._full(size, max_bytes):
+                    yield self._close_batch()
             run = feed.lines[0] if feed.lines else None
             if type(run) is not _PlainRun:
                 return  # the feed ran dry
             if not run.parse():
                 continue  # read line by line: _LineFeed unpacks it
             while run.at < len(run.lines):
-                taken = self._take(run, size - len(batch), max_bytes - (feed.consumed - self._pending_start))
-                batch += taken
-                if len(batch) >= size or feed.consumed - self._pending_start >= max_bytes:
-                    yield batch
-                    self._pending = batch = []
-                    self._pending_start = feed.consumed
+                self._pending += self._take(
+                    run, size - len(self._pending), max_bytes - (feed.consumed - self._pending_start)
+                )
+                if self._full(size, max_bytes):
+                    yield self._close_batch()
             feed.lines.popleft()
+
+    def _full(self, size: int, max_bytes: int) -> bool:
+        return len(self._pending) >= size or self._feed.consumed - self._pending_start >= max_bytes
+
+    def _close_batch(self) -> list[Record]:
+        batch, self._pending = self._pending, []
+        self._pending_start = self._feed.consumed
+        return batch
 
     def _take(self, run: _PlainRun, rows: int, chars: int) -> list[Record]:
         """The next records of a plain run, as _drain would read them one by one."""

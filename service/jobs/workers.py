@@ -233,14 +233,16 @@ async def _in_process(read, start: Position, size: int, max_bytes: int, builder:
     imports /healthz waited past 50 ms (p99 59 ms)."""
     reader = RecordReader(read, start)
     async for records in reader.batches(size, max_bytes):
-        docs, first_sources, errors = builder.build(records[:BUILD_SLICE])
-        sources = list(first_sources)
-        for at in range(BUILD_SLICE, len(records), BUILD_SLICE):
-            await asyncio.sleep(0)
-            more = builder.build(records[at : at + BUILD_SLICE])
-            docs += more[0]
-            sources += more[1]
-            errors += more[2]
+        docs: list[Encoded] = []
+        sources: list[Record] = []
+        errors: list[dict[str, Any]] = []
+        for at in range(0, len(records), BUILD_SLICE):
+            if at:
+                await asyncio.sleep(0)
+            built = builder.build(records[at : at + BUILD_SLICE])
+            docs += built[0]
+            sources += built[1]
+            errors += built[2]
         yield Built(docs, sources, errors, records[0].row, len(records), reader.position().as_dict())
 
 
