@@ -29,6 +29,20 @@ def db_server() -> Iterator[tuple[str, DevDatabase | None]]:
         yield server
 
 
+@pytest.fixture(autouse=True)
+def database_survives(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails the test under which the suite's FerretDB died, with its log, and
+    starts it again (same port and data) so the tests after it still run."""
+    yield
+    if "db_server" not in request.fixturenames:
+        return
+    server = request.getfixturevalue("db_server")[1]
+    why = server.died() if server is not None else None
+    if why:
+        server.start()
+        pytest.fail(why, pytrace=False)
+
+
 @pytest.fixture
 def db_name() -> str:
     return f"t_{uuid.uuid4().hex[:12]}"
@@ -56,11 +70,20 @@ def settings(mongo) -> Settings:
 @pytest.fixture
 async def db(mongo) -> AsyncIterator[Database]:
     """A connection of the test's own, to look at what the service wrote; the
-    database is dropped after the test."""
+    database is dropped after the test.
+
+    A fixture that builds apps must request ``db`` before ``aiohttp_client`` or
+    ``aiohttp_server``, so the apps close before the drop: FerretDB on SQLite
+    dies of SIGBUS when a database is dropped while a job still writes to it
+    (a CI run lost its database that way)."""
     database = Database.connect(mongo, timeout_seconds=None)
     yield database
-    await database.client.drop_database(mongo.database)
-    await database.close()
+    try:
+        running = running_job_tasks()
+        assert not running, f"an app still runs jobs when its database is to be dropped: {running}"
+        await database.client.drop_database(mongo.database)
+    finally:
+        await database.close()
 
 
 @pytest.fixture
@@ -73,7 +96,7 @@ def openapi_checker() -> Iterator[ResponseChecker]:
 
 
 @pytest.fixture
-def make_client(aiohttp_client, settings, db, openapi_checker) -> Callable[..., Awaitable[TestClient]]:
+def make_client(db, aiohttp_client, settings, openapi_checker) -> Callable[..., Awaitable[TestClient]]:
     async def make(**overrides: Any) -> TestClient:
         return openapi_checker.watch(
             await aiohttp_client(create_app(settings.replace(**overrides), command_listeners=[SUITE_QUERIES]))
@@ -90,8 +113,13 @@ async def client(make_client) -> TestClient:
 @pytest.fixture(autouse=True)
 async def no_job_task_left_behind() -> AsyncIterator[None]:
     yield
-    leftovers = [t for t in asyncio.all_tasks() if t.get_name().startswith("job") and not t.done()]
+    leftovers = running_job_tasks()
     assert not leftovers, f"tasks still running after the test: {leftovers}"
+
+
+def running_job_tasks() -> list[asyncio.Task]:
+    """The service's job tasks (the manager, runners, sweeps) still running."""
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("job") and not t.done()]
 
 
 @pytest.fixture(autouse=True)

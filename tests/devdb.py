@@ -42,6 +42,9 @@ class DevDatabase:
             subprocess.run([str(ROOT / "scripts" / "build-ferretdb")], check=True)
         self.port = free_port()
         self.data = Path(tempfile.mkdtemp(prefix="collect-jobs-db-"))
+        # FerretDB's own output (errors, a panic's trace), outside the data
+        # directory so it outlives close() when the server died under a test.
+        self.log = Path(f"{self.data}.log")
         self.process: subprocess.Popen | None = None
 
     @property
@@ -49,7 +52,14 @@ class DevDatabase:
         return f"mongodb://127.0.0.1:{self.port}/"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
+        with self.log.open("ab") as log:
+            self.process = self._spawn(log)
+        # Restarted mid-test while the machine is busy (CI, two cores), FerretDB
+        # has taken longer than 30 s to listen; that failed the outage tests.
+        wait_for_port(self.port, timeout=120, process=self.process)
+
+    def _spawn(self, log) -> subprocess.Popen:
+        return subprocess.Popen(
             [
                 str(FERRETDB),
                 "--handler=sqlite",
@@ -60,11 +70,16 @@ class DevDatabase:
                 "--log-level=error",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=log,
         )
-        # Restarted mid-test while the machine is busy (CI, two cores), FerretDB
-        # has taken longer than 30 s to listen; that failed the outage tests.
-        wait_for_port(self.port, timeout=120, process=self.process)
+
+    def died(self) -> str | None:
+        """Why the server is gone when nobody stopped it (None while it runs):
+        its exit status and the end of its log."""
+        if self.process is None or self.process.poll() is None:
+            return None
+        tail = self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+        return f"FerretDB on port {self.port} exited with {self.process.returncode}; its log ({self.log}) ends:\n{tail}"
 
     def stop(self, abruptly: bool = False) -> None:
         """Shuts the database down; ``abruptly``: kill -9, as a crash or a lost
@@ -84,6 +99,8 @@ class DevDatabase:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.data, ignore_errors=True)
+        if self.log.exists() and not self.log.stat().st_size:
+            self.log.unlink()
 
 
 @contextlib.contextmanager

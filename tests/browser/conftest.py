@@ -51,7 +51,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
-def serve(aiohttp_server, settings, db) -> Callable[..., Awaitable[TestServer]]:
+def serve(db, aiohttp_server, settings) -> Callable[..., Awaitable[TestServer]]:
     """The real app on a real port (127.0.0.1), on the test's own database."""
 
     async def serve(**overrides: Any) -> TestServer:
