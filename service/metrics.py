@@ -23,6 +23,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from pymongo import monitoring
 
+from .background import repeat, stop
 from .jobs.model import JobState, utcnow
 from .typedefs import DB_KEY, EVENTS_KEY, MANAGER_KEY, METRICS_KEY, SETTINGS_KEY
 
@@ -194,15 +195,9 @@ async def queue_sampler_ctx(app: web.Application) -> AsyncIterator[None]:
     metrics, db = app[METRICS_KEY], app[DB_KEY]
     interval = QUEUE_SAMPLE_TICKS * app[SETTINGS_KEY].job_poll_seconds
 
-    async def sample() -> None:
-        while True:
-            try:
-                await metrics.sample_queue(db)
-            except Exception as exc:  # an outage: keep the last values
-                log.debug("queue sample failed: %s", exc)
-            await asyncio.sleep(interval)
+    def failed(exc: Exception) -> None:  # an outage: keep the last values
+        log.debug("queue sample failed: %s", exc)
 
-    task = asyncio.create_task(sample(), name="metrics-queue-sampler")
+    task = asyncio.create_task(repeat(lambda: metrics.sample_queue(db), interval, failed), name="metrics-queue-sampler")
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await stop(task)

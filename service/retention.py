@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 from bson import ObjectId
 
+from .background import repeat, stop
 from .errors import InvalidTransition
 from .jobs.model import JobState, utcnow
 from .settings import Settings
@@ -97,15 +98,11 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx, after the database's: sweeps in the background."""
     db, settings = app[DB_KEY], app[SETTINGS_KEY]
 
-    async def loop() -> None:
-        while True:
-            try:
-                await sweep(db, settings)
-            except Exception as exc:  # an outage: the next sweep retries
-                log.warning("retention sweep failed: %s", exc)
-            await asyncio.sleep(settings.retention_sweep_seconds)
+    def failed(exc: Exception) -> None:  # an outage: the next sweep retries
+        log.warning("retention sweep failed: %s", exc)
 
-    task = asyncio.create_task(loop(), name="retention-sweeper")
+    task = asyncio.create_task(
+        repeat(lambda: sweep(db, settings), settings.retention_sweep_seconds, failed), name="retention-sweeper"
+    )
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await stop(task)

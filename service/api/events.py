@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..background import end_if_cancelled
 from ..errors import JobNotFound, TooManyRequests
 from ..jobs.model import FINAL, JobState, job_json
 from ..typedefs import EVENTS_KEY, MANAGER_KEY, SETTINGS_KEY
@@ -83,6 +84,8 @@ class _Poll:
             except Exception as exc:  # an outage: keep the last version, try again
                 log.warning("event poll of job %s failed: %s", job_id, exc)
                 continue
+            finally:
+                end_if_cancelled()  # PyMongo may have swallowed it (service/background.py)
             body = job_json(doc)
             if body != self.body:
                 self.body = body

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from pymongo.errors import ConnectionFailure
 
+from ..background import end_if_cancelled, stop
 from ..errors import TooManyRequests
 from ..logs import JobLogger
 from ..metrics import Metrics
@@ -79,8 +80,7 @@ class JobManager:
         which releases their jobs too."""
         self.begin_shutdown()
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+            await stop(self._loop_task)
         tasks = [r.task for r in self.runners.values() if r.task is not None]
         if not tasks:
             return
@@ -173,9 +173,7 @@ class JobManager:
             except TimeoutError:
                 # Python 3.11's timeout can turn a cancel that arrives as it
                 # expires into TimeoutError; a cancelled loop must still end.
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise asyncio.CancelledError from None
+                end_if_cancelled()
             self._wake.clear()
             try:
                 await self._tick()
@@ -183,6 +181,7 @@ class JobManager:
                 log.warning("job manager tick: database unavailable (%s); retrying next tick", exc)
             except Exception:
                 log.exception("job manager tick failed; retrying next tick")
+            end_if_cancelled()  # PyMongo may have swallowed it (service/background.py)
 
     async def _tick(self) -> None:
         await self.clock.sync(self.db.db)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pymongo
 from pymongo.errors import ConnectionFailure, PyMongoError
 
+from ..background import end_if_cancelled
 from ..errors import InvalidTransition, JobFailed, JobStopped, JobTerminated
 from ..logs import bind_job, runner_state
 from .model import RUNNER_STATES, TERMINATE, JobState
@@ -353,6 +354,7 @@ class Runner:
         return not self.gate.is_set() or self.terminate_requested or self.stopping or self.lost
 
     def raise_if_stopping(self, rolling_back: bool) -> None:
+        end_if_cancelled()  # a cancel PyMongo swallowed still stops the job here
         if self.lost:
             raise JobStopped("another replica owns this job now")
         if self.stopping:
