@@ -25,7 +25,7 @@ from .common import bool_param, dataset_param, int_param, job_response, json_obj
 from .idempotency import Claim, idempotent, json_body_digest, json_digest, replay_job
 
 # Rows per checkpoint (see IMPORT_BATCH: the same per-batch costs).
-EXPORT_BATCH = 5000
+EXPORT_BATCH = 10_000
 DOWNLOAD_CHUNK = 256 * 1024
 FIELDS = frozenset({"dataset", "date_field", "from", "to", "fields", "neutralize_formulas", "batch_size", "include_failed"})
 MAX_BATCH = 10_000

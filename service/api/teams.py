@@ -20,6 +20,8 @@ from .idempotency import Claim, idempotent, replay_job
 from .imports import StreamedBody, csv_body, receive_csv, upload_digest
 
 MAX_BATCH = 1000
+# Rows per batch of a teams job unless the request says otherwise.
+TEAMS_BATCH = 100
 DRY_RUN_BATCH = 500
 TEAMS_PARAMS = ("dry_run", "region", "batch_size", "on_error", "max_errors")
 
@@ -42,7 +44,7 @@ async def create_teams(request: web.Request, claim: Claim) -> web.Response:
     region = _region(query, settings.default_phone_region)
     if bool_param(query, "dry_run", False):
         return await dry_run(request, org_id, region)
-    batch_size = int_param(query, "batch_size", 100, 1, MAX_BATCH)
+    batch_size = int_param(query, "batch_size", TEAMS_BATCH, 1, MAX_BATCH)
     on_error, max_errors = error_policy(query)
 
     job_id = claim.resource_id

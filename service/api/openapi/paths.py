@@ -10,6 +10,7 @@ from ...jobs.kinds import KINDS
 from ...jobs.model import JobState
 from ..exports import EXPORT_BATCH, MAX_BATCH as MAX_EXPORT_BATCH
 from ..imports import IMPORT_BATCH, MAX_BATCH as MAX_IMPORT_BATCH
+from ..teams import MAX_BATCH as MAX_TEAMS_BATCH, TEAMS_BATCH
 from .schemas import DATASET, ref
 
 PROBLEMS = {
@@ -183,7 +184,7 @@ def paths() -> dict[str, Any]:
                 "parameters": [
                     boolean("dry_run", "check every row, write nothing, answer 200 with what would happen"),
                     query("region", "how to read phone numbers without +country (US, GB, DE, ...)"),
-                    query("batch_size", "rows per batch", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+                    query("batch_size", "rows per batch", {"type": "integer", "minimum": 1, "maximum": MAX_TEAMS_BATCH, "default": TEAMS_BATCH}),
                     ON_ERROR,
                     MAX_ERRORS,
                     IDEMPOTENCY_KEY,

@@ -161,7 +161,7 @@ export async function importView(root, { signal }) {
     caps.importNullValues
       ? field("import-nulls", "Null markers", h("input", { type: "text", name: "null_values", placeholder: "NULL,N/A,-" }), "Cell values stored as null, comma-separated.")
       : null,
-    ...errorOptions("import", 1000, 10000),
+    ...errorOptions("import", 10000, 10000),
   ];
   const form = uploadForm(root, {
     kind: "import",
