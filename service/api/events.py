@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..background import end_if_cancelled
+from ..background import end_if_cancelled, stop
 from ..errors import JobNotFound, TooManyRequests
 from ..jobs.model import FINAL, JobState, job_json
 from ..typedefs import EVENTS_KEY, MANAGER_KEY, SETTINGS_KEY
@@ -147,10 +147,7 @@ class EventHub:
                 del self.per_org[org_id]
 
     async def close(self) -> None:
-        tasks = [p.task for p in self._polls.values() if p.task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(stop(p.task) for p in self._polls.values() if p.task is not None))
 
 
 async def events_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -105,7 +105,7 @@ class CsvRenderer:
         cell a spreadsheet would run, is written row by row, and only a row
         with one goes through _cell."""
         rows = self._row_values(docs)
-        if self._plain_text(rows) or self._plain(list(chain.from_iterable(rows))):
+        if self._plain(list(chain.from_iterable(rows))):
             self.writer.writerows(rows)
         else:
             for row in rows:
@@ -129,21 +129,17 @@ class CsvRenderer:
                 pass
         return [list(map(doc["data"].get, self.columns)) for doc in docs]
 
-    def _plain_text(self, rows: list[Any]) -> bool:
-        """The common case at the cost of one join: every cell is text (join
-        refuses anything else) and none starts a formula. False says only
-        that _plain must look (an empty cell is None, say)."""
-        try:
-            joined = "\x00".join(chain.from_iterable(rows))
-        except TypeError:
-            return False
-        return not (self.neutralize and FORMULA_IN_JOINED.search("\x00" + joined))
-
     def _plain(self, cells: Sequence[Any]) -> bool:
-        """Only text and empty cells, and no formula if formulas are neutralized."""
-        return set(map(type, cells)) <= PLAIN_CELLS and not (
-            self.neutralize and FORMULA_IN_JOINED.search("\x00" + "\x00".join(filter(None, cells)))
-        )
+        """Only text and empty cells, and no formula if formulas are neutralized.
+        All text, the common case, costs one join (it refuses anything else);
+        otherwise each cell's type is looked at."""
+        try:
+            joined = "\x00".join(cells)
+        except TypeError:
+            if not set(map(type, cells)) <= PLAIN_CELLS:
+                return False
+            joined = "\x00".join(filter(None, cells))
+        return not (self.neutralize and FORMULA_IN_JOINED.search("\x00" + joined))
 
     def slice_rows(self, room: int) -> int:
         """Rows to render before the event loop gets a turn and the byte budget
