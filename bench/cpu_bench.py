@@ -163,7 +163,7 @@ class Job:
 
 async def component(path: Path, workers: int) -> dict[str, float]:
     """The real parse + type + encode path from the file, batches discarded."""
-    pool = BuildPool(workers)
+    pool = BuildPool(workers, csv.field_size_limit())
     try:
         # Workers started and their imports done before timing, as in a service
         # that has run an import before.

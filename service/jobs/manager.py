@@ -44,7 +44,7 @@ class JobManager:
         self.owner = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.runners: dict[str, Runner] = {}
         self.metrics = metrics or Metrics()
-        self.workers = BuildPool(settings.job_workers)
+        self.workers = BuildPool(settings.job_workers, settings.max_field_size)
         self.accepting = False
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None

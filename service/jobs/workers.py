@@ -15,6 +15,7 @@ order in this process, from the bytes already read."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import gc
 import logging
 import multiprocessing
@@ -64,10 +65,14 @@ class Built:
 class BuildPool:
     """The worker processes of one replica, started on first use and kept for
     the next import. Spawned, not forked: the parent runs an event loop and the
-    database driver's connections, which a fork would copy."""
+    database driver's connections, which a fork would copy.
 
-    def __init__(self, workers: int) -> None:
+    ``max_field_size`` is csv's field limit (MAX_FIELD_SIZE): the limit is
+    per process, and a spawned worker would otherwise parse with Python's."""
+
+    def __init__(self, workers: int, max_field_size: int) -> None:
         self.workers = workers
+        self.max_field_size = max_field_size
         self._executor: ProcessPoolExecutor | None = None
 
     def executor(self) -> ProcessPoolExecutor | None:
@@ -76,7 +81,10 @@ class BuildPool:
             return None
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
-                self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_start
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_start,
+                initargs=(self.max_field_size,),
             )
         return self._executor
 
@@ -264,7 +272,8 @@ def _replaying(pieces: list[bytes], read: Callable[[int], Awaitable[bytes]]) -> 
 # -- in the worker process ---------------------------------------------------
 
 
-def _worker_start() -> None:
+def _worker_start(max_field_size: int) -> None:
+    csv.field_size_limit(max_field_size)
     # Workers do throughput work; the event loop answers probes and requests.
     # Lower priority lets the loop have a core the moment it needs one, even
     # with as many workers as cores.

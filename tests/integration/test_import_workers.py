@@ -101,3 +101,29 @@ async def test_a_job_paused_with_workers_resumes_in_process_exactly(make_client,
     assert done["progress"]["inserted"] == 20_000
     rows = await rows_of(db, job["id"])
     assert [r["row"] for r in rows] == list(range(1, 20_001))
+
+
+async def test_max_field_size_applies_in_worker_processes(make_client, db):
+    """csv's field limit is per process: the workers must get MAX_FIELD_SIZE
+    too, both above Python's default of 131,072 bytes and below it."""
+    big = b"x" * 300_000
+    raised = await make_client(job_workers=2, max_field_size=1024 * 1024)
+    job = await start_import(raised, b"id,blob\n1,small\n2," + big + b"\n3,small\n")
+    done = await wait_for_state(raised, job["id"], "completed", "failed")
+
+    assert done["state"] == "completed", done
+    assert done["errors"] == []
+    rows = await rows_of(db, job["id"])
+    assert [r["data"]["blob"] for r in rows] == ["small", big.decode(), "small"]
+
+    body = b"id,blob\n1,small\n2," + b"x" * 5000 + b"\n3,small\n"
+    errors = []
+    for workers in (2, 1):
+        client = await make_client(job_workers=workers, max_field_size=1000)
+        job = await start_import(client, body)
+        done = await wait_for_state(client, job["id"], "completed", "failed")
+        assert [r["data"]["id"] for r in await rows_of(db, job["id"])] == ["1", "3"]
+        errors.append(done["errors"])
+    assert errors[0] == errors[1]
+    assert [e["line"] for e in errors[0]] == [3]
+    assert "field larger than field limit" in errors[0][0]["message"]

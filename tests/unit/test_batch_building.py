@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import asyncio
+import csv
 import datetime as dt
 import logging
 import random
@@ -85,7 +86,7 @@ async def all_batches(data: bytes, size: int, max_bytes: int, pool: BuildPool | 
 
 @pytest.fixture(scope="module")
 def pool():
-    workers = BuildPool(2)
+    workers = BuildPool(2, csv.field_size_limit())
     yield workers
     workers.close()
 
@@ -128,7 +129,7 @@ async def test_a_stray_quote_makes_the_rest_of_the_file_read_in_order_with_the_s
 async def test_a_worker_that_dies_hands_the_rest_to_this_process(caplog):
     data = ("id,name,day\n" + "".join(f"{i},n{i},2017-01-01\n" for i in range(1, 400))).encode()
     expected = await all_batches(data, 10, 8 << 20, None, 64)
-    dying = BuildPool(2)
+    dying = BuildPool(2, csv.field_size_limit())
     executor = dying.executor()
     try:
         executor.submit(abs, 1).result()  # the workers are up; now they die
