@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from ..csvio.cutter import BatchCutter, Segment
 from ..csvio.records import Position, Record, RecordReader
 from ..store.writes import Encoded
+from .lifeline import end_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class BuildPool:
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_worker_start,
-                initargs=(self.max_field_size,),
+                initargs=(self.max_field_size, os.getpid()),
             )
         return self._executor
 
@@ -272,7 +273,8 @@ def _replaying(pieces: list[bytes], read: Callable[[int], Awaitable[bytes]]) -> 
 # -- in the worker process ---------------------------------------------------
 
 
-def _worker_start(max_field_size: int) -> None:
+def _worker_start(max_field_size: int, parent: int) -> None:
+    end_with_parent(parent)
     csv.field_size_limit(max_field_size)
     # Workers do throughput work; the event loop answers probes and requests.
     # Lower priority lets the loop have a core the moment it needs one, even
