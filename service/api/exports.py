@@ -16,7 +16,7 @@ from ..auth.identity import Role, caller, requires
 from ..csvio.schema import MAX_COLUMNS, parse_datetime
 from ..datasets import COMMITTED, WITH_FAILED, describe
 from ..errors import BadRequest, Gone, InvalidTransition, NotFound
-from ..jobs.kinds.exports import ResponseSink
+from ..jobs.kinds.exports import ResponseSink, result_file_id
 from ..jobs.model import JobState, new_job_id
 from ..store.db import Database
 from ..store.files import ChunkReader
@@ -246,7 +246,7 @@ def check_result(job: dict[str, Any]) -> None:
 async def send_result(request: web.Request, job: dict[str, Any]) -> web.StreamResponse:
     check_result(job)
     db = request.app[DB_KEY]
-    file_doc = await db.exports.file(ObjectId(job["params"]["file_id"]))
+    file_doc = await db.exports.file(result_file_id(job))
     if file_doc is None:
         raise Gone("The export's file no longer exists.")
     length = file_doc["length"]

@@ -100,7 +100,7 @@ async def dry_run(request: web.Request, org_id: str, region: str) -> web.Respons
         parsed: list[TeamRow | RowError] = await parse_batch(parser, records)
         if len(seen) >= TRACKED_ROWS:
             seen = {}  # past the limit, repeated names are only caught within a batch
-        _, rejected, users = await check_batch(db, org_id, None, parsed, seen)
+        _, rejected, users = await check_batch(db.teams, db.users, org_id, None, parsed, seen)
         review.add(parsed, rejected, users)
     if review.rows == 0:
         raise InvalidCsv("The file has a header but no data rows.")

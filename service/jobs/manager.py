@@ -22,7 +22,7 @@ from ..settings import Settings
 from ..store.clock import DbClock
 from ..store.db import Database
 from ..typedefs import DB_KEY, MANAGER_KEY, METRICS_KEY, SETTINGS_KEY
-from .model import ACTIONS, JobState
+from .states import ACTIONS, DOWNLOAD_ENDED, JobState
 from .repo import Claim, ControlResult, JobRepo
 from .runner import Kind, Runner
 from .workers import BuildPool
@@ -234,11 +234,7 @@ class JobManager:
         if job["params"].get("stream"):
             # Its download's connection went with the replica that died.
             await self.repo.transition(
-                job["_id"],
-                claim.epoch,
-                [JobState.RUNNING, JobState.PAUSING, JobState.PAUSED, JobState.TERMINATING],
-                JobState.TERMINATED,
-                error="the replica serving the download stopped",
+                job["_id"], claim.epoch, DOWNLOAD_ENDED, error="the replica serving the download stopped"
             )
             return
         # Rollbacks always run (they free a slot); other work respects capacity.

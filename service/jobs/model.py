@@ -1,61 +1,46 @@
-"""Job states, the transitions a user may request, and the job's JSON form."""
+"""Job ids, times, and the job's JSON form. The states and transitions are in
+service/jobs/states.py; they are re-exported here for the modules that read jobs."""
 from __future__ import annotations
 
 import datetime as dt
-import enum
-from dataclasses import dataclass
 from typing import Any
 
 from bson import ObjectId
 
-
-class JobState(str, enum.Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    PAUSING = "pausing"  # a pause is requested; the runner has not stopped writing yet
-    PAUSED = "paused"  # written by the runner once it stopped with nothing in flight
-    COMPLETED = "completed"
-    TERMINATING = "terminating"
-    TERMINATED = "terminated"
-    FAILED = "failed"
-
-
-# States in which a job holds its org's admission slot: a paused job keeps it
-# so that resume never has to wait, and a terminating job keeps it until its
-# rollback is done (or has failed for ROLLBACK_GIVE_UP_SECONDS), so a corrected
-# upload starts on clean data.
-HOLDS_SLOT = frozenset({JobState.RUNNING, JobState.PAUSING, JobState.PAUSED, JobState.TERMINATING})
-# States in which some replica must be running code for the job.
-NEEDS_RUNNER = frozenset({JobState.RUNNING, JobState.PAUSING, JobState.TERMINATING})
-FINAL = frozenset({JobState.COMPLETED, JobState.TERMINATED})
-# States a runner may find its job in and carry on; any other (queued,
-# completed, failed, terminated) means the job is no longer this runner's.
-RUNNER_STATES = frozenset({JobState.RUNNING, JobState.PAUSING, JobState.PAUSED, JobState.TERMINATING})
-
-
-@dataclass(frozen=True)
-class Action:
-    """A user's request. ``sources`` are the states it changes; in one of the
-    ``satisfied`` states it has already taken effect, so repeating it (a retry
-    after a lost response) answers 200 and changes nothing."""
-
-    name: str
-    sources: frozenset[JobState]
-    target: JobState
-    satisfied: frozenset[JobState]
-
-
-PAUSE = Action("pause", frozenset({JobState.RUNNING}), JobState.PAUSING, frozenset({JobState.PAUSING, JobState.PAUSED}))
-RESUME = Action("resume", frozenset({JobState.PAUSING, JobState.PAUSED}), JobState.RUNNING, frozenset({JobState.RUNNING}))
-TERMINATE = Action(
-    "terminate",
-    frozenset({JobState.QUEUED, JobState.RUNNING, JobState.PAUSING, JobState.PAUSED, JobState.FAILED}),
-    JobState.TERMINATING,
-    frozenset({JobState.TERMINATING, JobState.TERMINATED}),
+from .states import (
+    ACTIONS,
+    ACTIVE,
+    FINAL,
+    FINISHED,
+    HOLDS_SLOT,
+    NEEDS_RUNNER,
+    PAUSE,
+    RESUME,
+    RETRY,
+    TERMINATE,
+    JobState,
+    Transition,
 )
-# Retry puts a failed job back in the queue; it continues from its checkpoint.
-RETRY = Action("retry", frozenset({JobState.FAILED}), JobState.QUEUED, frozenset({JobState.QUEUED, JobState.RUNNING}))
-ACTIONS = {a.name: a for a in (PAUSE, RESUME, TERMINATE, RETRY)}
+
+# The state machine is re-exported for the modules that read jobs.
+__all__ = [
+    "ACTIONS",
+    "ACTIVE",
+    "FINAL",
+    "FINISHED",
+    "HOLDS_SLOT",
+    "NEEDS_RUNNER",
+    "PAUSE",
+    "RESUME",
+    "RETRY",
+    "TERMINATE",
+    "JobState",
+    "Transition",
+    "iso",
+    "job_json",
+    "new_job_id",
+    "utcnow",
+]
 
 
 def new_job_id() -> str:

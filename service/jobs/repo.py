@@ -30,11 +30,11 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from ..errors import InvalidTransition, JobNotFound
 from ..store.clock import DbClock
-from .model import HOLDS_SLOT, NEEDS_RUNNER, Action, JobState, utcnow
+from .model import utcnow
+from .states import FINISHED, HOLDS_SLOT, NEEDS_RUNNER, JobState, Transition
 
 MAX_ERRORS_KEPT = 100
 PROGRESS_FIELDS = ("progress", "checkpoint", "errors", "lease_until", "rollback")
-FINISHED = (JobState.COMPLETED, JobState.TERMINATED, JobState.FAILED)
 _UNLEASED: dict[str, Any] = {"$or": [{"lease_until": None}, {"lease_until": {"$exists": False}}]}
 
 
@@ -195,9 +195,10 @@ class JobRepo:
         merged = _merge(job, run)
         return Claim(merged, 1) if owner is not None else merged
 
-    async def request(self, org_id: str, job_id: str, action: Action) -> ControlResult:
+    async def request(self, org_id: str, job_id: str, action: Transition) -> ControlResult:
         """Apply a user's pause/resume/terminate/retry: 404 for an unknown job, 409
         when it cannot apply, and the job unchanged when it already has."""
+        assert action.by == "user", f"{action.name} is a runner's transition (see transition())"
         now = utcnow()
         fields: dict[str, Any] = {"state": action.target.value, "updated_at": now}
         update: dict[str, Any] = {"$set": fields, "$inc": {"rev": 1}}
@@ -292,8 +293,7 @@ class JobRepo:
         self,
         job_id: str,
         epoch: int,
-        sources: Iterable[JobState],
-        target: JobState,
+        transition: Transition,
         progress: dict[str, Any] | None = None,
         release: bool = False,
         checkpoint: dict[str, Any] | None = None,
@@ -304,6 +304,8 @@ class JobRepo:
         ``checkpoint``, when given, is written with ``progress``: a job that will
         continue later (a failed one, retried) must resume from the position its
         counts belong to."""
+        assert transition.by == "runner", f"{transition.name} is a user's request (see request())"
+        target = transition.target
         now = utcnow()
         values: dict[str, Any] = {"state": target.value, "updated_at": now, **fields}
         release = release or target in FINISHED
@@ -312,7 +314,7 @@ class JobRepo:
         if release:
             values["owner"] = None
         job = await self.jobs.find_one_and_update(
-            {"_id": job_id, "epoch": epoch, "state": {"$in": _values(sources)}},
+            {"_id": job_id, "epoch": epoch, "state": {"$in": _values(transition.sources)}},
             {"$set": values, "$inc": {"rev": 1}},
             return_document=ReturnDocument.AFTER,
         )

@@ -1,26 +1,29 @@
 """A Runner is one job running on this replica: an asyncio.Task plus an
 asyncio.Event gate. Job code calls ``ctx.checkpoint()`` between batches; that
 is the only place where pause, resume, terminate and shutdown take effect.
-Job code sends every data write inside ``ctx.fenced()``, which lets it out
-only while this replica's lease is valid and gives the write a deadline
-before the lease can expire."""
+Job code writes only through the fenced handles its context gives it
+(service/jobs/fence.py): each write is let out only while this replica's
+lease is valid and carries a deadline before the lease can expire."""
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pymongo
+from bson import ObjectId
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from ..background import end_if_cancelled
 from ..errors import InvalidTransition, JobFailed, JobStopped, JobTerminated
 from ..logs import bind_job, runner_state
-from .model import RUNNER_STATES, TERMINATE, JobState
+from .fence import PROBE_SECONDS, Fence, Profiles, ReadOnly, Records, ResultFiles, Teams, Upload
+from .states import ACTIVE, COMPLETE, DOWNLOAD_ENDED, FAIL, PAUSE_SELF, PAUSED, ROLLED_BACK, TERMINATE, JobState
 from .repo import MAX_ERRORS_KEPT, Claim
 
 if TYPE_CHECKING:
@@ -70,7 +73,8 @@ class Kind:
 
 
 class JobContext:
-    """What job code sees: the job document, the database, checkpoint() and fenced()."""
+    """What job code sees: the job document, checkpoint(), and fenced handles
+    for everything it writes; no collection it could write unfenced."""
 
     def __init__(self, runner: Runner, job: dict[str, Any]) -> None:
         self._runner = runner
@@ -78,37 +82,50 @@ class JobContext:
         self.job_id: str = job["_id"]
         self.org_id: str = job["org_id"]
         self.params: dict[str, Any] = job.get("params") or {}
-        self.db = runner.manager.db
+        self._db = runner.manager.db
         self.settings = runner.manager.settings
+        # Writes go only through the handles below, each fenced by the lease.
+        self.fence = Fence(runner)
+        self.decimal128 = self._db.decimal128
         self.workers = runner.manager.workers  # where an import's batches are built (JOB_WORKERS)
         self.progress: dict[str, Any] = dict(job.get("progress") or {})
         self.position: dict[str, Any] | None = job.get("checkpoint")
         self.sink = runner.sink
         self.outcome: JobState | None = None
+        # Fields the transition to completed sets (an export's result file).
+        self.completion: dict[str, Any] = {}
         self.rolling_back = False
         self._errors_kept = len(job.get("errors") or [])
         self._rate_since = (time.monotonic(), self.progress.get("processed", 0))
 
-    @contextlib.asynccontextmanager
-    async def fenced(self, undo: bool = False) -> AsyncIterator[None]:
-        """Every data write goes inside: it is sent only while this replica's
-        lease is valid by its own clock (with a margin), and it carries a
-        deadline (PyMongo's timeout, sent as maxTimeMS) that ends before the
-        lease can expire. A replica that stalls and wakes up after losing the
-        job therefore sends nothing: the driver refuses an expired deadline.
+    # -- what job code reads and writes ------------------------------------------
 
-        ``undo=True`` (a rollback's deletes and compensating updates): sent only
-        with a valid lease too, but with the ordinary operation deadline
-        (DB_TIMEOUT_SECONDS), because such a write may take longer than a
-        lease on a slow database and is harmless if it lands late: a job being
-        rolled back can only be rolled back further, and each undo write is
-        idempotent and guarded by the values it removes."""
-        left = await self._runner.lease_left()
-        if undo:
-            yield
-            return
-        with pymongo.timeout(left):
-            yield
+    @functools.cached_property
+    def records(self) -> Records:
+        """The job's own records (an import's rows)."""
+        return Records(self._db.records, self.fence, self.org_id, self.params["dataset"], self.job_id)
+
+    @functools.cached_property
+    def all_records(self) -> ReadOnly:
+        """Every record, to read (an export reads its org's imports)."""
+        return ReadOnly(self._db.records)
+
+    @functools.cached_property
+    def upload(self) -> Upload:
+        return Upload(self._db.uploads, self.fence, ObjectId(self.params["file_id"]))
+
+    @functools.cached_property
+    def results(self) -> ResultFiles:
+        """This attempt's result file (an export), and the job's others."""
+        return ResultFiles(self._db.exports, self.fence, self.org_id, self.job_id, self._runner.epoch)
+
+    @functools.cached_property
+    def teams(self) -> Teams:
+        return Teams(self._db.teams, self._db.users, self._db.undo, self.fence, self.job_id)
+
+    @functools.cached_property
+    def profiles(self) -> Profiles:
+        return Profiles(self._db.profiles, self.fence, self.org_id, self.params["dataset"], self.job_id)
 
     def inject_fault(self, point: str) -> None:
         """Fails here when the test build names this point (COLLECT_JOBS_FAULTS=kind.point)."""
@@ -185,9 +202,7 @@ class JobContext:
         requested meanwhile wins."""
         runner = self._runner
         log.info("job %s pausing itself", self.job_id)
-        doc = await runner.manager.repo.transition(
-            self.job_id, runner.epoch, [JobState.RUNNING], JobState.PAUSING, pause_reason=reason
-        )
+        doc = await runner.manager.repo.transition(self.job_id, runner.epoch, PAUSE_SELF, pause_reason=reason)
         if doc is not None:
             runner.apply(doc)
         else:
@@ -277,7 +292,7 @@ class Runner:
         if rev <= self.rev:
             return
         state = JobState(doc["state"])
-        if state not in RUNNER_STATES:
+        if state not in ACTIVE:
             log.warning("job %s is %s under its runner; giving it up", self.job_id, state.value)
             self.lose()
             return
@@ -301,7 +316,7 @@ class Runner:
 
     async def mark_paused(self) -> None:
         """pausing -> paused, written once the job has stopped with nothing in flight."""
-        doc = await self.manager.repo.transition(self.job_id, self.epoch, [JobState.PAUSING], JobState.PAUSED)
+        doc = await self.manager.repo.transition(self.job_id, self.epoch, PAUSED)
         if doc is not None:
             self.apply(doc)
             log.info("job %s paused", self.job_id)
@@ -335,6 +350,15 @@ class Runner:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(wait, 1.0)):
                     await self._renewed.wait()
+
+    async def reachable(self) -> bool:
+        """Whether the database answers a ping now: a slow write is not an outage."""
+        try:
+            with pymongo.timeout(PROBE_SECONDS):
+                await self.manager.db.db.command("ping")
+        except PyMongoError:
+            return False
+        return True
 
     def lose(self) -> None:
         """Another replica owns the job now (this one was too slow to renew its
@@ -412,8 +436,7 @@ class Runner:
             await repo.transition(
                 self.job_id,
                 self.epoch,
-                [JobState.RUNNING, JobState.PAUSING, JobState.PAUSED, JobState.TERMINATING],
-                JobState.TERMINATED,
+                DOWNLOAD_ENDED,
                 progress=ctx.progress,
                 error=f"the download ended: {reason}",
             )
@@ -471,7 +494,7 @@ class Runner:
         while True:
             await ctx.checkpoint()
             done = await self.manager.repo.transition(
-                self.job_id, self.epoch, [JobState.RUNNING], JobState.COMPLETED, progress=ctx.progress
+                self.job_id, self.epoch, COMPLETE, progress=ctx.progress, **ctx.completion
             )
             if done is not None:
                 self.rev = done["rev"]  # our own final write: later reads of it change nothing
@@ -498,9 +521,7 @@ class Runner:
         repo = self.manager.repo
         if ctx.job.get("rollback"):
             await repo.save_rollback(self.job_id, self.epoch, {})
-        done = await repo.transition(
-            self.job_id, self.epoch, [JobState.TERMINATING], JobState.TERMINATED, progress=ctx.progress
-        )
+        done = await repo.transition(self.job_id, self.epoch, ROLLED_BACK, progress=ctx.progress)
         if done is None:
             self.lose()
             raise JobStopped("another replica owns this job now")
@@ -551,8 +572,7 @@ class Runner:
         failed = await self.manager.repo.transition(
             self.job_id,
             self.epoch,
-            [JobState.RUNNING, JobState.PAUSING, JobState.PAUSED],
-            JobState.FAILED,
+            FAIL,
             error=message,
             retryable=retryable,
             progress=ctx.progress,

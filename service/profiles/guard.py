@@ -9,10 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bson import ObjectId
-
 from ..csvio.records import Position
-from . import store
 from .review import FirstRows
 
 log = logging.getLogger(__name__)
@@ -38,12 +35,12 @@ async def guard(ctx: Any) -> None:
         return
     rows = ctx.settings.guard_rows
     first = FirstRows(params["columns"], column_specs(params), params.get("null_values") or [], rows)
-    source = await ctx.db.uploads.reader(ObjectId(params["file_id"]), params["data_start"]["offset"])
+    source = await ctx.upload.reader(params["data_start"]["offset"])
     try:
         await first.read(source.read, Position(**params["data_start"]))
     finally:
         await source.close()
-    imports = await store.history(ctx.db.profiles, ctx.org_id, params["dataset"])
+    imports = await ctx.profiles.history()
     found = first.findings(imports)
     progress["guard"] = {
         "mode": mode,

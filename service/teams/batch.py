@@ -16,21 +16,16 @@ made between the job and its rollback survive, whichever order overlapping
 jobs are rolled back in (a whole-document before-image would undo them)."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections import defaultdict
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
-from ..store.db import Database
+from ..jobs.fence import ReadOnly, Teams
 from ..store.teams import team_id, team_key, undo_id, undo_range, user_id
-from ..jobs.model import JobState
-from ..store.writes import insert_new
 from .rows import TEAM_EXISTS, RowError, TeamRow
 
 # Updates run as single-document commands, a few at a time: FerretDB 1.24
@@ -41,13 +36,17 @@ UPDATES_IN_FLIGHT = 8
 ROLLBACK_CHUNK = 500
 # A user document a job writes has only these fields; one with any other was
 # edited by something else and is never deleted by a rollback.
-JOB_USER_FIELDS = frozenset({"_id", "org_id", "phone", "name", "teams", "job_id", "created_name", "created_at", "updated_at"})
-# States of a creating job after which its users belong to nobody but the
-# teams that still list them.
-UNDONE = frozenset({JobState.TERMINATING.value, JobState.TERMINATED.value})
+# (``jobs`` marks the jobs that touched it and have not yet been rolled back;
+# ``orphaned`` says its creating job was undone while other teams still listed it.)
+JOB_USER_FIELDS = frozenset(
+    {"_id", "org_id", "phone", "name", "teams", "job_id", "created_name", "created_at", "updated_at", "jobs", "orphaned"}
+)
 
 
-async def find_by_ids(collection: AsyncCollection, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+Readable = AsyncCollection | ReadOnly
+
+
+async def find_by_ids(collection: Readable, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
     wanted = list(dict.fromkeys(ids))
     if not wanted:
         return {}
@@ -91,16 +90,21 @@ def screen(
 
 
 async def check_batch(
-    db: Database, org_id: str, job_id: str | None, parsed: list[TeamRow | RowError], seen: dict[str, int]
+    teams: Readable,
+    users: Readable,
+    org_id: str,
+    job_id: str | None,
+    parsed: list[TeamRow | RowError],
+    seen: dict[str, int],
 ) -> tuple[list[TeamRow], list[RowError], dict[str, dict[str, Any]]]:
     """The database's part of checking a batch, shared by the job and the dry run:
     the rows whose team may be created, the rows refused because their team
     exists (see screen()), and the existing users that the batch's rows name."""
     rows = [p for p in parsed if isinstance(p, TeamRow)]
-    existing = await find_by_ids(db.teams, (team_id(org_id, r.team) for r in rows))
-    users = await find_by_ids(db.users, (uid for r in rows for uid in row_users(org_id, r)))
+    existing = await find_by_ids(teams, (team_id(org_id, r.team) for r in rows))
+    found = await find_by_ids(users, (uid for r in rows for uid in row_users(org_id, r)))
     rows, rejected = screen(rows, existing, seen, org_id, job_id)
-    return rows, rejected, users
+    return rows, rejected, found
 
 
 @dataclass
@@ -119,26 +123,22 @@ class _Changes:
     names: dict[str, str] = field(default_factory=dict)
 
 
-Fence = Callable[[], Any]  # an async context manager factory: JobContext.fenced
-
-
 async def apply_batch(
-    db: Database,
+    teams: Teams,
     org_id: str,
-    job_id: str,
     rows: list[TeamRow],
     users: dict[str, dict[str, Any]],
     now: dt.datetime,
-    fenced: Fence,
 ) -> Applied:
     """Creates the batch's teams and users and changes existing users; ``users``
-    holds the existing documents of every user the rows name. Every write is
-    sent inside ``fenced()`` (the job's lease)."""
+    holds the existing documents of every user the rows name. Every write goes
+    through the job's fenced ``teams`` handle."""
+    job_id = teams.job_id
     applied = Applied()
     if not rows:
         return applied
     changes = _Changes()
-    teams = []
+    new_teams = []
     for row in rows:
         tid = team_id(org_id, row.team)
         manager, *members = row_users(org_id, row)
@@ -147,7 +147,7 @@ async def apply_batch(
             changes.phones[uid] = phone
         if row.manager_name:
             changes.names.setdefault(manager, row.manager_name)
-        teams.append(
+        new_teams.append(
             {
                 "_id": tid,
                 "org_id": org_id,
@@ -177,16 +177,12 @@ async def apply_batch(
         for uid, doc in users.items()
         if uid in changes.teams and doc.get("job_id") != job_id
     ]
-    async with fenced():
-        applied.users_updated = await insert_new(db.undo, entries)
+    applied.users_updated = await teams.insert_undo(entries)
     # A later batch may fill the name of a user an earlier one only added to a
     # team: its undo entry learns the name first (it exists, first write won).
-    late_fills = [
-        partial(db.undo.update_one, {"_id": undo_id(job_id, uid), "name_set": None}, {"$set": {"name_set": name}})
-        for uid, name in fills.items()
-        if users[uid].get("job_id") != job_id
-    ]
-    await _bounded(late_fills, fenced)
+    await teams.concurrently(
+        (teams.note_name(uid, name) for uid, name in fills.items() if users[uid].get("job_id") != job_id), UPDATES_IN_FLIGHT
+    )
 
     created = [
         {
@@ -203,10 +199,8 @@ async def apply_batch(
         for uid, tids in changes.teams.items()
         if uid not in users
     ]
-    async with fenced():
-        applied.users_created = await insert_new(db.users, created)
-    async with fenced():
-        applied.teams_created = await insert_new(db.teams, teams)
+    applied.users_created = await teams.insert_users(created)
+    applied.teams_created = await teams.insert_teams(new_teams)
 
     updates = []
     for uid, doc in users.items():
@@ -218,15 +212,9 @@ async def apply_batch(
             # the rollback still recognises it as unedited.
             own = doc.get("job_id") == job_id
             update["$set"] = {"name": fills[uid], **({"created_name": fills[uid]} if own else {})}
-        updates.append(partial(db.users.update_one, {"_id": uid}, update))
-    await _bounded(updates, fenced)
+        updates.append(teams.change_user(uid, update))
+    await teams.concurrently(updates, UPDATES_IN_FLIGHT)
     return applied
-
-
-async def _bounded(calls: list[Callable[[], Awaitable[Any]]], fenced: Fence) -> None:
-    for start in range(0, len(calls), UPDATES_IN_FLIGHT):
-        async with fenced():
-            await asyncio.gather(*(call() for call in calls[start : start + UPDATES_IN_FLIGHT]))
 
 
 # -- rollback -----------------------------------------------------------------
@@ -234,20 +222,21 @@ async def _bounded(calls: list[Callable[[], Awaitable[Any]]], fenced: Fence) -> 
 
 class Undo:
     """One teams job's rollback; each step works on a chunk and can be cut
-    short anywhere and run again."""
+    short anywhere and run again. Every write goes through the job's fenced
+    ``teams`` handle, so each names the job."""
 
-    def __init__(self, db: Database, org_id: str, job_id: str, fenced: Fence) -> None:
-        self.db, self.org_id, self.job_id, self.fenced = db, org_id, job_id, fenced
-        self._job_states: dict[str, str | None] = {job_id: JobState.TERMINATING.value}
+    def __init__(self, teams: Teams, org_id: str) -> None:
+        self.handle, self.org_id, self.job_id = teams, org_id, teams.job_id
 
     async def changed_users(self) -> tuple[int, int] | None:
         """Compensates one chunk of the existing users the job changed, then drops
         their undo entries; None when none are left. Returns (restored, deleted):
         deleted are users another (undone) job created that are now empty."""
-        entries = await self.db.undo.find({"_id": undo_range(self.job_id)}).sort("_id", 1).limit(ROLLBACK_CHUNK).to_list(None)
+        undo, users = self.handle.undo_collection, self.handle.users_collection
+        entries = await undo.find({"_id": undo_range(self.job_id)}).sort("_id", 1).limit(ROLLBACK_CHUNK).to_list(None)
         if not entries:
             return None
-        current = await find_by_ids(self.db.users, (e["user_id"] for e in entries))
+        current = await find_by_ids(users, (e["user_id"] for e in entries))
         deleted = 0
         for entry in entries:
             doc = current.get(entry["user_id"])
@@ -255,8 +244,7 @@ class Undo:
                 continue
             doc = await self._compensate(doc, entry)
             deleted += await self._delete_if_abandoned(doc)
-        async with self.fenced():
-            await self.db.undo.delete_many({"_id": {"$in": [e["_id"] for e in entries]}})
+        await self.handle.delete_undo([e["_id"] for e in entries])
         return len(entries) - deleted, deleted
 
     async def created_users(self, after: str) -> tuple[str, int, int] | None:
@@ -265,7 +253,7 @@ class Undo:
         none are left. Returns (last _id, deleted, kept): a user another job has
         since added to a team, or someone edited, is kept without this job's teams."""
         docs = (
-            await self.db.users.find({"org_id": self.org_id, "job_id": self.job_id, "_id": {"$gt": after}})
+            await self.handle.users_collection.find({"org_id": self.org_id, "job_id": self.job_id, "_id": {"$gt": after}})
             .sort("_id", 1)
             .limit(ROLLBACK_CHUNK)
             .to_list(None)
@@ -275,67 +263,54 @@ class Undo:
         deleted = 0
         for doc in docs:
             doc = await self._compensate(doc, None)
-            deleted += await self._delete_if_abandoned(doc)
+            gone = await self._delete_if_abandoned(doc)
+            if not gone and doc.get("_id") is not None:
+                await self.handle.orphan_user(doc["_id"])
+            deleted += gone
         return docs[-1]["_id"], deleted, len(docs) - deleted
 
     async def teams(self) -> int | None:
         """Deletes one chunk of the teams the job created; None when none are left."""
-        return await _delete_chunk(self.db.teams, {"org_id": self.org_id, "job_id": self.job_id}, self.fenced)
+        query = {"org_id": self.org_id, "job_id": self.job_id}
+        ids = [d["_id"] async for d in self.handle.teams_collection.find(query, {"_id": 1}).limit(ROLLBACK_CHUNK)]
+        if not ids:
+            return None
+        return await self.handle.delete_teams(ids)
 
     async def _compensate(self, doc: dict[str, Any], entry: dict[str, Any] | None) -> dict[str, Any]:
         """Undoes what this job did to one user, each change only where it still
-        holds the job's value; returns the user as it is now."""
-        db, uid = self.db, doc["_id"]
+        holds the job's value and the user still carries the job's mark;
+        returns the user as it is now."""
+        handle, uid = self.handle, doc["_id"]
         listed = doc.get("teams") or []
-        ours = [t["_id"] async for t in db.teams.find({"_id": {"$in": listed}, "job_id": self.job_id}, {"_id": 1})] if listed else []
-        async with self.fenced():
-            if ours:
-                await db.users.update_one({"_id": uid}, {"$pullAll": {"teams": ours}})
-            if entry is not None:
-                if entry.get("name_set") is not None:
-                    restore = {"$set": {"name": entry["name_before"]}} if entry["had_name"] else {"$unset": {"name": ""}}
-                    await db.users.update_one({"_id": uid, "name": entry["name_set"]}, restore)
-                if not entry["had_teams"]:
-                    await db.users.update_one({"_id": uid, "teams": []}, {"$unset": {"teams": ""}})
-            return await db.users.find_one({"_id": uid}) or {"_id": uid, "teams": ["(deleted)"]}
+        query = {"_id": {"$in": listed}, "job_id": self.job_id}
+        ours = [t["_id"] async for t in handle.teams_collection.find(query, {"_id": 1})] if listed else []
+        if ours:
+            await handle.pull_teams(uid, ours)
+        if entry is not None:
+            if entry.get("name_set") is not None:
+                restore = {"$set": {"name": entry["name_before"]}} if entry["had_name"] else {"$unset": {"name": ""}}
+                await handle.restore_name(uid, entry["name_set"], restore)
+            if not entry["had_teams"]:
+                await handle.drop_empty_teams(uid)
+        return await handle.unmark(uid) or {"_id": None}
 
     async def _delete_if_abandoned(self, doc: dict[str, Any]) -> int:
         """Deletes a user a job created once its last team is gone, if the creating
-        job is this one or is itself undone, and nothing else edited the user.
-        The delete's filter pins what was read, so a concurrent change keeps it."""
+        job is this one or was itself undone (it left the user ``orphaned``),
+        and nothing else edited the user. The delete's filter pins what was
+        read, so a concurrent change keeps it."""
         creator = doc.get("job_id")
-        if not creator or doc.get("teams") != [] or set(doc) - JOB_USER_FIELDS:
+        if not creator or doc.get("teams") != [] or set(doc) - JOB_USER_FIELDS or doc.get("jobs"):
             return 0
         if doc.get("name") != doc.get("created_name"):
             return 0
-        if creator not in self._job_states:
-            job = await self.db.jobs.find_one({"_id": creator}, {"state": 1})
-            self._job_states[creator] = job["state"] if job else None
-        if self._job_states[creator] not in UNDONE:
+        if creator != self.job_id and not doc.get("orphaned"):
             return 0
-        async with self.fenced():
-            result = await self.db.users.delete_one({"_id": doc["_id"], "teams": [], "name": doc.get("name"), "job_id": creator})
-        return result.deleted_count
+        return await self.handle.delete_user(doc["_id"], doc.get("name"), creator)
 
 
-async def _delete_chunk(collection: AsyncCollection, query: dict[str, Any], fenced: Fence) -> int | None:
-    """Deletes up to ROLLBACK_CHUNK documents matching ``query`` (bounded, for
-    progress and for FerretDB's limit on one delete); None when none match."""
-    ids = [d["_id"] async for d in collection.find(query, {"_id": 1}).limit(ROLLBACK_CHUNK)]
-    if not ids:
-        return None
-    async with fenced():
-        result = await collection.delete_many({"_id": {"$in": ids}})
-    return result.deleted_count
-
-
-async def drop_undo_log(db: Database, job_id: str) -> None:
+async def drop_undo_log(teams: Teams) -> None:
     """Deletes a completed job's undo entries (it can no longer be terminated)."""
-    while await _delete_chunk(db.undo, {"_id": undo_range(job_id)}, _unfenced) is not None:
-        pass
-
-
-@contextlib.asynccontextmanager
-async def _unfenced() -> AsyncIterator[None]:
-    """For cleanup after the job completed: nothing to fence."""
-    yield
+    while ids := [e["_id"] async for e in teams.undo_collection.find({"_id": undo_range(teams.job_id)}, {"_id": 1}).limit(ROLLBACK_CHUNK)]:
+        await teams.delete_undo(ids)

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from service.jobs.kinds import imports
+from service.jobs import fence
 from service.typedefs import MANAGER_KEY
 
 from ..helpers import make_csv, start_import, wait_for_state
@@ -39,7 +39,7 @@ async def test_the_job_managers_loop_ends_when_its_tick_swallows_the_cancel(clie
 async def test_a_runner_whose_insert_swallows_the_cancel_stops_at_its_checkpoint_and_the_import_still_completes_exactly(
     client, db, monkeypatch: pytest.MonkeyPatch
 ):
-    real_insert = imports.insert_encoded
+    real_insert = fence.insert_encoded
     inserting = asyncio.Event()
     swallowed = asyncio.Event()
 
@@ -52,7 +52,7 @@ async def test_a_runner_whose_insert_swallows_the_cancel_stops_at_its_checkpoint
                 swallowed.set()  # and carry on, as PyMongo may
         return await real_insert(collection, docs)
 
-    monkeypatch.setattr(imports, "insert_encoded", insert)
+    monkeypatch.setattr(fence, "insert_encoded", insert)
     manager = client.app[MANAGER_KEY]
     job = await start_import(client, make_csv(20_000), batch_size=100)
     await asyncio.wait_for(inserting.wait(), ENDS_WITHIN)

@@ -4,11 +4,13 @@ write RFC 4180 CSV into a GridFS file (background) or an HTTP response
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import datetime as dt
 import io
 import logging
 import re
+import time
 from collections.abc import Sequence
 from itertools import chain
 from operator import itemgetter
@@ -16,10 +18,14 @@ from typing import Any, Protocol
 
 from aiohttp import ClientConnectionResetError
 from bson import Decimal128, ObjectId
+from pymongo.errors import PyMongoError
 
 from ...csvio.schema import is_decimal_text, parse_datetime
-from ..runner import JobContext, Kind
+from ...errors import JobStopped
 from ...store.records import dataset_prefix, prefix_range
+from ..fence import FencedWriter
+from ..runner import JobContext, Kind, LeaseUnavailable
+from ..states import JobState
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,8 @@ REPLY_MAX_BYTES = 1024 * 1024
 # csv.writer copies a field character by character (about 1 ms per 10 KB on
 # a busy core): the loop gets a turn after every this many bytes of CSV.
 RENDER_SLICE = 128 * 1024
+# A batch of rows is written and checkpointed at least this often.
+BATCH_SECONDS = 0.25
 PLAIN_CELLS = frozenset({str, type(None)})
 DISCONNECTED = (ConnectionResetError, ClientConnectionResetError)
 _DATA = itemgetter("data")
@@ -194,7 +202,7 @@ async def run(ctx: JobContext) -> None:
     deterministic, so a restart after a crash writes the same file. A pause
     within one run re-queries from the checkpoint instead."""
     params = ctx.params
-    records = ctx.db.records
+    records = ctx.all_records
     query = export_query(ctx.org_id, params)
     batch_size = params["batch_size"]
     max_bytes = ctx.settings.batch_max_bytes
@@ -209,24 +217,19 @@ async def run(ctx: JobContext) -> None:
         if counting is not None and counting.done() and not counting.cancelled() and not counting.exception():
             progress["total"] = counting.result()
 
-    grid = None
+    grid: FencedWriter | None = None
     sink: Sink
     if ctx.sink is None:
-        file_id = ObjectId(params["file_id"])
-        async with ctx.fenced():
-            await ctx.db.exports.delete(file_id)  # what an earlier attempt left
-        grid = ctx.db.exports.writer(file_id, params["filename"], {"org_id": ctx.org_id, "job_id": ctx.job_id})
+        # This attempt's own file: an attempt that stalls and wakes after
+        # another took the job over can only ever touch its own.
+        grid = ctx.results.writer(params["filename"])
         sink = grid
     else:
         sink = ctx.sink
 
     async def emit(data: bytes) -> None:
         try:
-            if grid is not None:
-                async with ctx.fenced():  # GridFS chunks are data writes
-                    await sink.write(data)
-            else:
-                await sink.write(data)
+            await sink.write(data)
         except DISCONNECTED:
             await ctx.terminate_self("the client disconnected")
         progress["bytes"] += len(data)
@@ -252,7 +255,9 @@ async def run(ctx: JobContext) -> None:
                 # at a time, and ends at batch_size rows or max_bytes of CSV,
                 # whichever comes first (a slice is about RENDER_SLICE long, and
                 # no longer than the budget left, at the average row length).
-                rows = 0
+                # A batch also ends after BATCH_SECONDS, so that a pause takes
+                # effect within a fraction of a second on any database.
+                rows, began = 0, time.monotonic()
                 while docs := await cursor.to_list(per_reply):
                     start = 0
                     while start < len(docs):
@@ -261,13 +266,13 @@ async def run(ctx: JobContext) -> None:
                         pending = renderer.add(docs[start:end])
                         rows += end - start
                         start = end
-                        if pending < max_bytes and rows < batch_size:
+                        if pending < max_bytes and rows < batch_size and time.monotonic() - began < BATCH_SECONDS:
                             await asyncio.sleep(0)
                             continue
                         await emit(renderer.take())
                         progress["processed"] += rows
                         last_id = docs[end - 1]["_id"]
-                        rows = 0
+                        rows, began = 0, time.monotonic()
                         take_count()
                         if await ctx.checkpoint({"last_id": last_id}, on_pause=cursor.close):
                             paused = True
@@ -285,8 +290,9 @@ async def run(ctx: JobContext) -> None:
                 break
         progress["total"] = progress["processed"]
         if grid is not None:
-            async with ctx.fenced():
-                await grid.close()
+            await grid.close()
+            # The epoch-fenced transition to completed points the job at this attempt's file.
+            ctx.completion["params.file_id"] = ctx.results.file_id
             grid = None
         progress["percent"] = 100.0
     finally:
@@ -294,20 +300,32 @@ async def run(ctx: JobContext) -> None:
             counting.cancel()
             await asyncio.gather(counting, return_exceptions=True)
         if grid is not None:
-            await grid.abort()
+            # Only this attempt's file, and only while the job is still ours.
+            with contextlib.suppress(JobStopped, LeaseUnavailable, PyMongoError):
+                await grid.abort()
 
 
 async def rollback(ctx: JobContext) -> None:
-    """Terminate: the partial (or finished) file goes; a streamed export has
-    nothing stored."""
-    if ctx.sink is None and ctx.params.get("file_id"):
-        async with ctx.fenced(undo=True):
-            await ctx.db.exports.delete(ObjectId(ctx.params["file_id"]))
+    """Terminate: every attempt's file goes (partial or finished); a streamed
+    export has nothing stored."""
+    if ctx.sink is None:
+        await ctx.results.delete_all()
 
 
 async def cleanup(ctx: JobContext) -> None:
-    """A completed export keeps its file (its result); a failed one's partial
-    file is replaced when it is retried and deleted when it is terminated."""
+    """A completed export keeps its file (its result) and drops the files of
+    attempts that were interrupted; a failed one keeps its partial files
+    until it is retried (and completes) or terminated."""
+    if ctx.outcome is JobState.COMPLETED and ctx.sink is None:
+        await ctx.results.delete_superseded()
+
+
+def result_file_id(job: dict[str, Any]) -> Any:
+    """The stored result of a completed export: the file of the attempt that
+    finished (``job:epoch``), or, for a job from before attempts had their own
+    files, the ObjectId it was created with."""
+    file_id = job["params"]["file_id"]
+    return ObjectId(file_id) if ObjectId.is_valid(file_id) else file_id
 
 
 KIND = Kind(name="export", run=run, rollback=rollback, cleanup=cleanup)

@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
-
-from bson import ObjectId
-from pymongo.asynchronous.collection import AsyncCollection
 
 from ...csvio.records import Position, Record
 from ...csvio.rows import TOO_LARGE, RowTyper, row_error
-from ...profiles import store as profiles
 from ...profiles.guard import column_specs, guard
 from ...profiles.profile import PROFILE_ROWS, TableProfile
-from ...store.records import RecordEncoder, job_prefix, prefix_range, record_id
-from ...store.writes import MAX_DOCUMENT_BYTES, Encoded, insert_encoded
+from ...store.records import RecordEncoder
+from ...store.writes import MAX_DOCUMENT_BYTES, Encoded
+from ..fence import Units
 from ..model import JobState, utcnow
 from ..runner import JobContext, Kind
 from ..workers import built_batches
 
-# Rows per delete command: bounded for progress, and below SQLite's limit of
-# 32,766 variables per statement, which FerretDB hits on larger deletes.
-ROLLBACK_ROWS = 30_000
+# Rows per delete command at most (a unit is sized by time below that):
+# below SQLite's limit of 32,766 variables per statement, which FerretDB hits
+# on larger deletes.
+ROLLBACK_MAX_ROWS = 30_000
+# The first unit of an insert or a delete, before its time is known.
+FIRST_UNIT_ROWS = 1_000
+# A rollback records its progress (and learns of a shutdown) this often.
+CHECKPOINT_SECONDS = 1.0
 
 
 class RowBuilder:
@@ -34,7 +37,7 @@ class RowBuilder:
         params = ctx.params
         self.columns: list[str] = params["columns"]
         nulls = params.get("null_values") or []
-        self.typer = RowTyper(self.columns, column_specs(params), nulls, ctx.db.decimal128)
+        self.typer = RowTyper(self.columns, column_specs(params), nulls, ctx.decimal128)
         self.tags = (ctx.org_id, params["dataset"], ctx.job_id)
         self.profile = TableProfile(self.columns, nulls)
         self.every = max(1, -(-(params.get("rows") or 0) // PROFILE_ROWS))
@@ -66,32 +69,45 @@ class RowBuilder:
         return docs, sources, errors
 
 
-async def insert_idempotent(collection: AsyncCollection, docs: list[Encoded], sources: Sequence[Record]) -> list[dict[str, Any]]:
-    """Inserts a batch (a replayed one is harmless: its _ids exist) and turns any
-    document the database rejected into a row error, keeping the rest."""
-    if not docs:
-        return []
+def rejected_rows(sources: Sequence[Record], errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The documents the database refused (``index`` into ``sources``), as row errors."""
     return [
         {"line": sources[e["index"]].line, "row": sources[e["index"]].row, "message": f"rejected by the database: {e['errmsg']}"}
-        for e in await insert_encoded(collection, docs)
+        for e in errors
     ]
 
 
 @dataclass
 class _Batch:
+    """A built batch on its way to the database: ``sent`` of its documents
+    have landed (a pause or stop may cut it between two units)."""
+
+    docs: list[Encoded]
+    sources: Sequence[Record]
     processed: int
-    position: dict[str, int]
+    start: dict[str, int]  # the position before it: where a cut batch resumes
+    position: dict[str, int]  # the position after it
     errors: list[dict[str, Any]]
-    insert: asyncio.Task[list[dict[str, Any]]]
+    sent: int = 0
+    insert: asyncio.Task[None] | None = None
+
+    @property
+    def landed(self) -> bool:
+        return self.sent == len(self.docs)
+
+    async def wait(self) -> None:
+        assert self.insert is not None
+        await self.insert
 
 
 async def run(ctx: JobContext) -> None:
-    """Keeps the database busy with one insert in flight: batch k+1 is
-    parsed and encoded while batch k is inserted, and sent the moment batch k
-    lands, while batch k's checkpoint is written. Batch k+1 is sent only when
-    no pause or stop is known here, and a pause that batch k's checkpoint
-    learns of (made on another replica) lets the batch in flight land before
-    it waits, so a pause still stops the writes within one batch."""
+    """Keeps the database busy with one batch in flight: batch k+1 is parsed
+    and encoded while batch k is inserted. A batch goes out in units sized by
+    the time they take (service/jobs/fence.py), and a pause, terminate or
+    shutdown known here stops it between two units: a pause lands within
+    about one unit whatever the batch size. A batch cut short is not counted;
+    the job pauses (or stops) at the position before it, and sends the rest
+    of it when resumed (a replayed row is a no-op: its _id exists)."""
     params = ctx.params
     start = Position(**(ctx.position or params["data_start"]))
     progress = ctx.progress
@@ -101,26 +117,35 @@ async def run(ctx: JobContext) -> None:
     await guard(ctx)
     builder = RowBuilder(ctx)
     fail_fast = params["on_error"] == "fail"
+    units = Units(FIRST_UNIT_ROWS, params["batch_size"])
     in_flight: _Batch | None = None
+    cut: _Batch | None = None
+    leaving = False
 
-    async def insert(docs: list[Encoded], sources: Sequence[Record]) -> list[dict[str, Any]]:
-        async with ctx.fenced():
-            return await insert_idempotent(ctx.db.records, docs, sources)
+    def stop() -> bool:
+        return leaving or ctx.stop_known()
 
-    def send(
-        docs: list[Encoded],
-        sources: Sequence[Record],
-        processed: int,
-        position: dict[str, int],
-        errors: list[dict[str, Any]],
-    ) -> _Batch:
-        return _Batch(processed, position, errors, asyncio.create_task(insert(docs, sources)))
+    async def insert(batch: _Batch) -> None:
+        def landed(n: int, errors: list[dict[str, Any]]) -> None:
+            batch.errors += rejected_rows(batch.sources[batch.sent : batch.sent + n], errors)
+            batch.sent += n
+
+        await ctx.records.insert(units, batch.docs[batch.sent :], stop, landed)
+
+    def send(batch: _Batch) -> _Batch:
+        batch.insert = asyncio.create_task(insert(batch))
+        return batch
 
     async def land(batch: _Batch) -> list[dict[str, Any]]:
-        """Waits for the batch's insert, counts it and applies the row-error
-        policy (which may fail the job); returns its row errors."""
-        errors = batch.errors + await batch.insert
-        errors.sort(key=lambda e: e["row"])
+        """Waits for the batch until all of it has landed, counts it and applies
+        the row-error policy (which may fail the job); returns its row errors.
+        A batch cut short pauses (or stops) the job here, with nothing in
+        flight, and is sent on when the job resumes."""
+        await batch.wait()
+        while not batch.landed:
+            await ctx.checkpoint(batch.start)
+            await send(batch).wait()
+        errors = sorted(batch.errors, key=lambda e: e["row"])
         progress["processed"] += batch.processed
         progress["failed"] += len(errors)
         progress["inserted"] += batch.processed - len(errors)
@@ -128,14 +153,25 @@ async def run(ctx: JobContext) -> None:
         return errors
 
     async def drain() -> None:
-        """Before waiting in a pause: the batch in flight lands and is recorded."""
-        nonlocal in_flight
+        """Before waiting in a pause: the batch in flight stops at a unit
+        boundary; a whole one is recorded, a cut one is sent on after resume."""
+        nonlocal in_flight, cut
         if in_flight is not None:
             last, in_flight = in_flight, None
-            await ctx.persist(last.position, await land(last))
+            await last.wait()
+            if last.landed:
+                await ctx.persist(last.position, await land(last))
+            else:
+                cut = last
 
-    source = await ctx.db.uploads.reader(ObjectId(params["file_id"]), start.offset)
+    if not progress.get("wrote"):
+        # Recorded before the first row is sent: a rollback of a job that
+        # never wrote has nothing to delete and ends at once.
+        progress["wrote"] = True
+        await ctx.persist()
+    source = await ctx.upload.reader(start.offset)
     batches = None
+    before = start.as_dict()
     try:
         batches = built_batches(
             source.read, start, params["batch_size"], ctx.settings.batch_max_bytes, builder, ctx.workers
@@ -150,38 +186,42 @@ async def run(ctx: JobContext) -> None:
                 keep = sum(1 for s in sources if s.row < first_bad)
                 docs, sources, errors = docs[:keep], sources[:keep], errors[:1]
                 processed = first_bad - built.first_row + 1
-            batch = (docs, sources, processed, position, errors)
+            batch = _Batch(docs, sources, processed, before, position, list(errors))
+            before = position
             if in_flight is None:
-                in_flight = send(*batch)
+                in_flight = send(batch)
             else:
                 done, in_flight = in_flight, None
                 done_errors = await land(done)
                 if ctx.stop_known():
                     # Pause or stop here, with nothing in flight.
                     await ctx.checkpoint(done.position, done_errors)
-                    in_flight = send(*batch)
+                    in_flight = send(batch)
                 else:
-                    in_flight = send(*batch)
+                    in_flight = send(batch)
                     await ctx.checkpoint(done.position, done_errors, on_pause=drain)
+                    if cut is not None:  # resumed after a pause that cut this batch: send the rest
+                        rest, cut = cut, None
+                        await ctx.checkpoint(rest.position, await land(send(rest)))
             if errors and fail_fast:
                 break
         if in_flight is not None:
             last, in_flight = in_flight, None
             await ctx.checkpoint(last.position, await land(last))
     finally:
+        leaving = True
         if batches is not None:
             await batches.aclose()  # no worker keeps building for a job that stopped
-        if in_flight is not None:
-            # Stopped with an insert in flight: let it land (it is part of the
-            # job's writes, found by rollback) rather than cancel it midway.
+        if in_flight is not None and in_flight.insert is not None:
+            # Stopped with a batch in flight: it ends at its next unit boundary
+            # (what landed is part of the job's writes, found by rollback).
             await asyncio.gather(in_flight.insert, return_exceptions=True)
         await source.close()
     # The count made while uploading is exact for RFC 4180 files; a file with
     # stray quotes can differ, and the final number is the one that was read.
     progress["total"] = progress["processed"]
     progress["percent"] = 100.0
-    async with ctx.fenced():
-        await profiles.record_import(ctx.db.profiles, ctx.org_id, params["dataset"], _summary(ctx, builder))
+    await ctx.profiles.record(_summary(ctx, builder))
 
 
 def _summary(ctx: JobContext, builder: RowBuilder) -> dict[str, Any]:
@@ -202,50 +242,42 @@ def _summary(ctx: JobContext, builder: RowBuilder) -> dict[str, Any]:
 
 async def rollback(ctx: JobContext) -> None:
     """Delete every row the job inserted, in ranges of its deterministic _ids
-    (a primary-key range on MongoDB), with progress; resumable from the range it
-    reached. Rows are written at most two batches past the last checkpoint
-    (batch k+1 is sent while batch k's checkpoint is being written); a final
-    sweep over the job's whole _id prefix (still the primary key) catches
-    anything else. Every delete is fenced by the job's lease."""
+    (a primary-key range on MongoDB) sized by the time they take, with
+    progress; resumable from the range it reached. Rows are written at most
+    two batches past the last checkpoint (batch k+1 is sent while batch k's
+    checkpoint is being written); a final sweep over the job's whole _id
+    prefix (still the primary key) catches anything else. A job that never
+    sent a row has nothing to delete. Every delete is fenced by the job's
+    lease and names the job."""
     ctx.inject_fault("rollback")
-    records = ctx.db.records
     progress = ctx.progress
     progress.setdefault("rolled_back", 0)
-    dataset = ctx.params["dataset"]
-    checkpoint = ctx.position if ctx.position and "row" in ctx.position else {"row": 0}
-    last_row = checkpoint["row"] + 2 * ctx.params["batch_size"]
-    first = progress.get("rollback_next_row", 1)
-    while first <= last_row:
-        upto = first + ROLLBACK_ROWS
-        async with ctx.fenced(undo=True):
-            result = await records.delete_many(
-                {
-                    "_id": {
-                        "$gte": record_id(ctx.org_id, dataset, ctx.job_id, first),
-                        "$lt": record_id(ctx.org_id, dataset, ctx.job_id, upto),
-                    },
-                }
+    # (A job from before the "wrote" mark existed says so by its position or counts.)
+    if progress.get("wrote") or ctx.position is not None or progress.get("processed", 0) > 0:
+        checkpoint = ctx.position if ctx.position and "row" in ctx.position else {"row": 0}
+        last_row = checkpoint["row"] + 2 * ctx.params["batch_size"]
+        units = Units(FIRST_UNIT_ROWS, ROLLBACK_MAX_ROWS)
+
+        def done(n: int, deleted: int) -> None:
+            progress["rolled_back"] += deleted
+            progress["rollback_next_row"] = progress.get("rollback_next_row", 1) + n
+
+        while (first := progress.get("rollback_next_row", 1)) <= last_row:
+            since = time.monotonic()
+            await ctx.records.delete_rows(
+                units, range(first, last_row + 1), lambda: time.monotonic() - since > CHECKPOINT_SECONDS, done
             )
-        progress["rolled_back"] += result.deleted_count
-        progress["rollback_next_row"] = first = upto
-        await ctx.checkpoint()
-    async with ctx.fenced(undo=True):
-        result = await records.delete_many({"_id": prefix_range(job_prefix(ctx.org_id, dataset, ctx.job_id))})
-    progress["rolled_back"] += result.deleted_count
-    async with ctx.fenced(undo=True):
-        await profiles.forget_import(ctx.db.profiles, ctx.org_id, dataset, ctx.job_id)
-    await delete_upload(ctx)
+            await ctx.checkpoint()
+        progress["rolled_back"] += await ctx.records.delete_all()
+        await ctx.profiles.forget()
+    await ctx.upload.delete()
 
 
 async def cleanup(ctx: JobContext) -> None:
     """A completed import's upload is no longer needed; a failed one's is kept
     for a retry (it goes when the job is terminated)."""
     if ctx.outcome is not JobState.FAILED:
-        await delete_upload(ctx)
-
-
-async def delete_upload(ctx: JobContext) -> None:
-    await ctx.db.uploads.delete(ObjectId(ctx.params["file_id"]))
+        await ctx.upload.delete()
 
 
 KIND = Kind(name="import", run=run, rollback=rollback, cleanup=cleanup)

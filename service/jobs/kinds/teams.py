@@ -3,23 +3,19 @@ batch (see service/teams/batch.py for the write order); roll back with
 compensating updates and by deleting what the job created."""
 from __future__ import annotations
 
-import functools
 from collections import Counter
-
-from bson import ObjectId
 
 from ...csvio.records import Position, RecordReader
 from ...teams.batch import Undo, apply_batch, check_batch, drop_undo_log
 from ...teams.rows import RowError, RowParser, parse_batch
 from ..model import JobState, utcnow
 from ..runner import JobContext, Kind
-from .imports import delete_upload
 
 COUNTERS = ("processed", "teams_created", "users_created", "users_updated", "failed")
 
 
 async def run(ctx: JobContext) -> None:
-    params, progress, org_id, db = ctx.params, ctx.progress, ctx.org_id, ctx.db
+    params, progress, org_id, teams = ctx.params, ctx.progress, ctx.org_id, ctx.teams
     for key in COUNTERS:
         progress.setdefault(key, 0)
     progress.setdefault("total", params.get("rows"))
@@ -28,13 +24,15 @@ async def run(ctx: JobContext) -> None:
     fail_fast = params["on_error"] == "fail"
 
     start = Position(**(ctx.position or params["data_start"]))
-    source = await db.uploads.reader(ObjectId(params["file_id"]), start.offset)
+    source = await ctx.upload.reader(start.offset)
     try:
         reader = RecordReader(source.read, start)
         async for records in reader.batches(params["batch_size"], ctx.settings.batch_max_bytes):
             position = reader.position().as_dict()
             parsed = await parse_batch(parser, records)
-            rows, rejected, users = await check_batch(db, org_id, ctx.job_id, parsed, {})
+            rows, rejected, users = await check_batch(
+                teams.teams_collection, teams.users_collection, org_id, ctx.job_id, parsed, {}
+            )
             errors = sorted([p for p in parsed if isinstance(p, RowError)] + rejected, key=lambda e: e.row)
             processed = len(records)
             if errors and fail_fast:
@@ -43,7 +41,7 @@ async def run(ctx: JobContext) -> None:
                 rows = [r for r in rows if r.row < first_bad]
                 errors = errors[:1]
                 processed = first_bad - records[0].row + 1
-            applied = await apply_batch(db, org_id, ctx.job_id, rows, users, utcnow(), ctx.fenced)
+            applied = await apply_batch(teams, org_id, rows, users, utcnow())
 
             progress["processed"] += processed
             progress["failed"] += len(errors)
@@ -68,7 +66,7 @@ async def rollback(ctx: JobContext) -> None:
     progress = ctx.progress
     for key in ("users_restored", "users_deleted", "users_kept", "teams_deleted"):
         progress.setdefault(key, 0)
-    undo = Undo(ctx.db, ctx.org_id, ctx.job_id, functools.partial(ctx.fenced, undo=True))
+    undo = Undo(ctx.teams, ctx.org_id)
     while (changed := await undo.changed_users()) is not None:
         progress["users_restored"] += changed[0]
         progress["users_deleted"] += changed[1]
@@ -81,15 +79,15 @@ async def rollback(ctx: JobContext) -> None:
     while (deleted := await undo.teams()) is not None:
         progress["teams_deleted"] += deleted
         await ctx.checkpoint()
-    await delete_upload(ctx)
+    await ctx.upload.delete()
 
 
 async def cleanup(ctx: JobContext) -> None:
     """A completed job's upload and undo entries go (it can no longer be
     terminated); a failed job keeps both, for a retry or a terminate."""
     if ctx.outcome is JobState.COMPLETED:
-        await delete_upload(ctx)
-        await drop_undo_log(ctx.db, ctx.job_id)
+        await ctx.upload.delete()
+        await drop_undo_log(ctx.teams)
 
 
 KIND = Kind(name="teams", run=run, rollback=rollback, cleanup=cleanup)
