@@ -18,15 +18,15 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.errors import OperationFailure
 
 from ..errors import PayloadTooLarge
+from .writes import insert_new
 
 CHUNK_BYTES = 255 * 1024
 CHUNKS_PER_WRITE = 4
 CHUNKS_PER_READ = 8
 CURSOR_NOT_FOUND = 43
-DUPLICATE_KEY = 11000
 
 
 @dataclass(frozen=True)
@@ -128,12 +128,9 @@ class ChunkWriter:
     async def _insert(self) -> None:
         if not self._pending:
             return
-        try:
-            await self.bucket.chunks.insert_many(self._pending, ordered=False)
-        except BulkWriteError as exc:
-            # A chunk written before a retry is already there: the same bytes.
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                raise
+        # A chunk written before a retry is already there (the same bytes); a
+        # write-concern error is a failure, or an upload would have a silent hole.
+        await insert_new(self.bucket.chunks, self._pending)
         self._pending = []
 
 
