@@ -27,6 +27,7 @@ from typing import Any
 
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from ..errors import InvalidTransition, JobNotFound
 from ..store.clock import DbClock
@@ -190,7 +191,16 @@ class JobRepo:
             job.update(state=JobState.RUNNING.value, started_at=now, owner=owner, epoch=1)
             run.update(owner=owner, epoch=1, lease_until=self.lease_until())
         # The progress document first: a job visible in the queue always has one.
-        await self.runs.insert_one(run)
+        try:
+            await self.runs.insert_one(run)
+        except DuplicateKeyError:
+            # A replay of a creation that died between the two inserts (the id is
+            # the Idempotency-Key's, kept across retries): its progress document
+            # is an orphan unless the job exists, and is written afresh.
+            if await self.jobs.find_one({"_id": job["_id"]}, {"_id": 1}) is not None:
+                raise
+            if (await self.runs.replace_one({"_id": job["_id"], "org_id": job["org_id"]}, run)).matched_count == 0:
+                raise
         await self.jobs.insert_one(job)
         merged = _merge(job, run)
         return Claim(merged, 1) if owner is not None else merged

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import io
 
 import aiohttp
+from bson import ObjectId
 
 from ..helpers import make_csv, sheet, team_rows, wait_for_state
 
@@ -173,3 +175,36 @@ async def test_expired_keys_are_removed(client, db):
         assert ttl[0]["key"] == [("created_at", 1)] and ttl[0]["expireAfterSeconds"] == 24 * 3600
     else:  # FerretDB 1.24 has no TTL indexes: the service deletes them as it claims a key
         assert await db.idempotency_keys.count_documents({}) == 1
+
+
+async def test_a_progress_document_left_by_a_crash_inside_create_does_not_poison_the_key(client, db):
+    """repo.create inserts the progress document, then the job: a replica that
+    died between the two left the first alone. The retry with the same key
+    takes the claim over (same job id) and must finish the creation."""
+    job_id = str(ObjectId())
+    before = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    await db.idempotency_keys.insert_one(
+        {
+            "_id": "default/key-1",
+            "org_id": "default",
+            "key": "key-1",
+            "method": "POST",
+            "path": "/api/v1/jobs/import",
+            "query": "dataset=people",
+            "resource_id": job_id,
+            "digest": hashlib.sha256(CSV).hexdigest(),
+            "created_at": before,
+            "bound_at": before,
+        }
+    )
+    await db.job_progress.insert_one(
+        {"_id": job_id, "org_id": "default", "progress": {"processed": 0}, "checkpoint": None, "errors": [],
+         "owner": None, "epoch": 0, "lease_until": None}
+    )
+    resp, job = await post_import(client)
+    assert resp.status == 202, job
+    assert job["id"] == job_id
+    await wait_for_state(client, job_id, "completed")
+    assert await db.jobs.count_documents({}) == 1
+    assert await db.job_progress.count_documents({}) == 1
+    assert await db.records.count_documents({}) == 50
