@@ -2,16 +2,24 @@
 
 Exports read committed data only: the rows of completed imports (and, when
 asked, of failed ones), never of imports still running, paused or being
-rolled back, so the same export twice gives the same file while other jobs run."""
+rolled back, so the same export twice gives the same file while other jobs run.
+
+A description is bounded whatever the number of imports: counts, and the ids
+of the last RECENT_IMPORTS imports only. The imports are read as a stream
+from JobRepo, never gathered in one document."""
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 from .jobs.model import JobState
-from .store.db import Database
+from .jobs.repo import JobRepo
 
 COMMITTED = (JobState.COMPLETED,)
 WITH_FAILED = (JobState.COMPLETED, JobState.FAILED)
+RECENT_IMPORTS = 10
+# Progress documents read per query while counting rows.
+ROWS_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -20,24 +28,26 @@ class Dataset:
     columns: list[str]  # first-seen order across the dataset's imports, oldest first
     types: dict[str, str]  # column -> type, for typed columns
     rows: int  # rows its imports inserted
-    jobs: list[str]  # the imports whose rows it holds, oldest first
+    imports: int  # how many imports wrote it
+    recent: list[str]  # the last RECENT_IMPORTS of them, oldest first
     row_bytes: int = 0  # the widest average row of its imports' files, in bytes (sizes export cursor replies)
 
 
-async def describe(db: Database, org_id: str, name: str, states: tuple[JobState, ...] = COMMITTED) -> Dataset | None:
+async def describe(repo: JobRepo, org_id: str, name: str, states: tuple[JobState, ...] = COMMITTED) -> Dataset | None:
     """The dataset as the imports in ``states`` wrote it; None when the org has
     no such import (another org's is not visible)."""
-    cursor = db.jobs.find(
-        {"org_id": org_id, "kind": "import", "params.dataset": name, "state": {"$in": [s.value for s in states]}},
-        {"params.columns": 1, "params.types": 1, "params.file_bytes": 1, "params.rows": 1},
-        sort=[("_id", 1)],
-    )
     columns: dict[str, None] = {}
     types: dict[str, str] = {}
-    ids = []
-    row_bytes = 0
-    async for job in cursor:
-        ids.append(job["_id"])
+    recent: deque[str] = deque(maxlen=RECENT_IMPORTS)
+    pending: list[str] = []
+    imports = rows = row_bytes = 0
+    async for job in repo.imports(org_id, name, states):
+        imports += 1
+        recent.append(job["_id"])
+        pending.append(job["_id"])
+        if len(pending) >= ROWS_CHUNK:
+            rows += await repo.inserted(org_id, pending)
+            pending = []
         params = job.get("params", {})
         if params.get("rows"):
             row_bytes = max(row_bytes, -(-params.get("file_bytes", 0) // params["rows"]))
@@ -45,9 +55,15 @@ async def describe(db: Database, org_id: str, name: str, states: tuple[JobState,
             columns.setdefault(column, None)
         for column, kind in params.get("types", {}).items():
             types.setdefault(column, kind)
-    if not ids:
+    if not imports:
         return None
-    rows = 0
-    async for run in db.job_progress.find({"_id": {"$in": ids}, "org_id": org_id}, {"progress.inserted": 1}):
-        rows += (run.get("progress") or {}).get("inserted", 0)
-    return Dataset(name, list(columns), types, rows, ids, row_bytes)
+    rows += await repo.inserted(org_id, pending)
+    return Dataset(name, list(columns), types, rows, imports, list(recent), row_bytes)
+
+
+async def import_ids(repo: JobRepo, org_id: str, name: str, states: tuple[JobState, ...] = COMMITTED) -> list[str]:
+    """Every import in ``states`` of the dataset, oldest first: what an export's
+    ``params.jobs`` holds today, since the export kind reads records by that
+    list. It grows with the dataset; it goes once the export kind reads the
+    imports completed before the export's creation itself (see issue 21)."""
+    return [job["_id"] async for job in repo.imports(org_id, name, states)]

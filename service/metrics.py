@@ -25,7 +25,7 @@ from pymongo import monitoring
 
 from .background import repeat, stop
 from .jobs.model import JobState, utcnow
-from .typedefs import DB_KEY, EVENTS_KEY, MANAGER_KEY, METRICS_KEY, SETTINGS_KEY
+from .typedefs import EVENTS_KEY, MANAGER_KEY, METRICS_KEY, SETTINGS_KEY
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +123,10 @@ class Metrics:
     def adopted(self, kind: str) -> None:
         self.adoptions.labels(kind).inc()
 
-    async def sample_queue(self, db: Any) -> None:
-        queued = {"state": JobState.QUEUED.value}
-        self.queue_depth.set(await db.jobs.count_documents(queued))
-        oldest = await db.jobs.find_one(queued, {"created_at": 1}, sort=[("_id", 1)])
-        age = (utcnow() - oldest["created_at"]).total_seconds() if oldest and oldest.get("created_at") else 0.0
-        self.queue_oldest.set(max(0.0, age))
+    async def sample_queue(self, repo: Any) -> None:
+        depth, oldest = await repo.queue_depth()
+        self.queue_depth.set(depth)
+        self.queue_oldest.set(max(0.0, (utcnow() - oldest).total_seconds()) if oldest else 0.0)
 
 
 def _rollback_rows(progress: dict[str, Any]) -> int:
@@ -192,12 +190,12 @@ class _Holdings(Collector):
 
 async def queue_sampler_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx, after the database's: samples the queue in the background."""
-    metrics, db = app[METRICS_KEY], app[DB_KEY]
+    metrics, repo = app[METRICS_KEY], app[MANAGER_KEY].repo
     interval = QUEUE_SAMPLE_TICKS * app[SETTINGS_KEY].job_poll_seconds
 
     def failed(exc: Exception) -> None:  # an outage: keep the last values
         log.debug("queue sample failed: %s", exc)
 
-    task = asyncio.create_task(repeat(lambda: metrics.sample_queue(db), interval, failed), name="metrics-queue-sampler")
+    task = asyncio.create_task(repeat(lambda: metrics.sample_queue(repo), interval, failed), name="metrics-queue-sampler")
     yield
     await stop(task)

@@ -70,6 +70,13 @@ class Settings:
     result_retention_days: float = 7.0
     job_retention_days: float = 30.0
     retention_sweep_seconds: float = 3600.0
+    # How long an upload, or chunks without a files document, may have no job
+    # before the sweep reclaims them (judged from the upload's start); longer
+    # than the longest upload.
+    upload_grace_seconds: float = 6 * 3600.0
+    audit_retention_days: float = 400.0
+    # A failed job older than this is terminated (rolled back) by the sweep.
+    failed_job_retention_days: float = 30.0
     # Processes that parse, type and encode an import's batches; 1 builds them in
     # the event loop's process. from_env's default is the CPUs the pod may use.
     job_workers: int = 1
@@ -306,6 +313,9 @@ _READERS: dict[str, Callable[[str, str], tuple[str, Any]]] = {
     "RESULT_RETENTION_DAYS": _days("result_retention_days"),
     "JOB_RETENTION_DAYS": _days("job_retention_days"),
     "RETENTION_SWEEP_SECONDS": _seconds("retention_sweep_seconds", 1, 86400),
+    "UPLOAD_GRACE_SECONDS": _seconds("upload_grace_seconds", 60, 7 * 86400),
+    "AUDIT_RETENTION_DAYS": _days("audit_retention_days"),
+    "FAILED_JOB_RETENTION_DAYS": _days("failed_job_retention_days"),
     "JOB_WORKERS": _int("job_workers", 1, 64),
     "GUARD_ROWS": _int("guard_rows", 10, 100_000),
     "DB_TIMEOUT_SECONDS": _seconds("db_timeout_seconds", 1, 3600),

@@ -78,7 +78,7 @@ async def create_download(request: web.Request, claim: Claim) -> web.Response:
     if "export" in spec:
         if not isinstance(spec["export"], dict):
             raise BadRequest("export must be an object with the export's options.", parameter="export")
-        params = await export_params(request.app[DB_KEY], org_id, spec["export"])
+        params = await export_params(request.app[MANAGER_KEY].repo, org_id, spec["export"])
         ticket.update(kind="export", spec=spec["export"], filename=params["filename"])
     else:
         job_id = spec["job_id"]
@@ -123,7 +123,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         home_org=who.get("home_org"),
     )
     if doc["kind"] == "export":
-        return await stream_export(request, org_id, await export_params(request.app[DB_KEY], org_id, doc["spec"]))
+        return await stream_export(request, org_id, await export_params(request.app[MANAGER_KEY].repo, org_id, doc["spec"]))
     try:
         job = await request.app[MANAGER_KEY].repo.get(org_id, doc["job_id"])
     except JobNotFound:

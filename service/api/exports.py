@@ -14,11 +14,11 @@ from bson import ObjectId
 from .. import audit
 from ..auth.identity import Role, caller, requires
 from ..csvio.schema import MAX_COLUMNS, parse_datetime
-from ..datasets import COMMITTED, WITH_FAILED, describe
+from ..datasets import COMMITTED, WITH_FAILED, describe, import_ids
 from ..errors import BadRequest, Gone, InvalidTransition, NotFound
 from ..jobs.kinds.exports import ResponseSink, result_file_id
 from ..jobs.model import JobState, new_job_id
-from ..store.db import Database
+from ..jobs.repo import JobRepo
 from ..store.files import ChunkReader
 from ..typedefs import DB_KEY, MANAGER_KEY
 from .common import bool_param, dataset_param, int_param, job_response, json_object, org_of, query_params
@@ -34,7 +34,7 @@ DISCONNECT_POLL_SECONDS = 0.5
 STREAM_PARAMS = FIELDS - {"dataset"}
 
 
-async def export_params(db: Database, org_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+async def export_params(repo: JobRepo, org_id: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Validates an export request against what the dataset really has. Only
     names found in the dataset and parsed dates reach the query."""
     unknown = sorted(set(spec) - FIELDS)
@@ -46,7 +46,8 @@ async def export_params(db: Database, org_id: str, spec: dict[str, Any]) -> dict
     include_failed = spec.get("include_failed", False)
     if not isinstance(include_failed, bool):
         raise BadRequest("include_failed must be true or false.", parameter="include_failed")
-    dataset = await describe(db, org_id, name, WITH_FAILED if include_failed else COMMITTED)
+    states = WITH_FAILED if include_failed else COMMITTED
+    dataset = await describe(repo, org_id, name, states)
     if dataset is None:
         raise NotFound(
             f"Your organisation has no dataset {name!r} with a completed import (exports read completed imports only).",
@@ -112,7 +113,7 @@ async def export_params(db: Database, org_id: str, spec: dict[str, Any]) -> dict
         "batch_size": batch_size,
         "row_bytes": dataset.row_bytes,
         # The imports whose rows it reads, fixed when the export is created.
-        "jobs": dataset.jobs,
+        "jobs": await import_ids(repo, org_id, name, states),
         "include_failed": include_failed,
         # Without a date filter the dataset's size is already known from its
         # imports; only a filtered export has to count.
@@ -129,7 +130,7 @@ async def create_export(request: web.Request, claim: Claim) -> web.Response:
     org_id = org_of(request)
     manager = request.app[MANAGER_KEY]
     await manager.check_queue_quota(org_id)
-    params = await export_params(request.app[DB_KEY], org_id, spec)
+    params = await export_params(manager.repo, org_id, spec)
     params["file_id"] = str(ObjectId())
     await claim.bind(json_digest(spec))
     job = await manager.create(
@@ -170,7 +171,7 @@ async def post_stream_export(request: web.Request) -> web.StreamResponse:
     if await request.content.read(1):
         raise BadRequest("This endpoint takes no body; give the export's options as query parameters.")
     org_id = org_of(request)
-    params = await export_params(request.app[DB_KEY], org_id, stream_spec(request.match_info["dataset"], query))
+    params = await export_params(request.app[MANAGER_KEY].repo, org_id, stream_spec(request.match_info["dataset"], query))
     return await stream_export(request, org_id, params)
 
 

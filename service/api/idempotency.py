@@ -12,21 +12,31 @@ multipart body, so a retry with a new multipart boundary still matches) and
 of the canonical JSON (sorted keys) for JSON bodies. An upload's digest is
 only known once it has streamed, so a retry of a finished upload is read and
 hashed but never stored again. Records expire after 24 hours (TTL index).
+
+A request holding a claim refreshes its ``heartbeat_at`` every HEARTBEAT while
+it runs (an upload may stream for an hour), so a claim is abandoned only when
+its heartbeat stops: its replica died or the request ended without creating
+anything. Each holder writes its own ``holder`` token, so one whose claim was
+taken over cannot keep the new holder's claim alive or free it.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
+from ..background import end_if_cancelled, stop
 from ..errors import BadRequest, JobNotFound, ServiceError
 from ..jobs.model import new_job_id, utcnow
 from ..typedefs import DB_KEY, MANAGER_KEY
@@ -36,10 +46,14 @@ HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
 KEY_RE = re.compile(r"[\x21-\x7e]{1,255}")
 TTL = dt.timedelta(hours=24)
-# A claim that never got its resource (its replica died mid-upload) is taken
-# over after this long; a claim whose payload was digested but whose resource
-# is missing failed at the very end and is taken over sooner.
-STALE_CLAIM = dt.timedelta(minutes=10)
+log = logging.getLogger(__name__)
+# How often a request refreshes its claim while it runs.
+HEARTBEAT = dt.timedelta(minutes=1)
+# A claim whose heartbeat is older than this never got its resource (its
+# replica died mid-upload) and is taken over; a claim whose payload was
+# digested but whose resource is missing failed at the very end and is taken
+# over sooner.
+STALE_CLAIM = dt.timedelta(minutes=3)
 STALE_BOUND_CLAIM = dt.timedelta(seconds=30)
 
 
@@ -96,7 +110,7 @@ class Claim:
     async def bind(self, digest: str) -> None:
         if self._record is not None:
             await self._request.app[DB_KEY].idempotency_keys.update_one(
-                {"_id": self._record["_id"], "resource_id": self.resource_id},
+                {"_id": self._record["_id"], "holder": self._record["holder"]},
                 {"$set": {"digest": digest, "bound_at": utcnow()}},
             )
         self.bound = True
@@ -105,8 +119,23 @@ class Claim:
         """Frees the key after a request that created nothing (a 4xx, a dry run)."""
         if self._record is not None and not self.bound:
             await self._request.app[DB_KEY].idempotency_keys.delete_one(
-                {"_id": self._record["_id"], "resource_id": self.resource_id}
+                {"_id": self._record["_id"], "holder": self._record["holder"]}
             )
+
+    async def heartbeat(self) -> None:
+        """Keeps the claim alive until cancelled (see the module docstring)."""
+        if self._record is None:
+            return
+        keys = self._request.app[DB_KEY].idempotency_keys
+        mine = {"_id": self._record["_id"], "holder": self._record["holder"]}
+        while True:
+            await asyncio.sleep(HEARTBEAT.total_seconds())
+            end_if_cancelled()
+            try:
+                await keys.update_one(mine, {"$set": {"heartbeat_at": utcnow()}})
+            except Exception as exc:  # an outage: the next beat tries again
+                log.warning("idempotency claim heartbeat failed: %s", exc)
+            end_if_cancelled()
 
 
 Replay = Callable[[web.Request, str], Awaitable[web.Response | None]]
@@ -133,11 +162,14 @@ def idempotent(
             claim = await _claim(request, key, digest, replay, new_id)
             if isinstance(claim, web.Response):
                 return claim
+            beat = asyncio.create_task(claim.heartbeat(), name="idempotency-heartbeat")
             try:
                 response = await handler(request, claim)
             except BaseException:
+                await stop(beat)
                 await claim.release()
                 raise
+            await stop(beat)
             await claim.release()  # only if nothing was created
             return response
 
@@ -170,8 +202,10 @@ async def _claim(
         "key": key,
         **form,
         "resource_id": new_id(),
+        "holder": str(ObjectId()),
         "digest": None,
         "created_at": now,
+        "heartbeat_at": now,
         "bound_at": None,
     }
     try:
@@ -200,16 +234,19 @@ async def _claim(
         found.headers[REPLAYED] = "true"
         return found
     bound_at, created_at = existing.get("bound_at"), existing["created_at"]
-    stale = (bound_at is not None and _age(bound_at, now) > STALE_BOUND_CLAIM) or _age(created_at, now) > STALE_CLAIM
+    # A claim written before heartbeats existed has only its creation time.
+    alive_at = existing.get("heartbeat_at") or created_at
+    stale = (bound_at is not None and _age(bound_at, now) > STALE_BOUND_CLAIM) or _age(alive_at, now) > STALE_CLAIM
     if found is None and stale:
         # Take the abandoned claim over, keeping its resource id, guarded so
         # that only one of several retries does.
+        holder = str(ObjectId())
         taken = await collection.update_one(
             {"_id": existing["_id"], "created_at": created_at, "resource_id": existing["resource_id"]},
-            {"$set": {"created_at": now, "digest": None, "bound_at": None}},
+            {"$set": {"created_at": now, "heartbeat_at": now, "holder": holder, "digest": None, "bound_at": None}},
         )
         if taken.modified_count == 1:
-            return Claim(request, {**existing, "created_at": now}, existing["resource_id"])
+            return Claim(request, {**existing, "created_at": now, "holder": holder}, existing["resource_id"])
     raise KeyInProgress()
 
 

@@ -86,6 +86,6 @@ async def delete_job(request: web.Request) -> web.Response:
     state) for a job that is not finished or must be kept (see retention.py);
     404 for an unknown job."""
     doc = await request.app[MANAGER_KEY].repo.get(org_of(request), request.match_info["job_id"])
-    await delete_finished_job(request.app[DB_KEY], doc)
+    await delete_finished_job(request.app[DB_KEY], request.app[MANAGER_KEY].repo, doc)
     await audit.record(request, "job.delete", job_id=doc["_id"], state_before=doc["state"], state_after=None)
     return web.Response(status=204)

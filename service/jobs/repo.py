@@ -21,12 +21,13 @@ longer change either document."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from ..errors import InvalidTransition, JobNotFound
 from ..store.clock import DbClock
@@ -190,7 +191,16 @@ class JobRepo:
             job.update(state=JobState.RUNNING.value, started_at=now, owner=owner, epoch=1)
             run.update(owner=owner, epoch=1, lease_until=self.lease_until())
         # The progress document first: a job visible in the queue always has one.
-        await self.runs.insert_one(run)
+        try:
+            await self.runs.insert_one(run)
+        except DuplicateKeyError:
+            # A replay of a creation that died between the two inserts (the id is
+            # the Idempotency-Key's, kept across retries): its progress document
+            # is an orphan unless the job exists, and is written afresh.
+            if await self.jobs.find_one({"_id": job["_id"]}, {"_id": 1}) is not None:
+                raise
+            if (await self.runs.replace_one({"_id": job["_id"], "org_id": job["org_id"]}, run)).matched_count == 0:
+                raise
         await self.jobs.insert_one(job)
         merged = _merge(job, run)
         return Claim(merged, 1) if owner is not None else merged
@@ -368,3 +378,63 @@ class JobRepo:
         owned = {d["_id"] async for d in self.runs.find({"$or": held}, {"_id": 1})}
         jobs = await self.jobs.find({"_id": {"$in": list(leases)}}, {"state": 1, "rev": 1, "epoch": 1}).to_list()
         return [{**j, "owned": j["_id"] in owned and j.get("epoch") == leases[j["_id"]]} for j in jobs]
+
+    # -- retention, datasets and metrics: JobRepo owns jobs and job_progress -----
+
+    async def expired_results(self, cutoff: dt.datetime, limit: int) -> list[dict[str, Any]]:
+        """Completed exports that finished before ``cutoff`` and still have their file."""
+        query = {"state": JobState.COMPLETED.value, "finished_at": {"$lt": cutoff}, "kind": "export", "result_deleted_at": None}
+        return await self.jobs.find(query, {"kind": 1, "params": 1}, limit=limit).to_list()
+
+    async def result_deleted(self, job_id: str, now: dt.datetime) -> None:
+        await self.jobs.update_one({"_id": job_id, "state": JobState.COMPLETED.value}, {"$set": {"result_deleted_at": now}})
+
+    async def finished_before(self, which: dict[str, Any], cutoff: dt.datetime, limit: int) -> list[dict[str, Any]]:
+        """Jobs matching ``which`` (a state, maybe kinds) that finished before ``cutoff``."""
+        query = {**which, "finished_at": {"$lt": cutoff}}
+        return await self.jobs.find(query, {"kind": 1, "state": 1, "org_id": 1, "params": 1}, limit=limit).to_list()
+
+    async def delete_finished(self, job: dict[str, Any]) -> None:
+        """Deletes a finished job's two documents, if it is still in the state read."""
+        await self.jobs.delete_one({"_id": job["_id"], "org_id": job["org_id"], "state": job["state"]})
+        await self.runs.delete_one({"_id": job["_id"]})
+
+    async def states(self, job_ids: list[str]) -> dict[str, str]:
+        """The state of each of these jobs that exists."""
+        if not job_ids:
+            return {}
+        return {j["_id"]: j["state"] async for j in self.jobs.find({"_id": {"$in": job_ids}}, {"state": 1})}
+
+    async def file_states(self, file_ids: list[str]) -> dict[str, str]:
+        """The state of the job that writes each of these files (an export's
+        ``params.file_id``), for those a job names."""
+        if not file_ids:
+            return {}
+        cursor = self.jobs.find({"params.file_id": {"$in": file_ids}}, {"state": 1, "params.file_id": 1})
+        return {j["params"]["file_id"]: j["state"] async for j in cursor}
+
+    async def imports(self, org_id: str, dataset: str, states: Iterable[JobState]) -> AsyncIterator[dict[str, Any]]:
+        """A dataset's imports in ``states``, oldest first, with what describes them
+        (params.columns, types, file_bytes, rows), streamed."""
+        cursor = self.jobs.find(
+            {"org_id": org_id, "kind": "import", "params.dataset": dataset, "state": {"$in": _values(states)}},
+            {"params.columns": 1, "params.types": 1, "params.file_bytes": 1, "params.rows": 1, "finished_at": 1},
+            sort=[("_id", 1)],
+        )
+        async for job in cursor:
+            yield job
+
+    async def inserted(self, org_id: str, job_ids: list[str]) -> int:
+        """The rows these jobs inserted, by their progress."""
+        if not job_ids:
+            return 0
+        total = 0
+        async for run in self.runs.find({"_id": {"$in": job_ids}, "org_id": org_id}, {"progress.inserted": 1}):
+            total += (run.get("progress") or {}).get("inserted", 0)
+        return total
+
+    async def queue_depth(self) -> tuple[int, dt.datetime | None]:
+        """How many jobs are queued, over every org, and when the oldest was created."""
+        queued = {"state": JobState.QUEUED.value}
+        oldest = await self.jobs.find_one(queued, {"created_at": 1}, sort=[("_id", 1)])
+        return await self.jobs.count_documents(queued), (oldest or {}).get("created_at")

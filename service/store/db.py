@@ -33,6 +33,8 @@ INDEXES: dict[str, list[tuple[str, list[tuple[str, int]]]]] = {
         ("org_newest", [("org_id", ASCENDING), ("_id", DESCENDING)]),
         # admission slots per org and kind, oldest first; a dataset's imports
         ("org_kind_state_id", [("org_id", ASCENDING), ("kind", ASCENDING), ("state", ASCENDING), ("_id", ASCENDING)]),
+        # the retention sweep: the export job that writes a file without a files document
+        ("file", [("params.file_id", ASCENDING)]),
     ],
     # held leases, by expiry (the orphan sweep); released leases have none
     "job_progress": [("lease_until", [("lease_until", ASCENDING)])],

@@ -18,15 +18,15 @@ from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, OperationFailure
+from pymongo.errors import OperationFailure
 
 from ..errors import PayloadTooLarge
+from .writes import insert_new
 
 CHUNK_BYTES = 255 * 1024
 CHUNKS_PER_WRITE = 4
 CHUNKS_PER_READ = 8
 CURSOR_NOT_FOUND = 43
-DUPLICATE_KEY = 11000
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,32 @@ class Bucket:
 
     async def file(self, file_id: Any) -> dict[str, Any] | None:
         return await self.files.find_one({"_id": file_id})
+
+    async def started_before(self, cutoff: ObjectId, after: ObjectId | None, limit: int) -> list[dict[str, Any]]:
+        """Files whose writing started before ``cutoff`` (a file's _id is made
+        when its writer starts), oldest first after ``after``, with their metadata."""
+        bounds: dict[str, Any] = {"$lt": cutoff}
+        if after is not None:
+            bounds["$gt"] = after
+        return await self.files.find({"_id": bounds}, {"metadata": 1}, sort=[("_id", 1)], limit=limit).to_list()
+
+    async def orphan_chunks(self, cutoff: ObjectId, after: ObjectId | None, limit: int) -> tuple[list[ObjectId], ObjectId | None]:
+        """The ids of files started before ``cutoff`` that have chunks but no files
+        document (a writer killed mid-file; a live writer's files document comes
+        last), among the next ``limit`` files with chunks after ``after``; and
+        where the next call continues (None at the end). Each file is found by
+        its first chunk (n=0): one index entry per file, not one per chunk."""
+        bounds: dict[str, Any] = {"$lt": cutoff}
+        if after is not None:
+            bounds["$gt"] = after
+        firsts = await self.chunks.find(
+            {"files_id": bounds, "n": 0}, {"files_id": 1}, sort=[("files_id", 1)], limit=limit
+        ).to_list()
+        ids = [c["files_id"] for c in firsts]
+        if not ids:
+            return [], None
+        present = {f["_id"] async for f in self.files.find({"_id": {"$in": ids}}, {"_id": 1})}
+        return [i for i in ids if i not in present], ids[-1]
 
     async def delete(self, file_id: Any) -> None:
         """Deletes the file, or what a writer left of it (chunks without a files
@@ -128,12 +154,9 @@ class ChunkWriter:
     async def _insert(self) -> None:
         if not self._pending:
             return
-        try:
-            await self.bucket.chunks.insert_many(self._pending, ordered=False)
-        except BulkWriteError as exc:
-            # A chunk written before a retry is already there: the same bytes.
-            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
-                raise
+        # A chunk written before a retry is already there (the same bytes); a
+        # write-concern error is a failure, or an upload would have a silent hole.
+        await insert_new(self.bucket.chunks, self._pending)
         self._pending = []
 
 

@@ -90,17 +90,27 @@ def raise_write_concern_errors(exc: BulkWriteError) -> None:
         raise WriteConcernNotMet(f"write concern not satisfied: {concern[0].get('errmsg', concern[0])}")
 
 
+def check_bulk_write(exc: BulkWriteError) -> int:
+    """The one decision on an unordered insert's BulkWriteError: a write-concern
+    error raises WriteConcernNotMet (the writes may be lost after a failover,
+    even when every document was accepted); any write error other than a
+    duplicate key re-raises ``exc``; otherwise the documents already there are
+    a replay, and their number is returned."""
+    raise_write_concern_errors(exc)
+    errors = exc.details.get("writeErrors", [])
+    if any(e.get("code") != DUPLICATE_KEY for e in errors):
+        raise exc
+    return len(errors)
+
+
 async def insert_new(collection: AsyncCollection, docs: list[Any]) -> int:
     """Inserts the documents not there yet (a replayed batch finds some there);
-    returns how many were new. Any other rejected document raises."""
+    returns how many were new. Any other rejected document raises, and so does
+    a write-concern error."""
     if not docs:
         return 0
     try:
         await collection.insert_many(docs, ordered=False)
     except BulkWriteError as exc:
-        raise_write_concern_errors(exc)
-        errors = exc.details.get("writeErrors", [])
-        if any(e.get("code") != DUPLICATE_KEY for e in errors):
-            raise
-        return len(docs) - len(errors)
+        return len(docs) - check_bulk_write(exc)
     return len(docs)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import io
 
 import aiohttp
+from bson import ObjectId
+
+from service.api import idempotency
 
 from ..helpers import make_csv, sheet, team_rows, wait_for_state
 
@@ -173,3 +177,76 @@ async def test_expired_keys_are_removed(client, db):
         assert ttl[0]["key"] == [("created_at", 1)] and ttl[0]["expireAfterSeconds"] == 24 * 3600
     else:  # FerretDB 1.24 has no TTL indexes: the service deletes them as it claims a key
         assert await db.idempotency_keys.count_documents({}) == 1
+
+
+async def test_a_progress_document_left_by_a_crash_inside_create_does_not_poison_the_key(client, db):
+    """repo.create inserts the progress document, then the job: a replica that
+    died between the two left the first alone. The retry with the same key
+    takes the claim over (same job id) and must finish the creation."""
+    job_id = str(ObjectId())
+    before = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    await db.idempotency_keys.insert_one(
+        {
+            "_id": "default/key-1",
+            "org_id": "default",
+            "key": "key-1",
+            "method": "POST",
+            "path": "/api/v1/jobs/import",
+            "query": "dataset=people",
+            "resource_id": job_id,
+            "digest": hashlib.sha256(CSV).hexdigest(),
+            "created_at": before,
+            "bound_at": before,
+        }
+    )
+    await db.job_progress.insert_one(
+        {"_id": job_id, "org_id": "default", "progress": {"processed": 0}, "checkpoint": None, "errors": [],
+         "owner": None, "epoch": 0, "lease_until": None}
+    )
+    resp, job = await post_import(client)
+    assert resp.status == 202, job
+    assert job["id"] == job_id
+    await wait_for_state(client, job_id, "completed")
+    assert await db.jobs.count_documents({}) == 1
+    assert await db.job_progress.count_documents({}) == 1
+    assert await db.records.count_documents({}) == 50
+
+
+async def test_a_claim_whose_upload_still_streams_is_not_taken_over_past_the_old_ten_minutes(client, db, monkeypatch):
+    """A 1 GiB upload at under 1.7 MB/s streams for more than ten minutes. Its
+    request keeps its claim alive with a heartbeat, so a retry meanwhile is
+    told to wait (409) instead of taking the claim and the same job id over.
+    The ten minutes are simulated by moving the claim's times back, and the
+    heartbeat is made frequent: nothing waits for real minutes."""
+    monkeypatch.setattr(idempotency, "HEARTBEAT", dt.timedelta(seconds=0.05), raising=False)
+    gate = asyncio.Event()
+
+    async def slow_upload():
+        yield CSV[:100]
+        await gate.wait()
+        yield CSV[100:]
+
+    headers = {"Idempotency-Key": "key-1", "Content-Type": "text/csv"}
+    first = asyncio.create_task(client.post("/api/v1/jobs/import", params={"dataset": "people"}, data=slow_upload(), headers=headers))
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        while await db.idempotency_keys.count_documents({}) == 0:
+            assert asyncio.get_running_loop().time() < deadline, "the first request never claimed its key"
+            await asyncio.sleep(0.02)
+        eleven_minutes_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=11)
+        await db.idempotency_keys.update_one({}, {"$set": {"created_at": eleven_minutes_ago, "heartbeat_at": eleven_minutes_ago}})
+        while (await db.idempotency_keys.find_one({})).get("heartbeat_at") <= eleven_minutes_ago:
+            assert asyncio.get_running_loop().time() < deadline, "the request still streaming never refreshed its claim"
+            await asyncio.sleep(0.02)
+
+        resp, body = await post_import(client)
+        assert resp.status == 409, body
+        assert body["type"] == "urn:problem:collect-jobs:idempotency-key-in-progress"
+    finally:
+        gate.set()
+        resp = await first
+    job = await resp.json()
+    assert resp.status == 202, job
+    await wait_for_state(client, job["id"], "completed")
+    assert await db.jobs.count_documents({}) == 1
+    assert await db.records.count_documents({}) == 50
