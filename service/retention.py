@@ -44,6 +44,9 @@ from typing import Any
 from aiohttp import web
 from bson import ObjectId
 
+from .jobs.fence import attempt_job_id
+from .jobs.kinds import KINDS
+
 from .auth.identity import Identity
 from .audit import append
 from .background import repeat, stop
@@ -60,14 +63,18 @@ log = logging.getLogger(__name__)
 
 SWEEP_CHUNK = 200
 COMPLETED, TERMINATED, FAILED = JobState.COMPLETED.value, JobState.TERMINATED.value, JobState.FAILED.value
-# Finished jobs that may be deleted (see the module docstring).
-DELETABLE = ({"state": TERMINATED}, {"state": COMPLETED, "kind": {"$in": ["export", "teams"]}})
+# Finished jobs that may be deleted (see the module docstring): each kind says
+# whether a completed job of its own may go.
+DELETABLE = (
+    {"state": TERMINATED},
+    {"state": COMPLETED, "kind": {"$in": sorted(k.name for k in KINDS.values() if k.completed_deletable)}},
+)
 # A job in one of these states no longer needs its upload.
 UPLOAD_DONE = frozenset({COMPLETED, TERMINATED})
 
 
 def deletable(job: dict[str, Any]) -> bool:
-    return job["state"] == TERMINATED or (job["state"] == COMPLETED and job["kind"] in ("export", "teams"))
+    return job["state"] == TERMINATED or (job["state"] == COMPLETED and KINDS[job["kind"]].completed_deletable)
 
 
 async def delete_job(db: Database, repo: JobRepo, job: dict[str, Any]) -> None:
@@ -86,9 +93,9 @@ async def delete_job(db: Database, repo: JobRepo, job: dict[str, Any]) -> None:
 
 
 async def _delete_result(db: Database, job: dict[str, Any]) -> None:
-    params = job.get("params") or {}
-    if job["kind"] == "export" and params.get("file_id"):
-        await db.exports.delete(ObjectId(params["file_id"]))
+    delete = KINDS[job["kind"]].delete_result
+    if delete is not None:
+        await delete(db, job)
 
 
 async def sweep(db: Database, settings: Settings, now: dt.datetime | None = None, repo: JobRepo | None = None) -> dict[str, int]:
@@ -158,9 +165,16 @@ async def _sweep_orphan_chunks(bucket: Bucket, repo: JobRepo, started_before: Ob
     while True:
         orphans, after = await bucket.orphan_chunks(started_before, after, SWEEP_CHUNK)
         if exports and orphans:
-            # An export's file is written over its whole run, pauses included.
-            states = await repo.file_states([str(o) for o in orphans])
-            orphans = [o for o in orphans if states.get(str(o), COMPLETED) in UPLOAD_DONE]
+            # An export's file is written over its whole run, pauses included:
+            # an attempt's file is named "<job>:<epoch>" (an older export's by
+            # its params.file_id), and is kept while its job may still write it.
+            owners = {o: attempt_job_id(o) for o in orphans}
+            states = await repo.states([j for j in owners.values() if j])
+            named = await repo.file_states([str(o) for o in orphans if not owners[o]])
+            orphans = [
+                o for o in orphans
+                if (states.get(owners[o]) if owners[o] else named.get(str(o), COMPLETED)) in (*UPLOAD_DONE, FAILED, None)
+            ]
         for file_id in orphans:
             await bucket.delete(file_id)
             count += 1

@@ -259,6 +259,13 @@ def attempt_file_id(job_id: str, epoch: int) -> str:
     return f"{job_id}:{epoch:08d}"
 
 
+def attempt_job_id(file_id: Any) -> str | None:
+    """The job whose attempt wrote a file named by attempt_file_id, else None."""
+    if isinstance(file_id, str) and ":" in file_id:
+        return file_id.split(":", 1)[0]
+    return None
+
+
 class ResultFiles:
     """A job's result files (an export): each attempt writes its own file, so
     a stalled attempt can never touch the file of the attempt that replaced
@@ -278,16 +285,22 @@ class ResultFiles:
     async def delete_all(self) -> None:
         """Every attempt's file (a terminate): chunks by the job's prefix of
         file ids, files documents likewise."""
-        await self._delete({**prefix_range(f"{self._job_id}:")})
+        await self._fence.send(lambda: delete_attempts(self._bucket, self._job_id))
 
     async def delete_superseded(self) -> None:
         """After the job completed with this attempt's file: the files of its
         other attempts (named by the job's prefix: nothing of another job matches)."""
-        await self._delete({**prefix_range(f"{self._job_id}:"), "$ne": self.file_id})
+        await self._fence.send(lambda: delete_attempts(self._bucket, self._job_id, keep=self.file_id))
 
-    async def _delete(self, ids: dict[str, Any]) -> None:
-        await self._fence.send(lambda: self._bucket.files.delete_many({"_id": ids}))
-        await self._fence.send(lambda: self._bucket.chunks.delete_many({"files_id": ids}))
+
+async def delete_attempts(bucket: Bucket, job_id: str, keep: str | None = None) -> None:
+    """The files of a job's attempts, but ``keep``'s; unfenced, for a finished
+    job's result (retention, DELETE): job code uses ResultFiles."""
+    ids: dict[str, Any] = prefix_range(f"{job_id}:")
+    if keep is not None:
+        ids["$ne"] = keep
+    await bucket.files.delete_many({"_id": ids})
+    await bucket.chunks.delete_many({"files_id": ids})
 
 
 class FencedWriter:

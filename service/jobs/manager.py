@@ -48,10 +48,8 @@ class JobManager:
         self.accepting = False
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._unowned_after: str | None = None
         self._shutdown_at: float | None = None
-        # Per-kind limit of jobs holding a slot in one org. Team jobs of an org
-        # run one at a time, so one sheet's rows are never interleaved with another's.
-        self._org_limits = {"import": settings.max_imports_per_org, "teams": 1}
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -220,14 +218,26 @@ class JobManager:
     async def _claim_unowned(self) -> None:
         """Jobs that need a runner and have none: handed back, resumed after their
         runner left, terminated while queued or failed, or a rollback whose
-        backoff is over."""
-        for job_id in await self.repo.unowned(SWEEP_LIMIT):
-            if job_id in self.runners:
+        backoff is over; a window of them per tick, every one in turn."""
+        jobs, self._unowned_after = await self.repo.unowned(SWEEP_LIMIT, self._unowned_after)
+        for job in jobs:
+            if job["_id"] in self.runners or not await self._may_run(job):
                 continue
             sent = time.monotonic()
-            claim = await self.repo.claim_unowned(job_id, self.owner)
+            claim = await self.repo.claim_unowned(job["_id"], self.owner)
             if claim is not None:
                 await self._take(claim, sent, "claimed")
+
+    async def _may_run(self, job: dict[str, Any]) -> bool:
+        """A rollback of a kind with an org limit waits for the org's slot like
+        admission does: a job terminated after it failed (or while queued) held
+        no slot, and its rollback must not run beside the org's next job of
+        that kind (a teams rollback deleting a user that job is adding). A job
+        that never started wrote nothing: its rollback runs at once."""
+        limit = self.kinds[job["kind"]].org_limit(self.settings)
+        if job["state"] != JobState.TERMINATING.value or limit is None or job.get("started_at") is None:
+            return True
+        return await self.repo.rollback_blockers(job["org_id"], job["kind"], job["_id"]) < limit
 
     async def _take(self, claim: Claim, sent: float, how: str) -> None:
         job = claim.job
@@ -261,7 +271,7 @@ class JobManager:
             if self._full():
                 return
             queued = [job_id]
-            limit = self._org_limits.get(kind)
+            limit = self.kinds[kind].org_limit(self.settings)
             if limit is not None and await self.repo.slot_holders(org_id, kind) >= limit:
                 continue
             for job_id in queued:

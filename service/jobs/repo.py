@@ -137,18 +137,44 @@ class JobRepo:
             {"org_id": org_id, "kind": kind, "state": {"$in": _values(HOLDS_SLOT)}, "slot_released": {"$ne": True}}
         )
 
-    async def unowned(self, limit: int) -> list[str]:
-        """Jobs that need a runner, have none, and whose lease (or rollback
-        backoff) does not forbid a claim: handed back at shutdown, resumed after
-        their runner left, or terminated while queued or failed."""
-        cursor = self.jobs.find(
-            {"state": {"$in": _values(NEEDS_RUNNER)}, "owner": None}, {"_id": 1}, sort=[("_id", 1)], limit=limit
+    async def unowned(self, limit: int, after: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+        """Jobs that need a runner, have none, and whose rollback backoff is
+        over: handed back at shutdown, resumed after their runner left, or
+        terminated while queued or failed. A backing-off job is left out by
+        the query itself (``not_before``), so no number of them can hide a
+        claimable job; the sweep goes through the rest a window at a time
+        (``after``: where the last window ended; the next one is returned,
+        None once the end is reached), so every one is looked at. Each comes
+        with its org, kind and state; its lease is checked by the claim."""
+        query: dict[str, Any] = {
+            "state": {"$in": _values(NEEDS_RUNNER)},
+            "owner": None,
+            "$or": [{"not_before": None}, {"not_before": {"$lt": self.clock.now()}}],
+        }
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        fields = {"org_id": 1, "kind": 1, "state": 1, "started_at": 1}
+        jobs = await self.jobs.find(query, fields, sort=[("_id", 1)], limit=limit).to_list()
+        return jobs, (jobs[-1]["_id"] if len(jobs) == limit else None)
+
+    async def rollback_blockers(self, org_id: str, kind: str, job_id: str) -> int:
+        """How many of the org's other jobs of this kind come before this
+        rollback for a slot: those that hold one and are not rolling back, and
+        older rollbacks (so two waiting rollbacks never wait for each other)."""
+        return await self.jobs.count_documents(
+            {
+                "org_id": org_id,
+                "kind": kind,
+                "state": {"$in": _values(HOLDS_SLOT)},
+                "slot_released": {"$ne": True},
+                "_id": {"$ne": job_id},
+                "$or": [{"state": {"$ne": JobState.TERMINATING.value}}, {"_id": {"$lt": job_id}}],
+            }
         )
-        ids = [d["_id"] async for d in cursor]
-        if not ids:
-            return []
-        ready = self.runs.find({"_id": {"$in": ids}, "$or": [*_UNLEASED["$or"], {"lease_until": {"$lt": self.clock.now()}}]}, {"_id": 1})
-        return sorted([d["_id"] async for d in ready])
+
+    async def control_state(self, job_id: str) -> dict[str, Any] | None:
+        """A job's state, rev and epoch (what a runner's gate follows)."""
+        return await self.jobs.find_one({"_id": job_id}, {"state": 1, "rev": 1, "epoch": 1})
 
     async def expired(self, limit: int) -> list[tuple[str, int]]:
         """(job id, epoch) of every lease that has expired by the database's
@@ -365,7 +391,8 @@ class JobRepo:
         (a rollback backing off after failures)."""
         run_fields: dict[str, Any] = {"owner": None, "lease_until": not_before}
         await self.runs.update_one({"_id": job_id, "epoch": epoch}, {"$set": run_fields})
-        await self.jobs.update_one({"_id": job_id, "epoch": epoch}, {"$set": {"owner": None, **fields}})
+        # ``not_before`` on the job too: the sweep of unowned jobs skips it in its query.
+        await self.jobs.update_one({"_id": job_id, "epoch": epoch}, {"$set": {"owner": None, "not_before": not_before, **fields}})
 
     async def renew(self, leases: dict[str, int]) -> list[dict[str, Any]]:
         """One tick of the owner's loop for all its jobs at once: extend the leases

@@ -27,6 +27,8 @@ from .states import ACTIVE, COMPLETE, DOWNLOAD_ENDED, FAIL, PAUSE_SELF, PAUSED, 
 from .repo import MAX_ERRORS_KEPT, Claim
 
 if TYPE_CHECKING:
+    from ..settings import Settings
+    from ..store.db import Database
     from .manager import JobManager
 
 log = logging.getLogger(__name__)
@@ -61,15 +63,28 @@ def is_outage(exc: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class Kind:
-    """What a job kind provides. ``run`` continues from ``ctx.position`` (None at
-    the start); ``rollback`` removes everything the job wrote and must itself be
-    safe to run again from the start; ``cleanup`` frees what a completed or
-    terminated job no longer needs (its upload)."""
+    """The one object a job kind gives the engine; nothing outside the kind's
+    module asks ``if kind == ...``.
+
+    - ``run`` continues from ``ctx.position`` (None at the start);
+    - ``rollback`` removes everything the job wrote and must itself be safe to
+      run again from the start (a terminate, on any replica);
+    - ``cleanup`` frees what a completed job no longer needs (its upload, its
+      undo log); it runs once the job is completed, never otherwise;
+    - ``org_limit`` is how many of an org's jobs of this kind may hold an
+      admission slot at once (None: only the replica's limit applies);
+    - ``completed_deletable`` says whether a completed job may be deleted (a
+      completed import may not: it describes its dataset's rows);
+    - ``delete_result`` deletes a finished job's stored result, if it has one.
+    """
 
     name: str
     run: Callable[[JobContext], Awaitable[None]]
     rollback: Callable[[JobContext], Awaitable[None]]
     cleanup: Callable[[JobContext], Awaitable[None]]
+    org_limit: Callable[[Settings], int | None] = lambda settings: None
+    completed_deletable: bool = False
+    delete_result: Callable[[Database, dict[str, Any]], Awaitable[None]] | None = None
 
 
 class JobContext:
@@ -307,7 +322,7 @@ class Runner:
 
     async def refresh(self) -> None:
         """Read the job's state again (after a transition of ours did not apply)."""
-        doc = await self.manager.repo.jobs.find_one({"_id": self.job_id}, {"state": 1, "rev": 1, "epoch": 1})
+        doc = await self.manager.repo.control_state(self.job_id)
         if doc is None:
             self.lose()
         else:

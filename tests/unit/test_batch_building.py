@@ -3,7 +3,6 @@ record counter, and batches built in JOB_WORKERS processes, each checked
 against the plain code path it replaces."""
 from __future__ import annotations
 
-from types import SimpleNamespace
 
 import asyncio
 import csv
@@ -31,7 +30,7 @@ class Job:
         self.params = {"columns": columns, "types": types or {}, "dataset": "people"}
         self.org_id = "acme"
         self.job_id = "6b0281ee996d3c2cf9fce104"
-        self.db = SimpleNamespace(decimal128=True)  # MongoDB stores Decimal128
+        self.decimal128 = True  # MongoDB stores Decimal128
 
 
 def random_csv(rng: random.Random, irregular: bool) -> bytes:

@@ -25,9 +25,6 @@ JOB_COLLECTION_USE = re.compile(r"(?:\bdb|\brepo)\.(?:jobs|job_progress|runs)\.\
 JOB_COLLECTION_OWNERS = {
     "service/jobs/repo.py",
     "service/store/db.py",  # declares the handles (db["jobs"]) that JobRepo is given
-    # TODO engine: moved by the engine change
-    "service/jobs/runner.py",
-    "service/teams/batch.py",
 }
 
 
@@ -41,3 +38,24 @@ def test_only_the_job_repo_queries_the_jobs_and_job_progress_collections():
             if JOB_COLLECTION_USE.search(line):
                 found.append(f"{name}:{number}: {line.strip()}")
     assert not found, "queries of jobs/job_progress outside JobRepo:\n" + "\n".join(found)
+
+
+# Job code writes only through the fenced handles of its context
+# (service/jobs/fence.py): no module a job kind runs names the database or
+# calls a collection's write methods itself.
+JOB_CODE = ("service/jobs/kinds", "service/teams/batch.py", "service/profiles/guard.py")
+UNFENCED_WRITE = re.compile(
+    r"\.(?:insert_one|insert_many|update_one|update_many|delete_one|delete_many|replace_one|bulk_write|"
+    r"find_one_and_update|find_one_and_delete|find_one_and_replace|drop)\(|\bctx\._db\b|\bctx\.db\b|\binsert_encoded\(|\binsert_new\("
+)
+
+
+def test_job_code_cannot_write_but_through_its_fenced_handles():
+    found = []
+    for entry in JOB_CODE:
+        paths = sorted((ROOT / entry).rglob("*.py")) if (ROOT / entry).is_dir() else [ROOT / entry]
+        for path in paths:
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if UNFENCED_WRITE.search(line):
+                    found.append(f"{path.relative_to(ROOT).as_posix()}:{number}: {line.strip()}")
+    assert not found, "writes outside the fenced handles:\n" + "\n".join(found)

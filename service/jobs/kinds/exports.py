@@ -22,10 +22,10 @@ from pymongo.errors import PyMongoError
 
 from ...csvio.schema import is_decimal_text, parse_datetime
 from ...errors import JobStopped
+from ...store.db import Database
 from ...store.records import dataset_prefix, prefix_range
-from ..fence import FencedWriter
+from ..fence import FencedWriter, delete_attempts
 from ..runner import JobContext, Kind, LeaseUnavailable
-from ..states import JobState
 
 log = logging.getLogger(__name__)
 
@@ -314,10 +314,19 @@ async def rollback(ctx: JobContext) -> None:
 
 async def cleanup(ctx: JobContext) -> None:
     """A completed export keeps its file (its result) and drops the files of
-    attempts that were interrupted; a failed one keeps its partial files
-    until it is retried (and completes) or terminated."""
-    if ctx.outcome is JobState.COMPLETED and ctx.sink is None:
+    attempts that were interrupted (a failed one keeps them until it is
+    retried and completes, or is terminated)."""
+    if ctx.sink is None:
         await ctx.results.delete_superseded()
+
+
+async def delete_result(db: Database, job: dict[str, Any]) -> None:
+    """A finished export's stored files: its result and any attempt's."""
+    if job["params"].get("stream"):
+        return
+    if ObjectId.is_valid(job["params"].get("file_id") or ""):
+        await db.exports.delete(ObjectId(job["params"]["file_id"]))
+    await delete_attempts(db.exports, job["_id"])
 
 
 def result_file_id(job: dict[str, Any]) -> Any:
@@ -328,4 +337,6 @@ def result_file_id(job: dict[str, Any]) -> Any:
     return ObjectId(file_id) if ObjectId.is_valid(file_id) else file_id
 
 
-KIND = Kind(name="export", run=run, rollback=rollback, cleanup=cleanup)
+KIND = Kind(
+    name="export", run=run, rollback=rollback, cleanup=cleanup, completed_deletable=True, delete_result=delete_result
+)

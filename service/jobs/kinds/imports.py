@@ -15,7 +15,7 @@ from ...profiles.profile import PROFILE_ROWS, TableProfile
 from ...store.records import RecordEncoder
 from ...store.writes import MAX_DOCUMENT_BYTES, Encoded
 from ..fence import Units
-from ..model import JobState, utcnow
+from ..model import utcnow
 from ..runner import JobContext, Kind
 from ..workers import built_batches
 
@@ -274,10 +274,15 @@ async def rollback(ctx: JobContext) -> None:
 
 
 async def cleanup(ctx: JobContext) -> None:
-    """A completed import's upload is no longer needed; a failed one's is kept
-    for a retry (it goes when the job is terminated)."""
-    if ctx.outcome is not JobState.FAILED:
-        await ctx.upload.delete()
+    """A completed import's upload is no longer needed (a failed one keeps it
+    for a retry; its rollback deletes it)."""
+    await ctx.upload.delete()
 
 
-KIND = Kind(name="import", run=run, rollback=rollback, cleanup=cleanup)
+KIND = Kind(
+    name="import",
+    run=run,
+    rollback=rollback,
+    cleanup=cleanup,
+    org_limit=lambda settings: settings.max_imports_per_org,
+)

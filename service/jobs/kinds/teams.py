@@ -8,7 +8,7 @@ from collections import Counter
 from ...csvio.records import Position, RecordReader
 from ...teams.batch import Undo, apply_batch, check_batch, drop_undo_log
 from ...teams.rows import RowError, RowParser, parse_batch
-from ..model import JobState, utcnow
+from ..model import utcnow
 from ..runner import JobContext, Kind
 
 COUNTERS = ("processed", "teams_created", "users_created", "users_updated", "failed")
@@ -85,9 +85,13 @@ async def rollback(ctx: JobContext) -> None:
 async def cleanup(ctx: JobContext) -> None:
     """A completed job's upload and undo entries go (it can no longer be
     terminated); a failed job keeps both, for a retry or a terminate."""
-    if ctx.outcome is JobState.COMPLETED:
-        await ctx.upload.delete()
-        await drop_undo_log(ctx.teams)
+    await ctx.upload.delete()
+    await drop_undo_log(ctx.teams)
 
 
-KIND = Kind(name="teams", run=run, rollback=rollback, cleanup=cleanup)
+# An org's teams jobs run one at a time, so one sheet's rows are never
+# interleaved with another's; a completed job's teams and users stay when it
+# is deleted (only its record goes).
+KIND = Kind(
+    name="teams", run=run, rollback=rollback, cleanup=cleanup, org_limit=lambda settings: 1, completed_deletable=True
+)
