@@ -156,6 +156,7 @@ def stream_spec(dataset: str, query: Any) -> dict[str, Any]:
     return spec
 
 
+@requires(Role.OPERATOR)
 async def post_stream_export(request: web.Request) -> web.StreamResponse:
     """POST /exports/{dataset}.csv: the export streamed into this response
     (``curl -X POST ... -o out.csv``). A POST, so no prefetch, crawler or
