@@ -9,7 +9,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from pymongo.errors import ConnectionFailure
 
-from .errors import BadRequest, ServiceError, Unavailable
+from .api.common import checked_body, takes_raw_body
+from .errors import BadRequest, ServiceError, Unavailable, UnsupportedMediaType
 
 log = logging.getLogger(__name__)
 
@@ -61,3 +62,22 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return problem_response(ServiceError("An unexpected error occurred; it has been logged."), request)
+
+
+@web.middleware
+async def body_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Limits on every /api request body, before its handler (or an idempotent
+    replay's digest) reads it. A Content-Encoding other than identity is a 415:
+    aiohttp would inflate it, and every size limit (ours, an ingress's) would
+    see only the compressed bytes (a 200 KB gzip is 50 MB of CSV). Any other
+    body is a small JSON object unless the route reads its own (@raw_body)."""
+    if request.path.startswith("/api/") and request.body_exists:
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise UnsupportedMediaType(
+                f"Content-Encoding {encoding[:40]!r} is not accepted: send the body uncompressed (identity).",
+                parameter="Content-Encoding",
+            )
+        if not takes_raw_body(request.match_info.handler):
+            await checked_body(request)
+    return await handler(request)
