@@ -16,10 +16,6 @@ from ..errors import Forbidden
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
 
-# The role that may act in any organisation named in X-Org-Id.
-SUPPORT = "support"
-
-
 class Role(str, enum.Enum):
     """Ordered: each role may do everything the roles before it may."""
 

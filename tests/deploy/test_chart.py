@@ -17,13 +17,14 @@ HELM = ROOT / ".tools" / "bin" / "helm"
 URI = "mongodb://mongo-0.mongo,mongo-1.mongo/collect?replicaSet=rs0"
 SET_URI = "mongodb.uri=" + URI.replace(",", "\\,")  # helm --set splits on unescaped commas
 
-AUTH = ["--set", "auth.existingSecret=jobs-auth", "--set", "auth.jwksUrl=https://idp.example.com/.well-known/jwks.json"]
+TOKENS = ["--set", "auth.jwtIssuer=https://idp.example.com/", "--set", "auth.jwtAudience=collect-jobs"]
+AUTH = ["--set", "auth.existingSecret=jobs-auth", "--set", "auth.jwksUrl=https://idp.example.com/.well-known/jwks.json", *TOKENS]
 
 VARIANTS = {
     "defaults": ["--set", SET_URI, *AUTH],
     "existing-secret": ["--set", "mongodb.existingSecret=prod-mongo", "--set", "mongodb.existingSecretKey=uri", *AUTH],
     "pem-key": [
-        "--set", SET_URI, "--set", "auth.existingSecret=jobs-auth", "--set", "auth.existingSecretPublicKeyKey=jwt.pem"
+        "--set", SET_URI, "--set", "auth.existingSecret=jobs-auth", "--set", "auth.existingSecretPublicKeyKey=jwt.pem", *TOKENS
     ],
     "everything-on": [
         "--set", SET_URI, *AUTH,
