@@ -41,6 +41,9 @@ def main() -> int:
         shutdown_timeout=settings.shutdown_grace_seconds / 4,
         access_log=logging.getLogger("aiohttp.access"),
         print=None,
+        # Never inflate a request body: a compressed upload is refused (415,
+        # service/middlewares.py), and no bomb is inflated before it is.
+        auto_decompress=False,
     )
     return 0
 

@@ -11,7 +11,7 @@ from .api import access, audit, console, downloads, events, exports, health, imp
 from .auth.middleware import auth_ctx, identity_middleware
 from .jobs.manager import begin_shutdown, manager_ctx
 from .jobs.model import ACTIONS
-from .middlewares import problem_middleware
+from .middlewares import body_middleware, problem_middleware, security_headers
 from .metrics import Metrics, queue_sampler_ctx
 from .retention import retention_ctx
 from .settings import Settings
@@ -31,7 +31,7 @@ def create_app(settings: Settings, command_listeners: Iterable[CommandListener] 
     created with, besides the metrics' own (the test suite checks indexes with one)."""
     # csv's field limit is process-wide; the service is the only csv user here.
     csv.field_size_limit(settings.max_field_size)
-    app = web.Application(middlewares=[problem_middleware, identity_middleware])
+    app = web.Application(middlewares=[problem_middleware, identity_middleware, body_middleware])
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = app_metrics = Metrics()
     app_metrics.watch(app)
@@ -44,6 +44,7 @@ def create_app(settings: Settings, command_listeners: Iterable[CommandListener] 
     app.cleanup_ctx.append(queue_sampler_ctx)
     app.cleanup_ctx.append(retention_ctx)
     app.on_shutdown.append(begin_shutdown)
+    app.on_response_prepare.append(security_headers)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", metrics.metrics)

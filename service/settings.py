@@ -12,6 +12,9 @@ from urllib.parse import urlsplit
 import phonenumbers
 
 DEFAULT_DATABASE = "collect"
+# The addresses that only this machine can reach: where AUTH_DISABLED may listen,
+# and where AUTH_JWKS_ALLOW_HTTP_LOOPBACK lets the JWKS be read over plain http.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "[::1]", "localhost"})
 MAX_DEFAULT_WORKERS = 4
 
 
@@ -50,7 +53,8 @@ class Settings:
     """Every setting the service reads; README's configuration table lists the same names."""
 
     mongo: MongoSettings = MongoSettings("mongodb://127.0.0.1:27017/collect", DEFAULT_DATABASE)
-    host: str = "0.0.0.0"
+    # Loopback unless HOST says otherwise: the image sets HOST=0.0.0.0 for the pod.
+    host: str = "127.0.0.1"
     port: int = 8080
     log_level: str = "INFO"
     default_org_id: str = "default"
@@ -99,6 +103,15 @@ class Settings:
     auth_org_claim: str = "org_id"
     auth_roles_claim: str = "roles"
     auth_jwks_min_refresh_seconds: float = 60.0
+    # How long cached JWKS keys are trusted after the last good read: past it,
+    # while the provider stays unreachable, tokens are refused with a 503.
+    auth_jwks_max_stale_seconds: float = 86400.0
+    # Development only: read AUTH_JWKS_URL over http when it names a loopback host.
+    auth_jwks_allow_http_loopback: bool = False
+    # The roles-claim value that acts in any organisation named in X-Org-Id.
+    # Namespaced, so that a "support" role other applications of a shared
+    # identity provider hand out does not cross organisations here.
+    auth_support_role: str = "collect-jobs:support"
     auth_api_key_pepper: str = dataclasses.field(default="", repr=False)
 
     @property
@@ -135,6 +148,12 @@ class Settings:
         Kept out of from_env so a caller may read settings it will not serve with
         (tests, tools); ``python -m service`` and the app's startup both call it."""
         if self.auth_disabled:
+            if self.host not in LOOPBACK_HOSTS:
+                raise ConfigError(
+                    f"AUTH_DISABLED=true needs HOST to be a loopback address (127.0.0.1, ::1 or localhost), got "
+                    f"{self.host!r}: without authentication every request acts as an admin, so only this machine "
+                    "may reach the service. Configure authentication (AUTH_API_KEY_PEPPER) to listen elsewhere."
+                )
             return
         if not self.auth_api_key_pepper:
             raise ConfigError(
@@ -144,6 +163,22 @@ class Settings:
             )
         if self.auth_jwks_url and self.auth_jwt_public_key:
             raise ConfigError("Set AUTH_JWKS_URL or AUTH_JWT_PUBLIC_KEY, not both.")
+        if self.auth_jwks_url or self.auth_jwt_public_key:
+            # Without both, a token the same provider issued to another application is accepted.
+            for name, value in (("AUTH_JWT_ISSUER", self.auth_jwt_issuer), ("AUTH_JWT_AUDIENCE", self.auth_jwt_audience)):
+                if not value:
+                    raise ConfigError(
+                        f"{name} is required with AUTH_JWKS_URL or AUTH_JWT_PUBLIC_KEY: tokens are accepted only from "
+                        "your identity provider's issuer (iss) and for this service's audience (aud)."
+                    )
+        if self.auth_jwks_url:
+            parts = urlsplit(self.auth_jwks_url)
+            loopback = parts.hostname is not None and parts.hostname.lower() in LOOPBACK_HOSTS
+            if parts.scheme != "https" and not (self.auth_jwks_allow_http_loopback and loopback):
+                raise ConfigError(
+                    "AUTH_JWKS_URL must be https: the keys read from it decide whose tokens are genuine. "
+                    "For a local identity provider on 127.0.0.1, ::1 or localhost only, set AUTH_JWKS_ALLOW_HTTP_LOOPBACK=true."
+                )
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -333,6 +368,9 @@ _READERS: dict[str, Callable[[str, str], tuple[str, Any]]] = {
     "AUTH_ORG_CLAIM": _pattern("auth_org_claim", r"[A-Za-z0-9_:./-]{1,100}", "a claim name"),
     "AUTH_ROLES_CLAIM": _pattern("auth_roles_claim", r"[A-Za-z0-9_:./-]{1,100}", "a claim name"),
     "AUTH_JWKS_MIN_REFRESH_SECONDS": _seconds("auth_jwks_min_refresh_seconds", 0, 86400),
+    "AUTH_JWKS_MAX_STALE_SECONDS": _seconds("auth_jwks_max_stale_seconds", 1, 30 * 86400),
+    "AUTH_JWKS_ALLOW_HTTP_LOOPBACK": _bool("auth_jwks_allow_http_loopback"),
+    "AUTH_SUPPORT_ROLE": _pattern("auth_support_role", r"[A-Za-z0-9_:./-]{1,100}", "a role name"),
     "AUTH_API_KEY_PEPPER": _pepper,
 }
 

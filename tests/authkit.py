@@ -111,6 +111,8 @@ def auth_settings(jwks_url: str, **overrides: Any) -> dict[str, Any]:
         "auth_jwt_issuer": ISSUER,
         "auth_jwt_audience": AUDIENCE,
         "auth_api_key_pepper": PEPPER,
+        # The local JWKS server of the tests is plain http on 127.0.0.1.
+        "auth_jwks_allow_http_loopback": True,
         **overrides,
     }
 

@@ -9,10 +9,21 @@ from typing import Any
 from aiohttp import web
 
 from ..auth.identity import caller
-from ..errors import BadRequest, UnsupportedMediaType
+from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from ..jobs.model import job_json
 
 DATASET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# Every JSON body of the API is a small object (an export's options, a key's
+# name, a reason): these bound what reading one may cost. json.loads recurses
+# per level, so a body nested 200,000 deep would raise RecursionError.
+MAX_JSON_BYTES = 256 * 1024
+MAX_JSON_DEPTH = 32
+# The bytes that matter for nesting: brackets, and what starts, escapes or ends a string.
+_JSON_SYNTAX = re.compile(rb'[\[\]{}"\\]')
+_OPENERS, _CLOSERS, _QUOTE, _BACKSLASH = frozenset(b"[{"), frozenset(b"]}"), ord('"'), ord("\\")
+# A Range number longer than this is past the end of any file.
+_MAX_RANGE_DIGITS = 18
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
 
 def org_of(request: web.Request) -> str:
@@ -113,19 +124,103 @@ def list_param(query: Mapping[str, str], name: str, choices: frozenset[str] | No
     return values
 
 
+def raw_body(handler: Any) -> Any:
+    """Marks a handler that reads its body itself as a stream (a CSV upload), or
+    refuses one: the JSON body limits (``checked_body``) do not apply to it."""
+    handler.raw_body = True
+    return handler
+
+
+def takes_raw_body(handler: Any) -> bool:
+    return getattr(handler, "raw_body", False)
+
+
+async def checked_body(request: web.Request) -> bytes:
+    """The request's body, read once (aiohttp keeps it for request.json()),
+    after the JSON limits: 413 over MAX_JSON_BYTES, 400 nested deeper than
+    MAX_JSON_DEPTH. The body middleware calls it before any handler of a route
+    without @raw_body, so nothing (a handler, an idempotent replay's digest)
+    parses a body that could exhaust the stack."""
+    too_large = PayloadTooLarge(f"A JSON body may be at most {MAX_JSON_BYTES} bytes.", limit=MAX_JSON_BYTES)
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise too_large
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:  # aiohttp's own client_max_size
+        raise too_large from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise too_large
+    if json_too_deep(raw, MAX_JSON_DEPTH):
+        raise BadRequest(f"The JSON body is nested too deep: at most {MAX_JSON_DEPTH} levels of arrays and objects.")
+    return raw
+
+
+def json_too_deep(raw: bytes, limit: int) -> bool:
+    """Whether arrays and objects in ``raw`` nest deeper than ``limit``; a
+    scan of its syntax bytes only, in linear time, that never recurses."""
+    depth, in_string, skip = 0, False, -1
+    for match in _JSON_SYNTAX.finditer(raw):
+        at = match.start()
+        if at < skip:  # the character after a backslash
+            continue
+        byte = raw[at]
+        if in_string:
+            if byte == _BACKSLASH:
+                skip = at + 2
+            elif byte == _QUOTE:
+                in_string = False
+        elif byte == _QUOTE:
+            in_string = True
+        elif byte in _OPENERS:
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in _CLOSERS:
+            depth -= 1
+    return False
+
+
 async def json_object(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
     """The request's body as a JSON object; an empty body is {} when allowed."""
-    if allow_empty and not await request.read():
+    raw = await checked_body(request)
+    if allow_empty and not raw:
         return {}
     if request.content_type != "application/json":
         raise UnsupportedMediaType("Send the body as application/json.", accepted=["application/json"])
     try:
-        body = await request.json()
+        body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise BadRequest("The body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
     return body
+
+
+def byte_range(header: str | None, length: int) -> tuple[int, int] | None:
+    """A single ``Range: bytes=first-last`` (or ``bytes=-suffix``) of a file of
+    ``length`` bytes, as [start, end); None for no range or one this service
+    does not serve (several ranges, other units: the whole file is sent). A
+    range past the end is a 416; numbers of any length are read without
+    int()'s 4,300-digit limit (a longer one is past the end of any file)."""
+    match = _RANGE.fullmatch(header.strip()) if header else None
+    if not match or not match.group(1) + match.group(2):
+        return None
+    first, last = (_range_number(g) for g in match.groups())
+    if first is not None:
+        start, end = first, (min(last + 1, length) if last is not None else length)
+    else:
+        assert last is not None
+        start, end = max(0, length - last), length
+    if start >= length or start >= end:
+        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{length}"})
+    return start, end
+
+
+def _range_number(digits: str) -> int | None:
+    if not digits:
+        return None
+    digits = digits.lstrip("0") or "0"
+    return 10**_MAX_RANGE_DIGITS if len(digits) > _MAX_RANGE_DIGITS else int(digits)
 
 
 def json_response(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:

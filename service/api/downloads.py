@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..auth.identity import IDENTITY_KEY, Identity, Role, caller, public
+from ..auth.identity import IDENTITY_KEY, Identity, Role, caller, check_role, public
 from ..errors import BadRequest, Gone, JobNotFound, NotFound
 from ..jobs.model import utcnow
 from ..typedefs import DB_KEY, MANAGER_KEY
@@ -61,8 +61,9 @@ async def replay_ticket(request: web.Request, ticket: str) -> web.Response | Non
 @idempotent(json_body_digest, replay_ticket, new_id=new_ticket)
 async def create_download(request: web.Request, claim: Claim) -> web.Response:
     """201 + ``{url, kind, filename, expires_at}``: ``{"export": {...}}`` (the
-    fields of POST /jobs/export) for a streamed export, or ``{"job_id": id}``
-    for the stored result of a completed background export."""
+    fields of POST /jobs/export) for a streamed export (operator), or
+    ``{"job_id": id}`` for the stored result of a completed background export
+    (any role)."""
     query_params(request, ())
     spec = await json_object(request)
     org_id = org_of(request)
@@ -76,6 +77,10 @@ async def create_download(request: web.Request, claim: Claim) -> web.Response:
         )
     ticket: dict[str, Any] = {"_id": claim.resource_id, "org_id": org_id, "actor": caller(request).as_json()}
     if "export" in spec:
+        # A ticket for a new export starts work when redeemed: an operator's
+        # right, like every other way of starting a job. A completed result is
+        # a viewer's to download.
+        check_role(request, Role.OPERATOR)
         if not isinstance(spec["export"], dict):
             raise BadRequest("export must be an object with the export's options.", parameter="export")
         params = await export_params(request.app[MANAGER_KEY].repo, org_id, spec["export"])

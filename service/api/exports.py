@@ -5,7 +5,6 @@ ticket instead (service/api/downloads.py), which streams through here too."""
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 from aiohttp import web
@@ -21,7 +20,17 @@ from ..jobs.model import JobState, new_job_id
 from ..jobs.repo import JobRepo
 from ..store.files import ChunkReader
 from ..typedefs import DB_KEY, MANAGER_KEY
-from .common import bool_param, dataset_param, int_param, job_response, json_object, org_of, query_params
+from .common import (
+    bool_param,
+    byte_range,
+    dataset_param,
+    int_param,
+    job_response,
+    json_object,
+    org_of,
+    query_params,
+    raw_body,
+)
 from .idempotency import Claim, idempotent, json_body_digest, json_digest, replay_job
 
 # Rows per checkpoint (see IMPORT_BATCH: the same per-batch costs).
@@ -157,6 +166,8 @@ def stream_spec(dataset: str, query: Any) -> dict[str, Any]:
     return spec
 
 
+@requires(Role.OPERATOR)
+@raw_body  # it takes none, and refuses one itself
 async def post_stream_export(request: web.Request) -> web.StreamResponse:
     """POST /exports/{dataset}.csv: the export streamed into this response
     (``curl -X POST ... -o out.csv``). A POST, so no prefetch, crawler or
@@ -223,9 +234,6 @@ async def stream_export(request: web.Request, org_id: str, params: dict[str, Any
     return response
 
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-
-
 async def export_result(request: web.Request) -> web.StreamResponse:
     """The stored CSV of a completed export: Content-Length, and single byte
     ranges so a broken download can continue (curl -C -, browsers)."""
@@ -252,17 +260,9 @@ async def send_result(request: web.Request, job: dict[str, Any]) -> web.StreamRe
         raise Gone("The export's file no longer exists.")
     length = file_doc["length"]
     start, end, status = 0, length, 200
-    header = request.headers.get("Range")
-    match = _RANGE.fullmatch(header.strip()) if header else None
-    if match and match.group(1) + match.group(2):
-        first, last = match.groups()
-        if first:
-            start, end = int(first), (min(int(last) + 1, length) if last else length)
-        else:
-            start, end = max(0, length - int(last)), length
-        if start >= length or start >= end:
-            raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{length}"})
-        status = 206
+    wanted = byte_range(request.headers.get("Range"), length)
+    if wanted is not None:
+        (start, end), status = wanted, 206
     response = web.StreamResponse(
         status=status,
         headers={

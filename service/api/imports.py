@@ -39,6 +39,7 @@ from .common import (
     json_response,
     org_of,
     query_params,
+    raw_body,
 )
 from .idempotency import Claim, idempotent, replay_job
 
@@ -282,6 +283,7 @@ class ImportOptions:
 
 @requires(Role.OPERATOR)
 @idempotent(upload_digest, replay_job)
+@raw_body  # a CSV, streamed into GridFS
 async def create_import(request: web.Request, claim: Claim) -> web.Response:
     """Accepts the upload (202) once it is stored and its header checked; the
     rows are imported by the job, which reports row errors by line number.

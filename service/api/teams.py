@@ -15,7 +15,7 @@ from ..teams.batch import check_batch
 from ..teams.review import TRACKED_ROWS, Review
 from ..teams.rows import RowError, RowParser, TeamRow, column_layout, parse_batch, supported_region
 from ..typedefs import DB_KEY, MANAGER_KEY, SETTINGS_KEY
-from .common import bool_param, error_policy, int_param, job_response, json_response, org_of, query_params
+from .common import bool_param, error_policy, int_param, job_response, json_response, org_of, query_params, raw_body
 from .idempotency import Claim, idempotent, replay_job
 from .imports import StreamedBody, csv_body, receive_csv, upload_digest
 
@@ -35,6 +35,7 @@ def _region(query: Any, default: str) -> str:
 
 @requires(Role.OPERATOR)
 @idempotent(upload_digest, replay_job)
+@raw_body  # a CSV, streamed into GridFS
 async def create_teams(request: web.Request, claim: Claim) -> web.Response:
     """202 + job; or, with dry_run=true, 200 and what the job would do (a dry
     run creates nothing, so its Idempotency-Key is released again)."""

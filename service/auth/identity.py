@@ -16,15 +16,13 @@ from ..errors import Forbidden
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
 
-# The role that may act in any organisation named in X-Org-Id.
-SUPPORT = "support"
-
-
 class Role(str, enum.Enum):
     """Ordered: each role may do everything the roles before it may."""
 
-    VIEWER = "viewer"  # read jobs, events, results, downloads
-    OPERATOR = "operator"  # also create jobs and pause/resume/terminate/retry them
+    VIEWER = "viewer"  # read jobs, events, completed results (and download tickets for them)
+    # Also start work of any kind (imports, teams, background and streamed
+    # exports, download tickets for a new export) and pause/resume/terminate/retry it.
+    OPERATOR = "operator"
     ADMIN = "admin"  # also manage API keys and read the audit log
 
     @property
@@ -86,6 +84,18 @@ def caller(request: web.Request) -> Identity:
     return request[IDENTITY_KEY]
 
 
+def check_role(request: web.Request, role: Role) -> None:
+    """A 403 naming ``role`` unless the caller has it: for a handler whose
+    role depends on what the body asks (a download ticket for a new export
+    starts work; one for a finished result does not)."""
+    identity = caller(request)
+    if identity.role is None or not identity.role.allows(role):
+        raise Forbidden(
+            f"This action needs the {role.value} role; you have {identity.role.value if identity.role else 'no role'}.",
+            required_role=role.value,
+        )
+
+
 def requires(role: Role) -> Callable[[H], H]:
     """Declares the least role a handler needs; a lower one is a 403 naming it.
     Every authenticated route needs at least viewer whether or not it says so."""
@@ -93,13 +103,7 @@ def requires(role: Role) -> Callable[[H], H]:
     def decorate(handler: H) -> H:
         @functools.wraps(handler)
         async def checked(request: web.Request) -> web.StreamResponse:
-            identity = caller(request)
-            if identity.role is None or not identity.role.allows(role):
-                raise Forbidden(
-                    f"This action needs the {role.value} role; you have "
-                    f"{identity.role.value if identity.role else 'no role'}.",
-                    required_role=role.value,
-                )
+            check_role(request, role)
             return await handler(request)
 
         checked.required_role = role  # type: ignore[attr-defined]

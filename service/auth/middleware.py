@@ -13,12 +13,12 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ..errors import BadRequest, Forbidden, Unauthorized
+from ..errors import BadRequest, Forbidden, Unauthorized, Unavailable
 from ..settings import Settings
 from ..typedefs import AUTH_KEY, DB_KEY, SETTINGS_KEY
-from .identity import IDENTITY_KEY, SUPPORT, SUPPORT_ROLE, Handler, Identity, Role, public_reason
+from .identity import IDENTITY_KEY, SUPPORT_ROLE, Handler, Identity, Role, public_reason
 from .keys import ApiKeys, looks_like_key
-from .tokens import JwksCache, JwtVerifier, StaticKey, TokenError
+from .tokens import JwksCache, JwtVerifier, KeysUnavailable, StaticKey, TokenError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,14 @@ class Authenticator:
             claims = await self.jwt.claims(token)
         except TokenError as exc:
             raise self._refuse(request, str(exc)) from None
+        except KeysUnavailable as exc:
+            log.warning("503 %s %s: %s", request.method, request.path, exc)
+            unavailable = Unavailable(
+                "The identity provider's signing keys cannot be read right now, so tokens cannot be checked; "
+                "retry shortly (API keys still work)."
+            )
+            unavailable.headers["Retry-After"] = "30"
+            raise unavailable from None
         return self._in_org(self._from_claims(claims), _roles(claims.get(settings.auth_roles_claim)), request)
 
     def _bearer(self, request: web.Request) -> str:
@@ -80,9 +88,10 @@ class Authenticator:
         named = request.headers.get(ORG_HEADER)
         if named is not None and not ORG_RE.fullmatch(named):
             raise BadRequest(f"{ORG_HEADER} must be 1-64 letters, digits, '_' or '-'.", parameter=ORG_HEADER)
+        support = self.settings.auth_support_role
         if named is not None and named != identity.org_id:
-            if SUPPORT not in roles:
-                raise Forbidden(f"Acting in another organisation ({ORG_HEADER}) needs the support role.", required_role=SUPPORT)
+            if support not in roles:
+                raise Forbidden(f"Acting in another organisation ({ORG_HEADER}) needs the support role.", required_role=support)
             return Identity(
                 org_id=named,
                 actor=identity.actor,
@@ -96,7 +105,7 @@ class Authenticator:
             claim = self.settings.auth_org_claim
             raise Forbidden(
                 f"The token names no organisation (claim {claim!r})"
-                + (f"; as support, name one in {ORG_HEADER}." if SUPPORT in roles else ".")
+                + (f"; as support, name one in {ORG_HEADER}." if support in roles else ".")
             )
         return identity
 
@@ -139,7 +148,9 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
     async with aiohttp.ClientSession() as session:
         verifier = None
         if settings.auth_jwks_url:
-            cache = JwksCache(settings.auth_jwks_url, session, settings.auth_jwks_min_refresh_seconds)
+            cache = JwksCache(
+                settings.auth_jwks_url, session, settings.auth_jwks_min_refresh_seconds, settings.auth_jwks_max_stale_seconds
+            )
             verifier = JwtVerifier(cache, settings.auth_jwt_issuer, settings.auth_jwt_audience)
         elif settings.auth_jwt_public_key:
             verifier = JwtVerifier(StaticKey(settings.auth_jwt_public_key), settings.auth_jwt_issuer, settings.auth_jwt_audience)

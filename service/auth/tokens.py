@@ -29,13 +29,23 @@ class TokenError(Exception):
     """The token is not acceptable; the message is logged, never sent to the caller."""
 
 
+class KeysUnavailable(Exception):
+    """The JWKS has not been read for longer than its maximum stale age (or never):
+    no token can be checked until the provider answers."""
+
+
 class JwksCache:
     """The provider's signing keys by key id, refreshed on demand."""
 
-    def __init__(self, url: str, session: aiohttp.ClientSession, min_refresh_seconds: float) -> None:
+    def __init__(
+        self, url: str, session: aiohttp.ClientSession, min_refresh_seconds: float, max_stale_seconds: float
+    ) -> None:
         self.url = url
         self.session = session
         self.min_refresh_seconds = min_refresh_seconds
+        self.max_stale_seconds = max_stale_seconds
+        # Re-read well before the keys go stale, so one failed read is not fatal.
+        self.max_age_seconds = min(JWKS_MAX_AGE_SECONDS, max_stale_seconds / 2)
         self._jwks: dict[str, dict[str, Any]] = {}
         self._keys: dict[tuple[str, str], jwt.PyJWK] = {}
         self._fetched_at: float | None = None  # monotonic time of the last good read
@@ -43,9 +53,14 @@ class JwksCache:
         self._lock = asyncio.Lock()
 
     async def key(self, kid: str | None, alg: str) -> jwt.PyJWK:
-        stale = self._fetched_at is None or time.monotonic() - self._fetched_at > JWKS_MAX_AGE_SECONDS
-        if stale or self._find(kid) is None:
+        due = self._fetched_at is None or time.monotonic() - self._fetched_at > self.max_age_seconds
+        if due or self._find(kid) is None:
             await self._refresh()
+        if self._fetched_at is None:
+            raise KeysUnavailable(f"the JWKS at {self.url} has not been read yet")
+        age = time.monotonic() - self._fetched_at
+        if age > self.max_stale_seconds:
+            raise KeysUnavailable(f"the JWKS at {self.url} was last read {age:.0f} s ago (AUTH_JWKS_MAX_STALE_SECONDS)")
         found = self._find(kid)
         if found is None:
             raise TokenError(f"no key {kid!r} in the JWKS")

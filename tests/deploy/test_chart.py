@@ -17,13 +17,14 @@ HELM = ROOT / ".tools" / "bin" / "helm"
 URI = "mongodb://mongo-0.mongo,mongo-1.mongo/collect?replicaSet=rs0"
 SET_URI = "mongodb.uri=" + URI.replace(",", "\\,")  # helm --set splits on unescaped commas
 
-AUTH = ["--set", "auth.existingSecret=jobs-auth", "--set", "auth.jwksUrl=https://idp.example.com/.well-known/jwks.json"]
+TOKENS = ["--set", "auth.jwtIssuer=https://idp.example.com/", "--set", "auth.jwtAudience=collect-jobs"]
+AUTH = ["--set", "auth.existingSecret=jobs-auth", "--set", "auth.jwksUrl=https://idp.example.com/.well-known/jwks.json", *TOKENS]
 
 VARIANTS = {
     "defaults": ["--set", SET_URI, *AUTH],
     "existing-secret": ["--set", "mongodb.existingSecret=prod-mongo", "--set", "mongodb.existingSecretKey=uri", *AUTH],
     "pem-key": [
-        "--set", SET_URI, "--set", "auth.existingSecret=jobs-auth", "--set", "auth.existingSecretPublicKeyKey=jwt.pem"
+        "--set", SET_URI, "--set", "auth.existingSecret=jobs-auth", "--set", "auth.existingSecretPublicKeyKey=jwt.pem", *TOKENS
     ],
     "everything-on": [
         "--set", SET_URI, *AUTH,
@@ -160,3 +161,64 @@ def test_auth_settings_reach_the_pods_and_secrets_come_from_the_existing_secret(
     pem = {d["kind"]: d for d in render(helm, "pem-key")}
     env = {e["name"]: e for e in pem["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["AUTH_JWT_PUBLIC_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "jobs-auth", "key": "jwt.pem"}
+
+
+def _routed(path: str, rules: list[tuple[str, str]]) -> bool:
+    """Whether an Ingress with these (path, pathType) rules sends ``path`` to the service."""
+    for rule, kind in rules:
+        if kind == "Exact" and path == rule:
+            return True
+        if kind == "Prefix" and (rule == "/" or path == rule or path.startswith(rule.rstrip("/") + "/")):
+            return True
+    return False
+
+
+def test_the_ingress_routes_the_api_and_the_console_and_never_metrics_or_probes(helm):
+    ingress = next(d for d in render(helm, "everything-on") if d["kind"] == "Ingress")
+    rules = [(p["path"], p["pathType"]) for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    for path in ("/", "/api/v1/jobs", "/api/v1/docs", "/console/abc123/main.js"):
+        assert _routed(path, rules), path
+    for path in ("/metrics", "/healthz", "/readyz", "/metrics/"):
+        assert not _routed(path, rules), path
+
+
+def test_a_network_policy_limits_who_reaches_the_pods_and_where_they_go(helm):
+    docs = render(helm, "defaults")
+    policy = next(d for d in docs if d["kind"] == "NetworkPolicy")["spec"]
+    pods = next(d for d in docs if d["kind"] == "Deployment")["spec"]["selector"]["matchLabels"]
+    assert policy["podSelector"]["matchLabels"] == pods
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    sources = policy["ingress"][0]["from"]
+    namespaces = [s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for s in sources if "namespaceSelector" in s]
+    assert namespaces == ["ingress-nginx", "monitoring"]
+    assert policy["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    egress_ports = {(p["port"], p["protocol"]) for rule in policy["egress"] for p in rule["ports"]}
+    assert {(53, "UDP"), (53, "TCP"), (27017, "TCP"), (443, "TCP")} <= egress_ports
+
+    custom = run(
+        helm, "template", "jobs", str(CHART), *VARIANTS["defaults"],
+        "--set", "networkPolicy.ingressNamespace=traefik", "--set", "networkPolicy.metricsNamespace=observability",
+        "--set", "networkPolicy.mongodbCidrs={10.0.5.0/24}", "--set", "networkPolicy.jwksCidrs={203.0.113.7/32}",
+    )
+    policy = next(d for d in yaml.safe_load_all(custom) if d and d["kind"] == "NetworkPolicy")["spec"]
+    names = [s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for s in policy["ingress"][0]["from"] if "namespaceSelector" in s]
+    assert names == ["traefik", "observability"]
+    cidrs = [b["ipBlock"]["cidr"] for rule in policy["egress"] for b in rule.get("to", []) if "ipBlock" in b]
+    assert cidrs == ["10.0.5.0/24", "203.0.113.7/32"]
+
+    off = run(helm, "template", "jobs", str(CHART), *VARIANTS["defaults"], "--set", "networkPolicy.enabled=false")
+    assert "kind: NetworkPolicy" not in off
+
+
+def test_jwt_mode_without_an_issuer_and_audience_does_not_render(helm):
+    result = subprocess.run(
+        [helm, "template", "jobs", str(CHART), "--set", SET_URI, "--set", "auth.existingSecret=jobs-auth",
+         "--set", "auth.jwksUrl=https://idp.example.com/.well-known/jwks.json"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode != 0 and "auth.jwtAudience" in result.stderr
+    result = subprocess.run(
+        [helm, "template", "jobs", str(CHART), *VARIANTS["defaults"], "--set", "auth.jwksUrl=http://idp.example.com/jwks"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert result.returncode != 0 and "jwksUrl" in result.stderr

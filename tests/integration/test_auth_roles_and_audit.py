@@ -123,7 +123,7 @@ async def test_a_control_body_other_than_a_reason_is_400(auth_client, idp_key):
 
 async def test_support_acts_in_the_named_org_and_is_audited_with_both(auth_client, idp_key):
     alice = As(auth_client, idp_key.mint("alice", roles=["operator"]))
-    support = As(auth_client, idp_key.mint("sam", org="platform", roles=["support"], name="Sam (support)"), org=ORG_A)
+    support = As(auth_client, idp_key.mint("sam", org="platform", roles=["collect-jobs:support"], name="Sam (support)"), org=ORG_A)
     admin = As(auth_client, idp_key.mint("root", roles=["admin"]))
     job = await start_import(alice, make_csv(20_000), batch_size=100)
     await wait_until_processed(alice, job["id"], 100)
@@ -149,6 +149,6 @@ async def test_support_acts_in_the_named_org_and_is_audited_with_both(auth_clien
     own = As(auth_client, idp_key.mint("alice", roles=["admin"]), org=ORG_A)
     assert (await own.get("/api/v1/jobs")).status == 200
     # Support without X-Org-Id has no org to act in.
-    alone = As(auth_client, idp_key.mint("sam", org=None, roles=["support"]))
+    alone = As(auth_client, idp_key.mint("sam", org=None, roles=["collect-jobs:support"]))
     resp = await alone.get("/api/v1/jobs")
     assert resp.status == 403 and "X-Org-Id" in (await resp.json())["detail"]

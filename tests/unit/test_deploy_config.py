@@ -62,4 +62,4 @@ def test_the_compose_file_runs_the_image_under_the_charts_security_context():
     assert [t.split(":")[0] for t in service["tmpfs"]] == ["/tmp"]  # the chart's one emptyDir
     assert service["cap_drop"] == container["capabilities"]["drop"]
     assert ("no-new-privileges:true" in service["security_opt"]) is (container["allowPrivilegeEscalation"] is False)
-    assert service["environment"]["PORT"] == "8080" and "8080:8080" in service["ports"]
+    assert service["environment"]["PORT"] == "8080" and "127.0.0.1:8080:8080" in service["ports"]

@@ -75,7 +75,7 @@ def test_types_parameter():
 
 def test_settings_have_defaults_and_read_the_environment():
     settings = Settings.from_env({})
-    assert (settings.host, settings.port, settings.mongo.database) == ("0.0.0.0", 8080, "collect")
+    assert (settings.host, settings.port, settings.mongo.database) == ("127.0.0.1", 8080, "collect")
     settings = Settings.from_env(
         {"MONGODB_URI": "mongodb://u:p@db1,db2/prod?replicaSet=rs0", "PORT": "9000", "MAX_IMPORTS_PER_ORG": "2"}
     )

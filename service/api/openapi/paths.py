@@ -20,8 +20,8 @@ PROBLEMS = {
     404: ("NotFound", "No such resource in your organisation."),
     409: ("Conflict", "The resource's state does not allow this (the body names the state)."),
     410: ("Gone", "The resource existed but is no longer available."),
-    413: ("PayloadTooLarge", "The body is over MAX_UPLOAD_BYTES."),
-    415: ("UnsupportedMediaType", "The body's content type is not accepted (the body lists those that are)."),
+    413: ("PayloadTooLarge", "The body is over MAX_UPLOAD_BYTES (an upload) or 256 KiB (a JSON body)."),
+    415: ("UnsupportedMediaType", "The body's content type is not accepted (the body lists those that are), or it has a Content-Encoding other than identity."),
     416: ("RangeNotSatisfiable", "The byte range is past the end of the file."),
     422: ("IdempotencyKeyReused", "This Idempotency-Key was used for a different request."),
     429: ("TooManyRequests", "A limit of your organisation or of this replica is reached; retry after Retry-After seconds."),
@@ -135,7 +135,7 @@ def job_action(action: str, summary: str) -> dict[str, Any]:
             "tags": ["jobs"],
             "summary": summary,
             "parameters": [JOB_ID],
-            "responses": {"200": {"description": "the job", "content": json_content(ref("Job"))}, **errors(404, 409)},
+            "responses": {"200": {"description": "the job", "content": json_content(ref("Job"))}, **errors(404, 409, 413, 415)},
         }
     }
 
@@ -207,7 +207,7 @@ def paths() -> dict[str, Any]:
                 "summary": "Export a dataset (filtered) into a stored CSV, in the background",
                 "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": {"required": True, "content": json_content(ref("ExportRequest"))},
-                "responses": {"202": job_created("the export job, queued"), **errors(404, 409, 415, 422, 429)},
+                "responses": {"202": job_created("the export job, queued"), **errors(404, 409, 413, 415, 422, 429)},
             }
         },
         "/api/v1/exports/{dataset}.csv": {
@@ -218,7 +218,7 @@ def paths() -> dict[str, Any]:
                 "description": "A job like the others (X-Job-Id): pause stalls the stream, terminate aborts it. "
                 "Takes no body and no Idempotency-Key (a stream cannot be replayed).",
                 "parameters": [{"name": "dataset", "in": "path", "required": True, "schema": DATASET}, *EXPORT_QUERY],
-                "responses": {"200": csv_download("the CSV, chunked", X_Job_Id="the export job's id"), **errors(404, 429)},
+                "responses": {"200": csv_download("the CSV, chunked", X_Job_Id="the export job's id"), **errors(404, 415, 429)},
             }
         },
         "/api/v1/downloads": {
@@ -236,7 +236,7 @@ def paths() -> dict[str, Any]:
                         "content": json_content(ref("DownloadTicket")),
                         "links": {"download": {"operationId": "download", "parameters": {"ticket": "$response.header.Location#regex:/api/v1/downloads/(.+)"}}},
                     },
-                    **errors(404, 409, 410, 415, 422),
+                    **errors(404, 409, 410, 413, 415, 422),
                 },
             }
         },
@@ -268,7 +268,7 @@ def paths() -> dict[str, Any]:
                 "summary": "Create an API key (admin); the secret is shown once",
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}}],
                 "requestBody": {"required": True, "content": json_content({"type": "object", "required": ["name", "role"], "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100}, "role": {"type": "string", "enum": ["viewer", "operator", "admin"]}, "expires_at": {"type": ["string", "null"], "format": "date-time"}}, "additionalProperties": False})},
-                "responses": {"201": {"description": "the key, with its secret", "content": json_content({"type": "object"})}, **errors(409, 415, 422)},
+                "responses": {"201": {"description": "the key, with its secret", "content": json_content({"type": "object"})}, **errors(409, 413, 415, 422)},
             },
             "get": {
                 "operationId": "listApiKeys",

@@ -36,6 +36,7 @@ def schemas() -> dict[str, Any]:
                 "state": {"type": "string", "description": "the job's state, for a 409"},
                 "accepted": {"type": "array", "items": {"type": "string"}, "description": "accepted content types, for a 415"},
                 "limit": {"type": "integer", "description": "the size limit, for a 413"},
+                "error_id": {"type": "string", "description": "for a 5xx: the id of the server's log line with the detail"},
             },
         },
         "RowError": {

@@ -101,7 +101,8 @@ class CsvRenderer:
         self.chars = 0
 
     def header(self) -> bytes:
-        self.writer.writerow(self.columns)
+        # Column names are text from an uploaded file: neutralised like text cells.
+        self.writer.writerow([self._cell("", name) for name in self.columns])
         return self._rendered().encode("utf-8")
 
     def add(self, docs: list[dict[str, Any]]) -> int:
