@@ -190,7 +190,7 @@ class JobManager:
             await self._admit()
 
     async def _renew(self) -> None:
-        leases = {job_id: r.epoch for job_id, r in self.runners.items() if not r.lost}
+        leases = {job_id: r.epoch for job_id, r in self.runners.items() if not (r.lost or r.finished)}
         if not leases:
             return
         sent = time.monotonic()

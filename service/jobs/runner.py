@@ -279,6 +279,9 @@ class Runner:
         self.stopping = False
         self.lost = False
         self.released = False
+        # Completed: only its cleanup is left, which deletes what only this
+        # job used (its upload, its undo log); no lease is held or needed.
+        self.finished = False
         self._renewed = asyncio.Event()
         self.valid_until = 0.0
         self.lease_renewed(claimed_at or time.monotonic())
@@ -349,6 +352,8 @@ class Runner:
         """Seconds of valid lease left for a data write, waiting for a renewal
         when too little is; LeaseUnavailable when none comes within a lease."""
         settings = self.manager.settings
+        if self.finished:
+            return settings.db_timeout_seconds
         give_up = time.monotonic() + settings.job_lease_seconds
         enough = MIN_WRITE_SHARE * (settings.job_lease_seconds - settings.lease_margin_seconds)
         while True:
@@ -513,6 +518,7 @@ class Runner:
             )
             if done is not None:
                 self.rev = done["rev"]  # our own final write: later reads of it change nothing
+                self.finished = True
                 log.info("job %s completed", self.job_id)
                 await self._cleanup(ctx, JobState.COMPLETED)
                 return

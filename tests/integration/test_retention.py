@@ -7,6 +7,8 @@ import time
 
 from bson import ObjectId
 
+from service.jobs.kinds.exports import result_file_id
+
 from ..helpers import control, make_csv, start_import, wait_for_state, wait_until_processed, wait_until_settled
 
 SECOND = 1 / 86400  # in days
@@ -20,7 +22,7 @@ async def export(client, **spec) -> dict:
 
 
 async def stored_files(db, job: dict) -> tuple[int, int]:
-    file_id = ObjectId(job["params"]["file_id"])
+    file_id = result_file_id(job)
     return (
         await db.exports.files.count_documents({"_id": file_id}),
         await db.exports.chunks.count_documents({"files_id": file_id}),
