@@ -255,6 +255,8 @@ class JobContext:
             self.progress["rows_per_second"] = 0.0
             return
         since, at = self._rate_since
+        if processed < at:  # the job started over (an export adopted after a crash)
+            self._rate_since = since, at = time.monotonic(), processed
         elapsed = time.monotonic() - since
         if elapsed > 0:
             self.progress["rows_per_second"] = round((processed - at) / elapsed, 1)
