@@ -22,6 +22,7 @@ quote on formula cells), so there is nothing a robust comparison would have
 to forgive."""
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -44,26 +45,43 @@ class Checker:
         self.violations: list[Violation] = []
         self.notes: list[str] = []
         self.final: dict[str, dict] = {}  # job id -> the API's view
+        self.timings: dict[str, float] = {}
+        self.docs: dict[str, list[dict]] = {}
+        self.chunks: dict[str, dict[Any, int]] = {}
 
     def fail(self, invariant: str, job: str | None, detail: str, *docs: Any) -> None:
         self.violations.append(Violation(invariant, job, detail, list(docs)))
 
     async def run(self) -> list[Violation]:
-        await self.load()
-        await self.imports()
-        await self.leftovers()
-        await self.teams()
-        await self.exports()
+        for check in (self.load, self.imports, self.leftovers, self.teams, self.exports):
+            started = time.monotonic()
+            await check()
+            self.timings[check.__name__] = time.monotonic() - started
         self.server_errors()
         return self.violations
 
     async def load(self) -> None:
+        """The API's final view of every job, and one read of each collection the
+        checks look at (FerretDB scans a collection per query: one scan each,
+        then everything is checked in memory)."""
         for job in self.driver.by_id.values():
             status, body = await self.driver.call(self.driver.any_up(), "GET", f"/api/v1/jobs/{job.id}", job.org)
             if status == 200:
                 self.final[job.id] = body  # type: ignore[index]
             else:
                 self.fail("readable", job.id, f"GET /jobs/{job.id} answered {status} after settling")
+        db = self.db
+        self.records: dict[str, list[dict]] = defaultdict(list)
+        async for doc in db["records"].find({}, {"created_at": 0}).sort("_id", 1):
+            self.records[doc.get("job_id")].append(doc)
+        for name in ("teams", "users", "undo_log", "uploads.files", "exports.files"):
+            self.docs[name] = await db[name].find({}).sort("_id", 1).to_list(None)
+        for bucket in ("uploads", "exports"):
+            counts: dict[Any, int] = defaultdict(int)
+            async for chunk in db[f"{bucket}.chunks"].find({}, {"files_id": 1}):
+                counts[chunk.get("files_id")] += 1
+            self.chunks[bucket] = counts
+        self.job_ids = {d["_id"] async for d in db["jobs"].find({}, {"_id": 1})}
 
     def jobs(self, kind: str, state: str | None = None) -> list[Job]:
         return [j for j in self.driver.by_id.values()
@@ -80,7 +98,7 @@ class Checker:
             if not isinstance(given, ImportInput):
                 self.notes.append(f"import {job.id}: input unknown, rows not checked")
                 continue
-            docs = await self.db["records"].find({"job_id": job.id}, {"created_at": 0}).sort("_id", 1).to_list(None)
+            docs = self.records.get(job.id, [])
             rows = [d.get("row") for d in docs]
             dupes = sorted({r for r in rows if rows.count(r) > 1})
             if dupes:
@@ -103,49 +121,49 @@ class Checker:
 
     # -- leftovers ---------------------------------------------------------
 
+    def tagged(self, collection: str, job_id: str) -> list[dict]:
+        return [d for d in self.docs[collection] if d.get("job_id") == job_id or (d.get("metadata") or {}).get("job_id") == job_id]
+
     async def leftovers(self) -> None:
-        db = self.db
         for job in self.driver.by_id.values():
             if job.id not in self.final:
                 continue
             state = self.state(job)
-            undo = await db["undo_log"].find({"_id": {"$gte": f"{job.id}:", "$lt": f"{job.id};"}}).to_list(3)
+            undo = [d for d in self.docs["undo_log"] if d["_id"].startswith(f"{job.id}:")]
             if undo:
-                self.fail("left-nothing", job.id, f"{state} {job.kind} job left undo entries", *undo)
-            uploads = await db["uploads.files"].find({"metadata.job_id": job.id}).to_list(3)
+                self.fail("left-nothing", job.id, f"{state} {job.kind} job left {len(undo)} undo entries", *undo)
+            uploads = self.tagged("uploads.files", job.id)
             if uploads and state in ("completed", "terminated"):
                 self.fail("left-nothing", job.id, f"{state} {job.kind} job left its upload", *uploads)
             if state != "terminated":
                 continue
-            for coll in ("records", "teams"):
-                docs = await db[coll].find({"job_id": job.id}).to_list(3)
+            if self.records.get(job.id):
+                self.fail("left-nothing", job.id, f"terminated {job.kind} job left {len(self.records[job.id])} records", *self.records[job.id])
+            for coll in ("teams", "exports.files"):
+                docs = self.tagged(coll, job.id)
                 if docs:
-                    self.fail("left-nothing", job.id, f"terminated {job.kind} job left {coll}", *docs)
-            files = await db["exports.files"].find({"metadata.job_id": job.id}).to_list(3)
-            if files:
-                self.fail("left-nothing", job.id, "terminated export left its file", *files)
+                    self.fail("left-nothing", job.id, f"terminated {job.kind} job left {len(docs)} of {coll}", *docs)
             file_id = (self.final[job.id].get("params") or {}).get("file_id")
-            if job.kind == "export" and file_id:
-                chunks = await db["exports.chunks"].count_documents({"files_id": ObjectId(file_id)})
-                if chunks:
-                    self.fail("left-nothing", job.id, f"terminated export left {chunks} chunks of file {file_id}")
+            if job.kind == "export" and file_id and self.chunks["exports"].get(ObjectId(file_id)):
+                self.fail("left-nothing", job.id, f"terminated export left {self.chunks['exports'][ObjectId(file_id)]} chunks of file {file_id}")
 
         completed = {j.id for j in self.jobs("import", "completed")}
-        for job_id in await db["records"].distinct("job_id"):
+        for job_id, docs in self.records.items():
             if job_id not in completed:
-                sample = await db["records"].find({"job_id": job_id}).to_list(2)
-                self.fail("left-nothing", job_id, f"records of a job that is not a completed import ({self.final.get(job_id, {}).get('state')})", *sample)
+                self.fail("left-nothing", job_id, f"{len(docs)} records of a job that is not a completed import "
+                          f"({self.final.get(job_id, {}).get('state')})", *docs)
         teams_done = {j.id for j in self.jobs("teams", "completed")}
-        async for team in db["teams"].find({"job_id": {"$nin": sorted(teams_done)}}):
-            self.fail("left-nothing", team.get("job_id"), "a team of a job that did not complete", team)
-        all_jobs = {d["_id"] async for d in db["jobs"].find({}, {"_id": 1})}
-        async for upload in db["uploads.files"].find({"metadata.job_id": {"$nin": sorted(all_jobs)}}):
-            self.fail("left-nothing", (upload.get("metadata") or {}).get("job_id"), "an upload whose job does not exist", upload)
+        for team in self.docs["teams"]:
+            if team.get("job_id") not in teams_done:
+                self.fail("left-nothing", team.get("job_id"), "a team of a job that did not complete", team)
+        for upload in self.docs["uploads.files"]:
+            if (upload.get("metadata") or {}).get("job_id") not in self.job_ids:
+                self.fail("left-nothing", (upload.get("metadata") or {}).get("job_id"), "an upload whose job does not exist", upload)
         for bucket in ("uploads", "exports"):
-            files = {d["_id"] async for d in db[f"{bucket}.files"].find({}, {"_id": 1})}
-            orphans = await db[f"{bucket}.chunks"].distinct("files_id", {"files_id": {"$nin": sorted(files)}})
+            files = {d["_id"] for d in self.docs[f"{bucket}.files"]}
+            orphans = {f: n for f, n in self.chunks[bucket].items() if f not in files}
             if orphans:
-                self.fail("left-nothing", None, f"{bucket}.chunks of {len(orphans)} files that have no files document", orphans[:5])
+                self.fail("left-nothing", None, f"{bucket}.chunks of {len(orphans)} files that have no files document", orphans)
 
     # -- teams and users -----------------------------------------------------
 
@@ -154,7 +172,7 @@ class Checker:
         for job in self.driver.by_id.values():
             if job.kind == "teams" and job.id in self.final:
                 by_org[job.org].append(job)
-        orgs = set(by_org) | {d async for d in _distinct(self.db["teams"], "org_id")}
+        orgs = set(by_org) | {d["org_id"] for d in self.docs["teams"]} | {d["org_id"] for d in self.docs["users"]}
         for org in sorted(orgs):
             jobs = by_org.get(org, [])
             completed: dict[str, tuple[TeamsInput, set[int]]] = {}
@@ -174,7 +192,7 @@ class Checker:
             model = TeamsModel.build(org, completed, others)
             for job_id, what, detail in model.problems:
                 self.fail("teams-rows", job_id, f"{what}: {detail}")
-            teams = {d["_id"]: d async for d in self.db["teams"].find({"org_id": org})}
+            teams = {d["_id"]: d for d in self.docs["teams"] if d.get("org_id") == org}
             for tid, (job_id, row) in model.teams.items():
                 doc = teams.get(tid)
                 want = {"job_id": job_id, "row": row.row, "name": " ".join(row.team.split()),
@@ -187,7 +205,7 @@ class Checker:
             for tid, doc in teams.items():
                 if tid not in model.teams:
                     self.fail("teams-model", doc.get("job_id"), f"team {tid!r} exists but no completed job's row made it", doc)
-            users = {d["_id"]: d async for d in self.db["users"].find({"org_id": org})}
+            users = {d["_id"]: d for d in self.docs["users"] if d.get("org_id") == org}
             for uid, tids in model.users.items():
                 doc = users.get(uid)
                 if doc is None:
@@ -263,11 +281,6 @@ class Checker:
             )
             if not excused:
                 self.fail("no-5xx", None, f"{r.status} from {r.replica} for {r.method} {r.path} at {r.t - self.driver.t0:.2f}s")
-
-
-async def _distinct(collection, key: str):
-    for value in await collection.distinct(key):
-        yield value
 
 
 def _diff(got: bytes, want: bytes) -> list[Any]:

@@ -30,6 +30,7 @@ from .inputs import TYPES, ImportInput, TeamsInput, import_csv, teams_sheet
 from .plan import Event, Plan
 
 FINAL = frozenset({"completed", "terminated"})
+NEXT = {"queued": "pause", "running": "pause", "pausing": "resume", "paused": "resume", "failed": "retry"}
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=8)
 CREATE_FOR = 90.0  # how long a creation is retried (same Idempotency-Key)
 
@@ -57,6 +58,7 @@ class Job:
     paused_at: float | None = None  # when the observer last saw it turn paused
     paused_snapshot: dict | None = None
     stream: dict[str, Any] = field(default_factory=dict)  # streamed export: what the client got
+    refusal: Any = None  # the problem document of a refused creation
     controls: list[tuple[float, str, str, int | None, str | None]] = field(default_factory=list)
 
     @property
@@ -119,23 +121,23 @@ class Driver:
 
     # -- the run -------------------------------------------------------------
 
-    async def run(self) -> None:
+    async def run(self, http: aiohttp.ClientSession) -> None:
+        """The plan, then the settle phase; ``http`` stays open for the checks."""
         self.t0 = time.time()
+        self.http = http
         self.mongo = AsyncMongoClient(self.cluster.uri, serverSelectionTimeoutMS=3000, timeoutMS=10000)
-        async with aiohttp.ClientSession() as http:
-            self.http = http
-            observer = asyncio.create_task(self.observe())
-            nemesis = asyncio.create_task(self.nemesis())
-            try:
-                await self.schedule()
-                await nemesis
-            finally:
-                observer.cancel()
-                await asyncio.gather(observer, return_exceptions=True)
-            await self.settle()
-            for task in list(self.tasks):
-                task.cancel()
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+        observer = asyncio.create_task(self.observe())
+        nemesis = asyncio.create_task(self.nemesis())
+        try:
+            await self.schedule()
+            await nemesis
+        finally:
+            observer.cancel()
+            await asyncio.gather(observer, return_exceptions=True)
+        await self.settle()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
     def spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -206,7 +208,8 @@ class Driver:
                 self.created(job, body)
                 return
             if status is not None and status not in (409, 429, 503) and status < 500:
-                job.create = f"refused: {status} {str(body)[:200]}"
+                job.create = f"refused {status}"
+                job.refusal = body
                 return
             if time.monotonic() > deadline:
                 job.create = f"gave up: last {status}"
@@ -233,7 +236,7 @@ class Driver:
                                       timeout=aiohttp.ClientTimeout(total=self.plan.duration + 120, sock_read=60)) as resp:
                 self.responses.append(Response(time.time(), args["replica"], "POST", "/api/v1/exports/{dataset}.csv", resp.status))
                 if resp.status != 200:
-                    job.create = f"refused: {resp.status}"
+                    job.create = f"refused {resp.status}"
                     return
                 job.id = resp.headers["X-Job-Id"]
                 job.create = "created"
@@ -271,6 +274,14 @@ class Driver:
         if job is None or job.id is None:
             self.count("control.no_job_yet")
             return
+        if action == "next":
+            if job.state in FINAL:  # move on a job that can still move, the newest one
+                live = [j for j in self.jobs.values() if j.id and j.state not in FINAL and j.work <= job.work]
+                if not live:
+                    self.count("control.next_none")
+                    return
+                job = max(live, key=lambda j: j.work)
+            action = NEXT.get(job.state or "", "terminate")
         await self.control(job, action, event.args["replica"])
 
     async def control(self, job: Job, action: str, replica: str) -> tuple[int | None, Any]:

@@ -25,7 +25,10 @@ LEASE_SECONDS = 6.0
 # Faults, one at a time: (name, weight). clock_step is a stand-in (see cluster.py).
 FAULTS = (("kill9", 3), ("stop", 3), ("clock_step", 1), ("sigterm", 2), ("db", 2))
 WORK = (("import", 4), ("export", 2), ("stream", 2), ("teams", 3))
-ACTIONS = (("pause", 4), ("resume", 3), ("terminate", 2), ("retry", 2))
+# "next" is the request that moves the job on from the state the run last saw
+# (running: pause, paused: resume, failed: retry, else terminate), so most
+# requests take effect; the others are sent whatever the state, as users do.
+ACTIONS = (("next", 6), ("pause", 2), ("resume", 2), ("terminate", 2), ("retry", 1))
 
 
 @dataclass
@@ -75,12 +78,12 @@ def generate(seed: int, duration: float) -> Plan:
     t, index = 0.5, 0
     while t < duration:
         kind = _pick(rng, WORK)
-        if kind in ("export", "stream") and t < 6:
+        if kind in ("export", "stream") and t < 12:
             kind = "import"
         args: dict[str, Any] = {"work": index, "org": rng.choice(ORGS), "replica": rng.choice(replicas), "input": rng.randrange(1 << 30)}
         if kind == "import":
-            args.update(dataset=rng.choice(DATASETS), rows=rng.choice((200, 600, 1500, 3000)),
-                        bad=rng.random() < 0.4, batch_size=rng.choice((50, 100, 300)))
+            args.update(dataset=rng.choice(DATASETS), rows=rng.choice((500, 1500, 3000, 6000)),
+                        bad=rng.random() < 0.4, batch_size=rng.choice((50, 100, 200)))
         elif kind == "export":
             args.update(dataset=rng.choice(DATASETS), batch_size=rng.choice((50, 200, 1000)))
         elif kind == "stream":
@@ -120,6 +123,6 @@ def generate(seed: int, duration: float) -> Plan:
             else:  # clock_step
                 args["down"] = round(2 * LEASE_SECONDS + rng.uniform(0.5, 3), 1)
         events.append(Event(round(t, 2), "fault", args))
-        t += args["down"] + rng.uniform(2, 8)
+        t += args["down"] + rng.uniform(2, 6)
     events.sort(key=lambda e: e.t)
     return Plan(seed, duration, events)

@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
+
 from .checks import Checker
 from .cluster import Cluster
 from .driver import Driver, Violation
@@ -82,14 +84,22 @@ async def run(plan: Plan, log_dir: Path, log=print) -> Result:
     started = time.monotonic()
     cluster = Cluster(log_dir)
     log(plan.describe())
-    await cluster.start()
-    log(f"cluster up: database {cluster.name} on {cluster.db.uri}, replicas "
-        + ", ".join(f"{n} {p.url}" for n, p in cluster.replicas.items()))
     driver = Driver(plan, cluster, log)
     try:
-        await driver.run()
-        checker = Checker(driver, cluster)
-        await checker.run()
+        await cluster.start()
+    except BaseException:
+        await cluster.close()
+        raise
+    log(f"cluster up in {time.monotonic() - started:.1f} s: database {cluster.name} on {cluster.db.uri}, replicas "
+        + ", ".join(f"{n} {p.url}" for n, p in cluster.replicas.items()))
+    try:
+        async with aiohttp.ClientSession() as http:
+            await driver.run(http)
+            checker = Checker(driver, cluster)
+            checking = time.monotonic()
+            await checker.run()
+            log(f"{driver.now():7.2f}s checked in {time.monotonic() - checking:.1f} s: "
+                + ", ".join(f"{k} {v:.1f} s" for k, v in checker.timings.items()))
         crashed = cluster.exited_unexpectedly()
         violations = driver.violations + checker.violations
         violations += [Violation("replica-alive", None, f"replica {n} exited by itself", [cluster.replicas[n].log()[-2000:]]) for n in crashed]
