@@ -280,7 +280,9 @@ class Checker:
                 for w in windows
             )
             if not excused:
-                self.fail("no-5xx", None, f"{r.status} from {r.replica} for {r.method} {r.path} at {r.t - self.driver.t0:.2f}s")
+                windows = [f"{w.kind} {w.target} {w.start - self.driver.t0:.2f}-{(w.end or 0) - self.driver.t0:.2f}s" for w in self.cluster.windows]
+                self.fail("no-5xx", None, f"{r.status} from {r.replica} for {r.method} {r.path} at {r.t - self.driver.t0:.2f}s",
+                          {"body": r.error, "fault windows": windows})
 
 
 def _diff(got: bytes, want: bytes) -> list[Any]:

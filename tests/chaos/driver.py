@@ -58,6 +58,7 @@ class Job:
     paused_at: float | None = None  # when the observer last saw it turn paused
     paused_snapshot: dict | None = None
     stream: dict[str, Any] = field(default_factory=dict)  # streamed export: what the client got
+    owner: str | None = None  # as last seen
     refusal: Any = None  # the problem document of a refused creation
     controls: list[tuple[float, str, str, int | None, str | None]] = field(default_factory=list)
 
@@ -109,7 +110,7 @@ class Driver:
         try:
             async with self.http.request(method, f"{proc.url}{path}", headers=headers, timeout=timeout, **kw) as resp:
                 body = await resp.json(content_type=None) if resp.content_type.endswith("json") else await resp.read()
-                self.responses.append(Response(time.time(), replica, method, path, resp.status))
+                self.responses.append(Response(time.time(), replica, method, path, resp.status, str(body)[:300] if resp.status >= 500 else ""))
                 return resp.status, body
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
             self.responses.append(Response(time.time(), replica, method, path, None, type(exc).__name__))
@@ -170,10 +171,16 @@ class Driver:
             await self.at(event.t)
             if self.now() > self.plan.duration:
                 break
-            kind = event.args["kind"]
-            self.log(f"{self.now():7.2f}s fault {kind} {event.args}")
+            kind, args = event.args["kind"], dict(event.args)
+            if args.get("replica") == "owner":
+                args["replica"] = self.newest_owner() or args["fallback"]
+            self.log(f"{self.now():7.2f}s fault {kind} {args}")
             self.count(f"fault.{kind}")
-            await self.cluster.fault(kind, event.args)
+            await self.cluster.fault(kind, args)
+
+    def newest_owner(self) -> str | None:
+        live = [j for j in self.jobs.values() if j.owner in self.cluster.replicas and j.state not in FINAL]
+        return max(live, key=lambda j: j.work).owner if live else None
 
     # -- work ----------------------------------------------------------------
 
@@ -309,6 +316,7 @@ class Driver:
                     for doc in body["jobs"]:
                         job = self.by_id.get(doc["id"])
                         if job is not None:
+                            job.owner = doc.get("owner")
                             self.note(job, doc["state"], doc.get("progress") or {}, received)
             await asyncio.sleep(0.5)
 

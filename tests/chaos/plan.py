@@ -85,7 +85,7 @@ def generate(seed: int, duration: float) -> Plan:
             args.update(dataset=rng.choice(DATASETS), rows=rng.choice((500, 1500, 3000, 6000)),
                         bad=rng.random() < 0.4, batch_size=rng.choice((50, 100, 200)))
         elif kind == "export":
-            args.update(dataset=rng.choice(DATASETS), batch_size=rng.choice((50, 200, 1000)))
+            args.update(dataset=rng.choice(DATASETS), batch_size=rng.choice((20, 50, 200)))
         elif kind == "stream":
             args.update(dataset=rng.choice(DATASETS), batch_size=rng.choice((50, 200)),
                         client=rng.choice(("full", "full", "stall", "disconnect")),
@@ -94,7 +94,7 @@ def generate(seed: int, duration: float) -> Plan:
             args.update(rows=rng.randint(8, 40), batch_size=rng.choice((3, 5, 10)))
         events.append(Event(round(t, 2), kind, args))
         index += 1
-        t += rng.expovariate(1 / 2.0)
+        t += rng.expovariate(1 / 1.6)
 
     # Control requests: about one a second, mostly at recent jobs.
     works = [e for e in events]
@@ -115,7 +115,10 @@ def generate(seed: int, duration: float) -> Plan:
         if kind == "db":
             args.update(down=round(rng.choice((rng.uniform(2, 6), rng.uniform(8, 14))), 1), abrupt=rng.random() < 0.5)
         else:
-            args["replica"] = rng.choice(replicas)
+            # "owner": the replica that owns the newest unfinished job when the
+            # fault starts (faults at a job's owner find the interleavings).
+            args["replica"] = "owner" if rng.random() < 0.6 else rng.choice(replicas)
+            args["fallback"] = rng.choice(replicas)
             if kind in ("kill9", "sigterm"):
                 args["down"] = round(rng.uniform(0.2, 4), 1)
             elif kind == "stop":

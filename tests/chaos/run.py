@@ -75,13 +75,14 @@ class Result:
             f"(replay: python bench/chaos.py --seed {self.plan.seed} --duration {self.plan.duration:g})",
             f"first violated invariant: {first.describe()}",
             *(f"also: {v.describe()}" for v in self.violations[1:10]),
-            f"replica and database logs: {self.log_dir}",
+            f"replica and database logs, schedule.json (for --replay): {self.log_dir}",
             self.plan.describe(),
         ])
 
 
 async def run(plan: Plan, log_dir: Path, log=print) -> Result:
     started = time.monotonic()
+    (log_dir / "schedule.json").write_text(plan.to_json())
     cluster = Cluster(log_dir)
     log(plan.describe())
     driver = Driver(plan, cluster, log)
@@ -105,7 +106,11 @@ async def run(plan: Plan, log_dir: Path, log=print) -> Result:
         violations += [Violation("replica-alive", None, f"replica {n} exited by itself", [cluster.replicas[n].log()[-2000:]]) for n in crashed]
         jobs = Counter((j.kind, checker.final[j.id]["state"]) for j in driver.by_id.values() if j.id in checker.final)
         jobs.update((j.kind, j.create) for j in driver.jobs.values() if j.id is None)
-        return Result(plan, time.monotonic() - started, driver.counts, jobs, violations, checker.notes, log_dir)
+        result = Result(plan, time.monotonic() - started, driver.counts, jobs, violations, checker.notes, log_dir)
+        (log_dir / "summary.md").write_text(result.markdown())
+        if not result.ok:
+            (log_dir / "failure.txt").write_text(result.failure_report())
+        return result
     finally:
         if driver.mongo is not None:
             await driver.mongo.close()
