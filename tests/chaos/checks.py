@@ -38,10 +38,12 @@ SHUTDOWN_SLACK = 2.0
 
 
 class Checker:
-    def __init__(self, driver: Driver, cluster: Cluster) -> None:
+    def __init__(self, driver: Driver, cluster: Cluster, db) -> None:
+        """``db``: a connection of the checker's own, without the driver's short
+        deadlines (FerretDB scans a whole collection per read)."""
         self.driver = driver
         self.cluster = cluster
-        self.db = driver.mongo.get_default_database()  # type: ignore[union-attr]
+        self.db = db
         self.violations: list[Violation] = []
         self.notes: list[str] = []
         self.final: dict[str, dict] = {}  # job id -> the API's view

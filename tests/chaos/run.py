@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
+from pymongo import AsyncMongoClient
 
 from .checks import Checker
 from .cluster import Cluster
@@ -96,9 +97,10 @@ async def run(plan: Plan, log_dir: Path, log=print) -> Result:
     try:
         async with aiohttp.ClientSession() as http:
             await driver.run(http)
-            checker = Checker(driver, cluster)
             checking = time.monotonic()
-            await checker.run()
+            async with AsyncMongoClient(cluster.uri, serverSelectionTimeoutMS=60_000) as client:
+                checker = Checker(driver, cluster, client.get_default_database())
+                await checker.run()
             log(f"{driver.now():7.2f}s checked in {time.monotonic() - checking:.1f} s: "
                 + ", ".join(f"{k} {v:.1f} s" for k, v in checker.timings.items()))
         crashed = cluster.exited_unexpectedly()
