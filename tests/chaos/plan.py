@@ -82,10 +82,10 @@ def generate(seed: int, duration: float) -> Plan:
             kind = "import"
         args: dict[str, Any] = {"work": index, "org": rng.choice(ORGS), "replica": rng.choice(replicas), "input": rng.randrange(1 << 30)}
         if kind == "import":
-            args.update(dataset=rng.choice(DATASETS), rows=rng.choice((500, 1500, 3000, 6000)),
+            args.update(dataset=rng.choice(DATASETS), rows=rng.choice((300, 1000, 2000, 3000)),
                         bad=rng.random() < 0.4, batch_size=rng.choice((50, 100, 200)))
         elif kind == "export":
-            args.update(dataset=rng.choice(DATASETS), batch_size=rng.choice((20, 50, 200)))
+            args.update(dataset=rng.choice(DATASETS), batch_size=rng.choice((50, 200, 1000)))
         elif kind == "stream":
             args.update(dataset=rng.choice(DATASETS), batch_size=rng.choice((50, 200)),
                         client=rng.choice(("full", "full", "stall", "disconnect")),

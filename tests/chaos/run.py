@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import asyncio
 import shutil
 import sys
@@ -105,6 +106,7 @@ async def run(plan: Plan, log_dir: Path, log=print) -> Result:
                 + ", ".join(f"{k} {v:.1f} s" for k, v in checker.timings.items()))
         crashed = cluster.exited_unexpectedly()
         violations = driver.violations + checker.violations
+        violations += crashes(cluster)
         violations += [Violation("replica-alive", None, f"replica {n} exited by itself", [cluster.replicas[n].log()[-2000:]]) for n in crashed]
         jobs = Counter((j.kind, checker.final[j.id]["state"]) for j in driver.by_id.values() if j.id in checker.final)
         jobs.update((j.kind, j.create) for j in driver.jobs.values() if j.id is None)
@@ -119,6 +121,26 @@ async def run(plan: Plan, log_dir: Path, log=print) -> Result:
         await cluster.close()
         if cluster.db.log.exists():
             shutil.copy(cluster.db.log, log_dir / "ferretdb.log")
+
+
+def crashes(cluster: Cluster) -> list[Violation]:
+    """A job that "crashed" (an exception the runner did not expect: an internal
+    error, whatever the job's final state) is a bug; one violation per job."""
+    found: dict[str, Violation] = {}
+    for name, proc in cluster.replicas.items():
+        for line in proc.log().splitlines():
+            if '"level": "ERROR"' not in line or "crashed" not in line:
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            job_id = entry.get("job_id")
+            if job_id not in found:
+                last = (entry.get("exception") or "").strip().splitlines()[-1:] or [""]
+                found[job_id] = Violation("no-internal-error", job_id, f"{entry.get('message')} on {name}: {last[0]}",
+                                          [{k: entry.get(k) for k in ("time", "kind", "state", "exception")}])
+    return list(found.values())
 
 
 def main(argv: list[str] | None = None) -> int:
