@@ -581,6 +581,8 @@ class Runner:
         job whose database went away ends ``failed`` once it is back, with its
         upload and checkpoint kept for a retry."""
         log.warning("job %s failed: %s", self.job_id, message)
+        # A streamed download cannot be retried: its client has gone with it.
+        retryable = retryable and self.sink is None
         delay = RETRY_FIRST_DELAY
         while not (self.lost or self.stopping):
             try:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from aiohttp import ClientConnectionResetError
 from bson import Decimal128, ObjectId
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
 from ...csvio.schema import is_decimal_text, parse_datetime
 from ...errors import JobStopped
@@ -43,6 +43,7 @@ REPLY_MAX_BYTES = 1024 * 1024
 # csv.writer copies a field character by character (about 1 ms per 10 KB on
 # a busy core): the loop gets a turn after every this many bytes of CSV.
 RENDER_SLICE = 128 * 1024
+CURSOR_NOT_FOUND = 43
 # A batch of rows is written and checkpointed at least this often.
 BATCH_SECONDS = 0.25
 PLAIN_CELLS = frozenset({str, type(None)})
@@ -250,7 +251,22 @@ async def run(ctx: JobContext) -> None:
             # find_raw_batches wraps each document in Python before joining them.
             per_reply = cursor_batch(params)
             cursor = records.find(window, {"data": 1}, sort=[("_id", 1)], batch_size=per_reply)
-            paused = False
+            paused = lost = False
+
+            async def reply() -> list[dict[str, Any]]:
+                """The cursor's next reply; [] at the end, or when the server
+                dropped the cursor (idle too long on a loaded server): the rows
+                rendered since the last batch written are then dropped, and
+                the next pass reads them again after the last _id written."""
+                nonlocal lost
+                try:
+                    return await cursor.to_list(per_reply)
+                except OperationFailure as exc:
+                    if exc.code != CURSOR_NOT_FOUND:
+                        raise
+                    lost = True
+                    return []
+
             try:
                 # A batch is rendered as its records arrive, a slice of a reply
                 # at a time, and ends at batch_size rows or max_bytes of CSV,
@@ -259,7 +275,7 @@ async def run(ctx: JobContext) -> None:
                 # A batch also ends after BATCH_SECONDS, so that a pause takes
                 # effect within a fraction of a second on any database.
                 rows, began = 0, time.monotonic()
-                while docs := await cursor.to_list(per_reply):
+                while docs := await reply():
                     start = 0
                     while start < len(docs):
                         room = max_bytes - renderer.pending
@@ -281,13 +297,16 @@ async def run(ctx: JobContext) -> None:
                     if paused:
                         break
                     last_doc = docs[-1]
-                if not paused and rows:
+                if lost:
+                    log.warning("job %s: the export's cursor was lost; reading on after the last row written", ctx.job_id)
+                    renderer.take()
+                elif not paused and rows:
                     await emit(renderer.take())
                     progress["processed"] += rows
                     last_id = last_doc["_id"]
             finally:
                 await cursor.close()
-            if not paused:
+            if not (paused or lost):
                 break
         progress["total"] = progress["processed"]
         if grid is not None:
