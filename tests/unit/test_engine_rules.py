@@ -72,3 +72,20 @@ def test_an_insert_reply_with_a_write_concern_error_is_raised_as_an_outage():
 def test_an_insert_reply_drops_duplicate_keys_and_shifts_the_other_errors_to_the_batch():
     reply = {"ok": 1, "n": 1, "writeErrors": [{"index": 0, "code": 11000, "errmsg": "dup"}, {"index": 2, "code": 2, "errmsg": "bad"}]}
     assert insert_reply_errors(reply, offset=100) == [{"index": 102, "code": 2, "errmsg": "bad"}]
+
+
+def test_the_state_diagram_in_the_docs_is_the_transition_table():
+    from pathlib import Path
+
+    from service.jobs.states import mermaid
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "engine.md").read_text()
+    block = text.split("<!-- states:begin -->")[1].split("<!-- states:end -->")[0]
+    assert block.strip() == f"```mermaid\n{mermaid()}\n```", "regenerate the diagram in docs/engine.md from states.py"
+
+
+def test_every_transition_in_the_code_is_one_of_the_table():
+    from service.jobs.states import ACTIONS, TRANSITIONS
+
+    assert set(ACTIONS.values()) == {t for t in TRANSITIONS if t.by == "user"}
+    assert len({t.name for t in TRANSITIONS}) == len(TRANSITIONS)
