@@ -47,12 +47,11 @@ CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "application
 READ_CHUNK = 64 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
 MAX_BATCH = 10_000
-# Rows per insert unless the request says otherwise. Per batch the job pays an
-# insert command, a checkpoint (an update and a read) and the event loop's
-# turns, about 6 ms of CPU: 14.3, 9.6 and 8.8 µs per row at 1,000, 5,000 and
-# 10,000 rows a batch, in one run of 300,000 rows. A pause still takes effect
-# within one batch (about half a second on FerretDB, less on MongoDB), and a
-# batch is at most BATCH_MAX_BYTES of the file.
+# Rows parsed and encoded per batch unless the request says otherwise: large,
+# because each batch costs a checkpoint and the event loop's turns (the
+# README's CPU benchmark has the figures). The writes go out in smaller units
+# sized by time (service/jobs/fence.py), so a pause does not wait for a batch;
+# a batch is also at most BATCH_MAX_BYTES of the file.
 IMPORT_BATCH = 10_000
 DRY_RUN_BATCH = 1000
 HEADER_MODES = ("any", "match")

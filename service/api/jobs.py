@@ -38,8 +38,8 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
-    query_params(request, ())
     """The job, who created it, and its history (the audit events of the job)."""
+    query_params(request, ())
     org_id = org_of(request)
     doc = await request.app[MANAGER_KEY].repo.get(org_id, request.match_info["job_id"])
     body = job_json(doc)

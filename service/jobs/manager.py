@@ -270,16 +270,14 @@ class JobManager:
         for job_id, org_id, kind in sorted(heads):  # ids grow with time: oldest first
             if self._full():
                 return
-            queued = [job_id]
             limit = self.kinds[kind].org_limit(self.settings)
             if limit is not None and await self.repo.slot_holders(org_id, kind) >= limit:
                 continue
-            for job_id in queued:
-                sent = time.monotonic()
-                claim = await self.repo.claim_queued(job_id, self.owner)
-                if claim is not None:
-                    JobLogger(log, claim.job).info("started job %s (%s, epoch %d)", job_id, kind, claim.epoch)
-                    self._start(claim, sent)
+            sent = time.monotonic()
+            claim = await self.repo.claim_queued(job_id, self.owner)
+            if claim is not None:
+                JobLogger(log, claim.job).info("started job %s (%s, epoch %d)", job_id, kind, claim.epoch)
+                self._start(claim, sent)
 
     def _full(self) -> bool:
         """Process slots are for work: a paused job and a streamed download take none."""

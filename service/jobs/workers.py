@@ -38,8 +38,8 @@ from .lifeline import end_with_parent
 log = logging.getLogger(__name__)
 
 WORKER_NICENESS = 10
-# Records built in this process between two turns of the event loop (about
-# 3-10 ms of work on this machine, busy or not; 1,000 measured 12-19 ms).
+# Records built in this process between two turns of the event loop: a few
+# milliseconds of work (the README's benchmarks have the figures).
 BUILD_SLICE = 500
 GC_THRESHOLD = 50_000
 

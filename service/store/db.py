@@ -56,14 +56,6 @@ INDEXES: dict[str, list[tuple[str, list[tuple[str, int]]]]] = {
     # the primary key. Every index would slow every insert.
 }
 
-# Indexes earlier versions created that no query uses any more: dropped at start.
-RETIRED_INDEXES = (
-    ("job_progress", "owner"),
-    ("jobs", "org_kind_state"),
-    ("uploads.files", "filename_1_uploadDate_1"),
-    ("exports.files", "filename_1_uploadDate_1"),
-)
-INDEX_NOT_FOUND = 27
 UNIQUE_INDEXES = frozenset({("api_keys", "hash")})
 # Expiry fields with a TTL index (or, where the server has none, a plain index
 # the service's own expiry sweep uses).
@@ -127,12 +119,6 @@ class Database:
         for collection, indexes in INDEXES.items():
             for name, keys in indexes:
                 await self.db[collection].create_index(keys, name=name, unique=(collection, name) in UNIQUE_INDEXES)
-        for collection, name in RETIRED_INDEXES:
-            try:
-                await self.db[collection].drop_index(name)
-            except OperationFailure as exc:
-                if exc.code != INDEX_NOT_FOUND:
-                    raise
         # Looked up by _id ("org/key", tickets by their token); the TTL
         # indexes only remove what has expired.
         await self._ttl_index(self.idempotency_keys, "created_at", 24 * 3600)

@@ -40,8 +40,8 @@ NUMERIC = frozenset({"int", "float", "decimal"})
 # does not (10,000 rows of 100 KB came as one 1 GB reply, over its 48 MB wire
 # limit, and broke the download off).
 REPLY_MAX_BYTES = 1024 * 1024
-# csv.writer copies a field character by character (about 1 ms per 10 KB on
-# a busy core): the loop gets a turn after every this many bytes of CSV.
+# csv.writer copies a field character by character: the loop gets a turn after
+# every this many bytes of CSV (the README's benchmarks say what that costs).
 RENDER_SLICE = 128 * 1024
 CURSOR_NOT_FOUND = 43
 # A batch of rows is written and checkpointed at least this often.
