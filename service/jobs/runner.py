@@ -40,6 +40,8 @@ RETRY_MAX_DELAY = 5.0
 # for the next renewal (every JOB_POLL_SECONDS).
 MIN_WRITE_SHARE = 0.5
 ROLLBACK_FIRST_BACKOFF = 1.0
+# Progress fields that move with time, not with work.
+RATES = frozenset({"rows_per_second", "percent"})
 ROLLBACK_MAX_BACKOFF = 300.0
 
 
@@ -243,6 +245,12 @@ class JobContext:
         self._errors_kept += len(kept)
         runner.lease_renewed(sent)
         runner.apply(doc)
+
+    def mark(self) -> tuple[Any, ...]:
+        """Where the job stands (its position and counters, not its rates): two
+        marks differ when the job made progress in between."""
+        counters = sorted((k, repr(v)) for k, v in self.progress.items() if k not in RATES)
+        return (repr(self.position), *counters)
 
     def _update_rates(self) -> None:
         processed = self.progress.get("processed", 0)
@@ -467,11 +475,15 @@ class Runner:
             log.warning("job %s: could not hand the job back (%s); its lease will expire", self.job_id, exc)
 
     async def _retrying(self, ctx: JobContext, step: Callable[[JobContext], Awaitable[None]]) -> None:
-        """Runs ``step``; when the database goes away, waits with backoff and runs it
-        again from the last checkpoint (writes are idempotent, so the replayed
-        batch is harmless) for up to DB_RETRY_SECONDS without progress."""
+        """Runs ``step``; when a database call fails for want of the database
+        (it went away, or did not answer in time), waits with backoff and runs
+        it again from the last checkpoint (writes are idempotent, so a replayed
+        unit is harmless). Any progress in between starts the clock again; it
+        gives up after DB_RETRY_SECONDS without progress, saying whether the
+        database could not be reached (a ``ping`` failed) or answered but too
+        slowly for even the smallest write."""
         budget = self.manager.settings.db_retry_seconds
-        delay, failing_since, position = RETRY_FIRST_DELAY, None, ctx.position
+        delay, failing_since, mark = RETRY_FIRST_DELAY, None, ctx.mark()
         while True:
             try:
                 await step(ctx)
@@ -479,18 +491,28 @@ class Runner:
             except Exception as exc:
                 if not is_outage(exc):
                     raise
+                reachable = await self.reachable()
                 if self.sink is not None:
-                    raise JobFailed(f"the database became unreachable during the download: {exc}") from exc
+                    what = "too slow" if reachable else "unreachable"
+                    raise JobFailed(f"the database was {what} during the download; start the download again") from exc
                 now = time.monotonic()
-                if ctx.position != position:  # progress since the last outage: a new one
-                    failing_since, delay, position = None, RETRY_FIRST_DELAY, ctx.position
+                if ctx.mark() != mark:  # progress since the last failure: a new episode
+                    failing_since, delay, mark = None, RETRY_FIRST_DELAY, ctx.mark()
                 failing_since = failing_since or now
                 if now - failing_since >= budget:
+                    why = (
+                        "answered, but too slowly for even the smallest write to fit the job's lease"
+                        if reachable
+                        else "could not be reached"
+                    )
                     raise JobFailed(
-                        f"the database was unreachable for more than {budget:g} s (DB_RETRY_SECONDS): {exc}; "
-                        "the upload and the checkpoint are kept: retry the job once the database is back"
+                        f"for more than {budget:g} s (DB_RETRY_SECONDS) the database {why}; "
+                        "retry the job once it is back: it continues from its last checkpoint"
                     ) from exc
-                log.warning("job %s: database unavailable (%s); retrying in %.1f s", self.job_id, exc, delay)
+                log.warning(
+                    "job %s: database %s (%s); retrying in %.1f s",
+                    self.job_id, "slow" if reachable else "unreachable", exc, delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_DELAY)
                 await self._still_ours()
@@ -530,7 +552,7 @@ class Runner:
         ctx.rolling_back = True
         self.manager.metrics.rollback_started(ctx)
         log.info("job %s terminating: rolling back", self.job_id)
-        before = dict(ctx.progress)
+        before = ctx.mark()
         try:
             await self._retrying(ctx, self.kind.rollback)
         except (JobStopped, asyncio.CancelledError):
@@ -538,7 +560,7 @@ class Runner:
         except Exception as exc:
             # A rollback is never abandoned: it backs off and whichever replica
             # claims it after the backoff continues it.
-            await asyncio.shield(self._rollback_failed(ctx, exc, progressed=ctx.progress != before))
+            await asyncio.shield(self._rollback_failed(ctx, exc, progressed=ctx.mark() != before))
             self.released = True  # with a backoff time: nothing more to write
             raise JobStopped(f"rollback failed: {exc}") from exc
         repo = self.manager.repo
@@ -554,19 +576,30 @@ class Runner:
         self.manager.metrics.job_finished(self.kind.name, JobState.TERMINATED.value, ctx)
 
     async def _rollback_failed(self, ctx: JobContext, exc: BaseException, progressed: bool) -> None:
-        """Records why, backs off exponentially across replicas (the lease is
-        released with a time before which nobody claims it), and after
-        ROLLBACK_GIVE_UP_SECONDS without progress stops holding the org's slot."""
+        """Records why and hands the rollback back for any replica to continue.
+        A rollback that removed anything in this attempt is making progress: it
+        is not failing, and the next attempt may start at once. Only attempts
+        that moved nothing back off (exponentially, across replicas: the lease
+        is released with a time before which nobody claims it) and run the
+        give-up clock, from the first of them: after ROLLBACK_GIVE_UP_SECONDS
+        without progress the job stops holding its org's slot."""
         manager, settings = self.manager, self.manager.settings
         info = dict(ctx.job.get("rollback") or {})
         now = manager.clock.now()
-        attempts = info.get("attempts", 0) + 1
-        failing_since = now if progressed or not info.get("failing_since") else info["failing_since"]
-        delay = min(ROLLBACK_MAX_BACKOFF, ROLLBACK_FIRST_BACKOFF * 2 ** (attempts - 1))
-        info.update(error=f"{type(exc).__name__}: {exc}", attempts=attempts, failing_since=failing_since)
-        info["next_at"] = manager.clock.after(delay)
-        give_up = (now - failing_since).total_seconds() >= settings.rollback_give_up_seconds
-        log.error("job %s: rollback attempt %d failed (%s); next attempt in %.0f s", self.job_id, attempts, exc, delay)
+        stalls = 0 if progressed else info.get("stalls", 0) + 1
+        failing_since = None if progressed else info.get("failing_since") or now
+        info.update(
+            error=f"{type(exc).__name__}: {exc}",
+            attempts=info.get("attempts", 0) + 1,
+            stalls=stalls,
+            failing_since=failing_since,
+            next_at=manager.clock.after(min(ROLLBACK_MAX_BACKOFF, ROLLBACK_FIRST_BACKOFF * 2 ** (stalls - 1))) if stalls else None,
+        )
+        give_up = failing_since is not None and (now - failing_since).total_seconds() >= settings.rollback_give_up_seconds
+        log.error(
+            "job %s: rollback attempt %d ended (%s); %s",
+            self.job_id, info["attempts"], exc, "it progressed: next attempt at once" if progressed else f"{stalls} without progress",
+        )
         manager.metrics.rollback_failed(self.kind.name)
         try:
             await manager.repo.save_rollback(self.job_id, self.epoch, info)
