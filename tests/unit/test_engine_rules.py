@@ -72,3 +72,15 @@ def test_an_insert_reply_with_a_write_concern_error_is_raised_as_an_outage():
 def test_an_insert_reply_drops_duplicate_keys_and_shifts_the_other_errors_to_the_batch():
     reply = {"ok": 1, "n": 1, "writeErrors": [{"index": 0, "code": 11000, "errmsg": "dup"}, {"index": 2, "code": 2, "errmsg": "bad"}]}
     assert insert_reply_errors(reply, offset=100) == [{"index": 102, "code": 2, "errmsg": "bad"}]
+
+
+def test_undo_is_a_users_transition_from_completed_whose_rollback_ends_undone():
+    from service.jobs.states import FINISHED, NEEDS_RUNNER, ROLLBACK_END, ROLLING_BACK, UNDO, USER_TRANSITIONS, mermaid
+
+    assert USER_TRANSITIONS["undo"] is UNDO and UNDO.by == "user"
+    assert UNDO.sources == {JobState.COMPLETED} and UNDO.target is JobState.UNDOING
+    assert UNDO.satisfied == {JobState.UNDOING, JobState.UNDONE}
+    assert "undo" not in ACTIONS, "undo has its own route, with a dry run and a window"
+    assert ROLLING_BACK == {JobState.TERMINATING, JobState.UNDOING} <= NEEDS_RUNNER
+    assert ROLLBACK_END[JobState.UNDOING].target is JobState.UNDONE and JobState.UNDONE in FINISHED
+    assert "completed --> undoing: undo (user)" in mermaid() and "undoing --> undone: undone (runner)" in mermaid()
