@@ -7,10 +7,11 @@ from collections.abc import Iterable
 from aiohttp import web
 from pymongo.monitoring import CommandListener
 
-from .api import access, audit, console, downloads, events, exports, health, imports, jobs, metrics, openapi, teams
+from .api import access, audit, bulk, console, downloads, events, exports, health, imports, jobs, metrics, openapi, teams
 from .auth.middleware import auth_ctx, identity_middleware
 from .jobs.manager import begin_shutdown, manager_ctx
 from .jobs.model import ACTIONS
+from .jobs.states import BULK_ACTIONS
 from .middlewares import body_middleware, problem_middleware, security_headers
 from .metrics import Metrics, queue_sampler_ctx
 from .retention import retention_ctx
@@ -62,6 +63,8 @@ def create_app(settings: Settings, command_listeners: Iterable[CommandListener] 
     app.router.add_get(JOB, jobs.get_job)
     app.router.add_delete(JOB, jobs.delete_job)
     app.router.add_post(JOB_ACTION, jobs.control_job)
+    app.router.add_post(JOB + "/undo", jobs.undo_job)
+    app.router.add_post("/api/v1/jobs/{action:" + "|".join(BULK_ACTIONS) + "}", bulk.bulk_control)
     app.router.add_get("/api/v1/openapi.json", openapi.openapi_json)
     app.router.add_get(openapi.DOCS_ROUTE, openapi.docs_page)
     app.router.add_get(openapi.DOCS_ROUTE + "/{name}", openapi.docs_asset)

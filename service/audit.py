@@ -26,6 +26,11 @@ ACTIONS = (
     "job.terminate",
     "job.retry",
     "job.delete",
+    "job.undo",
+    # One event per bulk request (POST /api/v1/jobs/{action}), listing every job it changed.
+    "jobs.pause",
+    "jobs.resume",
+    "jobs.terminate",
     "api_key.create",
     "api_key.revoke",
 )
@@ -43,8 +48,12 @@ async def append(
     state_before: str | None = None,
     state_after: str | None = None,
     reason: str | None = None,
+    jobs: list[dict[str, Any]] | None = None,
+    details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Appends one event; the only code that writes ``audit_events``."""
+    """Appends one event; the only code that writes ``audit_events``. A bulk
+    action lists its jobs (``jobs``: id, kind, states before and after) and
+    keeps their ids in ``job_ids``, so each job's history shows it."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
     # The time first: the ObjectId made after it is never from an earlier second,
@@ -67,6 +76,11 @@ async def append(
         "state_after": state_after,
         "reason": reason,
     }
+    if jobs is not None:
+        event["jobs"] = jobs
+        event["job_ids"] = [j["id"] for j in jobs]
+    if details is not None:
+        event["details"] = details
     await db.audit.insert_one(event)
     return event
 
@@ -77,8 +91,10 @@ async def record(request: web.Request, action: str, **fields: Any) -> dict[str, 
 
 
 async def history(db: Database, org_id: str, job_id: str) -> list[dict[str, Any]]:
-    """A job's events, oldest first (the first HISTORY_LIMIT of them)."""
-    cursor = db.audit.find({"org_id": org_id, "job_id": job_id}, sort=[("_id", ASCENDING)], limit=HISTORY_LIMIT)
+    """A job's events, oldest first (the first HISTORY_LIMIT of them), bulk
+    actions that changed it included (without their list of other jobs)."""
+    query = {"org_id": org_id, "$or": [{"job_id": job_id}, {"job_ids": job_id}]}
+    cursor = db.audit.find(query, {"jobs": 0, "job_ids": 0}, sort=[("_id", ASCENDING)], limit=HISTORY_LIMIT)
     return [event_json(e) async for e in cursor]
 
 
@@ -111,7 +127,7 @@ async def search(
 
 
 def event_json(event: dict[str, Any]) -> dict[str, Any]:
-    body = {k: v for k, v in event.items() if k != "_id"}
+    body = {k: v for k, v in event.items() if k not in ("_id", "job_ids")}
     body["id"] = str(event["_id"])
     body["at"] = iso(event["at"])
     return {"id": body.pop("id"), **body}

@@ -37,7 +37,7 @@ def runner_state(runner: Any, ctx: Any) -> str:
     if ctx.outcome is not None:
         return ctx.outcome.value
     if runner.terminate_requested or ctx.rolling_back:
-        return "terminating"
+        return "undoing" if runner.state.value == "undoing" else "terminating"
     if not runner.gate.is_set():
         return "paused"
     return "running"

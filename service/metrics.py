@@ -112,7 +112,7 @@ class Metrics:
         started = ctx.job.get("started_at")
         if started is not None:
             self.jobs.labels(kind, outcome).observe(max(0.0, (utcnow() - started).total_seconds()))
-        if outcome == JobState.TERMINATED.value and ctx in self._rollback_started:
+        if outcome in (JobState.TERMINATED.value, JobState.UNDONE.value) and ctx in self._rollback_started:
             since, before = self._rollback_started.pop(ctx)
             self.rollbacks.labels(kind).observe(time.monotonic() - since)
             self.rollback_rows.labels(kind).inc(max(0, _rollback_rows(ctx.progress) - before))

@@ -1,7 +1,7 @@
 """Nothing grows forever: finished jobs and their result files expire, and a
 finished job can be deleted at once (DELETE /api/v1/jobs/{id}).
 
-Which jobs may go: terminated ones (their rollback left nothing), and completed
+Which jobs may go: terminated and undone ones (their rollback left nothing), and completed
 exports and teams jobs (the teams and users they created stay; only the job's
 record and result file go). A completed import is kept: its record is what
 describes its dataset (columns, types, row count) for exports, for as long as
@@ -13,8 +13,11 @@ now terminated, expires like any other).
 
 Each replica sweeps every RETENTION_SWEEP_SECONDS:
 
-- export files of jobs that finished more than RESULT_RETENTION_DAYS ago,
-  then whole jobs that finished more than JOB_RETENTION_DAYS ago;
+- export files of jobs that finished more than RESULT_RETENTION_DAYS ago;
+- the undo window of completed imports and teams jobs that finished more than
+  JOB_UNDO_DAYS ago: the job is marked as no longer undoable (with the
+  reason an undo's 409 names), then a teams job's undo log is dropped;
+- whole jobs that finished more than JOB_RETENTION_DAYS ago;
 - failed jobs older than FAILED_JOB_RETENTION_DAYS: terminated;
 - audit events older than AUDIT_RETENTION_DAYS (their ObjectId _id is their
   time, so the _id index serves the delete);
@@ -53,6 +56,7 @@ from .background import repeat, stop
 from .errors import InvalidTransition, JobNotFound
 from .jobs.model import TERMINATE, JobState, utcnow
 from .jobs.repo import JobRepo
+from .jobs import undo
 from .settings import Settings
 from .store.clock import DbClock
 from .store.db import Database
@@ -63,18 +67,20 @@ log = logging.getLogger(__name__)
 
 SWEEP_CHUNK = 200
 COMPLETED, TERMINATED, FAILED = JobState.COMPLETED.value, JobState.TERMINATED.value, JobState.FAILED.value
+UNDONE = JobState.UNDONE.value
 # Finished jobs that may be deleted (see the module docstring): each kind says
 # whether a completed job of its own may go.
 DELETABLE = (
     {"state": TERMINATED},
+    {"state": UNDONE},
     {"state": COMPLETED, "kind": {"$in": sorted(k.name for k in KINDS.values() if k.completed_deletable)}},
 )
 # A job in one of these states no longer needs its upload.
-UPLOAD_DONE = frozenset({COMPLETED, TERMINATED})
+UPLOAD_DONE = frozenset({COMPLETED, TERMINATED, UNDONE})
 
 
 def deletable(job: dict[str, Any]) -> bool:
-    return job["state"] == TERMINATED or (job["state"] == COMPLETED and KINDS[job["kind"]].completed_deletable)
+    return job["state"] in (TERMINATED, UNDONE) or (job["state"] == COMPLETED and KINDS[job["kind"]].completed_deletable)
 
 
 async def delete_job(db: Database, repo: JobRepo, job: dict[str, Any]) -> None:
@@ -102,13 +108,14 @@ async def sweep(db: Database, settings: Settings, now: dt.datetime | None = None
     """One pass of every expiry; returns how many of each it removed."""
     now = now or utcnow()
     repo = repo or JobRepo(db.jobs, db.job_progress, DbClock(), settings.job_lease_seconds)
-    done = {"results": 0, "jobs": 0, "failed": 0, "audit": 0, "uploads": 0, "orphans": 0}
+    done = {"results": 0, "undo_windows": 0, "jobs": 0, "failed": 0, "audit": 0, "uploads": 0, "orphans": 0}
     result_cutoff = now - dt.timedelta(days=settings.result_retention_days)
     while batch := await repo.expired_results(result_cutoff, SWEEP_CHUNK):
         for job in batch:
             await _delete_result(db, job)
             await repo.result_deleted(job["_id"], now)
             done["results"] += 1
+    done["undo_windows"] = await undo.end_windows(db, repo, KINDS, settings.job_undo_days, now, SWEEP_CHUNK)
     job_cutoff = now - dt.timedelta(days=settings.job_retention_days)
     for which in DELETABLE:
         while batch := await repo.finished_before(which, job_cutoff, SWEEP_CHUNK):

@@ -81,6 +81,9 @@ class Settings:
     audit_retention_days: float = 400.0
     # A failed job older than this is terminated (rolled back) by the sweep.
     failed_job_retention_days: float = 30.0
+    # How long after completion an import or teams job may be undone; retention
+    # then drops what an undo needs (a teams job's undo log) and says so.
+    job_undo_days: float = 7.0
     # Processes that parse, type and encode an import's batches; 1 builds them in
     # the event loop's process. from_env's default is the CPUs the pod may use.
     job_workers: int = 1
@@ -351,6 +354,7 @@ _READERS: dict[str, Callable[[str, str], tuple[str, Any]]] = {
     "UPLOAD_GRACE_SECONDS": _seconds("upload_grace_seconds", 60, 7 * 86400),
     "AUDIT_RETENTION_DAYS": _days("audit_retention_days"),
     "FAILED_JOB_RETENTION_DAYS": _days("failed_job_retention_days"),
+    "JOB_UNDO_DAYS": _days("job_undo_days"),
     "JOB_WORKERS": _int("job_workers", 1, 64),
     "GUARD_ROWS": _int("guard_rows", 10, 100_000),
     "DB_TIMEOUT_SECONDS": _seconds("db_timeout_seconds", 1, 3600),

@@ -1,5 +1,5 @@
-"""Reading jobs and controlling them: GET /jobs, GET /jobs/{id}, POST /jobs/{id}/{action}.
-(GET /jobs/{id}/events is in events.py.)"""
+"""Reading jobs and controlling them: GET /jobs, GET /jobs/{id}, POST /jobs/{id}/{action},
+POST /jobs/{id}/undo. (GET /jobs/{id}/events is in events.py; many jobs at once in bulk.py.)"""
 from __future__ import annotations
 
 from urllib.parse import urlencode
@@ -9,11 +9,12 @@ from aiohttp import web
 from .. import audit
 from ..auth.identity import Role, requires
 from ..errors import BadRequest
+from ..jobs import undo
 from ..jobs.kinds import KINDS as JOB_KINDS
 from ..jobs.model import ACTIONS, JobState, job_json
 from ..retention import delete_job as delete_finished_job
 from ..typedefs import DB_KEY, MANAGER_KEY
-from .common import int_param, job_response, json_object, json_response, list_param, org_of, query_params
+from .common import bool_param, int_param, job_response, json_object, json_response, list_param, org_of, query_params
 
 STATES = frozenset(s.value for s in JobState)
 KINDS = frozenset(JOB_KINDS)
@@ -89,3 +90,29 @@ async def delete_job(request: web.Request) -> web.Response:
     await delete_finished_job(request.app[DB_KEY], request.app[MANAGER_KEY].repo, doc)
     await audit.record(request, "job.delete", job_id=doc["_id"], state_before=doc["state"], state_after=None)
     return web.Response(status=204)
+
+
+@requires(Role.OPERATOR)
+async def undo_job(request: web.Request) -> web.Response:
+    """Undo a completed import or teams job: 200 with the job, now ``undoing``;
+    its rollback (the terminate's: resumable, fenced, with progress) runs on
+    any replica and ends ``undone``. A repeated request answers 200 and changes
+    nothing; 409 naming the reason for another kind, another state, or a job
+    past its undo window (JOB_UNDO_DAYS). With ``dry_run=true``: 200 and what
+    an undo would remove or restore, counted now, and nothing is written.
+    The body may be empty or ``{"reason": "..."}`` (kept in the audit trail)."""
+    query = query_params(request, ("dry_run",))
+    dry_run = bool_param(query, "dry_run", False)
+    reason = control_reason(await json_object(request, allow_empty=True))
+    manager = request.app[MANAGER_KEY]
+    org_id = org_of(request)
+    job = await manager.repo.get(org_id, request.match_info["job_id"])
+    if dry_run:
+        body = await undo.preview(request.app[DB_KEY], manager.repo, manager.kinds, job, manager.settings.job_undo_days)
+        return json_response(body)
+    result = await undo.request(manager, org_id, job)
+    if result.changed:
+        await audit.record(
+            request, "job.undo", job_id=job["_id"], state_before=result.before, state_after=result.job["state"], reason=reason
+        )
+    return job_response(result.job)

@@ -22,7 +22,7 @@ from ..settings import Settings
 from ..store.clock import DbClock
 from ..store.db import Database
 from ..typedefs import DB_KEY, MANAGER_KEY, METRICS_KEY, SETTINGS_KEY
-from .states import ACTIONS, DOWNLOAD_ENDED, JobState
+from .states import DOWNLOAD_ENDED, ROLLING_BACK, USER_TRANSITIONS, values
 from .repo import Claim, ControlResult, JobRepo
 from .runner import Kind, Runner
 from .workers import BuildPool
@@ -147,11 +147,12 @@ class JobManager:
                 retry_after=10,
             )
 
-    async def control(self, org_id: str, job_id: str, action_name: str) -> ControlResult:
-        """pause / resume / terminate / retry: one guarded write, then the local
-        runner (if this replica owns the job) is told at once, before the
-        response is sent; other owners see it on their next tick or checkpoint."""
-        result = await self.repo.request(org_id, job_id, ACTIONS[action_name])
+    async def control(self, org_id: str, job_id: str, action_name: str, **guard: Any) -> ControlResult:
+        """pause / resume / terminate / retry / undo: one guarded write (``guard``:
+        see JobRepo.request), then the local runner (if this replica owns the
+        job) is told at once, before the response is sent; other owners see it
+        on their next tick or checkpoint."""
+        result = await self.repo.request(org_id, job_id, USER_TRANSITIONS[action_name], **guard)
         runner = self.runners.get(job_id)
         if runner is not None:
             runner.apply(result.job)
@@ -235,7 +236,7 @@ class JobManager:
         that kind (a teams rollback deleting a user that job is adding). A job
         that never started wrote nothing: its rollback runs at once."""
         limit = self.kinds[job["kind"]].org_limit(self.settings)
-        if job["state"] != JobState.TERMINATING.value or limit is None or job.get("started_at") is None:
+        if job["state"] not in values(ROLLING_BACK) or limit is None or job.get("started_at") is None:
             return True
         return await self.repo.rollback_blockers(job["org_id"], job["kind"], job["_id"]) < limit
 
@@ -248,7 +249,7 @@ class JobManager:
             )
             return
         # Rollbacks always run (they free a slot); other work respects capacity.
-        if job["state"] != JobState.TERMINATING.value and self._full():
+        if job["state"] not in values(ROLLING_BACK) and self._full():
             await self.repo.release(job["_id"], claim.epoch)
             return
         JobLogger(log, job).info("%s job %s (%s, epoch %d)", how, job["_id"], job["state"], claim.epoch)

@@ -99,7 +99,16 @@ def job_json(doc: dict[str, Any]) -> dict[str, Any]:
             "failing_since": iso(rollback.get("failing_since")),
             "slot_released": bool(doc.get("slot_released")),
         }
+    if doc["state"] == JobState.COMPLETED.value and "undoable" in doc:
+        body["undoable"] = bool(doc["undoable"])
+        body["undo_ended"] = _undo_ended(doc.get("undo_ended"))
+        if doc["undoable"]:
+            body["links"]["undo"] = f"{base}/undo"
     if doc.get("result"):
         body["result"] = doc["result"]
         body["links"]["result"] = f"{base}/result"
     return body
+
+
+def _undo_ended(ended: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if not ended else {"at": iso(ended.get("at")), "reason": ended.get("reason")}

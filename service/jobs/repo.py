@@ -21,7 +21,7 @@ longer change either document."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ from pymongo.errors import DuplicateKeyError
 from ..errors import InvalidTransition, JobNotFound
 from ..store.clock import DbClock
 from .model import utcnow
-from .states import FINISHED, HOLDS_SLOT, NEEDS_RUNNER, JobState, Transition
+from .states import FINISHED, HOLDS_SLOT, NEEDS_RUNNER, ROLLING_BACK, JobState, Transition
 
 MAX_ERRORS_KEPT = 100
 PROGRESS_FIELDS = ("progress", "checkpoint", "errors", "lease_until", "rollback")
@@ -168,7 +168,7 @@ class JobRepo:
                 "state": {"$in": _values(HOLDS_SLOT)},
                 "slot_released": {"$ne": True},
                 "_id": {"$ne": job_id},
-                "$or": [{"state": {"$ne": JobState.TERMINATING.value}}, {"_id": {"$lt": job_id}}],
+                "$or": [{"state": {"$nin": _values(ROLLING_BACK)}}, {"_id": {"$lt": job_id}}],
             }
         )
 
@@ -231,16 +231,27 @@ class JobRepo:
         merged = _merge(job, run)
         return Claim(merged, 1) if owner is not None else merged
 
-    async def request(self, org_id: str, job_id: str, action: Transition) -> ControlResult:
-        """Apply a user's pause/resume/terminate/retry: 404 for an unknown job, 409
-        when it cannot apply, and the job unchanged when it already has."""
+    async def request(
+        self,
+        org_id: str,
+        job_id: str,
+        action: Transition,
+        where: dict[str, Any] | None = None,
+        why_not: Callable[[dict[str, Any]], str] | None = None,
+    ) -> ControlResult:
+        """Apply a user's pause/resume/terminate/retry/undo: 404 for an unknown job, 409
+        when it cannot apply, and the job unchanged when it already has. ``where``
+        adds conditions to the guarded write (an undo's window); a job in a
+        source state that they refuse is a 409 saying ``why_not(job)``."""
         assert action.by == "user", f"{action.name} is a runner's transition (see transition())"
         now = utcnow()
         fields: dict[str, Any] = {"state": action.target.value, "updated_at": now}
         update: dict[str, Any] = {"$set": fields, "$inc": {"rev": 1}}
-        query: dict[str, Any] = {"_id": job_id, "org_id": org_id, "state": {"$in": _values(action.sources)}}
+        query: dict[str, Any] = {"_id": job_id, "org_id": org_id, "state": {"$in": _values(action.sources)}, **(where or {})}
         if action.target is JobState.TERMINATING:
             fields["terminate_requested_at"] = now
+        elif action.target is JobState.UNDOING:
+            fields["undo_requested_at"] = now
         elif action.target is JobState.RUNNING:
             update["$unset"] = {"pause_reason": ""}
         elif action.target is JobState.QUEUED:
@@ -257,6 +268,8 @@ class JobRepo:
         current = await self.get(org_id, job_id)
         if JobState(current["state"]) in action.satisfied:
             return ControlResult(current, current["state"], False)
+        if why_not is not None and JobState(current["state"]) in action.sources:
+            raise InvalidTransition(why_not(current), state=current["state"])
         if action.target is JobState.QUEUED and current["state"] == JobState.FAILED.value:
             raise InvalidTransition(
                 f"This failure cannot be cured by a retry ({current.get('error')}); terminate the job and start a new one.",
@@ -405,6 +418,35 @@ class JobRepo:
         owned = {d["_id"] async for d in self.runs.find({"$or": held}, {"_id": 1})}
         jobs = await self.jobs.find({"_id": {"$in": list(leases)}}, {"state": 1, "rev": 1, "epoch": 1}).to_list()
         return [{**j, "owned": j["_id"] in owned and j.get("epoch") == leases[j["_id"]]} for j in jobs]
+
+    # -- many jobs at once (service/api/bulk.py) ----------------------------------
+
+    async def matching(self, org_id: str, where: dict[str, Any], after: str | None, limit: int) -> list[dict[str, Any]]:
+        """An org's jobs matching ``where`` (a filter service/api/bulk.py built
+        from the request), oldest first after ``after``: id, kind and state.
+        The org and the _id range lead the filter: the (org, _id) index serves it."""
+        query: dict[str, Any] = {**where, "org_id": org_id}
+        if after is not None:
+            query["_id"] = {**query.get("_id", {}), "$gt": after}
+        fields = {"kind": 1, "state": 1}
+        return await self.jobs.find(query, fields, sort=[("_id", 1)], limit=limit).to_list()
+
+    # -- the undo window (service/jobs/undo.py, retention) ----------------------
+
+    async def undo_window_over(self, kinds: list[str], cutoff: dt.datetime, limit: int) -> list[dict[str, Any]]:
+        """Completed jobs of ``kinds`` that may still be undone but finished before ``cutoff``."""
+        query = {"state": JobState.COMPLETED.value, "finished_at": {"$lt": cutoff}, "kind": {"$in": kinds}, "undoable": True}
+        return await self.jobs.find(query, {"kind": 1, "org_id": 1, "params": 1}, limit=limit).to_list()
+
+    async def end_undo(self, job_id: str, reason: str, now: dt.datetime) -> bool:
+        """A completed job can no longer be undone (``reason``): one guarded write
+        that an undo request racing it cannot both pass. True when this call
+        ended it, or it had already ended and was not undone."""
+        result = await self.jobs.update_one(
+            {"_id": job_id, "state": JobState.COMPLETED.value},
+            {"$set": {"undoable": False, "undo_ended": {"at": now, "reason": reason}}},
+        )
+        return result.matched_count == 1
 
     # -- retention, datasets and metrics: JobRepo owns jobs and job_progress -----
 

@@ -23,13 +23,14 @@ from ..background import end_if_cancelled
 from ..errors import InvalidTransition, JobFailed, JobStopped, JobTerminated
 from ..logs import bind_job, runner_state
 from .fence import PROBE_SECONDS, Fence, Profiles, ReadOnly, Records, ResultFiles, Teams, Upload
-from .states import ACTIVE, COMPLETE, DOWNLOAD_ENDED, FAIL, PAUSE_SELF, PAUSED, ROLLED_BACK, TERMINATE, JobState
+from .states import ACTIVE, COMPLETE, DOWNLOAD_ENDED, FAIL, PAUSE_SELF, PAUSED, ROLLBACK_END, ROLLING_BACK, TERMINATE, JobState
 from .repo import MAX_ERRORS_KEPT, Claim
 
 if TYPE_CHECKING:
     from ..settings import Settings
     from ..store.db import Database
     from .manager import JobManager
+    from .repo import JobRepo
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,12 @@ class Kind:
       admission slot at once (None: only the replica's limit applies);
     - ``completed_deletable`` says whether a completed job may be deleted (a
       completed import may not: it describes its dataset's rows);
-    - ``delete_result`` deletes a finished job's stored result, if it has one.
+    - ``delete_result`` deletes a finished job's stored result, if it has one;
+    - ``undoable`` says whether a completed job may be undone (POST
+      /jobs/{id}/undo: the same ``rollback``, ending ``undone``); such a kind's
+      ``cleanup`` keeps what its rollback needs, ``undo_preview`` says what an
+      undo would remove (its dry run) and ``drop_undo`` frees what the
+      rollback would have needed once the undo window (JOB_UNDO_DAYS) is over.
     """
 
     name: str
@@ -87,6 +93,9 @@ class Kind:
     org_limit: Callable[[Settings], int | None] = lambda settings: None
     completed_deletable: bool = False
     delete_result: Callable[[Database, dict[str, Any]], Awaitable[None]] | None = None
+    undoable: bool = False
+    undo_preview: Callable[[Database, JobRepo, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
+    drop_undo: Callable[[Database, dict[str, Any]], Awaitable[None]] | None = None
 
 
 class JobContext:
@@ -285,7 +294,7 @@ class Runner:
         self.rev: int = job.get("rev", 0)
         self.state = JobState(job["state"])
         self.gate = asyncio.Event()
-        self.terminate_requested = self.state is JobState.TERMINATING
+        self.terminate_requested = self.state in ROLLING_BACK
         self.stopping = False
         self.lost = False
         self.released = False
@@ -329,7 +338,7 @@ class Runner:
             self.gate.clear()
         elif state is JobState.RUNNING:
             self.gate.set()
-        elif state is JobState.TERMINATING:
+        elif state in ROLLING_BACK:
             self.terminate_requested = True
             self.gate.set()
 
@@ -537,8 +546,10 @@ class Runner:
         # (any other state or epoch) makes it raise. It cannot loop.
         while True:
             await ctx.checkpoint()
+            # An undoable kind's completion says that what an undo needs is kept.
+            undo = {"undoable": True} if self.kind.undoable else {}
             done = await self.manager.repo.transition(
-                self.job_id, self.epoch, COMPLETE, progress=ctx.progress, **ctx.completion
+                self.job_id, self.epoch, COMPLETE, progress=ctx.progress, **undo, **ctx.completion
             )
             if done is not None:
                 self.rev = done["rev"]  # our own final write: later reads of it change nothing
@@ -566,14 +577,15 @@ class Runner:
         repo = self.manager.repo
         if ctx.job.get("rollback"):
             await repo.save_rollback(self.job_id, self.epoch, {})
-        done = await repo.transition(self.job_id, self.epoch, ROLLED_BACK, progress=ctx.progress)
+        end = ROLLBACK_END.get(self.state, ROLLBACK_END[JobState.TERMINATING])
+        done = await repo.transition(self.job_id, self.epoch, end, progress=ctx.progress)
         if done is None:
             self.lose()
             raise JobStopped("another replica owns this job now")
         self.rev = done["rev"]
-        log.info("job %s terminated", self.job_id)
-        ctx.outcome = JobState.TERMINATED
-        self.manager.metrics.job_finished(self.kind.name, JobState.TERMINATED.value, ctx)
+        log.info("job %s %s", self.job_id, end.target.value)
+        ctx.outcome = end.target
+        self.manager.metrics.job_finished(self.kind.name, end.target.value, ctx)
 
     async def _rollback_failed(self, ctx: JobContext, exc: BaseException, progressed: bool) -> None:
         """Records why and hands the rollback back for any replica to continue.

@@ -22,9 +22,14 @@ class JobState(str, enum.Enum):
     TERMINATING = "terminating"  # rolling back: a phase with real work, resumable by any replica
     TERMINATED = "terminated"
     FAILED = "failed"
+    # An undo of a completed job: the same rollback as a terminate (resumable by
+    # any replica, fenced, with progress), ending in its own state so that the
+    # job says it was undone rather than stopped.
+    UNDOING = "undoing"
+    UNDONE = "undone"
 
 
-Q, R, PG, P, C, TG, T, F = (
+Q, R, PG, P, C, TG, T, F, UG, U = (
     JobState.QUEUED,
     JobState.RUNNING,
     JobState.PAUSING,
@@ -33,6 +38,8 @@ Q, R, PG, P, C, TG, T, F = (
     JobState.TERMINATING,
     JobState.TERMINATED,
     JobState.FAILED,
+    JobState.UNDOING,
+    JobState.UNDONE,
 )
 
 # States in which a runner may hold the job (and carry on when it finds it so).
@@ -40,14 +47,16 @@ Q, R, PG, P, C, TG, T, F = (
 # keeps it so that resume never waits, and a terminating job keeps it until
 # its rollback is done (or has failed without progress for
 # ROLLBACK_GIVE_UP_SECONDS), so a corrected upload starts on clean data.
-ACTIVE = frozenset({R, PG, P, TG})
+ACTIVE = frozenset({R, PG, P, TG, UG})
 HOLDS_SLOT = ACTIVE
+# States whose runner rolls the job back (a terminate, or an undo).
+ROLLING_BACK = frozenset({TG, UG})
 # States in which some replica must be running code for the job.
-NEEDS_RUNNER = frozenset({R, PG, TG})
+NEEDS_RUNNER = frozenset({R, PG, TG, UG})
 # States no runner is for; a job in one has ``finished_at``.
-FINISHED = frozenset({C, T, F})
-# States nothing but retention (or a delete) changes.
-FINAL = frozenset({C, T})
+FINISHED = frozenset({C, T, F, U})
+# States nothing but retention, a delete (or, for a completed job, an undo) changes.
+FINAL = frozenset({C, T, U})
 
 Who = Literal["user", "runner"]
 
@@ -74,6 +83,9 @@ TERMINATE = Transition(
     "terminate", frozenset({Q, R, PG, P, F}), TG, "user", frozenset({TG, T}), "stop and roll back everything the job wrote"
 )
 RETRY = Transition("retry", frozenset({F}), Q, "user", frozenset({Q, R}), "queue a failed job again, from its checkpoint")
+# POST /jobs/{id}/undo: a kind that says ``undoable``, within JOB_UNDO_DAYS of
+# its completion (repo.request's extra guard; service/jobs/undo.py).
+UNDO = Transition("undo", frozenset({C}), UG, "user", frozenset({UG, U}), "roll a completed job back, like a terminate")
 
 # -- a runner's own transitions (each also fenced by the runner's epoch) ---------
 START = Transition("start", frozenset({Q}), R, "runner", why="admitted: a replica claimed the queued job")
@@ -82,22 +94,31 @@ PAUSED = Transition("paused", frozenset({PG}), P, "runner", why="stopped with no
 COMPLETE = Transition("complete", frozenset({R}), C, "runner", why="every row is written")
 FAIL = Transition("fail", frozenset({R, PG, P}), F, "runner", why="a row-error policy, a bug, or a database away too long")
 ROLLED_BACK = Transition("rolled_back", frozenset({TG}), T, "runner", why="the rollback removed everything")
+UNDONE_T = Transition("undone", frozenset({UG}), U, "runner", why="the undo's rollback removed everything")
 DOWNLOAD_ENDED = Transition(
     "download_ended", ACTIVE, T, "runner", why="a streamed download's client left or its replica stopped"
 )
 
 ACTIONS: dict[str, Transition] = {t.name: t for t in (PAUSE, RESUME, TERMINATE, RETRY)}
+# Applied to many jobs at once by POST /jobs/{action} (service/api/bulk.py).
+BULK_ACTIONS: dict[str, Transition] = {t.name: t for t in (PAUSE, RESUME, TERMINATE)}
+# Every user's request, by name (the undo has its own route and guard).
+USER_TRANSITIONS: dict[str, Transition] = {t.name: t for t in (PAUSE, RESUME, TERMINATE, RETRY, UNDO)}
+# How each rolling-back state ends.
+ROLLBACK_END: dict[JobState, Transition] = {TG: ROLLED_BACK, UG: UNDONE_T}
 TRANSITIONS: tuple[Transition, ...] = (
     PAUSE,
     RESUME,
     TERMINATE,
     RETRY,
+    UNDO,
     START,
     PAUSE_SELF,
     PAUSED,
     COMPLETE,
     FAIL,
     ROLLED_BACK,
+    UNDONE_T,
     DOWNLOAD_ENDED,
 )
 
@@ -112,5 +133,5 @@ def mermaid() -> str:
     for t in TRANSITIONS:
         for source in sorted(t.sources, key=list(JobState).index):
             lines.append(f"    {source.value} --> {t.target.value}: {t.name} ({t.by})")
-    lines += ["    completed --> [*]", "    terminated --> [*]"]
+    lines += ["    completed --> [*]", "    terminated --> [*]", "    undone --> [*]"]
     return "\n".join(lines)

@@ -50,6 +50,8 @@ INDEXES: dict[str, list[tuple[str, list[tuple[str, int]]]]] = {
             (f"org_{field}_newest", [("org_id", ASCENDING), (field, ASCENDING), ("_id", DESCENDING)])
             for field in ("job_id", "actor", "action")
         ),
+        # a job's history includes the bulk actions that listed it (multikey)
+        ("org_job_ids_newest", [("org_id", ASCENDING), ("job_ids", ASCENDING), ("_id", DESCENDING)]),
     ],
     # records has no secondary index on purpose: _ids are "org/dataset/job:row",
     # so an export is an _id prefix range and a rollback a narrower one, both on

@@ -8,6 +8,8 @@ are one team. An undo entry is keyed by (job, user), so the first before-image
 a job saves for a user is the one kept."""
 from __future__ import annotations
 
+from typing import Any
+
 from .records import prefix_range
 
 
@@ -39,3 +41,9 @@ def undo_id(job_id: str, user: str) -> str:
 def undo_range(job_id: str) -> dict[str, str]:
     """The _id range of one job's undo entries."""
     return prefix_range(undo_prefix(job_id))
+
+
+async def drop_undo_log(undo: Any, job_id: str) -> int:
+    """Deletes a finished teams job's undo log (no job runs for it any more: its
+    undo window ended, or the job is deleted). Named by the job's _id prefix."""
+    return (await undo.delete_many({"_id": undo_range(job_id)})).deleted_count

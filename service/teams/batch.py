@@ -310,7 +310,21 @@ class Undo:
         return await self.handle.delete_user(doc["_id"], doc.get("name"), creator)
 
 
-async def drop_undo_log(teams: Teams) -> None:
-    """Deletes a completed job's undo entries (it can no longer be terminated)."""
-    while ids := [e["_id"] async for e in teams.undo_collection.find({"_id": undo_range(teams.job_id)}, {"_id": 1}).limit(ROLLBACK_CHUNK)]:
-        await teams.delete_undo(ids)
+async def undo_preview(teams: Readable, users: Readable, undo: Readable, org_id: str, job_id: str) -> dict[str, Any]:
+    """What an undo of a completed job would do, counted now and writing nothing:
+    the teams it would delete, the existing users it would compensate (its undo
+    entries), and the users it created, split into those it would delete and
+    those it would keep (another job's team lists them, or someone edited them:
+    they survive without this job's teams, as in a terminate)."""
+    ours = {t["_id"] async for t in teams.find({"org_id": org_id, "job_id": job_id}, {"_id": 1})}
+    restored = await undo.count_documents({"_id": undo_range(job_id)})
+    deleted = kept = 0
+    async for doc in users.find({"org_id": org_id, "job_id": job_id}):
+        others = [t for t in doc.get("teams") or [] if t not in ours]
+        marks = [j for j in doc.get("jobs") or [] if j != job_id]
+        edited = bool(set(doc) - JOB_USER_FIELDS) or doc.get("name") != doc.get("created_name")
+        if others or marks or edited:
+            kept += 1
+        else:
+            deleted += 1
+    return {"teams": len(ours), "users_restored": restored, "users_deleted": deleted, "users_kept": kept}

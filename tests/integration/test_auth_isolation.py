@@ -56,6 +56,9 @@ def cases(a: dict[str, str]) -> dict[tuple[str, str], Case]:
         ("GET", "/api/v1/jobs/{job_id}/result"): Case(f"/api/v1/jobs/{export}/result", "404"),
         ("POST", "/api/v1/jobs/{job_id}/{action}"): Case(f"/api/v1/jobs/{job}/terminate", "404"),
         ("DELETE", "/api/v1/jobs/{job_id}"): Case(f"/api/v1/jobs/{export}", "404"),
+        ("POST", "/api/v1/jobs/{job_id}/undo"): Case(f"/api/v1/jobs/{job}/undo", "404"),
+        # Every job of the caller's org (filter {}): none of A's is matched.
+        ("POST", "/api/v1/jobs/{action}"): Case("/api/v1/jobs/terminate", "none:matched", {"json": {"filter": {}}}),
         ("POST", "/api/v1/exports/{dataset}.csv"): Case("/api/v1/exports/people.csv", "404"),
         ("POST", "/api/v1/downloads"): Case("/api/v1/downloads", "404", {"json": {"job_id": export}}),
         ("POST", "/api/v1/jobs/export"): Case("/api/v1/jobs/export", "404", {"json": {"dataset": "people"}}),
@@ -119,6 +122,8 @@ async def test_another_orgs_resources_are_404_or_absent_from_every_route(auth_cl
         body = await resp.json(content_type=None)
         if case.expect == "404":
             assert resp.status == 404, (method, case.path, resp.status, body)
+        elif case.expect.startswith("none:"):
+            assert resp.status == 200 and body[case.expect.split(":")[1]] == 0, (method, case.path, body)
         elif case.expect.startswith("empty:"):
             assert resp.status == 200, (method, case.path, body)
             assert body[case.expect.split(":")[1]] == [], (method, case.path, body)

@@ -10,6 +10,7 @@ from openapi_spec_validator import validate
 
 from service.api.openapi import document
 from service.jobs.model import ACTIONS
+from service.jobs.states import BULK_ACTIONS
 
 from ..helpers import make_csv, sheet, start_import, team_rows
 
@@ -29,6 +30,10 @@ def router_operations(app) -> set[tuple[str, str]]:
             continue  # aiohttp adds HEAD beside each GET; HEAD answers like GET without a body
         path = route.resource.canonical
         if (route.method, path) in NOT_OPERATIONS:
+            continue
+        if path == "/api/v1/jobs/{action}":
+            # Bulk control: one route, each action documented.
+            ops |= {(route.method, f"/api/v1/jobs/{name}") for name in BULK_ACTIONS}
             continue
         if path.endswith("/{action}"):
             # One route serves every job action; the document lists each.

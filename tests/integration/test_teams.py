@@ -100,12 +100,13 @@ async def test_a_completed_job_creates_exactly_the_expected_teams_and_users(clie
     assert member["name"] == "Manager 6", "a missing name is filled in"
     assert teams["Team 6"]["manager_id"] == user_id(ORG, member_phone(52))
     assert await db.users.count_documents({}) == 15 + 3
-    # The before-images go in the job's cleanup, just after "completed" is written.
+    # The upload goes in the job's cleanup, just after "completed" is written;
+    # the before-images stay for an undo, until JOB_UNDO_DAYS (tests/integration/test_undo.py).
     deadline = time.monotonic() + 30
-    while await db.undo.count_documents({"_id": undo_range(job["id"])}):
-        assert time.monotonic() < deadline, "a completed job keeps no before-images"
+    while await db.db["uploads.files"].count_documents({}):
+        assert time.monotonic() < deadline, "a completed job keeps no upload"
         await asyncio.sleep(0.05)
-    assert await db.db["uploads.files"].count_documents({}) == 0
+    assert await db.undo.count_documents({"_id": undo_range(job["id"])}) == 2
 
 
 async def test_terminate_after_partial_progress_leaves_teams_and_users_as_before(client, db):

@@ -85,7 +85,19 @@ def test_the_state_diagram_in_the_docs_is_the_transition_table():
 
 
 def test_every_transition_in_the_code_is_one_of_the_table():
-    from service.jobs.states import ACTIONS, TRANSITIONS
+    from service.jobs.states import TRANSITIONS, USER_TRANSITIONS
 
-    assert set(ACTIONS.values()) == {t for t in TRANSITIONS if t.by == "user"}
+    assert set(USER_TRANSITIONS.values()) == {t for t in TRANSITIONS if t.by == "user"}
     assert len({t.name for t in TRANSITIONS}) == len(TRANSITIONS)
+
+
+def test_undo_is_a_users_transition_from_completed_whose_rollback_ends_undone():
+    from service.jobs.states import FINISHED, NEEDS_RUNNER, ROLLBACK_END, ROLLING_BACK, UNDO, USER_TRANSITIONS, mermaid
+
+    assert USER_TRANSITIONS["undo"] is UNDO and UNDO.by == "user"
+    assert UNDO.sources == {JobState.COMPLETED} and UNDO.target is JobState.UNDOING
+    assert UNDO.satisfied == {JobState.UNDOING, JobState.UNDONE}
+    assert "undo" not in ACTIONS, "undo has its own route, with a dry run and a window"
+    assert ROLLING_BACK == {JobState.TERMINATING, JobState.UNDOING} <= NEEDS_RUNNER
+    assert ROLLBACK_END[JobState.UNDOING].target is JobState.UNDONE and JobState.UNDONE in FINISHED
+    assert "completed --> undoing: undo (user)" in mermaid() and "undoing --> undone: undone (runner)" in mermaid()

@@ -64,7 +64,12 @@ ON_ERROR = query("on_error", "skip bad rows (row errors) or fail at the first on
 MAX_ERRORS = query("max_errors", "with skip, fail once more rows than this have failed", {"type": "integer", "minimum": 0, "maximum": 1_000_000_000, "default": 1000})
 JOB_LINKS = {
     action: {"operationId": f"{action}Job", "parameters": {"job_id": "$response.body#/id"}}
-    for action in ("get", "pause", "resume", "terminate", "retry")
+    for action in ("get", "pause", "resume", "terminate", "retry", "undo")
+}
+REASON_BODY = {
+    "required": False,
+    "description": "empty, or a reason kept in the audit trail",
+    "content": {"application/json": {"schema": {"type": "object", "additionalProperties": False, "properties": {"reason": {"type": "string", "maxLength": 1000}}}}},
 }
 
 
@@ -136,6 +141,22 @@ def job_action(action: str, summary: str) -> dict[str, Any]:
             "summary": summary,
             "parameters": [JOB_ID],
             "responses": {"200": {"description": "the job", "content": json_content(ref("Job"))}, **errors(404, 409, 413, 415)},
+        }
+    }
+
+
+def bulk_action(action: str, summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": f"bulk{action.capitalize()}Jobs",
+            "tags": ["jobs"],
+            "summary": summary,
+            "description": "Every job of your organisation that matches the filter, each through the same guarded "
+            "transition as the single request; at most `limit` (1,000) jobs per request, oldest first, `next` "
+            "continues (send the same body with `after`). Needs operator. One audit event lists every job changed.",
+            "parameters": [boolean("dry_run", "count what would change, change nothing")],
+            "requestBody": {"required": True, "content": json_content(ref("BulkRequest"))},
+            "responses": {"200": {"description": "what was done", "content": json_content(ref("BulkResult"))}, **errors(413, 415)},
         }
     }
 
@@ -358,4 +379,22 @@ def paths() -> dict[str, Any]:
         "/api/v1/jobs/{job_id}/resume": job_action("resume", "Resume from the checkpoint"),
         "/api/v1/jobs/{job_id}/terminate": job_action("terminate", "Stop and roll back everything the job wrote"),
         "/api/v1/jobs/{job_id}/retry": job_action("retry", "Queue a failed job again, from its checkpoint"),
+        "/api/v1/jobs/{job_id}/undo": {
+            "post": {
+                "operationId": "undoJob",
+                "tags": ["jobs"],
+                "summary": "Undo a completed import or teams job (the terminate's rollback; ends undone)",
+                "description": "Within JOB_UNDO_DAYS of completion. A 409 names the reason when the job's kind, state "
+                "or age does not allow it. With dry_run=true: what an undo would remove, nothing written.",
+                "parameters": [JOB_ID, boolean("dry_run", "answer what an undo would remove or restore, write nothing")],
+                "requestBody": REASON_BODY,
+                "responses": {
+                    "200": {"description": "the job (undoing), or the dry run", "content": json_content({"oneOf": [ref("Job"), ref("UndoDryRun")]})},
+                    **errors(404, 409, 413, 415),
+                },
+            }
+        },
+        "/api/v1/jobs/pause": bulk_action("pause", "Pause every matching running job"),
+        "/api/v1/jobs/resume": bulk_action("resume", "Resume every matching pausing or paused job"),
+        "/api/v1/jobs/terminate": bulk_action("terminate", "Terminate (roll back) every matching job"),
     }

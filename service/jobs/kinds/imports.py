@@ -12,7 +12,7 @@ from ...csvio.records import Position, Record
 from ...csvio.rows import TOO_LARGE, RowTyper, row_error
 from ...profiles.guard import column_specs, guard
 from ...profiles.profile import PROFILE_ROWS, TableProfile
-from ...store.records import RecordEncoder
+from ...store.records import RecordEncoder, job_prefix, prefix_range
 from ...store.writes import MAX_DOCUMENT_BYTES, Encoded
 from ..fence import Units
 from ..model import utcnow
@@ -279,10 +279,33 @@ async def cleanup(ctx: JobContext) -> None:
     await ctx.upload.delete()
 
 
+async def undo_preview(db: Any, repo: Any, job: dict[str, Any]) -> dict[str, Any]:
+    """What an undo would delete: the job's rows as they are now (a count over
+    its _id prefix, the primary key). Rows another writer deleted since are
+    the difference from ``inserted``. Rows another writer changed since cannot
+    be told cheaply: the service never updates a record, and an outside update
+    leaves no mark on it (finding them would mean comparing every row with its
+    file); an undo deletes them with the rest, as a terminate would."""
+    query = {"_id": prefix_range(job_prefix(job["org_id"], job["params"]["dataset"], job["_id"]))}
+    rows = await db.records.count_documents(query)
+    inserted = (job.get("progress") or {}).get("inserted", 0)
+    return {
+        "rows": rows,
+        "inserted": inserted,
+        "deleted_since": max(0, inserted - rows),
+        "changed_since": None,
+        "dataset": job["params"]["dataset"],
+    }
+
+
 KIND = Kind(
     name="import",
     run=run,
     rollback=rollback,
     cleanup=cleanup,
     org_limit=lambda settings: settings.max_imports_per_org,
+    # Undo deletes by the job's _id prefix, whatever was edited since; the
+    # dataset's profile forgets the import (rollback's profiles.forget()).
+    undoable=True,
+    undo_preview=undo_preview,
 )

@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections import Counter
 
 from ...csvio.records import Position, RecordReader
-from ...teams.batch import Undo, apply_batch, check_batch, drop_undo_log
+from typing import Any
+
+from ...store.teams import drop_undo_log
+from ...teams.batch import Undo, apply_batch, check_batch, undo_preview as preview
 from ...teams.rows import RowError, RowParser, parse_batch
 from ..model import utcnow
 from ..runner import JobContext, Kind
@@ -83,15 +86,34 @@ async def rollback(ctx: JobContext) -> None:
 
 
 async def cleanup(ctx: JobContext) -> None:
-    """A completed job's upload and undo entries go (it can no longer be
-    terminated); a failed job keeps both, for a retry or a terminate."""
+    """A completed job's upload goes; its undo entries stay for an undo, until
+    JOB_UNDO_DAYS have passed (retention's drop_undo) or the job is deleted.
+    A failed job keeps both, for a retry or a terminate."""
     await ctx.upload.delete()
-    await drop_undo_log(ctx.teams)
+
+
+async def undo_preview(db: Any, repo: Any, job: dict[str, Any]) -> dict[str, Any]:
+    return await preview(db.teams, db.users, db.undo, job["org_id"], job["_id"])
+
+
+async def drop_undo(db: Any, job: dict[str, Any]) -> None:
+    await drop_undo_log(db.undo, job["_id"])
 
 
 # An org's teams jobs run one at a time, so one sheet's rows are never
-# interleaved with another's; a completed job's teams and users stay when it
-# is deleted (only its record goes).
+# interleaved with another's, and an undo waits for the org's slot like one;
+# a completed job's teams and users stay when it is deleted (only its record
+# and undo log go). Undo compensates exactly as a terminate does: a later
+# job's teams, and the users they list, survive it.
 KIND = Kind(
-    name="teams", run=run, rollback=rollback, cleanup=cleanup, org_limit=lambda settings: 1, completed_deletable=True
+    name="teams",
+    run=run,
+    rollback=rollback,
+    cleanup=cleanup,
+    org_limit=lambda settings: 1,
+    completed_deletable=True,
+    delete_result=drop_undo,
+    undoable=True,
+    undo_preview=undo_preview,
+    drop_undo=drop_undo,
 )

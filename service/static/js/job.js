@@ -141,7 +141,21 @@ export async function jobView(root, { me, id, signal }) {
       historySection(fresh),
     );
   };
-  const card = new JobCard(job, { me, link: false, onUpdate: renderDetails });
+  // Followed live while active, and again once an undo makes a finished job active.
+  let card = null;
+  let following = false;
+  async function keepUp() {
+    following = true;
+    await follow(job.id, (fresh) => card.update(fresh), signal);
+    following = false;
+    // The stream's last event can precede the final write of errors or history.
+    if (!signal.aborted) card.update(await api("GET", `/api/v1/jobs/${encodeURIComponent(id)}`, { signal }));
+  }
+  const onUpdate = (fresh) => {
+    renderDetails(fresh);
+    if (card && !following && !isFinished(fresh) && !signal.aborted) keepUp();
+  };
+  card = new JobCard(job, { me, link: false, onUpdate });
   clear(
     root,
     h("p", { class: "crumbs" }, h("a", { href: "#/jobs" }, "← Jobs")),
@@ -150,9 +164,5 @@ export async function jobView(root, { me, id, signal }) {
     details,
   );
   renderDetails(job);
-  if (!isFinished(job)) {
-    await follow(job.id, (fresh) => card.update(fresh), signal);
-    // The stream's last event can precede the final write of errors or history.
-    if (!signal.aborted) card.update(await api("GET", `/api/v1/jobs/${encodeURIComponent(id)}`, { signal }));
-  }
+  if (!isFinished(job)) await keepUp();
 }

@@ -3,10 +3,13 @@
 // place so keyboard focus stays on the button a person is using.
 
 import { api, ApiError } from "./api.js";
-import { count, bytes, duration, h, problemText, progressBar, toast } from "./ui.js";
+import { count, bytes, duration, h, problemText, progressBar, time, toast } from "./ui.js";
 
-const ACTIVE = new Set(["queued", "running", "pausing", "paused", "terminating"]);
-const FINISHED = new Set(["completed", "terminated", "failed"]);
+const ACTIVE = new Set(["queued", "running", "pausing", "paused", "terminating", "undoing"]);
+const FINISHED = new Set(["completed", "terminated", "failed", "undone"]);
+// States in which the job's writes are being taken back, and after which they are gone.
+const ROLLING = new Set(["terminating", "undoing", "terminated", "undone"]);
+const ROLLING_NOW = new Set(["terminating", "undoing"]);
 
 export function isActive(job) {
   return ACTIVE.has(job.state);
@@ -43,8 +46,12 @@ export function phase(job, pending) {
       return ["Rolling back…", "terminating"];
     case "terminated":
       return ["Terminated", "terminated"];
+    case "undoing":
+      return ["Undoing…", "terminating"];
+    case "undone":
+      return ["Undone", "terminated"];
     case "completed":
-      return ["Completed", "completed"];
+      return pending === "undo" ? ["Undoing…", "terminating"] : ["Completed", "completed"];
     case "failed":
       return ["Failed", "failed"];
     default:
@@ -68,7 +75,7 @@ function rollbackText(job) {
   }
   if (job.kind === "import") {
     // `inserted` can trail by the batch that was in flight when the job stopped.
-    return `${count(p.rolled_back || 0)} rows rolled back${job.state === "terminating" ? " so far" : ""}`;
+    return `${count(p.rolled_back || 0)} rows rolled back${ROLLING_NOW.has(job.state) ? " so far" : ""}`;
   }
   return job.state === "terminating" ? "deleting the partial file" : "partial file deleted";
 }
@@ -94,50 +101,94 @@ function statsText(job) {
 
 function barState(job) {
   const p = job.progress || {};
-  if (job.state === "terminating" || job.state === "terminated") {
+  if (ROLLING.has(job.state)) {
+    const done = !ROLLING_NOW.has(job.state);
     const written = job.kind === "import" ? Math.max(p.inserted || 0, p.rolled_back || 0) : 0;
-    if (written) return [job.state === "terminated" ? 1 : Math.min(1, (p.rolled_back || 0) / written), "rollback"];
-    return [job.state === "terminated" ? 1 : null, "rollback"];
+    if (written) return [done ? 1 : Math.min(1, (p.rolled_back || 0) / written), "rollback"];
+    return [done ? 1 : null, "rollback"];
   }
   if (p.total) return [Math.min(1, (p.processed || 0) / p.total), ""];
   if (job.state === "completed") return [1, ""];
   return [job.state === "running" ? null : 0, ""];
 }
 
-/** Asks before a terminate, with an optional reason; resolves to {reason} or null. */
-export function confirmTerminate(job) {
+/**
+ * A modal confirmation with an optional reason (kept in the audit trail):
+ * resolves to {reason} or null. `lines` are shown as a list (what will happen).
+ */
+export function confirmDialog({ id, heading, text, lines = [], confirm, tone = "danger" }) {
   return new Promise((resolve) => {
-    const reason = h("textarea", { id: "terminate-reason", rows: 3, maxlength: 500 });
+    const reason = h("textarea", { id: `${id}-reason`, rows: 3, maxlength: 500 });
     const dialog = h(
       "dialog",
-      { class: "confirm", "aria-labelledby": "terminate-title" },
+      { class: "confirm", "aria-labelledby": `${id}-title`, dataset: { dialog: id } },
       h(
         "form",
         { method: "dialog" },
-        h("h2", { id: "terminate-title" }, `Terminate ${title(job)}?`),
-        h(
-          "p",
-          {},
-          job.kind === "export"
-            ? "The export stops and its file is deleted."
-            : "The job stops and everything it wrote is rolled back. This cannot be undone.",
-        ),
-        h("label", { for: "terminate-reason" }, "Reason (optional, recorded in the audit trail)"),
+        h("h2", { id: `${id}-title` }, heading),
+        h("p", {}, text),
+        lines.length ? h("ul", { class: "counts" }, lines.map((line) => h("li", {}, line))) : null,
+        h("label", { for: `${id}-reason` }, "Reason (optional, recorded in the audit trail)"),
         reason,
         h(
           "div",
           { class: "actions" },
           h("button", { value: "cancel", class: "secondary", autofocus: true }, "Cancel"),
-          h("button", { value: "terminate", class: "danger" }, "Terminate and roll back"),
+          h("button", { value: "confirm", class: tone }, confirm),
         ),
       ),
     );
     dialog.addEventListener("close", () => {
       dialog.remove();
-      resolve(dialog.returnValue === "terminate" ? { reason: reason.value.trim() } : null);
+      resolve(dialog.returnValue === "confirm" ? { reason: reason.value.trim() } : null);
     });
     document.body.append(dialog);
     dialog.showModal();
+  });
+}
+
+/** Asks before a terminate, with an optional reason; resolves to {reason} or null. */
+export function confirmTerminate(job) {
+  return confirmDialog({
+    id: "terminate",
+    heading: `Terminate ${title(job)}?`,
+    text:
+      job.kind === "export"
+        ? "The export stops and its file is deleted."
+        : "The job stops and everything it wrote is rolled back. This cannot be undone.",
+    confirm: "Terminate and roll back",
+  });
+}
+
+/** The dry run's counts of an undo, as lines for its confirmation. */
+export function undoLines(job, would) {
+  if (job.kind === "import") {
+    const lines = [`${count(would.rows)} rows of dataset ${would.dataset} deleted (all the rows this import wrote)`];
+    if (would.deleted_since) lines.push(`${count(would.deleted_since)} of its ${count(would.inserted)} rows were already deleted by someone else`);
+    return lines;
+  }
+  const lines = [
+    `${count(would.teams)} teams deleted`,
+    `${count(would.users_deleted)} users it created deleted`,
+    `${count(would.users_restored)} existing users put back as they were before it (their later changes kept)`,
+  ];
+  if (would.users_kept) lines.push(`${count(would.users_kept)} users it created are kept: later teams list them or someone edited them`);
+  return lines;
+}
+
+/** Runs the undo's dry run and asks, showing its counts; resolves to {reason} or null. */
+export async function confirmUndo(job) {
+  const dry = await api("POST", `${job.links.undo}?dry_run=true`);
+  if (!dry.undoable) {
+    toast(dry.refused || "This job can no longer be undone.", "error");
+    return null;
+  }
+  return confirmDialog({
+    id: "undo",
+    heading: `Undo ${title(job)}?`,
+    text: `Everything this ${job.kind === "import" ? "import" : "teams job"} wrote is rolled back, as if it had been terminated. It can be undone until ${time(dry.undo_until)}.`,
+    lines: undoLines(job, dry.would || {}),
+    confirm: "Undo the job",
   });
 }
 
@@ -163,6 +214,7 @@ export class JobCard {
         ["resume", "Resume", "secondary"],
         ["terminate", "Terminate", "danger"],
         ["retry", "Retry", "secondary"],
+        ["undo", "Undo…", "danger"],
       ]) {
         const button = h("button", { type: "button", class: style, onclick: () => this.act(action) }, label);
         button.setAttribute("aria-label", `${label} ${title(job)}`);
@@ -200,7 +252,7 @@ export class JobCard {
     const [fraction, barTone] = barState(job);
     this.bar.set(fraction, `${label}: ${statsText(job)}`, barTone);
     this.stats.textContent = statsText(job);
-    const rolling = job.state === "terminating" || job.state === "terminated";
+    const rolling = ROLLING.has(job.state);
     this.rollback.hidden = !rolling;
     this.rollback.textContent = rolling ? rollbackText(job) : "";
     const findings = job.findings || [];
@@ -217,6 +269,7 @@ export class JobCard {
       resume: job.state === "paused" || job.state === "pausing",
       terminate: ["queued", "running", "pausing", "paused", "failed"].includes(job.state),
       retry: job.state === "failed",
+      undo: job.state === "completed" && job.undoable === true,
     };
     for (const [action, button] of Object.entries(this.buttons)) {
       button.hidden = !(show[action] && links[action]);
@@ -230,13 +283,20 @@ export class JobCard {
     if (this.pending === "pause") return job.state !== "running";
     if (this.pending === "resume") return job.state !== "paused" && job.state !== "pausing";
     if (this.pending === "terminate") return job.state !== "running" && job.state !== "queued";
+    if (this.pending === "undo") return job.state !== "completed";
     return job.state !== "failed";
   }
 
   async act(action) {
     let body;
-    if (action === "terminate") {
-      const answer = await confirmTerminate(this.job);
+    if (action === "terminate" || action === "undo") {
+      let answer;
+      try {
+        answer = action === "terminate" ? await confirmTerminate(this.job) : await confirmUndo(this.job);
+      } catch (error) {
+        if (!(error instanceof ApiError && error.status === 401)) toast(problemText(error), "error");
+        return;
+      }
       if (!answer) return;
       if (answer.reason) body = { reason: answer.reason };
     }

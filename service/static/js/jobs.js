@@ -3,11 +3,12 @@
 import { api, query } from "./api.js";
 import { JobCard, isActive } from "./jobcard.js";
 import { follow } from "./live.js";
+import { bulkBar } from "./bulk.js";
 import { clear, h, problemText } from "./ui.js";
 
-export const STATES = ["queued", "running", "pausing", "paused", "terminating", "completed", "terminated", "failed"];
+export const STATES = ["queued", "running", "pausing", "paused", "terminating", "undoing", "completed", "terminated", "undone", "failed"];
 export const KINDS = ["import", "export", "teams"];
-const ACTIVE_FILTER = ["queued", "running", "pausing", "paused", "terminating"];
+const ACTIVE_FILTER = ["queued", "running", "pausing", "paused", "terminating", "undoing"];
 const PAGE = 25;
 const REFRESH_MS = 2000;
 // A browser opens at most six connections to one host over HTTP/1.1; a
@@ -77,7 +78,16 @@ export function jobsView(root, { me, params, signal }) {
         h("a", { class: "button", href: "#/new/export" }, "New export"),
       )
     : null;
-  clear(root, h("div", { class: "page-head" }, h("h1", { tabindex: "-1" }, "Jobs"), create), form.el, problem, list, empty, more);
+  // The list's filter, as a bulk request's filter (service/api/bulk.py).
+  const bulkFilter = () => {
+    const filter = {};
+    const state = stateQuery(form.state.value);
+    if (state) filter.state = state.split(",");
+    if (form.kind.value) filter.kind = [form.kind.value];
+    return filter;
+  };
+  const bulk = me.can.control ? bulkBar({ filter: bulkFilter, onDone: () => refresh() }) : null;
+  clear(root, h("div", { class: "page-head" }, h("h1", { tabindex: "-1" }, "Jobs"), create), form.el, bulk && bulk.el, problem, list, empty, more);
 
   const path = (before) => listPath({ state: form.state.value, kind: form.kind.value }, before);
 
@@ -87,6 +97,7 @@ export function jobsView(root, { me, params, signal }) {
     else {
       card = new JobCard(job, { me });
       cards.set(job.id, card);
+      if (bulk) bulk.attach(card);
     }
     return card;
   }
@@ -96,7 +107,11 @@ export function jobsView(root, { me, params, signal }) {
     const same = wanted.length === list.children.length && wanted.every((el, i) => list.children[i] === el);
     if (!same) list.replaceChildren(...wanted);
     empty.hidden = wanted.length > 0;
-    for (const id of [...cards.keys()]) if (!jobs.some((j) => j.id === id)) cards.delete(id);
+    for (const id of [...cards.keys()]) {
+      if (jobs.some((j) => j.id === id)) continue;
+      cards.delete(id);
+      if (bulk) bulk.forget(id);
+    }
     stream(jobs);
   }
 
