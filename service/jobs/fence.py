@@ -225,6 +225,10 @@ class Records:
 
         return await self._fence.in_units(units, rows, delete, stop, done)
 
+    async def count(self) -> int:
+        """How many of the job's rows exist (a primary-key range count)."""
+        return await self._records.count_documents({"_id": prefix_range(job_prefix(*self._tags)), **self._mine})
+
     async def delete_all(self) -> int:
         """Deletes whatever of the job's rows is left (its whole _id prefix)."""
         query = {"_id": prefix_range(job_prefix(*self._tags)), **self._mine}

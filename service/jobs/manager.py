@@ -22,7 +22,7 @@ from ..settings import Settings
 from ..store.clock import DbClock
 from ..store.db import Database
 from ..typedefs import DB_KEY, MANAGER_KEY, METRICS_KEY, SETTINGS_KEY
-from .states import DOWNLOAD_ENDED, ROLLING_BACK, USER_TRANSITIONS, values
+from .states import DOWNLOAD_ENDED, ROLLING_BACK, USER_TRANSITIONS, JobState, values
 from .repo import Claim, ControlResult, JobRepo
 from .runner import Kind, Runner
 from .workers import BuildPool
@@ -243,10 +243,15 @@ class JobManager:
     async def _take(self, claim: Claim, sent: float, how: str) -> None:
         job = claim.job
         if job["params"].get("stream"):
-            # Its download's connection went with the replica that died.
-            await self.repo.transition(
-                job["_id"], claim.epoch, DOWNLOAD_ENDED, error="the replica serving the download stopped"
+            # A stream found without its runner: terminated (by a user, on
+            # another replica) after its runner had gone, or its replica died,
+            # and its download's connection with it. Either way it ends here.
+            why = (
+                "the download was terminated"
+                if job["state"] == JobState.TERMINATING.value
+                else "the download broke off: the replica serving it stopped"
             )
+            await self.repo.transition(job["_id"], claim.epoch, DOWNLOAD_ENDED, error=why)
             return
         # Rollbacks always run (they free a slot); other work respects capacity.
         if job["state"] not in values(ROLLING_BACK) and self._full():

@@ -33,7 +33,9 @@ from .rows import TEAM_EXISTS, RowError, TeamRow
 # collection of 10,000 documents, and on MongoDB a handful in flight is close
 # to a bulk write's speed.
 UPDATES_IN_FLIGHT = 8
-ROLLBACK_CHUNK = 500
+# Users a rollback compensates between two checkpoints: its progress moves
+# every few seconds even on a slow database.
+ROLLBACK_CHUNK = 100
 # A user document a job writes has only these fields; one with any other was
 # edited by something else and is never deleted by a rollback.
 # (``jobs`` marks the jobs that touched it and have not yet been rolled back;

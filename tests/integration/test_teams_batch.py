@@ -175,7 +175,8 @@ async def test_a_name_edited_by_someone_else_between_job_and_rollback_is_kept(db
 
 async def test_a_failed_teams_job_terminated_while_another_runs_and_then_that_one_leave_no_trace(client, db):
     """J1 fails part-way, J2 (same org, overlapping users) starts and is paused;
-    J1 is terminated, then J2: teams and users end exactly as before both, and
+    J1 is terminated, then J2 (J1's rollback runs once J2's is done with the
+    org's slot): teams and users end exactly as before both, and
     an edit made directly between the jobs and the rollbacks is kept."""
     bystander = {"_id": user_id(ORG, member_phone(500)), "org_id": ORG, "phone": member_phone(500), "name": "Bea", "teams": []}
     await db.users.insert_many([dict(EXISTING), dict(bystander)])
@@ -193,10 +194,13 @@ async def test_a_failed_teams_job_terminated_while_another_runs_and_then_that_on
     # Someone renames the bystander directly (J2 added it to its teams).
     await db.users.update_one({"_id": bystander["_id"]}, {"$set": {"name": "Beatrice"}})
 
+    # J1's rollback waits for the org's teams slot, which paused J2 holds
+    # (tests/engine/test_review_findings.py shows it waiting); J2's terminate
+    # lets it go, and both roll back.
     await control(client, j1["id"], "terminate")
-    await wait_for_state(client, j1["id"], "terminated")
     await control(client, j2["id"], "terminate")
     await wait_for_state(client, j2["id"], "terminated")
+    await wait_for_state(client, j1["id"], "terminated")
 
     after = await snapshot(db)
     expected = [{**u, "name": "Beatrice"} if u["_id"] == bystander["_id"] else u for u in before["users"]]

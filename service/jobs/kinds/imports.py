@@ -254,6 +254,11 @@ async def rollback(ctx: JobContext) -> None:
     progress.setdefault("rolled_back", 0)
     # (A job from before the "wrote" mark existed says so by its position or counts.)
     if progress.get("wrote") or ctx.position is not None or progress.get("processed", 0) > 0:
+        if "rollback_total" not in progress:
+            # What there is to delete, counted once: the final count is then
+            # exact even when a delete's answer was lost (it timed out on the
+            # client but landed, and its rows were not counted).
+            progress["rollback_total"] = await ctx.records.count()
         checkpoint = ctx.position if ctx.position and "row" in ctx.position else {"row": 0}
         last_row = checkpoint["row"] + 2 * ctx.params["batch_size"]
         units = Units(FIRST_UNIT_ROWS, ROLLBACK_MAX_ROWS)
@@ -269,6 +274,7 @@ async def rollback(ctx: JobContext) -> None:
             )
             await ctx.checkpoint()
         progress["rolled_back"] += await ctx.records.delete_all()
+        progress["rolled_back"] = max(progress["rolled_back"], progress["rollback_total"])
         await ctx.profiles.forget()
     await ctx.upload.delete()
 
