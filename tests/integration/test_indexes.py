@@ -3,7 +3,6 @@ declared ones, and the suite-wide recorder (tests/conftest.py) names any
 filter none of them serves."""
 from __future__ import annotations
 
-from pymongo import ASCENDING
 
 from service.store.db import INDEXES, Database
 
@@ -11,14 +10,10 @@ from ..index_coverage import QueryRecorder
 
 
 async def test_ensure_indexes_creates_exactly_the_declared_indexes(client, db):
-    # Indexes an earlier version created and no query uses are dropped.
-    await db.job_progress.create_index([("owner", ASCENDING)], name="owner")
     await db.ensure_indexes()
     for collection, declared in INDEXES.items():
         found = {i["name"]: list(i["key"].items()) async for i in await db.db[collection].list_indexes()}
         assert found == {"_id_": [("_id", 1)], **{name: keys for name, keys in declared}}, collection
-    progress = {i["name"] async for i in await db.job_progress.list_indexes()}
-    assert "owner" not in progress
     chunks = {i["name"] async for i in await db.uploads.chunks.list_indexes()}
     assert chunks == {"_id_", "files_id_1_n_1"}
     files = {i["name"] async for i in await db.uploads.files.list_indexes()}
