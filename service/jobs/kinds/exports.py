@@ -24,7 +24,8 @@ from ...csvio.schema import is_decimal_text, parse_datetime
 from ...errors import JobStopped
 from ...store.db import Database
 from ...store.records import dataset_prefix, prefix_range
-from ..fence import FencedWriter, delete_attempts
+from ..fence import FencedWriter, QuotaExceeded, delete_attempts
+from ..reservations import RESULT_BYTES, Reservations
 from ..runner import JobContext, Kind, LeaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -54,14 +55,28 @@ class Sink(Protocol):
     async def write(self, data: bytes) -> None: ...
 
 
-class ResponseSink:
-    """A streamed export's aiohttp StreamResponse (already prepared)."""
+class ClientStalled(Exception):
+    """The download's client accepted no bytes for STREAM_IDLE_SECONDS."""
 
-    def __init__(self, response: Any) -> None:
+
+class ResponseSink:
+    """A streamed export's aiohttp StreamResponse (already prepared). A write
+    that the client does not take within ``idle_seconds`` (it stopped reading,
+    or reads too slowly to take one batch in that time) raises ClientStalled:
+    the download ends, and its slot with it."""
+
+    def __init__(self, response: Any, idle_seconds: float = 60.0) -> None:
         self.response = response
+        self.idle_seconds = idle_seconds
 
     async def write(self, data: bytes) -> None:
-        await self.response.write(data)
+        try:
+            async with asyncio.timeout(self.idle_seconds):
+                await self.response.write(data)
+        except TimeoutError:
+            raise ClientStalled(
+                f"the client accepted no bytes for {self.idle_seconds:g} s (STREAM_IDLE_SECONDS)"
+            ) from None
 
 
 def export_query(org_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -229,10 +244,14 @@ async def run(ctx: JobContext) -> None:
         sink = ctx.sink
 
     async def emit(data: bytes) -> None:
+        if grid is not None:
+            await ctx.stored_results.reserve(progress["bytes"] + len(data))
         try:
             await sink.write(data)
         except DISCONNECTED:
             await ctx.terminate_self("the client disconnected")
+        except ClientStalled as stalled:
+            await ctx.terminate_self(str(stalled))
         progress["bytes"] += len(data)
 
     try:
@@ -296,6 +315,10 @@ async def run(ctx: JobContext) -> None:
             ctx.completion["params.file_id"] = ctx.results.file_id
             grid = None
         progress["percent"] = 100.0
+    except QuotaExceeded:
+        # This attempt's file goes (below): nothing of the job is stored now.
+        await ctx.stored_results.release()
+        raise
     finally:
         if counting is not None:
             counting.cancel()
@@ -311,6 +334,7 @@ async def rollback(ctx: JobContext) -> None:
     export has nothing stored."""
     if ctx.sink is None:
         await ctx.results.delete_all()
+        await ctx.stored_results.release()
 
 
 async def cleanup(ctx: JobContext) -> None:
@@ -328,6 +352,7 @@ async def delete_result(db: Database, job: dict[str, Any]) -> None:
     if ObjectId.is_valid(job["params"].get("file_id") or ""):
         await db.exports.delete(ObjectId(job["params"]["file_id"]))
     await delete_attempts(db.exports, job["_id"])
+    await Reservations(db.reservations).release(job["org_id"], RESULT_BYTES, job["_id"])
 
 
 def result_file_id(job: dict[str, Any]) -> Any:
@@ -339,5 +364,12 @@ def result_file_id(job: dict[str, Any]) -> Any:
 
 
 KIND = Kind(
-    name="export", run=run, rollback=rollback, cleanup=cleanup, completed_deletable=True, delete_result=delete_result
+    name="export",
+    run=run,
+    rollback=rollback,
+    cleanup=cleanup,
+    # Background exports; a streamed one holds a stream slot instead.
+    org_limit=lambda settings: settings.max_exports_per_org,
+    completed_deletable=True,
+    delete_result=delete_result,
 )
