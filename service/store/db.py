@@ -62,6 +62,9 @@ RETIRED_INDEXES = (
     ("jobs", "org_kind_state"),
     ("uploads.files", "filename_1_uploadDate_1"),
     ("exports.files", "filename_1_uploadDate_1"),
+    # an org's stored uploads are counted by its reservations (service/jobs/reservations.py)
+    ("uploads.files", "org"),
+    ("exports.files", "org"),
 )
 INDEX_NOT_FOUND = 27
 UNIQUE_INDEXES = frozenset({("api_keys", "hash")})

@@ -23,6 +23,16 @@ async def job_exists(caller, job_id: str) -> None:
     raise AssertionError(f"no job {job_id}")
 
 
+async def slots_free(db, org: str) -> None:
+    for _ in range(500):
+        doc = await db.reservations.find_one({"_id": f"{org}/streams"})
+        if doc["used"] == 0:
+            assert doc["held"] == {}, doc
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{org}'s stream slots are still held: {doc}")
+
+
 async def test_twelve_concurrent_downloads_of_one_org_get_its_two_slots_and_another_org_still_gets_one(orgs_with):
     orgs = await orgs_with(max_streams_per_org=2, max_streams=8)
     await imported(orgs.operator_a, make_csv(BIG))
@@ -53,7 +63,7 @@ async def test_twelve_concurrent_downloads_of_one_org_get_its_two_slots_and_anot
     await resp.read()
 
 
-async def test_a_client_that_stops_reading_loses_its_download_after_stream_idle_seconds(orgs_with):
+async def test_a_client_that_stops_reading_loses_its_download_after_stream_idle_seconds(orgs_with, db):
     orgs = await orgs_with(max_streams_per_org=1, stream_idle_seconds=1.0)
     # ~7 MB of CSV: more than the server's socket buffer can grow to (tcp_wmem's 4 MB).
     await imported(orgs.operator_a, make_csv(12_000, columns=60))
@@ -64,7 +74,8 @@ async def test_a_client_that_stops_reading_loses_its_download_after_stream_idle_
         job = await wait_for_state(orgs.operator_a, stalled.headers["X-Job-Id"], "terminated", "failed", timeout=30)
         assert job["state"] == "terminated", job
         assert "STREAM_IDLE_SECONDS" in (job["error"] or ""), job
-        # Its slot is free again.
+        # Its slot is free again (given back as its handler returns, just after the job ended).
+        await slots_free(db, "org-a")
         resp = await orgs.operator_a.post("/api/v1/exports/people.csv?fields=id")
         assert resp.status == 200, await resp.text()
         await resp.read()
@@ -92,9 +103,4 @@ async def test_a_slot_whose_download_died_with_its_replica_is_reclaimed(orgs_wit
     resp = await orgs.operator_a.post("/api/v1/exports/people.csv")
     assert resp.status == 200, await resp.text()
     await resp.read()
-    for _ in range(500):  # the download's own slot goes as its handler returns
-        doc = await db.reservations.find_one({"_id": "org-a/streams"})
-        if doc["used"] == 0:
-            break
-        await asyncio.sleep(0.01)
-    assert doc["used"] == 0 and doc["held"] == {}, doc
+    await slots_free(db, "org-a")  # the download's own slot goes as its handler returns
