@@ -82,6 +82,12 @@ class InvalidTransition(ServiceError):
     status, slug, title = 409, "invalid-transition", "Invalid state transition"
 
 
+class RequestTimeout(ServiceError):
+    """The request body stopped arriving (UPLOAD_IDLE_SECONDS without a byte)."""
+
+    status, slug, title = 408, "request-timeout", "Request timeout"
+
+
 class PayloadTooLarge(ServiceError):
     """The request body is larger than the configured limit."""
 

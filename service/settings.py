@@ -94,6 +94,17 @@ class Settings:
     max_upload_bytes_per_org: int = 20 * 1024**3
     max_streams: int = 8
     max_streams_per_org: int = 2
+    # A streamed download whose client accepted no bytes for this long ends
+    # (terminated) and frees its slot; an upload that sent nothing for
+    # UPLOAD_IDLE_SECONDS is cut with a 408.
+    stream_idle_seconds: float = 60.0
+    upload_idle_seconds: float = 60.0
+    max_uploads_per_org: int = 4
+    max_exports_per_org: int = 2
+    # Per-org storage: imported records (measured as the CSV bytes imported)
+    # and stored export results (the CSV bytes written).
+    max_record_bytes_per_org: int = 100 * 1024**3
+    max_result_bytes_per_org: int = 20 * 1024**3
     # Test builds only: failure points to trigger, e.g. "import.rollback".
     faults: frozenset[str] = frozenset()
     # Authentication (service/auth). Secure by default: check_auth() refuses a
@@ -363,6 +374,12 @@ _READERS: dict[str, Callable[[str, str], tuple[str, Any]]] = {
     "MAX_UPLOAD_BYTES_PER_ORG": _int("max_upload_bytes_per_org", 1024, 1 << 50),
     "MAX_STREAMS": _int("max_streams", 1, 10_000),
     "MAX_STREAMS_PER_ORG": _int("max_streams_per_org", 1, 10_000),
+    "STREAM_IDLE_SECONDS": _seconds("stream_idle_seconds", 1, 3600),
+    "UPLOAD_IDLE_SECONDS": _seconds("upload_idle_seconds", 1, 3600),
+    "MAX_UPLOADS_PER_ORG": _int("max_uploads_per_org", 1, 10_000),
+    "MAX_EXPORTS_PER_ORG": _int("max_exports_per_org", 1, 1000),
+    "MAX_RECORD_BYTES_PER_ORG": _int("max_record_bytes_per_org", 1024, 1 << 60),
+    "MAX_RESULT_BYTES_PER_ORG": _int("max_result_bytes_per_org", 1024, 1 << 60),
     "COLLECT_JOBS_FAULTS": _faults,
     "AUTH_DISABLED": _bool("auth_disabled"),
     "AUTH_JWKS_URL": _url,

@@ -31,7 +31,7 @@ FILTERS = {
 }
 
 # Indexes of the GridFS buckets (service/store/files.py) besides _id.
-BUCKET_INDEXES = {"chunks": [("files_id", 1), ("n", 1)], "files": [("metadata.org_id", 1)]}
+BUCKET_INDEXES = {"chunks": [("files_id", 1), ("n", 1)]}
 
 # Filters no index serves, each with the reason it may stay that way. Keys are
 # (collection, the filter's shape as `shape` prints it).

@@ -138,14 +138,14 @@ async def create_export(request: web.Request, claim: Claim) -> web.Response:
     spec = await json_object(request)
     org_id = org_of(request)
     manager = request.app[MANAGER_KEY]
-    await manager.check_queue_quota(org_id)
-    params = await export_params(manager.repo, org_id, spec)
-    params["file_id"] = str(ObjectId())
-    await claim.bind(json_digest(spec))
-    job = await manager.create(
-        {"_id": claim.resource_id, "org_id": org_id, "kind": "export", "created_by": caller(request).who(), "params": params},
-        progress={"processed": 0, "total": None, "bytes": 0, "percent": 0.0},
-    )
+    async with manager.queue_slot(org_id, claim.resource_id):
+        params = await export_params(manager.repo, org_id, spec)
+        params["file_id"] = str(ObjectId())
+        await claim.bind(json_digest(spec))
+        job = await manager.create(
+            {"_id": claim.resource_id, "org_id": org_id, "kind": "export", "created_by": caller(request).who(), "params": params},
+            progress={"processed": 0, "total": None, "bytes": 0, "percent": 0.0},
+        )
     await audit.record(request, "job.create", job_id=job["_id"], state_after=job["state"])
     return job_response(job, status=202)
 
@@ -193,8 +193,12 @@ async def stream_export(request: web.Request, org_id: str, params: dict[str, Any
     params = {**params, "stream": True}
     job_id = new_job_id()
     manager = request.app[MANAGER_KEY]
-    await manager.check_stream_caps(org_id, "export")
+    async with manager.stream_slot(org_id, job_id):
+        return await _stream(request, org_id, job_id, params)
 
+
+async def _stream(request: web.Request, org_id: str, job_id: str, params: dict[str, Any]) -> web.StreamResponse:
+    manager = request.app[MANAGER_KEY]
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8",
@@ -208,7 +212,7 @@ async def stream_export(request: web.Request, org_id: str, params: dict[str, Any
     runner = await manager.start_attached(
         {"_id": job_id, "org_id": org_id, "kind": "export", "created_by": caller(request).who(), "params": params},
         {"processed": 0, "total": None, "bytes": 0, "percent": 0.0},
-        ResponseSink(response),
+        ResponseSink(response, manager.settings.stream_idle_seconds),
     )
     await audit.record(request, "job.create", job_id=job_id, state_after=JobState.RUNNING.value)
     assert runner.task is not None

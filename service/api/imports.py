@@ -1,7 +1,9 @@
 """POST /api/v1/jobs/import: stream a CSV upload into GridFS and queue its import."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +24,8 @@ from ..csvio.schema import (
     resolve_types,
     split_specs,
 )
-from ..errors import BadRequest, InvalidCsv, PayloadTooLarge, UnsupportedMediaType
+from ..errors import BadRequest, InvalidCsv, PayloadTooLarge, RequestTimeout, TooManyRequests, UnsupportedMediaType
+from ..jobs.reservations import TOUCH_SECONDS, UPLOAD_BYTES, UPLOADS, Reservations
 from ..profiles import store as profiles
 from ..profiles.findings import compare_header
 from ..profiles.guard import GUARDS
@@ -46,6 +49,10 @@ from .idempotency import Claim, idempotent, replay_job
 CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"})
 READ_CHUNK = 64 * 1024
 MULTIPART_OVERHEAD = 64 * 1024
+# An upload reserves its org's bytes ahead of what it has received, by as much
+# as it has received so far and at most this much (then to the byte when the
+# quota is nearly used up), and gives the rest back once stored.
+RESERVE_STEP = 1024 * 1024
 MAX_BATCH = 10_000
 # Rows parsed and encoded per batch unless the request says otherwise: large,
 # because each batch costs a checkpoint and the event loop's turns (the
@@ -77,6 +84,7 @@ class CsvProbe:
 async def csv_body(request: web.Request, max_bytes: int) -> tuple[AsyncIterator[bytes], str]:
     """The CSV bytes of the request, as a stream, and a file name: either the raw
     body (text/csv) or the multipart/form-data field ``file``."""
+    idle = request.app[SETTINGS_KEY].upload_idle_seconds
     if request.content_type == "multipart/form-data":
         if request.content_length is not None and request.content_length > max_bytes + MULTIPART_OVERHEAD:
             raise too_large(max_bytes)
@@ -86,7 +94,7 @@ async def csv_body(request: web.Request, max_bytes: int) -> tuple[AsyncIterator[
             if part is None:
                 raise BadRequest("The multipart body has no field named 'file'.", parameter="file")
             if isinstance(part, BodyPartReader) and part.name == "file":
-                return _part_chunks(part), part.filename or "upload.csv"
+                return _idle_limited(_part_chunks(part), idle), part.filename or "upload.csv"
             if isinstance(part, BodyPartReader):
                 await part.release()
     if request.content_type not in CSV_TYPES:
@@ -96,11 +104,29 @@ async def csv_body(request: web.Request, max_bytes: int) -> tuple[AsyncIterator[
         )
     if request.content_length is not None and request.content_length > max_bytes:
         raise too_large(max_bytes)
-    return request.content.iter_chunked(READ_CHUNK), "upload.csv"
+    return _idle_limited(request.content.iter_chunked(READ_CHUNK), idle), "upload.csv"
 
 
 async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
     while chunk := await part.read_chunk(READ_CHUNK):
+        yield chunk
+
+
+async def _idle_limited(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
+    """The body's chunks, each within ``seconds`` of the last (UPLOAD_IDLE_SECONDS):
+    a client that stops sending is answered 408 rather than holding its
+    upload slot and its reserved bytes."""
+    source = aiter(chunks)
+    while True:
+        try:
+            async with asyncio.timeout(seconds):
+                chunk = await anext(source)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise RequestTimeout(
+                f"The upload sent nothing for {seconds:g} s (UPLOAD_IDLE_SECONDS); nothing of it is kept."
+            ) from None
         yield chunk
 
 
@@ -196,41 +222,99 @@ class Upload:
         }
 
 
-async def check_storage_quota(db: Any, org_id: str, incoming: int, quota: int) -> None:
-    """413 when the org's stored uploads (kept until their jobs complete or are
-    terminated) and this one would pass MAX_UPLOAD_BYTES_PER_ORG."""
-    stored = await db.uploads.stored_bytes(org_id)
-    if stored + incoming > quota:
-        raise PayloadTooLarge(
-            f"Your organisation already stores {stored} bytes of uploads that wait for their jobs "
-            f"(MAX_UPLOAD_BYTES_PER_ORG is {quota}); let them finish, or terminate the ones you do not need.",
-            limit=quota,
-        )
+def over_quota(stored: int, quota: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"With this upload your organisation would store more than {quota} bytes of uploads that wait for "
+        f"their jobs (MAX_UPLOAD_BYTES_PER_ORG; {stored} are held now); let them finish, or terminate the ones "
+        "you do not need. Nothing of this upload is kept.",
+        limit=quota,
+    )
+
+
+class UploadQuota:
+    """Reserves the org's upload bytes (MAX_UPLOAD_BYTES_PER_ORG) for the bytes
+    an upload has really received, as they arrive: a chunked body has no
+    Content-Length, and an upload still streaming counts. The upload is cut
+    with a 413 at the first chunk that would pass the quota. The share is
+    the upload's job's (its holder), kept until the job's upload is deleted."""
+
+    def __init__(self, reservations: Reservations, org_id: str, job_id: str, quota: int) -> None:
+        self.reservations = reservations
+        self.org_id, self.job_id, self.quota = org_id, job_id, quota
+        self.received = self.reserved = 0
+        self._touched = time.monotonic()
+
+    async def count(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in chunks:
+            self.received += len(chunk)
+            if self.received > self.reserved:
+                need = self.received - self.reserved
+                for amount in (max(need, min(RESERVE_STEP, self.received)), need):
+                    if await self._take(amount):
+                        break
+                else:
+                    raise over_quota(await self.reservations.used(self.org_id, UPLOAD_BYTES), self.quota)
+            elif time.monotonic() - self._touched > TOUCH_SECONDS:
+                await self._take(0)  # still streaming: the share is not stale
+            yield chunk
+
+    async def _take(self, amount: int) -> bool:
+        if not await self.reservations.take(self.org_id, UPLOAD_BYTES, self.job_id, amount, self.quota):
+            return False
+        self.reserved += amount
+        self._touched = time.monotonic()
+        return True
+
+    async def settle(self) -> None:
+        """Gives back what was reserved ahead of the bytes stored."""
+        if self.reserved > self.received:
+            await self.reservations.shrink(self.org_id, UPLOAD_BYTES, self.job_id, self.reserved - self.received)
+            self.reserved = self.received
 
 
 async def receive_csv(
     request: web.Request, metadata: dict[str, Any], check: Callable[[Header], None] = lambda header: None
 ) -> Upload:
     """Streams the request's CSV into the uploads bucket, then reads its header and
-    runs ``check`` on it; on any error the stored file is deleted again."""
+    runs ``check`` on it; on any error the stored file is deleted again. While
+    it streams it holds one of the org's MAX_UPLOADS_PER_ORG upload slots, and
+    it reserves the org's upload bytes as they arrive (UploadQuota)."""
     settings, db = request.app[SETTINGS_KEY], request.app[DB_KEY]
-    await check_storage_quota(db, metadata["org_id"], request.content_length or 0, settings.max_upload_bytes_per_org)
-    chunks, filename = await csv_body(request, settings.max_upload_bytes)
-    probe = CsvProbe(bytearray(), RecordCounter())
-    stored = await store_stream(
-        db.uploads, filename, chunks, max_bytes=settings.max_upload_bytes, metadata=metadata, observe=probe
-    )
+    reservations = request.app[MANAGER_KEY].reservations
+    org_id, job_id = metadata["org_id"], metadata["job_id"]
+    quota = settings.max_upload_bytes_per_org
+    if request.content_length is not None and request.content_length > quota + MULTIPART_OVERHEAD:
+        raise over_quota(0, quota)
+    if not await reservations.take(org_id, UPLOADS, job_id, 1, settings.max_uploads_per_org):
+        raise TooManyRequests(
+            f"Your organisation has {settings.max_uploads_per_org} uploads in progress (MAX_UPLOADS_PER_ORG); "
+            "retry once one of them has finished.",
+            retry_after=10,
+        )
+    counter = UploadQuota(reservations, org_id, job_id, quota)
     try:
-        if stored.size == 0:
-            raise InvalidCsv("The request body is empty; send a CSV file with a header row.")
-        header = parse_header(bytes(probe.head), complete=stored.size <= len(probe.head))
-        rows = probe.counter.finish() - 1
-        if rows <= 0:
-            raise InvalidCsv("The file has a header but no data rows.")
-        check(header)
+        chunks, filename = await csv_body(request, settings.max_upload_bytes)
+        probe = CsvProbe(bytearray(), RecordCounter())
+        stored = await store_stream(
+            db.uploads, filename, counter.count(chunks), max_bytes=settings.max_upload_bytes, metadata=metadata, observe=probe
+        )
+        try:
+            if stored.size == 0:
+                raise InvalidCsv("The request body is empty; send a CSV file with a header row.")
+            header = parse_header(bytes(probe.head), complete=stored.size <= len(probe.head))
+            rows = probe.counter.finish() - 1
+            if rows <= 0:
+                raise InvalidCsv("The file has a header but no data rows.")
+            check(header)
+        except BaseException:
+            await db.uploads.delete(stored.file_id)
+            raise
+        await counter.settle()
     except BaseException:
-        await db.uploads.delete(stored.file_id)
+        await asyncio.shield(reservations.release(org_id, UPLOAD_BYTES, job_id))
         raise
+    finally:
+        await asyncio.shield(reservations.release(org_id, UPLOADS, job_id))
     return Upload(stored.file_id, stored.size, filename, header, rows, probe.digest.hexdigest())
 
 
@@ -287,7 +371,7 @@ async def create_import(request: web.Request, claim: Claim) -> web.Response:
     """Accepts the upload (202) once it is stored and its header checked; the
     rows are imported by the job, which reports row errors by line number.
     With dry_run=true, reads the file instead and answers 200 with what it found."""
-    settings, db, manager = request.app[SETTINGS_KEY], request.app[DB_KEY], request.app[MANAGER_KEY]
+    db, manager = request.app[DB_KEY], request.app[MANAGER_KEY]
     org_id = org_of(request)
     query = query_params(request, IMPORT_PARAMS)
     options = ImportOptions.from_query(query)
@@ -303,7 +387,23 @@ async def create_import(request: web.Request, claim: Claim) -> web.Response:
     def check(header: Header) -> None:
         specs.update(options.check_header(header, imports))
 
-    await manager.check_queue_quota(org_id)
+    async with manager.queue_slot(org_id, job_id):
+        return await _accept_import(request, claim, org_id, options, check, specs, batch_size, on_error, max_errors)
+
+
+async def _accept_import(
+    request: web.Request,
+    claim: Claim,
+    org_id: str,
+    options: ImportOptions,
+    check: Callable[[Header], None],
+    specs: dict[str, str],
+    batch_size: int,
+    on_error: str,
+    max_errors: int,
+) -> web.Response:
+    settings, db, manager = request.app[SETTINGS_KEY], request.app[DB_KEY], request.app[MANAGER_KEY]
+    job_id = claim.resource_id
     upload = await receive_csv(request, {"org_id": org_id, "job_id": job_id, "dataset": options.dataset}, check)
     header = upload.header
     inferred: dict[str, str] = {}
@@ -317,6 +417,7 @@ async def create_import(request: web.Request, claim: Claim) -> web.Response:
                 await source.close()
         except BaseException:
             await db.uploads.delete(upload.file_id)
+            await manager.reservations.release(org_id, UPLOAD_BYTES, job_id)
             raise
         specs = inferred = first.inferred(specs)
     types, formats = split_specs(specs)

@@ -54,35 +54,35 @@ async def create_teams(request: web.Request, claim: Claim) -> web.Response:
     def check(header: Header) -> None:
         layout.update(column_layout(header.names))
 
-    await manager.check_queue_quota(org_id)
-    upload = await receive_csv(request, {"org_id": org_id, "job_id": job_id, "kind": "teams"}, check)
-    await claim.bind(upload.sha256)
-    job = await manager.create(
-        {
-            "_id": job_id,
-            "org_id": org_id,
-            "kind": "teams",
-            "created_by": caller(request).who(),
-            "params": {
-                **upload.params(),
-                "layout": layout,
-                "width": len(upload.header.names),
-                "region": region,
-                "batch_size": batch_size,
-                "on_error": on_error,
-                "max_errors": max_errors,
+    async with manager.queue_slot(org_id, job_id):
+        upload = await receive_csv(request, {"org_id": org_id, "job_id": job_id, "kind": "teams"}, check)
+        await claim.bind(upload.sha256)
+        job = await manager.create(
+            {
+                "_id": job_id,
+                "org_id": org_id,
+                "kind": "teams",
+                "created_by": caller(request).who(),
+                "params": {
+                    **upload.params(),
+                    "layout": layout,
+                    "width": len(upload.header.names),
+                    "region": region,
+                    "batch_size": batch_size,
+                    "on_error": on_error,
+                    "max_errors": max_errors,
+                },
             },
-        },
-        progress={
-            "processed": 0,
-            "total": upload.rows,
-            "teams_created": 0,
-            "users_created": 0,
-            "users_updated": 0,
-            "failed": 0,
-            "percent": 0.0,
-        },
-    )
+            progress={
+                "processed": 0,
+                "total": upload.rows,
+                "teams_created": 0,
+                "users_created": 0,
+                "users_updated": 0,
+                "failed": 0,
+                "percent": 0.0,
+            },
+        )
     await audit.record(request, "job.create", job_id=job_id, state_after=job["state"])
     return job_response(job, status=202)
 

@@ -28,10 +28,12 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ConnectionFailure, PyMongoError
 
+from ..errors import JobFailed
 from ..store.files import Bucket, ChunkWriter, StoredFile
 from ..store.records import job_prefix, prefix_range, record_id
 from ..store.teams import undo_range
 from ..store.writes import Encoded, insert_encoded, insert_new
+from .reservations import Reservations
 
 # A unit aims at this long a write: short enough that a pause lands within a
 # fraction of a second, long enough that per-command costs stay small.
@@ -243,18 +245,54 @@ class Reader(Protocol):
 
 
 class Upload:
-    """The job's stored upload: read from any offset; deleted by its own job only."""
+    """The job's stored upload: read from any offset; deleted by its own job
+    only, and with it the org's upload bytes it held (MAX_UPLOAD_BYTES_PER_ORG)."""
 
-    def __init__(self, bucket: Bucket, fence: Fence, file_id: Any) -> None:
+    def __init__(self, bucket: Bucket, fence: Fence, file_id: Any, release: Callable[[], Awaitable[Any]]) -> None:
         self._bucket = bucket
         self._fence = fence
         self.file_id = file_id
+        self._release = release
 
     async def reader(self, offset: int) -> Reader:
         return await self._bucket.reader(self.file_id, offset)
 
     async def delete(self) -> None:
         await self._fence.send(lambda: self._bucket.delete(self.file_id))
+        await self._fence.send(self._release)
+
+
+class QuotaExceeded(JobFailed):
+    """The job would store more than its org may (a per-org storage quota)."""
+
+
+class Stored:
+    """The job's share of one of its org's storage quotas (imported records,
+    stored export results): raised to what the job has written before each
+    write, so the write that would pass the quota is never sent. The share
+    is the job's, named by its id: a replayed batch reserves nothing twice,
+    and the share goes when what it measures is deleted."""
+
+    def __init__(
+        self, reservations: Reservations, fence: Fence, org_id: str, scope: str, job_id: str, limit: int, name: str, what: str
+    ) -> None:
+        self._reservations = reservations
+        self._fence = fence
+        self._key = (org_id, scope, job_id)
+        self._limit, self._name, self._what = limit, name, what
+
+    async def reserve(self, total: int) -> None:
+        """The job's share becomes ``total`` bytes; QuotaExceeded (a retryable
+        failure) when the org's would pass the quota."""
+        if not await self._fence.send(lambda: self._reservations.ensure(*self._key, total, self._limit)):
+            raise QuotaExceeded(
+                f"Your organisation's {self._what} would pass {self._limit} bytes ({self._name}); "
+                "nothing past the quota was written. Free space (terminate or delete jobs you do not need) "
+                "and retry this job."
+            )
+
+    async def release(self) -> None:
+        await self._fence.send(lambda: self._reservations.release(*self._key))
 
 
 def attempt_file_id(job_id: str, epoch: int) -> str:

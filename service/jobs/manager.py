@@ -3,6 +3,7 @@ jobs, lease keeping, adoption of orphaned jobs, and the user's control requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -24,6 +25,7 @@ from ..store.db import Database
 from ..typedefs import DB_KEY, MANAGER_KEY, METRICS_KEY, SETTINGS_KEY
 from .states import DOWNLOAD_ENDED, ROLLING_BACK, USER_TRANSITIONS, JobState, values
 from .repo import Claim, ControlResult, JobRepo
+from .reservations import QUEUED, STREAMS, Reservations
 from .runner import Kind, Runner
 from .workers import BuildPool
 
@@ -41,6 +43,12 @@ class JobManager:
         self.kinds = kinds
         self.clock = DbClock()
         self.repo = JobRepo(db.jobs, db.job_progress, self.clock, settings.job_lease_seconds)
+        self.reservations = Reservations(db.reservations, self.repo.states)
+        # This replica's stream slots (MAX_STREAMS): taken and given back with
+        # no await in between, so the count is exact within the process.
+        self.stream_slots = 0
+        # When each org last had a job admitted here: admission takes turns.
+        self._admitted_at: dict[str, float] = {}
         self.owner = settings.replica_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         self.runners: dict[str, Runner] = {}
         self.metrics = metrics or Metrics()
@@ -101,16 +109,25 @@ class JobManager:
 
     # -- users' requests -------------------------------------------------------
 
-    async def check_queue_quota(self, org_id: str) -> None:
-        """429 when the org has MAX_QUEUED_PER_ORG jobs waiting; checked before an
-        upload is stored, so a refused request stores nothing."""
+    @contextlib.asynccontextmanager
+    async def queue_slot(self, org_id: str, job_id: str) -> AsyncIterator[None]:
+        """Reserves one of the org's MAX_QUEUED_PER_ORG queued jobs for
+        ``job_id`` before its upload is read (one conditional write: racing
+        requests cannot both take the last one): 429 when none is left. Given
+        back if the request fails before its job exists, else when the job
+        leaves the queue (admitted or terminated)."""
         limit = self.settings.max_queued_per_org
-        if await self.repo.count_queued(org_id) >= limit:
+        if not await self.reservations.take(org_id, QUEUED, job_id, 1, limit):
             raise TooManyRequests(
                 f"Your organisation already has {limit} queued jobs (MAX_QUEUED_PER_ORG); "
                 "wait for some to start, or terminate the ones you do not need.",
                 retry_after=30,
             )
+        try:
+            yield
+        except BaseException:
+            await asyncio.shield(self.reservations.release(org_id, QUEUED, job_id))
+            raise
 
     async def create(self, job: dict[str, Any], progress: dict[str, Any]) -> dict[str, Any]:
         """A new queued job; the loop looks at the queue at once."""
@@ -122,7 +139,7 @@ class JobManager:
     async def start_attached(self, job: dict[str, Any], progress: dict[str, Any], sink: Any) -> Runner:
         """Creates a job that runs at once on this replica, writing into ``sink``
         (a streamed download: the person is waiting, so it is not queued).
-        Call check_stream_caps() first, before the response is prepared."""
+        Hold stream_slot() first, before the response is prepared."""
         sent = time.monotonic()
         claim = await self.repo.create(job, progress, owner=self.owner)
         assert isinstance(claim, Claim)
@@ -131,28 +148,43 @@ class JobManager:
         runner.start()
         return runner
 
-    async def check_stream_caps(self, org_id: str, kind: str) -> None:
-        """Streams have their own caps, per process and per org (across replicas),
-        and take no process slot of the queued jobs: 429 with Retry-After."""
-        streams = sum(1 for r in self.runners.values() if r.sink is not None)
-        if streams >= self.settings.max_streams:
+    @contextlib.asynccontextmanager
+    async def stream_slot(self, org_id: str, job_id: str) -> AsyncIterator[None]:
+        """A streamed download's two slots, held for as long as the download
+        runs: one of this replica's MAX_STREAMS (counted in the process, no
+        await between the check and the take) and one of the org's
+        MAX_STREAMS_PER_ORG across replicas (a reservation naming the job).
+        429 with Retry-After when either is full. Streams take no process slot
+        of the queued jobs."""
+        if self.stream_slots >= self.settings.max_streams:
             raise TooManyRequests(
-                f"This replica is serving {streams} downloads (MAX_STREAMS); retry shortly or run the export in the background.",
+                f"This replica is serving {self.stream_slots} downloads (MAX_STREAMS); retry shortly or run the export in the background.",
                 retry_after=10,
             )
-        org_streams = await self.repo.count_streams(org_id, kind)
-        if org_streams >= self.settings.max_streams_per_org:
-            raise TooManyRequests(
-                f"Your organisation has {org_streams} downloads open (MAX_STREAMS_PER_ORG); finish or terminate one first.",
-                retry_after=10,
-            )
+        self.stream_slots += 1
+        try:
+            limit = self.settings.max_streams_per_org
+            if not await self.reservations.take(org_id, STREAMS, job_id, 1, limit):
+                raise TooManyRequests(
+                    f"Your organisation has {limit} downloads open (MAX_STREAMS_PER_ORG); finish or terminate one first.",
+                    retry_after=10,
+                )
+            try:
+                yield
+            finally:
+                await asyncio.shield(self.reservations.release(org_id, STREAMS, job_id))
+        finally:
+            self.stream_slots -= 1
 
     async def control(self, org_id: str, job_id: str, action_name: str, **guard: Any) -> ControlResult:
         """pause / resume / terminate / retry / undo: one guarded write (``guard``:
         see JobRepo.request), then the local runner (if this replica owns the
         job) is told at once, before the response is sent; other owners see it
-        on their next tick or checkpoint."""
+        on their next tick or checkpoint. A queued job that leaves the queue
+        gives its queue reservation back."""
         result = await self.repo.request(org_id, job_id, USER_TRANSITIONS[action_name], **guard)
+        if result.changed and result.before == JobState.QUEUED.value:
+            await self.reservations.release(org_id, QUEUED, job_id)
         runner = self.runners.get(job_id)
         if runner is not None:
             runner.apply(result.job)
@@ -263,17 +295,30 @@ class JobManager:
         self._start(claim, sent)
 
     async def _admit(self) -> None:
-        """Fair admission: every org with queued jobs is looked at on every tick,
-        the org whose oldest queued job is oldest first, one job per org and
-        kind per tick; an org at its limit is skipped, never waited behind. The
-        queue is read before the slot holders, and a claim is an atomic
-        compare-and-set, so two replicas admitting at once never exceed a limit."""
+        """Fair admission: every org with queued jobs is looked at on every
+        tick, one job per org and kind per tick, and the orgs take turns: the
+        org running the fewest jobs (on every replica) goes first, then the
+        one this replica admitted least recently, then the oldest queued job.
+        An org that queued a hundred jobs thus gets no more slots than one
+        that queued one while both have work. An org at its kind's limit is
+        skipped, never waited behind. The queue is read before the slot
+        holders, and a claim is an atomic compare-and-set, so two replicas
+        admitting at once never exceed a limit."""
         if self._full():
             return
+        groups = await self.repo.queue_groups()
+        if not groups:
+            return
+        running = await self.repo.running_by_org()
         heads = []
-        for org_id, kind in await self.repo.queue_groups():
+        for org_id, kind in groups:
             heads += [(job_id, org_id, kind) for job_id in await self.repo.queued(org_id, kind, 1)]
-        for job_id, org_id, kind in sorted(heads):  # ids grow with time: oldest first
+
+        def turn(head: tuple[str, str, str]) -> tuple[int, float, str]:
+            job_id, org_id, _ = head
+            return running.get(org_id, 0), self._admitted_at.get(org_id, 0.0), job_id
+
+        for job_id, org_id, kind in sorted(heads, key=turn):
             if self._full():
                 return
             limit = self.kinds[kind].org_limit(self.settings)
@@ -282,8 +327,10 @@ class JobManager:
             sent = time.monotonic()
             claim = await self.repo.claim_queued(job_id, self.owner)
             if claim is not None:
+                self._admitted_at[org_id] = time.monotonic()
                 JobLogger(log, claim.job).info("started job %s (%s, epoch %d)", job_id, kind, claim.epoch)
                 self._start(claim, sent)
+                await self.reservations.release(org_id, QUEUED, job_id)
 
     def _full(self) -> bool:
         """Process slots are for work: a paused job and a streamed download take none."""

@@ -117,24 +117,26 @@ class JobRepo:
         )
         return [d["_id"] async for d in cursor]
 
-    async def count_queued(self, org_id: str) -> int:
-        return await self.jobs.count_documents({"org_id": org_id, "state": JobState.QUEUED.value})
+    async def running_by_org(self) -> dict[str, int]:
+        """How many running jobs each org has, on every replica (admission's turns)."""
+        pipeline = [
+            {"$match": {"state": JobState.RUNNING.value}},
+            {"$group": {"_id": "$org_id", "running": {"$sum": 1}}},
+        ]
+        groups = await (await self.jobs.aggregate(pipeline)).to_list()
+        return {g["_id"]: g["running"] for g in groups}
 
-    async def count_streams(self, org_id: str, kind: str) -> int:
-        """The org's streamed downloads still open, on any replica."""
+    async def slot_holders(self, org_id: str, kind: str) -> int:
+        """How many of the org's jobs of this kind hold an admission slot (a
+        streamed download holds a stream slot instead)."""
         return await self.jobs.count_documents(
             {
                 "org_id": org_id,
                 "kind": kind,
-                "state": {"$in": _values((JobState.RUNNING, JobState.PAUSING, JobState.PAUSED))},
-                "params.stream": True,
+                "state": {"$in": _values(HOLDS_SLOT)},
+                "slot_released": {"$ne": True},
+                "params.stream": {"$ne": True},
             }
-        )
-
-    async def slot_holders(self, org_id: str, kind: str) -> int:
-        """How many of the org's jobs of this kind hold an admission slot."""
-        return await self.jobs.count_documents(
-            {"org_id": org_id, "kind": kind, "state": {"$in": _values(HOLDS_SLOT)}, "slot_released": {"$ne": True}}
         )
 
     async def unowned(self, limit: int, after: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
@@ -453,7 +455,7 @@ class JobRepo:
     async def expired_results(self, cutoff: dt.datetime, limit: int) -> list[dict[str, Any]]:
         """Completed exports that finished before ``cutoff`` and still have their file."""
         query = {"state": JobState.COMPLETED.value, "finished_at": {"$lt": cutoff}, "kind": "export", "result_deleted_at": None}
-        return await self.jobs.find(query, {"kind": 1, "params": 1}, limit=limit).to_list()
+        return await self.jobs.find(query, {"kind": 1, "org_id": 1, "params": 1}, limit=limit).to_list()
 
     async def result_deleted(self, job_id: str, now: dt.datetime) -> None:
         await self.jobs.update_one({"_id": job_id, "state": JobState.COMPLETED.value}, {"$set": {"result_deleted_at": now}})

@@ -22,9 +22,10 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from ..background import end_if_cancelled
 from ..errors import InvalidTransition, JobFailed, JobStopped, JobTerminated
 from ..logs import bind_job, runner_state
-from .fence import PROBE_SECONDS, Fence, Profiles, ReadOnly, Records, ResultFiles, Teams, Upload
+from .fence import PROBE_SECONDS, Fence, Profiles, ReadOnly, Records, ResultFiles, Stored, Teams, Upload
 from .states import ACTIVE, COMPLETE, DOWNLOAD_ENDED, FAIL, PAUSE_SELF, PAUSED, ROLLBACK_END, ROLLING_BACK, TERMINATE, JobState
 from .repo import MAX_ERRORS_KEPT, Claim
+from .reservations import RECORD_BYTES, RESULT_BYTES, UPLOAD_BYTES
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -138,7 +139,27 @@ class JobContext:
 
     @functools.cached_property
     def upload(self) -> Upload:
-        return Upload(self._db.uploads, self.fence, ObjectId(self.params["file_id"]))
+        reservations = self._runner.manager.reservations
+        return Upload(
+            self._db.uploads,
+            self.fence,
+            ObjectId(self.params["file_id"]),
+            lambda: reservations.release(self.org_id, UPLOAD_BYTES, self.job_id),
+        )
+
+    @functools.cached_property
+    def stored_records(self) -> Stored:
+        """The job's share of MAX_RECORD_BYTES_PER_ORG (an import's rows, as CSV bytes)."""
+        limit = self.settings.max_record_bytes_per_org
+        return Stored(self._runner.manager.reservations, self.fence, self.org_id, RECORD_BYTES, self.job_id, limit,
+                      "MAX_RECORD_BYTES_PER_ORG", "imported records")
+
+    @functools.cached_property
+    def stored_results(self) -> Stored:
+        """The job's share of MAX_RESULT_BYTES_PER_ORG (an export's stored CSV)."""
+        limit = self.settings.max_result_bytes_per_org
+        return Stored(self._runner.manager.reservations, self.fence, self.org_id, RESULT_BYTES, self.job_id, limit,
+                      "MAX_RESULT_BYTES_PER_ORG", "stored export results")
 
     @functools.cached_property
     def results(self) -> ResultFiles:
@@ -218,6 +239,7 @@ class JobContext:
         else:
             self._runner.apply(result.job)
         self._runner.terminate_requested = True
+        self._runner.ended_because = reason
         raise JobTerminated(reason)
 
     async def pause_self(self, reason: dict[str, Any]) -> None:
@@ -295,6 +317,8 @@ class Runner:
         self.state = JobState(job["state"])
         self.gate = asyncio.Event()
         self.terminate_requested = self.state in ROLLING_BACK
+        # Why the job ended itself (a streamed download's client left), shown as its error.
+        self.ended_because: str | None = None
         self.stopping = False
         self.lost = False
         self.released = False
@@ -578,7 +602,8 @@ class Runner:
         if ctx.job.get("rollback"):
             await repo.save_rollback(self.job_id, self.epoch, {})
         end = ROLLBACK_END.get(self.state, ROLLBACK_END[JobState.TERMINATING])
-        done = await repo.transition(self.job_id, self.epoch, end, progress=ctx.progress)
+        reason = {"error": f"the download ended: {self.ended_because}"} if self.ended_because else {}
+        done = await repo.transition(self.job_id, self.epoch, end, progress=ctx.progress, **reason)
         if done is None:
             self.lose()
             raise JobStopped("another replica owns this job now")

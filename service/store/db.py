@@ -82,6 +82,9 @@ class Database:
         self.profiles: AsyncCollection = self.db["dataset_profiles"]
         self.api_keys: AsyncCollection = self.db["api_keys"]
         self.audit: AsyncCollection = self.db["audit_events"]
+        # Limits held by orgs, keyed by "org/scope" (service/jobs/reservations.py):
+        # every read and write is a primary-key lookup.
+        self.reservations: AsyncCollection = self.db["reservations"]
         self.uploads = Bucket(self.db, "uploads")
         self.exports = Bucket(self.db, "exports")
         # Whether the server stores BSON Decimal128; FerretDB 1.24 does not (it

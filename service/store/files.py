@@ -42,17 +42,10 @@ class Bucket:
         self.chunk_size = chunk_size
 
     async def ensure_indexes(self) -> None:
-        # The name PyMongo's GridFS gives it. Files are found by _id and by org, so the
+        # The name PyMongo's GridFS gives it. Files are found by _id, so the
         # files collection needs no (filename, uploadDate) index of its own.
+        # (What an org stores is counted by its reservations, not by its files.)
         await self.chunks.create_index([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)
-        # What an org stores (its upload quota).
-        await self.files.create_index([("metadata.org_id", ASCENDING)], name="org")
-
-    async def stored_bytes(self, org_id: str) -> int:
-        """The bytes of the org's files in this bucket."""
-        pipeline = [{"$match": {"metadata.org_id": org_id}}, {"$group": {"_id": None, "bytes": {"$sum": "$length"}}}]
-        groups = await (await self.files.aggregate(pipeline)).to_list()
-        return int(groups[0]["bytes"]) if groups else 0
 
     def writer(self, file_id: ObjectId, filename: str, metadata: dict[str, Any]) -> ChunkWriter:
         return ChunkWriter(self, file_id, filename, metadata)

@@ -4,7 +4,10 @@ stateful sequences that follow the document's links (create a job, then get,
 pause, resume or terminate it by the returned id). Every check is on except
 those tests/contract/schemathesis.toml turns off, with its reasons: no 5xx,
 every status, content type, header and body as documented, schema-violating
-requests rejected. Bounded by examples per operation and a time budget; the
+requests rejected. Besides the parameters the document declares, every
+request also carries random values of headers the service reads (hooks.py:
+Range, Idempotency-Key, If-None-Match, Last-Event-ID, Accept). Bounded by
+examples per operation and a time budget; the
 seed and schemathesis's report are printed into the test output."""
 from __future__ import annotations
 

@@ -107,9 +107,15 @@ async def test_the_streams_per_org_cap_counts_every_replica(make_client, db):
     client = await make_client(max_streams=10, max_streams_per_org=1)
     data = await start_import(client, make_csv(30_000), dataset="big")
     await wait_for_state(client, data["id"], "completed")
-    # A download of this org open on another replica.
+    # A download of this org open on another replica: its job, and the org's
+    # stream slot it reserved (service/jobs/reservations.py).
+    job_id = str(ObjectId())
     await db.jobs.insert_one(
-        {"_id": str(ObjectId()), "org_id": "default", "kind": "export", "state": "running", "params": {"stream": True}}
+        {"_id": job_id, "org_id": "default", "kind": "export", "state": "running", "params": {"stream": True}}
+    )
+    await db.reservations.insert_one(
+        {"_id": "default/streams", "org_id": "default", "scope": "streams", "used": 1,
+         "held": {job_id: {"n": 1, "at": dt.datetime.now(dt.timezone.utc)}}}
     )
     refused = await client.post("/api/v1/exports/big.csv")
     assert refused.status == 429

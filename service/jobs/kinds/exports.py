@@ -24,7 +24,8 @@ from ...csvio.schema import is_decimal_text, parse_datetime
 from ...errors import JobStopped
 from ...store.db import Database
 from ...store.records import dataset_prefix, prefix_range
-from ..fence import FencedWriter, delete_attempts
+from ..fence import FencedWriter, QuotaExceeded, delete_attempts
+from ..reservations import RESULT_BYTES, Reservations
 from ..runner import JobContext, Kind, LeaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -55,14 +56,33 @@ class Sink(Protocol):
     async def write(self, data: bytes) -> None: ...
 
 
-class ResponseSink:
-    """A streamed export's aiohttp StreamResponse (already prepared)."""
+class ClientStalled(Exception):
+    """The download's client accepted no bytes for STREAM_IDLE_SECONDS."""
 
-    def __init__(self, response: Any) -> None:
+
+class ResponseSink:
+    """A streamed export's aiohttp StreamResponse (already prepared). A batch
+    is written a piece at a time, and a piece the client does not take within
+    ``idle_seconds`` (it stopped reading, or reads under a piece per that
+    time) raises ClientStalled: the download ends, and its slots with it. A
+    slow but steady client is not cut: the time is per piece, not per batch."""
+
+    PIECE = 64 * 1024  # aiohttp's write waits until its buffer is under 64 KiB
+
+    def __init__(self, response: Any, idle_seconds: float = 60.0) -> None:
         self.response = response
+        self.idle_seconds = idle_seconds
 
     async def write(self, data: bytes) -> None:
-        await self.response.write(data)
+        view = memoryview(data)
+        for start in range(0, len(view), self.PIECE):
+            try:
+                async with asyncio.timeout(self.idle_seconds):
+                    await self.response.write(view[start : start + self.PIECE])
+            except TimeoutError:
+                raise ClientStalled(
+                    f"the client accepted no bytes for {self.idle_seconds:g} s (STREAM_IDLE_SECONDS)"
+                ) from None
 
 
 def export_query(org_id: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -230,10 +250,14 @@ async def run(ctx: JobContext) -> None:
         sink = ctx.sink
 
     async def emit(data: bytes) -> None:
+        if grid is not None:
+            await ctx.stored_results.reserve(progress["bytes"] + len(data))
         try:
             await sink.write(data)
         except DISCONNECTED:
             await ctx.terminate_self("the client disconnected")
+        except ClientStalled as stalled:
+            await ctx.terminate_self(str(stalled))
         progress["bytes"] += len(data)
 
     try:
@@ -315,6 +339,10 @@ async def run(ctx: JobContext) -> None:
             ctx.completion["params.file_id"] = ctx.results.file_id
             grid = None
         progress["percent"] = 100.0
+    except QuotaExceeded:
+        # This attempt's file goes (below): nothing of the job is stored now.
+        await ctx.stored_results.release()
+        raise
     finally:
         if counting is not None:
             counting.cancel()
@@ -330,6 +358,7 @@ async def rollback(ctx: JobContext) -> None:
     export has nothing stored."""
     if ctx.sink is None:
         await ctx.results.delete_all()
+        await ctx.stored_results.release()
 
 
 async def cleanup(ctx: JobContext) -> None:
@@ -347,6 +376,7 @@ async def delete_result(db: Database, job: dict[str, Any]) -> None:
     if ObjectId.is_valid(job["params"].get("file_id") or ""):
         await db.exports.delete(ObjectId(job["params"]["file_id"]))
     await delete_attempts(db.exports, job["_id"])
+    await Reservations(db.reservations).release(job["org_id"], RESULT_BYTES, job["_id"])
 
 
 def result_file_id(job: dict[str, Any]) -> Any:
@@ -358,5 +388,12 @@ def result_file_id(job: dict[str, Any]) -> Any:
 
 
 KIND = Kind(
-    name="export", run=run, rollback=rollback, cleanup=cleanup, completed_deletable=True, delete_result=delete_result
+    name="export",
+    run=run,
+    rollback=rollback,
+    cleanup=cleanup,
+    # Background exports; a streamed one holds a stream slot instead.
+    org_limit=lambda settings: settings.max_exports_per_org,
+    completed_deletable=True,
+    delete_result=delete_result,
 )

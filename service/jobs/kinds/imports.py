@@ -110,6 +110,7 @@ async def run(ctx: JobContext) -> None:
     of it when resumed (a replayed row is a no-op: its _id exists)."""
     params = ctx.params
     start = Position(**(ctx.position or params["data_start"]))
+    data_start = params["data_start"]["offset"]
     progress = ctx.progress
     for key in ("processed", "inserted", "failed"):
         progress.setdefault(key, 0)
@@ -130,6 +131,9 @@ async def run(ctx: JobContext) -> None:
             batch.errors += rejected_rows(batch.sources[batch.sent : batch.sent + n], errors)
             batch.sent += n
 
+        # The org's record quota, measured in CSV bytes imported: reserved up to
+        # this batch's end before any of it is sent.
+        await ctx.stored_records.reserve(batch.position["offset"] - data_start)
         await ctx.records.insert(units, batch.docs[batch.sent :], stop, landed)
 
     def send(batch: _Batch) -> _Batch:
@@ -276,6 +280,7 @@ async def rollback(ctx: JobContext) -> None:
         progress["rolled_back"] += await ctx.records.delete_all()
         progress["rolled_back"] = max(progress["rolled_back"], progress["rollback_total"])
         await ctx.profiles.forget()
+        await ctx.stored_records.release()
     await ctx.upload.delete()
 
 
