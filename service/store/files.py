@@ -159,13 +159,15 @@ class ChunkWriter:
         size = self.bucket.chunk_size
         whole, tail = divmod(length, size)
         own = source_id == self.file_id
-        # Of this file stays nothing when it takes another's bytes, else its
-        # chunks up to the last it keeps (the short one, replaced as it fills).
-        keep = (whole + 1 if tail else whole) if own else 0
-        await send(lambda: self.bucket.chunks.delete_many({"files_id": self.file_id, "n": {"$gte": keep}}))
-        wanted = {"$gte": whole if own else 0, "$lte" if tail else "$lt": whole}
-        cursor = self.bucket.chunks.find({"files_id": source_id, "n": wanted}, sort=[("n", 1)], batch_size=CHUNKS_PER_READ)
-        expected, copies, buffer = 0 if not own else whole, [], b""
+        # What is read: the chunks to copy (none from this file itself) and the
+        # one the tail is in. What this file keeps: nothing when it takes
+        # another's bytes, else its chunks up to the tail's (replaced as it fills).
+        first = whole if own else 0
+        stop = whole + 1 if tail else whole
+        await send(lambda: self.bucket.chunks.delete_many({"files_id": self.file_id, "n": {"$gte": stop if own else 0}}))
+        wanted = {"files_id": source_id, "n": {"$gte": first, "$lt": stop}}
+        cursor = self.bucket.chunks.find(wanted, sort=[("n", 1)], batch_size=CHUNKS_PER_READ)
+        expected, copies, buffer = first, [], b""
         try:
             async for chunk in cursor:
                 data = bytes(chunk["data"])
@@ -182,7 +184,7 @@ class ChunkWriter:
                     await send(lambda: insert_new(self.bucket.chunks, batch))
         finally:
             await cursor.close()
-        if expected != whole + (1 if tail else 0):
+        if expected != stop:
             await send(lambda: self.bucket.chunks.delete_many({"files_id": self.file_id}))
             return False
         if copies:

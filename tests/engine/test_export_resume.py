@@ -36,6 +36,7 @@ async def test_an_export_whose_owner_died_is_adopted_from_its_checkpoint_and_its
 ):
     # Durable positions often, so that a short export has several.
     monkeypatch.setattr(exports, "DURABLE_SECONDS", 0.3)
+    monkeypatch.setattr(exports, "DURABLE_SHARE", 1.0)
     a = await make_client(**FAST)
     imported = await start_import(a, make_csv(ROWS, columns=5), dataset="people")
     await wait_for_state(a, imported["id"], "completed", timeout=120)

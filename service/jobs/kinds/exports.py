@@ -48,8 +48,10 @@ CURSOR_NOT_FOUND = 43
 BATCH_SECONDS = 0.25
 # A background export's file is stored up to its end (its short last chunk
 # rewritten) and its resumable position taken this often, not at every
-# batch: see bench/export_resume_bench.py for what each costs.
+# batch, and less often when a sync is slow, so that syncs take at most
+# DURABLE_SHARE of the export's time (bench/export_resume_bench.py).
 DURABLE_SECONDS = 2.0
+DURABLE_SHARE = 0.1
 PLAIN_CELLS = frozenset({str, type(None)})
 DISCONNECTED = (ConnectionResetError, ClientConnectionResetError)
 _DATA = itemgetter("data")
@@ -221,7 +223,7 @@ async def start_file(ctx: JobContext, grid: FencedWriter) -> dict[str, Any] | No
 async def run(ctx: JobContext) -> None:
     """A background export goes on from its last durable position, in this
     attempt's own file, whoever wrote the bytes before it: that position is
-    taken every DURABLE_SECONDS (and before a pause or shutdown), the file's
+    taken every DURABLE_SECONDS or more (and before a pause or shutdown), the file's
     bytes so far stored, short last chunk included. The checkpoints between
     record progress only. A streamed export restarts from the beginning
     whenever it is started (its client is gone when it could be adopted). A
@@ -272,10 +274,13 @@ async def run(ctx: JobContext) -> None:
         """Stores the file so far and names the position it ends at."""
         nonlocal durable_at, stored
         assert grid is not None
+        took = 0.0
         if stored is None or stored["bytes"] != grid.written or stored["file_id"] != ctx.results.file_id:
+            started = time.monotonic()
             length = await grid.sync()
+            took = time.monotonic() - started
             stored = {"last_id": last_id, "file_id": ctx.results.file_id, "bytes": length, "rows": progress["processed"]}
-        durable_at = time.monotonic() + DURABLE_SECONDS
+        durable_at = time.monotonic() + max(DURABLE_SECONDS, took / DURABLE_SHARE)
         return stored
 
     try:
