@@ -8,8 +8,11 @@ no bearer header (a plain link or ``window.location`` cannot send one; the
 ticket is the credential); it marks the ticket used in one guarded write and
 streams the export, or the stored result of a finished export. A second GET
 of the same ticket, an expired one or a forged one streams nothing (410/404),
-so a prefetch, a crawler or a replayed link never starts an export. Any
-replica can serve a ticket: it lives in the database.
+so a prefetch, a crawler or a replayed link never starts an export. The one
+exception starts nothing either: a result ticket's download that broke off
+resumes with a ``Range`` GET of the same ticket until it expires (with
+``If-Range``, as browsers send it). Any replica can serve a ticket: it lives
+in the database.
 """
 from __future__ import annotations
 
@@ -111,6 +114,10 @@ async def download(request: web.Request) -> web.StreamResponse:
     doc = await tickets.find_one_and_update(
         {"_id": token, "used_at": None, "expires_at": {"$gt": now}}, {"$set": {"used_at": now}}
     )
+    if doc is None and "Range" in request.headers:
+        # A broken download of a stored result resumes on its own ticket, while
+        # it lasts: a ranged GET sends part of a finished file and starts nothing.
+        doc = await tickets.find_one({"_id": token, "kind": "result", "used_at": {"$ne": None}, "expires_at": {"$gt": now}})
     if doc is None:
         if await tickets.find_one({"_id": token}) is None:
             raise NotFound("No such download ticket.")

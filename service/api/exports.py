@@ -246,6 +246,14 @@ async def export_result(request: web.Request) -> web.StreamResponse:
     return await send_result(request, job)
 
 
+def if_range_holds(request: web.Request, etag: str) -> bool:
+    """Whether a Range may be served (RFC 9110 13.1.5): no If-Range, or one that
+    names this file's strong ETag. A date never matches: the service sends no
+    Last-Modified, so a date-validated resume gets the whole file."""
+    validator = request.headers.get("If-Range")
+    return validator is None or validator.strip() == etag
+
+
 def check_result(job: dict[str, Any]) -> None:
     """Whether a job has a stored result to download: 404, 410 or 409 if not."""
     if job["kind"] != "export" or job["params"].get("stream"):
@@ -257,14 +265,20 @@ def check_result(job: dict[str, Any]) -> None:
 
 
 async def send_result(request: web.Request, job: dict[str, Any]) -> web.StreamResponse:
+    """The stored result, whole or a single byte range. Its ETag is the file's
+    id (the attempt that completed the export), so a client resuming a broken
+    download with ``If-Range`` gets the rest of the same file, or, if it holds
+    the start of another one, the whole file with 200."""
     check_result(job)
     db = request.app[DB_KEY]
-    file_doc = await db.exports.file(result_file_id(job))
+    file_id = result_file_id(job)
+    file_doc = await db.exports.file(file_id)
     if file_doc is None:
         raise Gone("The export's file no longer exists.")
     length = file_doc["length"]
+    etag = f'"{file_id}"'
     start, end, status = 0, length, 200
-    wanted = byte_range(request.headers.get("Range"), length)
+    wanted = byte_range(request.headers.get("Range"), length) if if_range_holds(request, etag) else None
     if wanted is not None:
         (start, end), status = wanted, 206
     response = web.StreamResponse(
@@ -273,7 +287,7 @@ async def send_result(request: web.Request, job: dict[str, Any]) -> web.StreamRe
             "Content-Type": "text/csv; charset=utf-8",
             "Content-Disposition": f'attachment; filename="{job["params"]["filename"]}"',
             "Accept-Ranges": "bytes",
-            "ETag": f'"{job["params"]["file_id"]}"',
+            "ETag": etag,
         },
     )
     if status == 206:

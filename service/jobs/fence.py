@@ -346,23 +346,44 @@ async def delete_attempts(bucket: Bucket, job_id: str, keep: str | None = None) 
 
 
 class FencedWriter:
-    """A ChunkWriter whose every insert is fenced; its abort deletes only this
-    attempt's own file, and only while the job is still this runner's."""
+    """This attempt's ChunkWriter, every write of it fenced. What it wrote is
+    made durable at the job's checkpoints (sync), and a later attempt goes on
+    from there in a file of its own (resume): an earlier attempt that stalls
+    and wakes can only ever write its own file, and its file is only read.
+    Nothing of it is deleted when a run stops: an adopter or a retry goes on
+    from it, and the job's completion or rollback removes the attempts' files."""
 
     def __init__(self, writer: ChunkWriter, fence: Fence) -> None:
         self._writer = writer
         self._fence = fence
 
+    @property
+    def written(self) -> int:
+        return self._writer.written
+
     async def write(self, data: bytes) -> None:
         async with self._fence.write():
             await self._writer.write(data)
 
+    async def sync(self) -> int:
+        """Stores all written so far (the short last chunk too); returns its length."""
+        async with self._fence.write():
+            return await self._writer.sync()
+
+    async def resume(self, source_id: str, length: int) -> bool:
+        """Goes on after the first ``length`` bytes that a sync() of ``source_id``
+        (an earlier attempt's file, or this one's) stored: its chunks are copied
+        into this attempt's file, a few per fenced insert. False, with the file
+        empty, when the source does not hold them."""
+        return await self._writer.resume(source_id, length, self._fence.send)
+
+    async def reset(self) -> None:
+        """Starts this attempt's file again from nothing."""
+        await self._fence.send(self._writer.reset)
+
     async def close(self) -> StoredFile:
         async with self._fence.write():
             return await self._writer.close()
-
-    async def abort(self) -> None:
-        await self._fence.send(self._writer.abort)
 
 
 class Teams:

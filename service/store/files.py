@@ -8,7 +8,7 @@ chunks."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,17 +96,29 @@ class Bucket:
 
 class ChunkWriter:
     """Writes a file chunk by chunk, a few chunks per insert; the files document
-    is written last, so a file is only visible once complete."""
+    is written last, so a file is only visible once complete.
 
-    def __init__(self, bucket: Bucket, file_id: ObjectId, filename: str, metadata: dict[str, Any]) -> None:
+    A writer that must survive its process (an export's attempt) makes what it
+    has written durable with sync(), short last chunk included, and a later
+    writer continues such a file with resume()."""
+
+    def __init__(self, bucket: Bucket, file_id: Any, filename: str, metadata: dict[str, Any]) -> None:
         self.bucket = bucket
         self.file_id = file_id
         self.filename = filename
         self.metadata = metadata
-        self.length = 0
+        self.length = 0  # bytes in whole chunks (stored or pending); the buffer holds the rest
         self._buffer = bytearray()
         self._pending: list[dict[str, Any]] = []
         self._n = 0
+        # The number of a chunk stored short (by sync() or an earlier run): it is
+        # replaced, not inserted, when it is written again.
+        self._short: int | None = None
+
+    @property
+    def written(self) -> int:
+        """Every byte given to write(), stored or not."""
+        return self.length + len(self._buffer)
 
     async def write(self, data: bytes) -> None:
         self._buffer += data
@@ -116,6 +128,68 @@ class ChunkWriter:
             del self._buffer[:size]
             if len(self._pending) >= CHUNKS_PER_WRITE:
                 await self._insert()
+
+    async def sync(self) -> int:
+        """Stores everything written so far: the whole chunks waiting, and the
+        rest as a short last chunk, replaced as it fills (GridFS allows only the
+        last chunk to be short). Until close() writes the files document no
+        reader sees the file at all. Returns the bytes stored."""
+        await self._insert()
+        if self._buffer:
+            chunk = {"files_id": self.file_id, "n": self._n, "data": bytes(self._buffer)}
+            await self.bucket.chunks.replace_one({"files_id": self.file_id, "n": self._n}, chunk, upsert=True)
+            self._short = self._n
+        return self.written
+
+    async def resume(self, source_id: Any, length: int, send: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]) -> bool:
+        """Continues this file after the first ``length`` bytes of ``source_id``'s
+        chunks, as a sync() stored them: another writer's file (its whole chunks
+        are copied, a few per insert, nothing else of this file is kept) or this
+        file itself (what it holds past ``length`` goes). The rest of the last
+        chunk is read into the buffer. Every write goes through ``send`` (the
+        caller's fence). False when the source does not hold those bytes: the
+        writer is then as new, and so is the file."""
+        size = self.bucket.chunk_size
+        whole, tail = divmod(length, size)
+        own = source_id == self.file_id
+        # What is read: the chunks to copy (none from this file itself) and the
+        # one the tail is in. What this file keeps: nothing when it takes
+        # another's bytes, else its chunks up to the tail's (replaced as it fills).
+        first = whole if own else 0
+        stop = whole + 1 if tail else whole
+        await send(lambda: self.bucket.chunks.delete_many({"files_id": self.file_id, "n": {"$gte": stop if own else 0}}))
+        wanted = {"files_id": source_id, "n": {"$gte": first, "$lt": stop}}
+        cursor = self.bucket.chunks.find(wanted, sort=[("n", 1)], batch_size=CHUNKS_PER_READ)
+        expected, copies, buffer = first, [], b""
+        try:
+            async for chunk in cursor:
+                data = bytes(chunk["data"])
+                whole_chunk = chunk["n"] < whole
+                if chunk["n"] != expected or (len(data) != size if whole_chunk else len(data) < tail):
+                    break
+                expected += 1
+                if not whole_chunk:
+                    buffer = data[:tail]
+                    continue
+                copies.append({"files_id": self.file_id, "n": chunk["n"], "data": data})
+                if len(copies) >= CHUNKS_PER_WRITE:
+                    batch, copies = copies, []
+                    await send(lambda: insert_new(self.bucket.chunks, batch))
+        finally:
+            await cursor.close()
+        if expected != stop:
+            await send(lambda: self.bucket.chunks.delete_many({"files_id": self.file_id}))
+            return False
+        if copies:
+            await send(lambda: insert_new(self.bucket.chunks, copies))
+        self._n, self.length, self._buffer = whole, whole * size, bytearray(buffer)
+        self._short = whole if own and tail else None
+        return True
+
+    async def reset(self) -> None:
+        """Starts the file again: whatever of it is stored goes."""
+        self._pending, self._buffer, self._n, self.length, self._short = [], bytearray(), 0, 0, None
+        await self.bucket.chunks.delete_many({"files_id": self.file_id})
 
     async def close(self) -> StoredFile:
         if self._buffer:
@@ -147,9 +221,15 @@ class ChunkWriter:
     async def _insert(self) -> None:
         if not self._pending:
             return
+        if self._pending[0]["n"] == self._short:
+            first = self._pending[0]
+            await self.bucket.chunks.replace_one({"files_id": self.file_id, "n": first["n"]}, first, upsert=True)
+            self._short = None
+            self._pending = self._pending[1:]
         # A chunk written before a retry is already there (the same bytes); a
         # write-concern error is a failure, or an upload would have a silent hole.
-        await insert_new(self.bucket.chunks, self._pending)
+        if self._pending:
+            await insert_new(self.bucket.chunks, self._pending)
         self._pending = []
 
 

@@ -20,6 +20,7 @@ from bson import ObjectId
 from service.jobs.fence import Units, attempt_file_id
 from service.jobs.runner import JobContext, Kind
 from service.store.db import Database
+from service.store.files import CHUNK_BYTES
 from service.store.records import record_id
 from service.store.teams import undo_id
 from service.store.writes import Encoded
@@ -96,6 +97,25 @@ async def write_result(ctx: JobContext) -> None:
     await writer.close()
 
 
+async def sync_result(ctx: JobContext) -> None:
+    writer = ctx.results.writer("out.csv")
+    await writer.write(b"x" * 10)
+    await writer.sync()
+
+
+async def seed_earlier_attempt(db: Database, job_id: str) -> None:
+    await db.exports.chunks.insert_one({"files_id": attempt_file_id(job_id, 9), "n": 0, "data": b"x" * CHUNK_BYTES})
+
+
+async def resume_result(ctx: JobContext) -> None:
+    """Copies the earlier attempt's whole chunk into this attempt's file."""
+    assert await ctx.results.writer("out.csv").resume(attempt_file_id(ctx.job_id, 9), CHUNK_BYTES)
+
+
+async def seed_own_chunk(db: Database, job_id: str) -> None:
+    await db.exports.chunks.insert_one({"files_id": attempt_file_id(job_id, 1), "n": 0, "data": b"x" * 10})
+
+
 async def insert_one_record(ctx: JobContext) -> None:
     await ctx.records.insert(Units(10, 10), [encoded_record(ctx.job_id)], lambda: False, lambda n, errors: None)
 
@@ -113,6 +133,18 @@ CASES: dict[str, Case] = {
     "upload.delete": Case("rollback", seed_upload, lambda ctx: ctx.upload.delete(), upload_gone),
     "results.write": Case(
         "run", nothing, write_result, lambda db, j: _exists(db.exports.chunks, attempt_file_id(j, 1), "files_id")
+    ),
+    "results.sync": Case(
+        "run", nothing, sync_result, lambda db, j: _exists(db.exports.chunks, attempt_file_id(j, 1), "files_id")
+    ),
+    "results.resume": Case(
+        "run", seed_earlier_attempt, resume_result, lambda db, j: _exists(db.exports.chunks, attempt_file_id(j, 1), "files_id")
+    ),
+    "results.reset": Case(
+        "run",
+        seed_own_chunk,
+        lambda ctx: ctx.results.writer("out.csv").reset(),
+        lambda db, j: _missing_chunks(db.exports.chunks, attempt_file_id(j, 1)),
     ),
     "results.delete_all": Case(
         "rollback",
@@ -200,6 +232,10 @@ CASES: dict[str, Case] = {
 
 async def _exists(collection: Any, _id: Any, field: str = "_id") -> bool:
     return await collection.count_documents({field: _id}) > 0
+
+
+async def _missing_chunks(chunks: Any, file_id: str) -> bool:
+    return await chunks.count_documents({"files_id": file_id}) == 0
 
 
 async def _missing(collection: Any, _id: Any) -> bool:

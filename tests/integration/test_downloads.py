@@ -125,6 +125,30 @@ async def test_a_ticket_for_a_finished_export_sends_its_stored_file(client, peop
     assert (await client.get(ticket["url"])).status == 410
 
 
+async def test_a_broken_download_of_a_stored_result_resumes_with_range_on_the_same_ticket(client, people):
+    resp = await client.post("/api/v1/jobs/export", json={"dataset": "people"})
+    job = await resp.json()
+    await wait_for_state(client, job["id"], "completed")
+    ticket = await new_ticket(client, job_id=job["id"])
+    first = await client.get(ticket["url"])
+    assert first.status == 200 and first.headers["Accept-Ranges"] == "bytes"
+    etag, whole = first.headers["ETag"], await first.read()
+    # The browser kept the first 700 bytes when the connection broke; it asks for the rest.
+    parts, start = [whole[:700]], 700
+    while start < len(whole):
+        resp = await client.get(ticket["url"], headers={"Range": f"bytes={start}-{start + 9_999}", "If-Range": etag})
+        assert resp.status == 206, await resp.text()
+        assert resp.headers["Content-Range"] == f"bytes {start}-{min(start + 10_000, len(whole)) - 1}/{len(whole)}"
+        parts.append(await resp.read())
+        start += 10_000
+    assert b"".join(parts) == whole
+    # A validator of another file: the whole file again.
+    resp = await client.get(ticket["url"], headers={"Range": "bytes=700-", "If-Range": '"not-this-file"'})
+    assert resp.status == 200 and await resp.read() == whole
+    # Without a Range the ticket is still spent.
+    assert (await client.get(ticket["url"])).status == 410
+
+
 async def test_a_result_ticket_needs_a_completed_background_export(make_client, db):
     client = await make_client(max_running_jobs=1)
     data = await start_import(client, make_csv(20), dataset="people")

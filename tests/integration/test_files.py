@@ -56,3 +56,47 @@ async def test_deleting_a_partial_file_removes_its_orphan_chunks(db):
     assert await db.db["exports.chunks"].count_documents({}) > 0
     await db.exports.delete(writer.file_id)
     assert await db.db["exports.chunks"].count_documents({}) == 0
+
+
+async def send(op):
+    return await op()
+
+
+async def read_all(bucket, file_id) -> bytes:
+    reader = await bucket.reader(file_id)
+    got = bytearray()
+    while piece := await reader.read(10**6):
+        got += piece
+    await reader.close()
+    return bytes(got)
+
+
+@pytest.mark.parametrize("own", [False, True], ids=["another-writers-file", "its-own-file"])
+async def test_a_synced_file_is_continued_byte_for_byte_after_more_was_written_past_the_sync(db, own):
+    data = os.urandom(5 * UPLOAD_CHUNK_BYTES + 999)
+    synced = 2 * UPLOAD_CHUNK_BYTES + 4321  # a short last chunk
+    first = db.exports.writer("job:00000001", "x.csv", {})
+    await first.write(data[:synced])
+    assert await first.sync() == synced
+    assert await db.exports.file(first.file_id) is None  # stored, and still no file to read
+    # The first writer went on past its sync (filling the short chunk) and died.
+    await first.write(data[synced : synced + 2 * UPLOAD_CHUNK_BYTES])
+    await first.sync()
+
+    second = db.exports.writer(first.file_id if own else "job:00000002", "x.csv", {})
+    assert await second.resume(first.file_id, synced, send)
+    assert second.written == synced
+    await second.write(data[synced:])
+    stored = await second.close()
+    assert stored.size == len(data) and await read_all(db.exports, second.file_id) == data
+
+
+async def test_resuming_from_a_file_that_lacks_the_synced_bytes_starts_an_empty_file(db):
+    first = db.exports.writer("job:00000001", "x.csv", {})
+    await first.write(os.urandom(3 * UPLOAD_CHUNK_BYTES))
+    await first.sync()
+    await db.db["exports.chunks"].delete_one({"files_id": first.file_id, "n": 1})
+    second = db.exports.writer("job:00000002", "x.csv", {})
+    assert not await second.resume(first.file_id, 3 * UPLOAD_CHUNK_BYTES, send)
+    assert second.written == 0
+    assert await db.db["exports.chunks"].count_documents({"files_id": second.file_id}) == 0

@@ -123,6 +123,17 @@ def csv_download(description: str, **headers: str) -> dict[str, Any]:
     }
 
 
+# A stored result's single byte range, and the validator that says it is still the same file.
+RANGE_HEADERS = [
+    {"name": "Range", "in": "header", "schema": {"type": "string"}, "description": "bytes=first-last"},
+    {
+        "name": "If-Range",
+        "in": "header",
+        "schema": {"type": "string"},
+        "description": "the ETag of an earlier response: the range is sent only if the file is still that one (else 200 and the whole file)",
+    },
+]
+
 EXPORT_QUERY = [
     query("date_field", "a column imported as a date, to filter on"),
     query("from", "ISO 8601 date or datetime, inclusive"),
@@ -268,10 +279,15 @@ def paths() -> dict[str, Any]:
                 "tags": ["downloads"],
                 "summary": "Redeem a ticket: the export streams, or the stored result is sent",
                 "security": [],
-                "parameters": [{"name": "ticket", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "parameters": [{"name": "ticket", "in": "path", "required": True, "schema": {"type": "string"}}, *RANGE_HEADERS],
                 "responses": {
-                    "200": csv_download("the CSV", X_Job_Id="for a streamed export, its job's id"),
-                    **errors(404, 409, 410, 429),
+                    "200": csv_download("the CSV", X_Job_Id="for a streamed export, its job's id", ETag="a stored result's file"),
+                    "206": csv_download(
+                        "the requested range of a stored result: a broken download resumes on its ticket until it expires",
+                        Content_Range="bytes first-last/length",
+                        ETag="the stored result's file",
+                    ),
+                    **errors(404, 409, 410, 416, 429),
                 },
             }
         },
@@ -368,10 +384,10 @@ def paths() -> dict[str, Any]:
                 "operationId": "jobResult",
                 "tags": ["downloads"],
                 "summary": "The stored CSV of a completed background export (single byte ranges supported)",
-                "parameters": [JOB_ID, {"name": "Range", "in": "header", "schema": {"type": "string"}, "description": "bytes=first-last"}],
+                "parameters": [JOB_ID, *RANGE_HEADERS],
                 "responses": {
-                    "200": csv_download("the CSV", Content_Disposition="attachment; filename=..."),
-                    "206": csv_download("the requested range", Content_Range="bytes first-last/length"),
+                    "200": csv_download("the CSV", Content_Disposition="attachment; filename=...", ETag="the stored file"),
+                    "206": csv_download("the requested range", Content_Range="bytes first-last/length", ETag="the stored file"),
                     **errors(404, 409, 410, 416),
                 },
             }

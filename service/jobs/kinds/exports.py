@@ -1,10 +1,11 @@
 """CSV export: read a dataset's records through one cursor in _id order and
 write RFC 4180 CSV into a GridFS file (background) or an HTTP response
-(streamed). Pausing closes the cursor; resume re-queries after the last _id."""
+(streamed). Pausing closes the cursor; resume re-queries after the last _id.
+A background export adopted after a crash goes on from its last durable
+position (see run)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import datetime as dt
 import io
@@ -18,15 +19,14 @@ from typing import Any, Protocol
 
 from aiohttp import ClientConnectionResetError
 from bson import Decimal128, ObjectId
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import OperationFailure
 
 from ...csvio.schema import is_decimal_text, parse_datetime
-from ...errors import JobStopped
 from ...store.db import Database
 from ...store.records import dataset_prefix, prefix_range
 from ..fence import FencedWriter, QuotaExceeded, delete_attempts
 from ..reservations import RESULT_BYTES, Reservations
-from ..runner import JobContext, Kind, LeaseUnavailable
+from ..runner import JobContext, Kind
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,12 @@ RENDER_SLICE = 128 * 1024
 CURSOR_NOT_FOUND = 43
 # A batch of rows is written and checkpointed at least this often.
 BATCH_SECONDS = 0.25
+# A background export's file is stored up to its end (its short last chunk
+# rewritten) and its resumable position taken this often, not at every
+# batch, and less often when a sync is slow, so that syncs take at most
+# DURABLE_SHARE of the export's time (bench/export_resume_bench.py).
+DURABLE_SECONDS = 2.0
+DURABLE_SHARE = 0.1
 PLAIN_CELLS = frozenset({str, type(None)})
 DISCONNECTED = (ConnectionResetError, ClientConnectionResetError)
 _DATA = itemgetter("data")
@@ -219,10 +225,29 @@ def cursor_batch(params: dict[str, Any]) -> int:
     return max(1, min(params["batch_size"], REPLY_MAX_BYTES // doc))
 
 
+async def start_file(ctx: JobContext, grid: FencedWriter) -> dict[str, Any] | None:
+    """Where a background export goes on: the last durable position of an
+    earlier attempt (or of this one's run before an outage), once this
+    attempt's file holds the same bytes; None to start from the beginning."""
+    position = ctx.position or {}
+    if position.get("file_id") is not None:
+        if await grid.resume(position["file_id"], position["bytes"]):
+            log.info("job %s: export resumed at row %s, byte %s", ctx.job_id, position["rows"], position["bytes"])
+            return position
+        log.warning("job %s: the export's checkpointed file is gone; starting it again", ctx.job_id)
+    await grid.reset()
+    ctx.position = None
+    return None
+
+
 async def run(ctx: JobContext) -> None:
-    """Restarts from the beginning whenever it is (re)started: exports are
-    deterministic, so a restart after a crash writes the same file. A pause
-    within one run re-queries from the checkpoint instead."""
+    """A background export goes on from its last durable position, in this
+    attempt's own file, whoever wrote the bytes before it: that position is
+    taken every DURABLE_SECONDS or more (and before a pause or shutdown), the file's
+    bytes so far stored, short last chunk included. The checkpoints between
+    record progress only. A streamed export restarts from the beginning
+    whenever it is started (its client is gone when it could be adopted). A
+    pause within one run re-queries after the last row written."""
     params = ctx.params
     records = ctx.all_records
     query = export_query(ctx.org_id, params)
@@ -230,24 +255,29 @@ async def run(ctx: JobContext) -> None:
     max_bytes = ctx.settings.batch_max_bytes
     renderer = CsvRenderer(params["columns"], params["types"], params["neutralize"])
     progress = ctx.progress
-    progress.update(processed=0, bytes=0, percent=0.0, total=params.get("expected_rows"))
-    # A filtered export's total is counted once, beside the export rather than
-    # before it: the download starts at once, and the total shows when known.
-    counting = asyncio.create_task(records.count_documents(query)) if progress["total"] is None else None
-
-    def take_count() -> None:
-        if counting is not None and counting.done() and not counting.cancelled() and not counting.exception():
-            progress["total"] = counting.result()
 
     grid: FencedWriter | None = None
     sink: Sink
+    resumed: dict[str, Any] | None = None
     if ctx.sink is None:
         # This attempt's own file: an attempt that stalls and wakes after
         # another took the job over can only ever touch its own.
         grid = ctx.results.writer(params["filename"])
         sink = grid
+        resumed = await start_file(ctx, grid)
     else:
         sink = ctx.sink
+    if resumed is None:
+        progress.update(processed=0, bytes=0, percent=0.0, total=params.get("expected_rows"))
+    else:
+        progress.update(processed=resumed["rows"], bytes=resumed["bytes"])
+    # A filtered export's total is counted once, beside the export rather than
+    # before it: the download starts at once, and the total shows when known.
+    counting = asyncio.create_task(records.count_documents(query)) if progress.get("total") is None else None
+
+    def take_count() -> None:
+        if counting is not None and counting.done() and not counting.cancelled() and not counting.exception():
+            progress["total"] = counting.result()
 
     async def emit(data: bytes) -> None:
         if grid is not None:
@@ -260,9 +290,26 @@ async def run(ctx: JobContext) -> None:
             await ctx.terminate_self(str(stalled))
         progress["bytes"] += len(data)
 
+    last_id = None if resumed is None else resumed["last_id"]
+    durable_at = time.monotonic() + DURABLE_SECONDS
+    stored = resumed
+
+    async def durable() -> dict[str, Any]:
+        """Stores the file so far and names the position it ends at."""
+        nonlocal durable_at, stored
+        assert grid is not None
+        took = 0.0
+        if stored is None or stored["bytes"] != grid.written or stored["file_id"] != ctx.results.file_id:
+            started = time.monotonic()
+            length = await grid.sync()
+            took = time.monotonic() - started
+            stored = {"last_id": last_id, "file_id": ctx.results.file_id, "bytes": length, "rows": progress["processed"]}
+        durable_at = time.monotonic() + max(DURABLE_SECONDS, took / DURABLE_SHARE)
+        return stored
+
     try:
-        await emit(renderer.header())
-        last_id = None
+        if resumed is None:
+            await emit(renderer.header())
         while True:
             # Each pass holds one cursor; a pause closes it and the next pass
             # re-queries after the last _id written.
@@ -291,6 +338,11 @@ async def run(ctx: JobContext) -> None:
                     lost = True
                     return []
 
+            async def on_pause() -> None:
+                await cursor.close()
+                if grid is not None:  # a paused job may be resumed anywhere: from here
+                    ctx.position = await durable()
+
             try:
                 # A batch is rendered as its records arrive, a slice of a reply
                 # at a time, and ends at batch_size rows or max_bytes of CSV,
@@ -315,7 +367,13 @@ async def run(ctx: JobContext) -> None:
                         last_id = docs[end - 1]["_id"]
                         rows, began = 0, time.monotonic()
                         take_count()
-                        if await ctx.checkpoint({"last_id": last_id}, on_pause=cursor.close):
+                        if grid is None:
+                            position: dict[str, Any] | None = {"last_id": last_id}
+                        elif time.monotonic() >= durable_at or ctx.stop_known():
+                            position = await durable()
+                        else:
+                            position = None  # progress only: the last durable position stands
+                        if await ctx.checkpoint(position, on_pause=on_pause):
                             paused = True
                             break
                     if paused:
@@ -337,20 +395,16 @@ async def run(ctx: JobContext) -> None:
             await grid.close()
             # The epoch-fenced transition to completed points the job at this attempt's file.
             ctx.completion["params.file_id"] = ctx.results.file_id
-            grid = None
         progress["percent"] = 100.0
     except QuotaExceeded:
-        # This attempt's file goes (below): nothing of the job is stored now.
+        # The job fails (a retry continues once space is freed); what it
+        # stored stops counting against the org until then.
         await ctx.stored_results.release()
         raise
     finally:
         if counting is not None:
             counting.cancel()
             await asyncio.gather(counting, return_exceptions=True)
-        if grid is not None:
-            # Only this attempt's file, and only while the job is still ours.
-            with contextlib.suppress(JobStopped, LeaseUnavailable, PyMongoError):
-                await grid.abort()
 
 
 async def rollback(ctx: JobContext) -> None:
