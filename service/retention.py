@@ -84,8 +84,11 @@ def deletable(job: dict[str, Any]) -> bool:
 
 
 async def delete_job(db: Database, repo: JobRepo, job: dict[str, Any]) -> None:
-    """Deletes a finished job, its progress document and its result file (the
-    file first: a job is never left pointing at nothing it could not explain)."""
+    """Deletes a finished job, its progress document and what its kind keeps
+    for it (a result file, an undo log). The job document goes first, in one
+    write guarded by the state read: a request that changed the job meanwhile
+    (an undo, a retry) wins, and nothing of the job is touched (409); a crash
+    after it leaves only files, which the sweeps of orphans reclaim."""
     if not deletable(job):
         if job["state"] == COMPLETED:
             reason = "a completed import describes its dataset for as long as its rows exist"
@@ -94,8 +97,9 @@ async def delete_job(db: Database, repo: JobRepo, job: dict[str, Any]) -> None:
         else:
             reason = "only a finished job can be deleted; terminate it first"
         raise InvalidTransition(f"Cannot delete a job that is {job['state']}: {reason}.", state=job["state"])
+    if not await repo.delete_finished(job):
+        raise InvalidTransition("The job changed while it was being deleted; look at it again.", state=job["state"])
     await _delete_result(db, job)
-    await repo.delete_finished(job)
 
 
 async def _delete_result(db: Database, job: dict[str, Any]) -> None:
@@ -120,7 +124,10 @@ async def sweep(db: Database, settings: Settings, now: dt.datetime | None = None
     for which in DELETABLE:
         while batch := await repo.finished_before(which, job_cutoff, SWEEP_CHUNK):
             for job in batch:
-                await delete_job(db, repo, job)
+                try:
+                    await delete_job(db, repo, job)
+                except InvalidTransition:  # undone or retried meanwhile: no longer this query's
+                    continue
                 done["jobs"] += 1
     done["failed"] = await _terminate_failed(db, repo, now - dt.timedelta(days=settings.failed_job_retention_days))
     audit_cutoff = ObjectId.from_datetime(now - dt.timedelta(days=settings.audit_retention_days))

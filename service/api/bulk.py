@@ -49,6 +49,11 @@ def _strings(value: Any, name: str, choices: frozenset[str] | None = None, most:
     return list(dict.fromkeys(values))
 
 
+# How much older than its created_at a job's id may be (the id is made when
+# the request starts; created_at once its upload is stored).
+ID_LEAD = dt.timedelta(days=1)
+
+
 def _when(value: Any, name: str) -> dt.datetime:
     try:
         when = parse_datetime(value) if isinstance(value, str) else None
@@ -61,8 +66,9 @@ def _when(value: Any, name: str) -> dt.datetime:
 
 def job_filter(body: Any) -> dict[str, Any]:
     """The database filter of a bulk request's ``filter`` (the org is added by
-    the repo). Creation times bound the _id too (ids are ObjectIds, made at
-    creation), so the (org, _id) index serves every filter."""
+    the repo). Creation times bound the _id too (ids are ObjectIds, made when
+    the request began, at most ID_LEAD before the job's created_at), so the
+    (org, _id) index serves every filter; created_at decides."""
     if not isinstance(body, dict):
         raise BadRequest("filter must be a JSON object (use {} for every job of your organisation).", parameter="filter")
     unknown = sorted(set(body) - set(FILTER_FIELDS))
@@ -89,7 +95,9 @@ def job_filter(body: Any) -> dict[str, Any]:
     if "created_after" in body:
         after = _when(body["created_after"], "created_after")
         created["$gte"] = after
-        ids["$gte"] = str(ObjectId.from_datetime(after))
+        # A job's id is made before its upload is read, so it may be older than
+        # its created_at by the upload's length: the id bound leaves a day.
+        ids["$gte"] = str(ObjectId.from_datetime(after - ID_LEAD))
     if "created_before" in body:
         before = _when(body["created_before"], "created_before")
         created["$lt"] = before

@@ -189,7 +189,7 @@ async def json_object(request: web.Request, *, allow_empty: bool = False) -> dic
         raise UnsupportedMediaType("Send the body as application/json.", accepted=["application/json"])
     try:
         body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError, an integer of over 4,300 digits
         raise BadRequest("The body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")

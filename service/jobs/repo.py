@@ -465,10 +465,14 @@ class JobRepo:
         query = {**which, "finished_at": {"$lt": cutoff}}
         return await self.jobs.find(query, {"kind": 1, "state": 1, "org_id": 1, "params": 1}, limit=limit).to_list()
 
-    async def delete_finished(self, job: dict[str, Any]) -> None:
-        """Deletes a finished job's two documents, if it is still in the state read."""
-        await self.jobs.delete_one({"_id": job["_id"], "org_id": job["org_id"], "state": job["state"]})
+    async def delete_finished(self, job: dict[str, Any]) -> bool:
+        """Deletes a finished job's two documents if it is still in the state
+        read; False (and nothing deleted) when it is not."""
+        deleted = await self.jobs.delete_one({"_id": job["_id"], "org_id": job["org_id"], "state": job["state"]})
+        if not deleted.deleted_count:
+            return False
         await self.runs.delete_one({"_id": job["_id"]})
+        return True
 
     async def states(self, job_ids: list[str]) -> dict[str, str]:
         """The state of each of these jobs that exists."""

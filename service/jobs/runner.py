@@ -174,6 +174,10 @@ class JobContext:
     def profiles(self) -> Profiles:
         return Profiles(self._db.profiles, self.fence, self.org_id, self.params["dataset"], self.job_id)
 
+    async def states_of(self, job_ids: list[str]) -> dict[str, str]:
+        """The states of other jobs (an export's imports), to read."""
+        return await self._runner.manager.repo.states(job_ids)
+
     def inject_fault(self, point: str) -> None:
         """Fails here when the test build names this point (COLLECT_JOBS_FAULTS=kind.point)."""
         if f"{self._runner.kind.name}.{point}" in self.settings.faults:

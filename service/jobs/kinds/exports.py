@@ -22,6 +22,7 @@ from bson import Decimal128, ObjectId
 from pymongo.errors import OperationFailure
 
 from ...csvio.schema import is_decimal_text, parse_datetime
+from ...errors import JobFailed
 from ...store.db import Database
 from ...store.records import dataset_prefix, prefix_range
 from ..fence import FencedWriter, QuotaExceeded, delete_attempts
@@ -45,6 +46,11 @@ REPLY_MAX_BYTES = 1024 * 1024
 # every this many bytes of CSV (the README's benchmarks say what that costs).
 RENDER_SLICE = 128 * 1024
 CURSOR_NOT_FOUND = 43
+# An export's imports are looked at this often: one undone or terminated under
+# it stops the export. (Completed imports stay; a failed one, when an export
+# asked for failed imports too, stays while it is failed, retried or running.)
+GONE_CHECK_SECONDS = 1.0
+KEPT_IMPORT_STATES = frozenset({"completed", "failed", "queued", "running", "pausing", "paused"})
 # A batch of rows is written and checkpointed at least this often.
 BATCH_SECONDS = 0.25
 # A background export's file is stored up to its end (its short last chunk
@@ -279,6 +285,26 @@ async def run(ctx: JobContext) -> None:
         if counting is not None and counting.done() and not counting.cancelled() and not counting.exception():
             progress["total"] = counting.result()
 
+    checked_at = time.monotonic()
+
+    async def imports_still_there(now: bool = False) -> None:
+        """An import this export reads that is being undone or terminated takes
+        its rows away under the export: the export stops (it would be neither
+        the data it was asked for nor the data there is now). Looked at once a
+        second, by the imports' ids."""
+        nonlocal checked_at
+        if (not now and time.monotonic() - checked_at < GONE_CHECK_SECONDS) or not params.get("jobs"):
+            return
+        checked_at = time.monotonic()
+        states = await ctx.states_of(params["jobs"])
+        gone = sorted(j for j in params["jobs"] if states.get(j) not in KEPT_IMPORT_STATES)
+        if gone:
+            raise JobFailed(
+                f"import {gone[0]} of dataset {params['dataset']!r} was undone or terminated while this export "
+                "read it; start a new export for the data as it is now",
+                retryable=False,
+            )
+
     async def emit(data: bytes) -> None:
         if grid is not None:
             await ctx.stored_results.reserve(progress["bytes"] + len(data))
@@ -362,6 +388,7 @@ async def run(ctx: JobContext) -> None:
                         if pending < max_bytes and rows < batch_size and time.monotonic() - began < BATCH_SECONDS:
                             await asyncio.sleep(0)
                             continue
+                        await imports_still_there()  # before anything of this batch is written
                         await emit(renderer.take())
                         progress["processed"] += rows
                         last_id = docs[end - 1]["_id"]
@@ -391,6 +418,7 @@ async def run(ctx: JobContext) -> None:
             if not (paused or lost):
                 break
         progress["total"] = progress["processed"]
+        await imports_still_there(now=True)  # and before it completes
         if grid is not None:
             await grid.close()
             # The epoch-fenced transition to completed points the job at this attempt's file.

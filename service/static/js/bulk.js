@@ -104,7 +104,10 @@ export function bulkBar({ filter, onDone }) {
         tone: tone === "danger" ? "danger" : "primary",
       });
       if (!answer) return;
-      const result = await send(action, answer.reason ? { ...body(), reason: answer.reason } : body(), false);
+      // Exactly the jobs the confirmation counted: an open filter sent again
+      // would also take jobs created or moved since the dry run.
+      const confirmed = { filter: { ids: dry.jobs.filter((job) => job.outcome === "changed").map((job) => job.id) } };
+      const result = await send(action, answer.reason ? { ...confirmed, reason: answer.reason } : confirmed, false);
       toast(`${label}: ${jobsWord(result.changed)} ${done}${result.already ? `, ${count(result.already)} already were` : ""}${result.refused ? `, ${count(result.refused)} refused` : ""}.`);
       all.checked = false;
       for (const box of selected.values()) box.checked = false;
