@@ -28,8 +28,6 @@ import asyncio
 import os
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -39,7 +37,19 @@ from typing import Any
 import aiohttp
 from pymongo import AsyncMongoClient
 
-from common import BenchDatabase, ServiceProcess, data_file, done, job, machine, ok, upload, wait_job, write_results
+from common import (
+    BenchDatabase,
+    ServiceProcess,
+    data_file,
+    done,
+    job,
+    machine,
+    ok,
+    start_hog,
+    upload,
+    wait_job,
+    write_results,
+)
 from service.store.records import job_prefix, prefix_range
 from service.store.teams import user_id
 from tests.helpers import manager_phone, sheet, team_rows
@@ -50,11 +60,6 @@ WATCH = 0.02
 SETTLE = 0.6
 TARGET_MS = 250
 UNDO = "undo_log"
-
-
-def start_hog() -> subprocess.Popen:
-    """A busy loop: one core's worth of CPU taken from everything else."""
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
 class Watcher:
