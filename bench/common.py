@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import platform
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -124,6 +125,12 @@ def machine(database: BenchDatabase) -> str:
         f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, {database.describe()}"
     )
+
+
+def start_hog() -> subprocess.Popen:
+    """A busy loop in its own process: a core's worth of CPU taken from the
+    service and the database (end it with ``kill()`` and ``wait()``)."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -266,5 +273,6 @@ __all__ = [
     "wait_job",
     "control",
     "seconds_between",
+    "start_hog",
     "write_results",
 ]

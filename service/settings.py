@@ -15,7 +15,7 @@ DEFAULT_DATABASE = "collect"
 # The addresses that only this machine can reach: where AUTH_DISABLED may listen,
 # and where AUTH_JWKS_ALLOW_HTTP_LOOPBACK lets the JWKS be read over plain http.
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "[::1]", "localhost"})
-MAX_DEFAULT_WORKERS = 4
+MAX_CPU_WORKERS = 4
 
 
 class ConfigError(ValueError):
@@ -85,7 +85,9 @@ class Settings:
     # then drops what an undo needs (a teams job's undo log) and says so.
     job_undo_days: float = 7.0
     # Processes that parse, type and encode an import's batches; 1 builds them in
-    # the event loop's process. from_env's default is the CPUs the pod may use.
+    # the event loop's process. One by default: workers cost CPU per row and,
+    # where the database sets the pace, make no import faster (README,
+    # "Workers only where they pay"). JOB_WORKERS=0 asks for cpu_workers().
     job_workers: int = 1
     guard_rows: int = 1000
     db_timeout_seconds: float = 30.0
@@ -146,7 +148,8 @@ class Settings:
                 continue
             field, value = parse(name, raw.strip())
             values[field] = value
-        values.setdefault("job_workers", default_workers())
+        if values.get("job_workers") == 0:
+            values["job_workers"] = cpu_workers()
         settings = cls(**values)
         if settings.result_retention_days > settings.job_retention_days:
             raise ConfigError("RESULT_RETENTION_DAYS must not be more than JOB_RETENTION_DAYS: a job's result goes with the job")
@@ -198,9 +201,9 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-def default_workers() -> int:
-    """JOB_WORKERS' default: the CPUs this process may use (its affinity, and its
-    cgroup's cpu.max quota, which a Kubernetes CPU limit sets), at most 4."""
+def cpu_workers() -> int:
+    """What JOB_WORKERS=0 means: the CPUs this process may use (its affinity, and
+    its cgroup's cpu.max quota, which a Kubernetes CPU limit sets), at most 4."""
     cpus = len(os.sched_getaffinity(0))
     try:
         with open("/sys/fs/cgroup/cpu.max") as f:
@@ -209,7 +212,7 @@ def default_workers() -> int:
             cpus = min(cpus, max(1, int(quota) // int(period)))
     except (OSError, ValueError):
         pass
-    return max(1, min(cpus, MAX_DEFAULT_WORKERS))
+    return max(1, min(cpus, MAX_CPU_WORKERS))
 
 
 def _int(field: str, low: int, high: int) -> Callable[[str, str], tuple[str, int]]:
@@ -366,7 +369,7 @@ _READERS: dict[str, Callable[[str, str], tuple[str, Any]]] = {
     "AUDIT_RETENTION_DAYS": _days("audit_retention_days"),
     "FAILED_JOB_RETENTION_DAYS": _days("failed_job_retention_days"),
     "JOB_UNDO_DAYS": _days("job_undo_days"),
-    "JOB_WORKERS": _int("job_workers", 1, 64),
+    "JOB_WORKERS": _int("job_workers", 0, 64),
     "GUARD_ROWS": _int("guard_rows", 10, 100_000),
     "DB_TIMEOUT_SECONDS": _seconds("db_timeout_seconds", 1, 3600),
     "ROLLBACK_GIVE_UP_SECONDS": _seconds("rollback_give_up_seconds", 0, 86400 * 7),

@@ -17,7 +17,7 @@ from bson import decode, encode
 from service.csvio.records import Position, Record, RecordCounter, RecordReader
 from service.jobs.kinds.imports import RowBuilder
 from service.jobs.workers import BuildPool, built_batches
-from service.settings import Settings, default_workers
+from service.settings import Settings, cpu_workers
 from service.store.records import RecordEncoder, record_id
 
 from .test_records import source
@@ -180,10 +180,11 @@ async def test_the_upload_counter_counts_what_the_reader_reads_in_any_chunking()
         assert counter.finish() == read, (data, chunk)
 
 
-def test_job_workers_defaults_to_the_cpus_the_process_may_use_and_can_be_set():
-    assert 1 <= default_workers() <= 4
-    assert Settings.from_env({}).job_workers == default_workers()
-    assert Settings.from_env({"JOB_WORKERS": "1"}).job_workers == 1
+def test_job_workers_defaults_to_in_process_and_zero_asks_for_the_cpus_the_process_may_use():
+    assert Settings.from_env({}).job_workers == 1
+    assert 1 <= cpu_workers() <= 4
+    assert Settings.from_env({"JOB_WORKERS": "0"}).job_workers == cpu_workers()
+    assert Settings.from_env({"JOB_WORKERS": "2"}).job_workers == 2
 
 
 def test_a_row_over_mongodbs_document_limit_is_a_row_error_and_its_neighbours_are_built():
