@@ -17,7 +17,7 @@ from ...store.writes import MAX_DOCUMENT_BYTES, Encoded
 from ..fence import Units
 from ..model import utcnow
 from ..runner import JobContext, Kind
-from ..workers import built_batches
+from ..workers import Built, built_batches
 
 # Rows per delete command at most (a unit is sized by time below that):
 # below SQLite's limit of 32,766 variables per statement, which FerretDB hits
@@ -25,6 +25,8 @@ from ..workers import built_batches
 ROLLBACK_MAX_ROWS = 30_000
 # The first unit of an insert or a delete, before its time is known.
 FIRST_UNIT_ROWS = 1_000
+# While the next batch is being built, a pause or stop is looked for this often.
+STOP_LOOK_SECONDS = 0.05
 # A rollback records its progress (and learns of a shutdown) this often.
 CHECKPOINT_SECONDS = 1.0
 
@@ -175,12 +177,38 @@ async def run(ctx: JobContext) -> None:
         await ctx.persist()
     source = await ctx.upload.reader(start.offset)
     batches = None
+    pending: asyncio.Future[Built] | None = None
     before = start.as_dict()
+
+    async def next_built() -> Built | None:
+        """The next built batch (None at the end). While it is being built, a
+        pause or stop known here is acted on as soon as nothing is in flight
+        (the batch in flight stops at its next unit boundary): the job does
+        not wait for a whole batch to be parsed before it pauses."""
+        nonlocal pending, in_flight
+        assert batches is not None
+        pending = asyncio.ensure_future(anext(batches))
+        while not pending.done():
+            inserting = {in_flight.insert} if in_flight is not None and in_flight.insert is not None else set()
+            await asyncio.wait({pending, *inserting}, timeout=STOP_LOOK_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            if not ctx.stop_known() or any(not t.done() for t in inserting):
+                continue
+            if in_flight is not None:
+                last, in_flight = in_flight, None
+                await ctx.checkpoint(last.position, await land(last))  # a cut batch pauses at its start first
+            else:
+                await ctx.checkpoint()
+        done, pending = pending, None
+        try:
+            return done.result()
+        except StopAsyncIteration:
+            return None
+
     try:
         batches = built_batches(
             source.read, start, params["batch_size"], ctx.settings.batch_max_bytes, builder, ctx.workers
         )
-        async for built in batches:
+        while (built := await next_built()) is not None:
             docs, sources, errors, processed, position = (
                 built.docs, built.sources, built.errors, built.processed, built.position
             )
@@ -214,6 +242,9 @@ async def run(ctx: JobContext) -> None:
             await ctx.checkpoint(last.position, await land(last))
     finally:
         leaving = True
+        if pending is not None:
+            pending.cancel()
+            await asyncio.gather(pending, return_exceptions=True)
         if batches is not None:
             await batches.aclose()  # no worker keeps building for a job that stopped
         if in_flight is not None and in_flight.insert is not None:
