@@ -225,10 +225,17 @@ def paths() -> dict[str, Any]:
             "post": {
                 "operationId": "createExport",
                 "tags": ["jobs"],
-                "summary": "Export a dataset (filtered) into a stored CSV, in the background",
-                "parameters": [IDEMPOTENCY_KEY],
+                "summary": "Export a dataset (filtered) into a stored CSV, in the background, or preview it (dry_run)",
+                "parameters": [
+                    IDEMPOTENCY_KEY,
+                    boolean("dry_run", "answer 200 with the rows in range, the first rows and estimates of size and time; create nothing"),
+                ],
                 "requestBody": {"required": True, "content": json_content(ref("ExportRequest"))},
-                "responses": {"202": job_created("the export job, queued"), **errors(404, 409, 413, 415, 422, 429)},
+                "responses": {
+                    "200": {"description": "the preview (dry_run=true)", "content": json_content(ref("ExportPreview"))},
+                    "202": job_created("the export job, queued"),
+                    **errors(404, 409, 413, 415, 422, 429),
+                },
             }
         },
         "/api/v1/exports/{dataset}.csv": {

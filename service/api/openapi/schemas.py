@@ -159,6 +159,30 @@ def schemas() -> dict[str, Any]:
                 "batch_size": {"type": "integer", "minimum": 1, "maximum": MAX_EXPORT_BATCH, "default": EXPORT_BATCH},
             },
         },
+        "ExportPreview": {
+            "type": "object",
+            "required": ["dry_run", "dataset", "columns", "rows_in_range", "exact", "counted", "rows_read", "first_rows", "first_rows_complete", "estimate"],
+            "properties": {
+                "dry_run": {"const": True},
+                "dataset": DATASET,
+                "columns": {"type": "array", "items": {"type": "string"}},
+                "rows_in_range": {**COUNT, "description": "the rows the export would write"},
+                "exact": {"type": "boolean", "description": "false: estimated from windows of the dataset (a date filter the database could not count within 2 s)"},
+                "counted": {"type": "string", "description": "how rows_in_range was found"},
+                "rows_read": {**COUNT, "description": "the rows the export reads (every row of the dataset's imports)"},
+                "first_rows": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}, "description": "the first 10 rows in range, as the CSV cells the export writes"},
+                "first_rows_complete": {"type": "boolean", "description": "false: the search for the first rows stopped after 3 s"},
+                "estimate": {
+                    "type": "object",
+                    "properties": {
+                        "bytes": COUNT,
+                        "seconds": {"type": ["number", "null"]},
+                        "rows_per_second": {"type": ["integer", "null"]},
+                    },
+                },
+                "preview_seconds": {"type": "number"},
+            },
+        },
         "DownloadRequest": {
             "oneOf": [
                 {
