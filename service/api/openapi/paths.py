@@ -281,6 +281,34 @@ def paths() -> dict[str, Any]:
                 },
             }
         },
+        "/api/v1/datasets/{dataset}": {
+            "get": {
+                "operationId": "getDataset",
+                "tags": ["jobs"],
+                "summary": "The columns and types of the dataset's latest completed import",
+                "description": "What the import form pre-selects each column's type from.",
+                "parameters": [{"name": "dataset", "in": "path", "required": True, "schema": DATASET}],
+                "responses": {
+                    "200": {
+                        "description": "the dataset as its latest import described it",
+                        "content": json_content(
+                            {
+                                "type": "object",
+                                "required": ["dataset", "columns", "types", "latest_import", "imports_kept"],
+                                "properties": {
+                                    "dataset": DATASET,
+                                    "columns": {"type": "array", "items": {"type": "string"}},
+                                    "types": {"type": "object", "additionalProperties": {"type": "string"}, "description": "column -> type spec (int, date, date:%d/%m/%Y, ...)"},
+                                    "latest_import": {"type": "object"},
+                                    "imports_kept": {"type": "integer", "minimum": 1},
+                                },
+                            }
+                        ),
+                    },
+                    **errors(404),
+                },
+            }
+        },
         "/api/v1/me": {
             "get": {
                 "operationId": "me",
