@@ -22,3 +22,15 @@ async def test_the_dataset_says_the_types_of_its_latest_import(client):
 async def test_a_dataset_without_a_completed_import_is_a_404(client):
     resp = await client.get("/api/v1/datasets/nothing")
     assert resp.status == 404
+
+
+async def test_a_raw_upload_takes_its_name_from_content_disposition(client):
+    resp = await client.post(
+        "/api/v1/jobs/import?dataset=named",
+        data=make_csv(5),
+        headers={"Content-Type": "text/csv", "Content-Disposition": 'attachment; filename="../people-2026.csv"'},
+    )
+    job = await resp.json()
+    assert resp.status == 202, job
+    assert job["params"]["filename"] == "people-2026.csv"
+    await wait_for_state(client, job["id"], "completed")
