@@ -30,7 +30,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 
 from ..store.files import Bucket, ChunkWriter, StoredFile
 from ..store.records import job_prefix, prefix_range, record_id
-from ..store.teams import undo_range
+from ..store.teams import created_range, undo_range
 from ..store.writes import Encoded, insert_encoded, insert_new
 
 # A unit aims at this long a write: short enough that a pause lands within a
@@ -426,6 +426,11 @@ class Teams:
 
     async def delete_undo(self, ids: list[str]) -> None:
         query = {"_id": {"$in": ids, **undo_range(self.job_id)}}
+        await self._fence.send(lambda: self._undo.delete_many(query))
+
+    async def delete_created(self, what: str, ids: list[str]) -> None:
+        """Drops entries of the list of what the job created, once rolled back."""
+        query = {"_id": {"$in": ids, **created_range(self.job_id, what)}}
         await self._fence.send(lambda: self._undo.delete_many(query))
 
 

@@ -16,16 +16,27 @@ made between the job and its rollback survive, whichever order overlapping
 jobs are rolled back in (a whole-document before-image would undo them)."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
 from ..jobs.fence import ReadOnly, Teams
-from ..store.teams import team_id, team_key, undo_id, undo_range, user_id
+from ..store.teams import (
+    CREATED_TEAM,
+    CREATED_USER,
+    created_id,
+    created_range,
+    team_id,
+    team_key,
+    undo_id,
+    undo_range,
+    user_id,
+)
 from .rows import TEAM_EXISTS, RowError, TeamRow
 
 # Updates run as single-document commands, a few at a time: FerretDB 1.24
@@ -201,6 +212,12 @@ async def apply_batch(
         for uid, tids in changes.teams.items()
         if uid not in users
     ]
+    # What the job is about to create is listed first (by _id: its rollback walks
+    # the list rather than asking users and teams for the job's documents).
+    await teams.insert_undo(
+        [{"_id": created_id(job_id, CREATED_USER, d["_id"]), "job_id": job_id, "org_id": org_id, "ref": d["_id"], "created_at": now} for d in created]
+        + [{"_id": created_id(job_id, CREATED_TEAM, d["_id"]), "job_id": job_id, "org_id": org_id, "ref": d["_id"], "created_at": now} for d in new_teams]
+    )
     applied.users_created = await teams.insert_users(created)
     applied.teams_created = await teams.insert_teams(new_teams)
 
@@ -222,6 +239,16 @@ async def apply_batch(
 # -- rollback -----------------------------------------------------------------
 
 
+async def _each(items: list[Any], call: Callable[[Any], Awaitable[Any]]) -> list[Any]:
+    """``call`` on each item, UPDATES_IN_FLIGHT at a time (each item is another
+    user, so their single-document writes are independent): a rollback's
+    writes overlap their round trips as the job's did."""
+    results: list[Any] = []
+    for start in range(0, len(items), UPDATES_IN_FLIGHT):
+        results += await asyncio.gather(*(call(item) for item in items[start : start + UPDATES_IN_FLIGHT]))
+    return results
+
+
 class Undo:
     """One teams job's rollback; each step works on a chunk and can be cut
     short anywhere and run again. Every write goes through the job's fenced
@@ -239,15 +266,57 @@ class Undo:
         if not entries:
             return None
         current = await find_by_ids(users, (e["user_id"] for e in entries))
-        deleted = 0
-        for entry in entries:
+
+        async def one(entry: dict[str, Any]) -> int:
             doc = current.get(entry["user_id"])
             if doc is None:
-                continue
+                return 0
             doc = await self._compensate(doc, entry)
-            deleted += await self._delete_if_abandoned(doc)
+            return await self._delete_if_abandoned(doc)
+
+        deleted = sum(await _each(entries, one))
         await self.handle.delete_undo([e["_id"] for e in entries])
         return len(entries) - deleted, deleted
+
+    async def listed_users(self) -> tuple[int, int] | None:
+        """Takes the job's teams out of one chunk of the users it created (found
+        through its list of them, by _id) and deletes those left empty and
+        unedited; None when none are left. Returns (deleted, kept)."""
+        entries = await self._listed(CREATED_USER)
+        if not entries:
+            return None
+        current = await find_by_ids(self.handle.users_collection, (e["ref"] for e in entries))
+
+        async def one(entry: dict[str, Any]) -> tuple[int, int]:
+            doc = current.get(entry["ref"])
+            if doc is None or doc.get("job_id") != self.job_id:
+                return 0, 0  # never created (the batch stopped between the list and the insert)
+            return await self._created_user(doc)
+
+        done = await _each(entries, one)
+        await self.handle.delete_created(CREATED_USER, [e["_id"] for e in entries])
+        return sum(d for d, _ in done), sum(k for _, k in done)
+
+    async def listed_teams(self) -> int | None:
+        """Deletes one chunk of the teams the job created, found through its list
+        of them; None when none are left."""
+        entries = await self._listed(CREATED_TEAM)
+        if not entries:
+            return None
+        deleted = await self.handle.delete_teams([e["ref"] for e in entries])
+        await self.handle.delete_created(CREATED_TEAM, [e["_id"] for e in entries])
+        return deleted
+
+    async def _listed(self, what: str) -> list[dict[str, Any]]:
+        query = {"_id": created_range(self.job_id, what)}
+        return await self.handle.undo_collection.find(query).sort("_id", 1).limit(ROLLBACK_CHUNK).to_list(None)
+
+    async def _created_user(self, doc: dict[str, Any]) -> tuple[int, int]:
+        doc = await self._compensate(doc, None)
+        gone = await self._delete_if_abandoned(doc)
+        if not gone and doc.get("_id") is not None:
+            await self.handle.orphan_user(doc["_id"])
+        return gone, 1 - gone
 
     async def created_users(self, after: str) -> tuple[str, int, int] | None:
         """Takes the job's teams out of one chunk (by _id, after ``after``) of the
@@ -262,13 +331,8 @@ class Undo:
         )
         if not docs:
             return None
-        deleted = 0
-        for doc in docs:
-            doc = await self._compensate(doc, None)
-            gone = await self._delete_if_abandoned(doc)
-            if not gone and doc.get("_id") is not None:
-                await self.handle.orphan_user(doc["_id"])
-            deleted += gone
+        done = await _each(docs, self._created_user)
+        deleted = sum(d for d, _ in done)
         return docs[-1]["_id"], deleted, len(docs) - deleted
 
     async def teams(self) -> int | None:

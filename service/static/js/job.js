@@ -36,7 +36,7 @@ const PARAM_LABELS = {
   jobs: "Imports read",
 };
 // Internal bookkeeping a person has no use for.
-const HIDDEN_PARAMS = new Set(["file_id", "data_start", "layout", "width", "expected_rows", "row_bytes", "filename_given"]);
+const HIDDEN_PARAMS = new Set(["file_id", "data_start", "layout", "width", "expected_rows", "row_bytes", "created_list"]);
 const ACTION_LABELS = {
   "job.create": "Created",
   "job.pause": "Pause",
