@@ -91,6 +91,9 @@ class CsvRenderer:
     def __init__(self, columns: list[str], types: dict[str, str], neutralize: bool) -> None:
         self.columns = columns
         self.numeric = {c for c in columns if types.get(c) in NUMERIC}
+        # A `date` column's midnights are written as the dates they were imported
+        # from (2017-08-01, not 2017-08-01T00:00:00Z), so an export re-imports as it came.
+        self.dates = {c for c in columns if types.get(c) == "date"}
         self.neutralize = neutralize
         self.buffer = io.StringIO()
         self.writer = csv.writer(self.buffer, lineterminator="\r\n")
@@ -174,6 +177,8 @@ class CsvRenderer:
         if isinstance(value, dt.datetime):
             if value.tzinfo is None:
                 value = value.replace(tzinfo=dt.timezone.utc)
+            if column in self.dates and value.utcoffset() == dt.timedelta(0) and value.time() == dt.time(0):
+                return value.date().isoformat()
             return value.isoformat().replace("+00:00", "Z")
         if column in self.numeric and (isinstance(value, (int, float, Decimal128)) or is_decimal_text(value)):
             # A decimal is Decimal128, or its exact text where the server has no Decimal128 (FerretDB).
