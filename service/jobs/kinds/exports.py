@@ -23,7 +23,8 @@ from pymongo.errors import OperationFailure, PyMongoError
 from ...csvio.schema import is_decimal_text, parse_datetime
 from ...errors import JobStopped
 from ...store.db import Database
-from ...store.records import dataset_prefix, prefix_range
+from ...store.records import dataset_prefix, job_prefix, prefix_range
+from ...store.windows import WindowedReader
 from ..fence import FencedWriter, delete_attempts
 from ..runner import JobContext, Kind, LeaseUnavailable
 
@@ -247,15 +248,15 @@ async def run(ctx: JobContext) -> None:
         while True:
             # Each pass holds one cursor; a pause closes it and the next pass
             # re-queries after the last _id written.
-            window = dict(query)
-            if last_id is not None:
-                window["_id"] = {**query["_id"], "$gt": last_id}
-                del window["_id"]["$gte"]
             # A reply at a time (decoded by the driver in C): iterating a
             # cursor document by document costs a coroutine per row, and
             # find_raw_batches wraps each document in Python before joining them.
+            # Read in windows of one import's _id range after the last _id
+            # written (service/store/windows.py): the first row never waits
+            # for the database to sort the whole match.
             per_reply = cursor_batch(params)
-            cursor = records.find(window, {"data": 1}, sort=[("_id", 1)], batch_size=per_reply)
+            prefixes = [job_prefix(ctx.org_id, params["dataset"], j) for j in params.get("jobs", [])]
+            cursor = WindowedReader(records, query, {"data": 1}, prefixes, per_reply, after=last_id)
             paused = lost = False
 
             async def reply() -> list[dict[str, Any]]:
