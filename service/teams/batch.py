@@ -266,13 +266,11 @@ class Undo:
         if not entries:
             return None
         current = await find_by_ids(users, (e["user_id"] for e in entries))
+        ours = await self._ours(current.values())
 
         async def one(entry: dict[str, Any]) -> int:
             doc = current.get(entry["user_id"])
-            if doc is None:
-                return 0
-            doc = await self._compensate(doc, entry)
-            return await self._delete_if_abandoned(doc)
+            return 0 if doc is None else (await self._settle(doc, entry, ours))[0]
 
         deleted = sum(await _each(entries, one))
         await self.handle.delete_undo([e["_id"] for e in entries])
@@ -281,21 +279,85 @@ class Undo:
     async def listed_users(self) -> tuple[int, int] | None:
         """Takes the job's teams out of one chunk of the users it created (found
         through its list of them, by _id) and deletes those left empty and
-        unedited; None when none are left. Returns (deleted, kept)."""
+        unedited; None when none are left. Returns (deleted, kept): a user
+        another job has since added to a team, or someone edited, is kept
+        without this job's teams (and marked orphaned)."""
         entries = await self._listed(CREATED_USER)
         if not entries:
             return None
         current = await find_by_ids(self.handle.users_collection, (e["ref"] for e in entries))
+        # A listed user that is not the job's was never created by it (the batch
+        # stopped between the list and the insert).
+        created = [d for d in current.values() if d.get("job_id") == self.job_id]
+        ours = await self._ours(created)
 
-        async def one(entry: dict[str, Any]) -> tuple[int, int]:
-            doc = current.get(entry["ref"])
-            if doc is None or doc.get("job_id") != self.job_id:
-                return 0, 0  # never created (the batch stopped between the list and the insert)
-            return await self._created_user(doc)
+        async def one(doc: dict[str, Any]) -> int:
+            gone, uid = await self._settle(doc, None, ours)
+            if not gone and uid is not None:
+                await self.handle.orphan_user(uid)
+            return gone
 
-        done = await _each(entries, one)
+        deleted = sum(await _each(created, one))
         await self.handle.delete_created(CREATED_USER, [e["_id"] for e in entries])
-        return sum(d for d, _ in done), sum(k for _, k in done)
+        return deleted, len(created) - deleted
+
+    async def _ours(self, docs: Iterable[dict[str, Any]]) -> set[str]:
+        """Which of the teams these users list are the job's: one read."""
+        listed = list({t for doc in docs for t in doc.get("teams") or []})
+        if not listed:
+            return set()
+        query = {"_id": {"$in": listed}, "job_id": self.job_id}
+        return {t["_id"] async for t in self.handle.teams_collection.find(query, {"_id": 1})}
+
+    async def _settle(self, doc: dict[str, Any], entry: dict[str, Any] | None, ours: set[str]) -> tuple[int, str | None]:
+        """Compensates one user (``entry``: its undo entry; None for a user the
+        job created) and deletes it if that leaves it abandoned. When the job's
+        mark is the user's only one, that is one write pinned on the user as read
+        (a user the job created and nothing else touched is simply deleted);
+        otherwise, or when the user changed meanwhile, the steps of
+        _compensate(). Returns (deleted, the user's _id if it still exists)."""
+        uid = doc["_id"]
+        teams = doc.get("teams") or []
+        mine = [t for t in teams if t in ours]
+        if doc.get("jobs") == [self.job_id] and "teams" in doc:
+            if entry is None and self._abandoned({**doc, "teams": [t for t in teams if t not in ours], "jobs": None}):
+                if doc.get("job_id") == self.job_id and await self.handle.delete_as_read(doc):
+                    return 1, None
+            else:
+                pins, update, after = self._plan(doc, entry, mine)
+                if await self.handle.settle(uid, pins, update):
+                    if self._abandoned(after):
+                        return await self.handle.delete_user(uid, after.get("name"), after["job_id"]), uid
+                    return 0, uid
+        now = await self._compensate(doc, entry)
+        gone = await self._delete_if_abandoned(now)
+        return gone, (None if gone or now.get("_id") is None else uid)
+
+    def _plan(self, doc: dict[str, Any], entry: dict[str, Any] | None, mine: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """The one write that compensates a user whose only mark is the job's:
+        its filter's pins, the update, and the user as it will be after it."""
+        teams = doc.get("teams") or []
+        left = [t for t in teams if t not in mine]
+        pins: dict[str, Any] = {"teams": teams}
+        unset: dict[str, str] = {"jobs": ""}
+        update: dict[str, Any] = {}
+        after = {k: v for k, v in doc.items() if k != "jobs"}
+        after["teams"] = left
+        if entry is not None and not entry["had_teams"] and not left:
+            unset["teams"] = ""
+            after.pop("teams")
+        elif mine:
+            update["$pullAll"] = {"teams": mine}
+        if entry is not None and entry.get("name_set") is not None:
+            pins["name"] = entry["name_set"]
+            if entry["had_name"]:
+                update["$set"] = {"name": entry["name_before"]}
+                after["name"] = entry["name_before"]
+            else:
+                unset["name"] = ""
+                after.pop("name", None)
+        update["$unset"] = unset
+        return pins, update, after
 
     async def listed_teams(self) -> int | None:
         """Deletes one chunk of the teams the job created, found through its list
@@ -362,18 +424,22 @@ class Undo:
         return await handle.unmark(uid) or {"_id": None}
 
     async def _delete_if_abandoned(self, doc: dict[str, Any]) -> int:
-        """Deletes a user a job created once its last team is gone, if the creating
-        job is this one or was itself undone (it left the user ``orphaned``),
-        and nothing else edited the user. The delete's filter pins what was
-        read, so a concurrent change keeps it."""
+        """Deletes a user a job created once its last team is gone (see _abandoned).
+        The delete's filter pins what was read, so a concurrent change keeps it."""
+        if not self._abandoned(doc):
+            return 0
+        return await self.handle.delete_user(doc["_id"], doc.get("name"), doc["job_id"])
+
+    def _abandoned(self, doc: dict[str, Any]) -> bool:
+        """A user a job created whose last team is gone, if the creating job is
+        this one or was itself undone (it left the user ``orphaned``), and that
+        nothing else edited."""
         creator = doc.get("job_id")
         if not creator or doc.get("teams") != [] or set(doc) - JOB_USER_FIELDS or doc.get("jobs"):
-            return 0
+            return False
         if doc.get("name") != doc.get("created_name"):
-            return 0
-        if creator != self.job_id and not doc.get("orphaned"):
-            return 0
-        return await self.handle.delete_user(doc["_id"], doc.get("name"), creator)
+            return False
+        return creator == self.job_id or bool(doc.get("orphaned"))
 
 
 async def undo_preview(teams: Readable, users: Readable, undo: Readable, org_id: str, job_id: str) -> dict[str, Any]:
