@@ -94,6 +94,10 @@ async def test_the_import_form_types_columns_from_the_datasets_history_and_guard
     await expect(page.get_by_label("name", exact=True)).to_have_value("string")
     await expect(page.locator(".types .hint")).to_contain_text("from the dataset's latest import")
     await expect(page.get_by_label("Guard")).to_have_value("pause")
+    # The dataset field's pattern is valid in Chromium, so its check is on.
+    name_ok = "(v) => { const i = document.getElementById('import-dataset'); const was = i.value; i.value = v; const ok = i.checkValidity(); i.value = was; return ok; }"
+    assert await page.evaluate(name_ok, "-bad name") is False
+    assert await page.evaluate(name_ok, "good_name-2") is True
     await page.locator("details summary").click()
     await screenshot(page, "import-types-from-history")
 
