@@ -53,7 +53,8 @@ async def explain(repo: JobRepo, kinds: Mapping[str, Any], settings: Settings, d
             groups.setdefault((doc["org_id"], doc["kind"]), []).append(doc)
     for (org_id, kind), waiting in groups.items():
         order = {job_id: i for i, job_id in enumerate(await repo.queued(org_id, kind, settings.max_queued_per_org), 1)}
-        limit = kinds[kind].org_limit(settings)
+        known = kinds.get(kind)
+        limit = known.org_limit(settings) if known is not None else None
         holders = await repo.slot_holding(org_id, kind, limit) if limit is not None else []
         for doc in waiting:
             position = order.get(doc["_id"])
