@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from aiohttp import web
 from pymongo.monitoring import CommandListener
 
-from .api import access, audit, bulk, console, downloads, events, exports, health, imports, jobs, metrics, openapi, teams
+from .api import access, audit, bulk, console, datasets, downloads, events, exports, health, imports, jobs, metrics, openapi, teams
 from .auth.middleware import auth_ctx, identity_middleware
 from .jobs.manager import begin_shutdown, manager_ctx
 from .jobs.model import ACTIONS
@@ -68,6 +68,7 @@ def create_app(settings: Settings, command_listeners: Iterable[CommandListener] 
     app.router.add_get("/api/v1/openapi.json", openapi.openapi_json)
     app.router.add_get(openapi.DOCS_ROUTE, openapi.docs_page)
     app.router.add_get(openapi.DOCS_ROUTE + "/{name}", openapi.docs_asset)
+    app.router.add_get("/api/v1/datasets/{dataset}", datasets.get_dataset)
     app.router.add_get("/api/v1/me", access.me)
     app.router.add_post("/api/v1/api-keys", access.create_key)
     app.router.add_get("/api/v1/api-keys", access.list_keys)

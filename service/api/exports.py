@@ -27,10 +27,12 @@ from .common import (
     int_param,
     job_response,
     json_object,
+    json_response,
     org_of,
     query_params,
     raw_body,
 )
+from .export_preview import preview
 from .idempotency import Claim, idempotent, json_body_digest, json_digest, replay_job
 
 # Rows per checkpoint (see IMPORT_BATCH: the same per-batch costs).
@@ -134,10 +136,18 @@ async def export_params(repo: JobRepo, org_id: str, spec: dict[str, Any]) -> dic
 @requires(Role.OPERATOR)
 @idempotent(json_body_digest, replay_job)
 async def create_export(request: web.Request, claim: Claim) -> web.Response:
-    query_params(request, ())
+    """202 with the export job, queued. With dry_run=true: 200 and a preview
+    (rows in range, the first rows, estimates of size and time; see
+    export_preview.py), and nothing is created."""
+    query = query_params(request, ("dry_run",))
     spec = await json_object(request)
     org_id = org_of(request)
     manager = request.app[MANAGER_KEY]
+    if bool_param(query, "dry_run", False):
+        params = await export_params(manager.repo, org_id, spec)
+        total = params["expected_rows"] or await manager.repo.inserted(org_id, params["jobs"])
+        body = await preview(request.app[DB_KEY].records, manager.repo, org_id, params, total)
+        return json_response(body)
     async with manager.queue_slot(org_id, claim.resource_id):
         params = await export_params(manager.repo, org_id, spec)
         params["file_id"] = str(ObjectId())

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 from bson import ObjectId
 
 from .. import audit
@@ -104,7 +105,22 @@ async def csv_body(request: web.Request, max_bytes: int) -> tuple[AsyncIterator[
         )
     if request.content_length is not None and request.content_length > max_bytes:
         raise too_large(max_bytes)
-    return _idle_limited(request.content.iter_chunked(READ_CHUNK), idle), "upload.csv"
+    return _idle_limited(request.content.iter_chunked(READ_CHUNK), idle), raw_filename(request)
+
+
+def raw_filename(request: web.Request) -> str:
+    """A raw body's name: the filename of its Content-Disposition header when it
+    has one (``curl -H 'Content-Disposition: attachment; filename=people.csv'``;
+    ``curl -F file=@people.csv`` sends it in the multipart part), else upload.csv."""
+    header = request.headers.get("Content-Disposition")
+    if header:
+        _, params = parse_content_disposition(header)
+        name = content_disposition_filename(params, "filename")
+        if name:
+            name = name.replace("\\", "/").rsplit("/", 1)[-1].strip()[:255]
+            if name and name.isprintable():
+                return name
+    return "upload.csv"
 
 
 async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:

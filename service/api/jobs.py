@@ -12,6 +12,7 @@ from ..errors import BadRequest
 from ..jobs import undo
 from ..jobs.kinds import KINDS as JOB_KINDS
 from ..jobs.model import ACTIONS, JobState, job_json
+from ..jobs.queue import explain as explain_queue
 from ..retention import delete_job as delete_finished_job
 from ..typedefs import DB_KEY, MANAGER_KEY
 from .common import bool_param, int_param, job_response, json_object, json_response, list_param, org_of, query_params
@@ -30,6 +31,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit = int_param(query, "limit", 50, 1, 500)
     before = query.get("before") or None
     docs = await manager.repo.list(org_of(request), states=states, kinds=kinds, limit=limit, before=before)
+    await explain_queue(manager.repo, manager.kinds, manager.settings, docs)
     next_link = None
     if len(docs) == limit:
         params = [("state", s) for s in states] + [("kind", k) for k in kinds]
@@ -42,7 +44,9 @@ async def get_job(request: web.Request) -> web.Response:
     """The job, who created it, and its history (the audit events of the job)."""
     query_params(request, ())
     org_id = org_of(request)
-    doc = await request.app[MANAGER_KEY].repo.get(org_id, request.match_info["job_id"])
+    manager = request.app[MANAGER_KEY]
+    doc = await manager.repo.get(org_id, request.match_info["job_id"])
+    await explain_queue(manager.repo, manager.kinds, manager.settings, [doc])
     body = job_json(doc)
     body["created_by"] = doc.get("created_by")
     body["history"] = await audit.history(request.app[DB_KEY], org_id, doc["_id"])

@@ -68,6 +68,8 @@ async def create_teams(request: web.Request, claim: Claim) -> web.Response:
                     "layout": layout,
                     "width": len(upload.header.names),
                     "region": region,
+                    # It lists what it creates in its undo log (service/store/teams.py).
+                    "created_list": True,
                     "batch_size": batch_size,
                     "on_error": on_error,
                     "max_errors": max_errors,

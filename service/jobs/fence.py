@@ -31,7 +31,7 @@ from pymongo.errors import ConnectionFailure, PyMongoError
 from ..errors import JobFailed
 from ..store.files import Bucket, ChunkWriter, StoredFile
 from ..store.records import job_prefix, prefix_range, record_id
-from ..store.teams import undo_range
+from ..store.teams import created_range, undo_range
 from ..store.writes import Encoded, insert_encoded, insert_new
 from .reservations import Reservations
 
@@ -485,6 +485,28 @@ class Teams:
 
     async def delete_undo(self, ids: list[str]) -> None:
         query = {"_id": {"$in": ids, **undo_range(self.job_id)}}
+        await self._fence.send(lambda: self._undo.delete_many(query))
+
+    async def settle(self, uid: str, pins: dict[str, Any], update: dict[str, Any]) -> bool:
+        """A user's whole compensation in one write, when the job's mark is its
+        only one and the user is still as read (``pins``: its ``teams`` and, for
+        a name restore, its ``name``); False when it changed meanwhile (then
+        the single steps above are taken instead)."""
+        query = {"_id": uid, "jobs": [self.job_id], **pins}
+        result = await self._fence.send(lambda: self._users.update_one(query, update))
+        return result.matched_count == 1
+
+    async def delete_as_read(self, doc: dict[str, Any]) -> bool:
+        """Deletes a user this job created and nothing else touched, in one write
+        pinned on what was read (its teams, all the job's; its name; the job's
+        mark alone); False when it changed meanwhile."""
+        query = {"_id": doc["_id"], "job_id": self.job_id, "jobs": [self.job_id], "teams": doc.get("teams"), "name": doc.get("name")}
+        result = await self._fence.send(lambda: self._users.delete_one(query))
+        return result.deleted_count == 1
+
+    async def delete_created(self, what: str, ids: list[str]) -> None:
+        """Drops entries of the list of what the job created, once rolled back."""
+        query = {"_id": {"$in": ids, **created_range(self.job_id, what)}}
         await self._fence.send(lambda: self._undo.delete_many(query))
 
 

@@ -90,6 +90,8 @@ def job_json(doc: dict[str, Any]) -> dict[str, Any]:
             "retry": f"{base}/retry",
         },
     }
+    if doc.get("queue"):
+        body["queue"] = doc["queue"]  # why a queued job waits (service/jobs/queue.py)
     rollback = doc.get("rollback")
     if rollback:
         body["rollback"] = {

@@ -139,6 +139,18 @@ class JobRepo:
             }
         )
 
+    async def slot_holding(self, org_id: str, kind: str, limit: int) -> list[dict[str, Any]]:
+        """The org's jobs of this kind that hold an admission slot, oldest first
+        (id and state; at most ``limit``): what a queued job waits for."""
+        query = {
+            "org_id": org_id,
+            "kind": kind,
+            "state": {"$in": _values(HOLDS_SLOT)},
+            "slot_released": {"$ne": True},
+            "params.stream": {"$ne": True},
+        }
+        return await self.jobs.find(query, {"state": 1}, sort=[("_id", 1)], limit=limit).to_list()
+
     async def unowned(self, limit: int, after: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
         """Jobs that need a runner, have none, and whose rollback backoff is
         over: handed back at shutdown, resumed after their runner left, or

@@ -43,7 +43,30 @@ def undo_range(job_id: str) -> dict[str, str]:
     return prefix_range(undo_prefix(job_id))
 
 
+# What a job created is listed in the undo log too, under its own prefix
+# ("<job>+u:<user>", "<job>+t:<team>"; "+" sorts before ":", so these are not
+# in undo_range): its rollback walks these by _id instead of asking `users`
+# and `teams` for "the job's", which FerretDB answers with a scan.
+CREATED_USER, CREATED_TEAM = "u", "t"
+
+
+def created_prefix(job_id: str, what: str) -> str:
+    return f"{job_id}+{what}:"
+
+
+def created_id(job_id: str, what: str, ref: str) -> str:
+    return f"{created_prefix(job_id, what)}{ref}"
+
+
+def created_range(job_id: str, what: str) -> dict[str, str]:
+    """The _id range of the entries listing what one job created (users or teams)."""
+    return prefix_range(created_prefix(job_id, what))
+
+
 async def drop_undo_log(undo: Any, job_id: str) -> int:
     """Deletes a finished teams job's undo log (no job runs for it any more: its
-    undo window ended, or the job is deleted). Named by the job's _id prefix."""
-    return (await undo.delete_many({"_id": undo_range(job_id)})).deleted_count
+    undo window ended, or the job is deleted). Named by the job's _id prefixes."""
+    dropped = (await undo.delete_many({"_id": undo_range(job_id)})).deleted_count
+    for what in (CREATED_USER, CREATED_TEAM):
+        dropped += (await undo.delete_many({"_id": created_range(job_id, what)})).deleted_count
+    return dropped

@@ -16,16 +16,27 @@ made between the job and its rollback survive, whichever order overlapping
 jobs are rolled back in (a whole-document before-image would undo them)."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 
 from ..jobs.fence import ReadOnly, Teams
-from ..store.teams import team_id, team_key, undo_id, undo_range, user_id
+from ..store.teams import (
+    CREATED_TEAM,
+    CREATED_USER,
+    created_id,
+    created_range,
+    team_id,
+    team_key,
+    undo_id,
+    undo_range,
+    user_id,
+)
 from .rows import TEAM_EXISTS, RowError, TeamRow
 
 # Updates run as single-document commands, a few at a time: FerretDB 1.24
@@ -201,6 +212,12 @@ async def apply_batch(
         for uid, tids in changes.teams.items()
         if uid not in users
     ]
+    # What the job is about to create is listed first (by _id: its rollback walks
+    # the list rather than asking users and teams for the job's documents).
+    await teams.insert_undo(
+        [{"_id": created_id(job_id, CREATED_USER, d["_id"]), "job_id": job_id, "org_id": org_id, "ref": d["_id"], "created_at": now} for d in created]
+        + [{"_id": created_id(job_id, CREATED_TEAM, d["_id"]), "job_id": job_id, "org_id": org_id, "ref": d["_id"], "created_at": now} for d in new_teams]
+    )
     applied.users_created = await teams.insert_users(created)
     applied.teams_created = await teams.insert_teams(new_teams)
 
@@ -222,6 +239,16 @@ async def apply_batch(
 # -- rollback -----------------------------------------------------------------
 
 
+async def _each(items: list[Any], call: Callable[[Any], Awaitable[Any]]) -> list[Any]:
+    """``call`` on each item, UPDATES_IN_FLIGHT at a time (each item is another
+    user, so their single-document writes are independent): a rollback's
+    writes overlap their round trips as the job's did."""
+    results: list[Any] = []
+    for start in range(0, len(items), UPDATES_IN_FLIGHT):
+        results += await asyncio.gather(*(call(item) for item in items[start : start + UPDATES_IN_FLIGHT]))
+    return results
+
+
 class Undo:
     """One teams job's rollback; each step works on a chunk and can be cut
     short anywhere and run again. Every write goes through the job's fenced
@@ -239,15 +266,119 @@ class Undo:
         if not entries:
             return None
         current = await find_by_ids(users, (e["user_id"] for e in entries))
-        deleted = 0
-        for entry in entries:
+        ours = await self._ours(current.values())
+
+        async def one(entry: dict[str, Any]) -> int:
             doc = current.get(entry["user_id"])
-            if doc is None:
-                continue
-            doc = await self._compensate(doc, entry)
-            deleted += await self._delete_if_abandoned(doc)
+            return 0 if doc is None else (await self._settle(doc, entry, ours))[0]
+
+        deleted = sum(await _each(entries, one))
         await self.handle.delete_undo([e["_id"] for e in entries])
         return len(entries) - deleted, deleted
+
+    async def listed_users(self) -> tuple[int, int] | None:
+        """Takes the job's teams out of one chunk of the users it created (found
+        through its list of them, by _id) and deletes those left empty and
+        unedited; None when none are left. Returns (deleted, kept): a user
+        another job has since added to a team, or someone edited, is kept
+        without this job's teams (and marked orphaned)."""
+        entries = await self._listed(CREATED_USER)
+        if not entries:
+            return None
+        current = await find_by_ids(self.handle.users_collection, (e["ref"] for e in entries))
+        # A listed user that is not the job's was never created by it (the batch
+        # stopped between the list and the insert).
+        created = [d for d in current.values() if d.get("job_id") == self.job_id]
+        ours = await self._ours(created)
+
+        async def one(doc: dict[str, Any]) -> int:
+            gone, uid = await self._settle(doc, None, ours)
+            if not gone and uid is not None:
+                await self.handle.orphan_user(uid)
+            return gone
+
+        deleted = sum(await _each(created, one))
+        await self.handle.delete_created(CREATED_USER, [e["_id"] for e in entries])
+        return deleted, len(created) - deleted
+
+    async def _ours(self, docs: Iterable[dict[str, Any]]) -> set[str]:
+        """Which of the teams these users list are the job's: one read."""
+        listed = list({t for doc in docs for t in doc.get("teams") or []})
+        if not listed:
+            return set()
+        query = {"_id": {"$in": listed}, "job_id": self.job_id}
+        return {t["_id"] async for t in self.handle.teams_collection.find(query, {"_id": 1})}
+
+    async def _settle(self, doc: dict[str, Any], entry: dict[str, Any] | None, ours: set[str]) -> tuple[int, str | None]:
+        """Compensates one user (``entry``: its undo entry; None for a user the
+        job created) and deletes it if that leaves it abandoned. When the job's
+        mark is the user's only one, that is one write pinned on the user as read
+        (a user the job created and nothing else touched is simply deleted);
+        otherwise, or when the user changed meanwhile, the steps of
+        _compensate(). Returns (deleted, the user's _id if it still exists)."""
+        uid = doc["_id"]
+        teams = doc.get("teams") or []
+        mine = [t for t in teams if t in ours]
+        if doc.get("jobs") == [self.job_id] and "teams" in doc:
+            if entry is None and self._abandoned({**doc, "teams": [t for t in teams if t not in ours], "jobs": None}):
+                if doc.get("job_id") == self.job_id and await self.handle.delete_as_read(doc):
+                    return 1, None
+            else:
+                pins, update, after = self._plan(doc, entry, mine)
+                if await self.handle.settle(uid, pins, update):
+                    if self._abandoned(after):
+                        return await self.handle.delete_user(uid, after.get("name"), after["job_id"]), uid
+                    return 0, uid
+        now = await self._compensate(doc, entry)
+        gone = await self._delete_if_abandoned(now)
+        return gone, (None if gone or now.get("_id") is None else uid)
+
+    def _plan(self, doc: dict[str, Any], entry: dict[str, Any] | None, mine: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """The one write that compensates a user whose only mark is the job's:
+        its filter's pins, the update, and the user as it will be after it."""
+        teams = doc.get("teams") or []
+        left = [t for t in teams if t not in mine]
+        pins: dict[str, Any] = {"teams": teams}
+        unset: dict[str, str] = {"jobs": ""}
+        update: dict[str, Any] = {}
+        after = {k: v for k, v in doc.items() if k != "jobs"}
+        after["teams"] = left
+        if entry is not None and not entry["had_teams"] and not left:
+            unset["teams"] = ""
+            after.pop("teams")
+        elif mine:
+            update["$pullAll"] = {"teams": mine}
+        if entry is not None and entry.get("name_set") is not None:
+            pins["name"] = entry["name_set"]
+            if entry["had_name"]:
+                update["$set"] = {"name": entry["name_before"]}
+                after["name"] = entry["name_before"]
+            else:
+                unset["name"] = ""
+                after.pop("name", None)
+        update["$unset"] = unset
+        return pins, update, after
+
+    async def listed_teams(self) -> int | None:
+        """Deletes one chunk of the teams the job created, found through its list
+        of them; None when none are left."""
+        entries = await self._listed(CREATED_TEAM)
+        if not entries:
+            return None
+        deleted = await self.handle.delete_teams([e["ref"] for e in entries])
+        await self.handle.delete_created(CREATED_TEAM, [e["_id"] for e in entries])
+        return deleted
+
+    async def _listed(self, what: str) -> list[dict[str, Any]]:
+        query = {"_id": created_range(self.job_id, what)}
+        return await self.handle.undo_collection.find(query).sort("_id", 1).limit(ROLLBACK_CHUNK).to_list(None)
+
+    async def _created_user(self, doc: dict[str, Any]) -> tuple[int, int]:
+        doc = await self._compensate(doc, None)
+        gone = await self._delete_if_abandoned(doc)
+        if not gone and doc.get("_id") is not None:
+            await self.handle.orphan_user(doc["_id"])
+        return gone, 1 - gone
 
     async def created_users(self, after: str) -> tuple[str, int, int] | None:
         """Takes the job's teams out of one chunk (by _id, after ``after``) of the
@@ -262,13 +393,8 @@ class Undo:
         )
         if not docs:
             return None
-        deleted = 0
-        for doc in docs:
-            doc = await self._compensate(doc, None)
-            gone = await self._delete_if_abandoned(doc)
-            if not gone and doc.get("_id") is not None:
-                await self.handle.orphan_user(doc["_id"])
-            deleted += gone
+        done = await _each(docs, self._created_user)
+        deleted = sum(d for d, _ in done)
         return docs[-1]["_id"], deleted, len(docs) - deleted
 
     async def teams(self) -> int | None:
@@ -298,18 +424,22 @@ class Undo:
         return await handle.unmark(uid) or {"_id": None}
 
     async def _delete_if_abandoned(self, doc: dict[str, Any]) -> int:
-        """Deletes a user a job created once its last team is gone, if the creating
-        job is this one or was itself undone (it left the user ``orphaned``),
-        and nothing else edited the user. The delete's filter pins what was
-        read, so a concurrent change keeps it."""
+        """Deletes a user a job created once its last team is gone (see _abandoned).
+        The delete's filter pins what was read, so a concurrent change keeps it."""
+        if not self._abandoned(doc):
+            return 0
+        return await self.handle.delete_user(doc["_id"], doc.get("name"), doc["job_id"])
+
+    def _abandoned(self, doc: dict[str, Any]) -> bool:
+        """A user a job created whose last team is gone, if the creating job is
+        this one or was itself undone (it left the user ``orphaned``), and that
+        nothing else edited."""
         creator = doc.get("job_id")
         if not creator or doc.get("teams") != [] or set(doc) - JOB_USER_FIELDS or doc.get("jobs"):
-            return 0
+            return False
         if doc.get("name") != doc.get("created_name"):
-            return 0
-        if creator != self.job_id and not doc.get("orphaned"):
-            return 0
-        return await self.handle.delete_user(doc["_id"], doc.get("name"), creator)
+            return False
+        return creator == self.job_id or bool(doc.get("orphaned"))
 
 
 async def undo_preview(teams: Readable, users: Readable, undo: Readable, org_id: str, job_id: str) -> dict[str, Any]:

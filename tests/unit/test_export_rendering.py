@@ -85,3 +85,13 @@ def test_the_pending_length_counts_every_slice_until_taken():
     assert (first, second) == (5, 12)
     assert renderer.take() == b"x,y\r\n'=1,y\r\n"
     assert renderer.pending == 0 and renderer.take() == b""
+
+
+def test_a_date_columns_midnights_are_written_as_the_dates_they_were_imported_from():
+    renderer = CsvRenderer(["day", "at"], {"day": "date", "at": "date"}, True)
+    midnight = dt.datetime(2017, 8, 1, tzinfo=dt.timezone.utc)
+    renderer.add([{"data": {"day": midnight, "at": dt.datetime(2017, 8, 1, 9, 30, tzinfo=dt.timezone.utc)}}])
+    assert renderer.take() == b"2017-08-01,2017-08-01T09:30:00Z\r\n"
+    untyped = CsvRenderer(["day"], {}, True)
+    untyped.add([{"data": {"day": midnight}}])
+    assert untyped.take() == b"2017-08-01T00:00:00Z\r\n"

@@ -237,10 +237,17 @@ def paths() -> dict[str, Any]:
             "post": {
                 "operationId": "createExport",
                 "tags": ["jobs"],
-                "summary": "Export a dataset (filtered) into a stored CSV, in the background",
-                "parameters": [IDEMPOTENCY_KEY],
+                "summary": "Export a dataset (filtered) into a stored CSV, in the background, or preview it (dry_run)",
+                "parameters": [
+                    IDEMPOTENCY_KEY,
+                    boolean("dry_run", "answer 200 with the rows in range, the first rows and estimates of size and time; create nothing"),
+                ],
                 "requestBody": {"required": True, "content": json_content(ref("ExportRequest"))},
-                "responses": {"202": job_created("the export job, queued"), **errors(404, 409, 413, 415, 422, 429)},
+                "responses": {
+                    "200": {"description": "the preview (dry_run=true)", "content": json_content(ref("ExportPreview"))},
+                    "202": job_created("the export job, queued"),
+                    **errors(404, 409, 413, 415, 422, 429),
+                },
             }
         },
         "/api/v1/exports/{dataset}.csv": {
@@ -288,6 +295,34 @@ def paths() -> dict[str, Any]:
                         ETag="the stored result's file",
                     ),
                     **errors(404, 409, 410, 416, 429),
+                },
+            }
+        },
+        "/api/v1/datasets/{dataset}": {
+            "get": {
+                "operationId": "getDataset",
+                "tags": ["jobs"],
+                "summary": "The columns and types of the dataset's latest completed import",
+                "description": "What the import form pre-selects each column's type from.",
+                "parameters": [{"name": "dataset", "in": "path", "required": True, "schema": DATASET}],
+                "responses": {
+                    "200": {
+                        "description": "the dataset as its latest import described it",
+                        "content": json_content(
+                            {
+                                "type": "object",
+                                "required": ["dataset", "columns", "types", "latest_import", "imports_kept"],
+                                "properties": {
+                                    "dataset": DATASET,
+                                    "columns": {"type": "array", "items": {"type": "string"}},
+                                    "types": {"type": "object", "additionalProperties": {"type": "string"}, "description": "column -> type spec (int, date, date:%d/%m/%Y, ...)"},
+                                    "latest_import": {"type": "object"},
+                                    "imports_kept": {"type": "integer", "minimum": 1},
+                                },
+                            }
+                        ),
+                    },
+                    **errors(404),
                 },
             }
         },

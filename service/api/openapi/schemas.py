@@ -90,6 +90,41 @@ def schemas() -> dict[str, Any]:
                 "result": {"type": "object"},
                 "undoable": {"type": "boolean", "description": "a completed import or teams job that POST .../undo accepts now"},
                 "undo_ended": {"type": ["object", "null"], "description": "why it can no longer be undone, and when"},
+                "queue": {
+                    "type": "object",
+                    "description": "a queued job only: why it waits and its place among its org's queued jobs of its kind "
+                    "(worked out when read; nothing is stored)",
+                    "required": ["position", "of", "waiting_for", "reason", "holders"],
+                    "properties": {
+                        "position": {"type": "integer", "minimum": 1, "description": "1: the next of its org and kind to start"},
+                        "of": {"type": "integer", "minimum": 1, "description": "the org's queued jobs of this kind"},
+                        "waiting_for": {
+                            "type": "string",
+                            "enum": ["org_slot", "older_jobs", "process_slot"],
+                            "description": "org_slot: the org's limit for the kind (MAX_IMPORTS_PER_ORG; 1 teams job) is "
+                            "held by the holders; older_jobs: older queued jobs of the org start first; process_slot: "
+                            "every replica runs MAX_RUNNING_JOBS jobs",
+                        },
+                        "reason": {"type": "string", "description": "the same, in words, naming the holders and their states"},
+                        "holders": {
+                            "type": "array",
+                            "items": {"type": "object", "required": ["id", "state"], "properties": {"id": {"type": "string"}, "state": {"type": "string"}}},
+                        },
+                        "limit": {"type": ["integer", "null"], "description": "the org's limit for the kind, if any"},
+                    },
+                },
+                "rollback": {
+                    "type": "object",
+                    "description": "a rollback that has failed at least once: its attempts, last error, since when it "
+                    "has been failing without progress, and whether the job still holds its org's slot",
+                    "properties": {
+                        "error": NULLABLE_STRING,
+                        "attempts": {"type": "integer", "minimum": 0},
+                        "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+                        "failing_since": {"type": ["string", "null"], "format": "date-time"},
+                        "slot_released": {"type": "boolean"},
+                    },
+                },
                 "links": {
                     "type": "object",
                     "required": ["self"],
@@ -122,6 +157,30 @@ def schemas() -> dict[str, Any]:
                 },
                 "neutralize_formulas": {"type": "boolean", "default": True},
                 "batch_size": {"type": "integer", "minimum": 1, "maximum": MAX_EXPORT_BATCH, "default": EXPORT_BATCH},
+            },
+        },
+        "ExportPreview": {
+            "type": "object",
+            "required": ["dry_run", "dataset", "columns", "rows_in_range", "exact", "counted", "rows_read", "first_rows", "first_rows_complete", "estimate"],
+            "properties": {
+                "dry_run": {"const": True},
+                "dataset": DATASET,
+                "columns": {"type": "array", "items": {"type": "string"}},
+                "rows_in_range": {**COUNT, "description": "the rows the export would write"},
+                "exact": {"type": "boolean", "description": "false: estimated from windows of the dataset (a date filter the database could not count within 2 s)"},
+                "counted": {"type": "string", "description": "how rows_in_range was found"},
+                "rows_read": {**COUNT, "description": "the rows the export reads (every row of the dataset's imports)"},
+                "first_rows": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}, "description": "the first 10 rows in range, as the CSV cells the export writes"},
+                "first_rows_complete": {"type": "boolean", "description": "false: the search for the first rows stopped after 3 s"},
+                "estimate": {
+                    "type": "object",
+                    "properties": {
+                        "bytes": COUNT,
+                        "seconds": {"type": ["number", "null"]},
+                        "rows_per_second": {"type": ["integer", "null"]},
+                    },
+                },
+                "preview_seconds": {"type": "number"},
             },
         },
         "DownloadRequest": {

@@ -24,7 +24,8 @@ from pymongo.errors import OperationFailure
 from ...csvio.schema import is_decimal_text, parse_datetime
 from ...errors import JobFailed
 from ...store.db import Database
-from ...store.records import dataset_prefix, prefix_range
+from ...store.records import dataset_prefix, job_prefix, prefix_range
+from ...store.windows import WindowedReader
 from ..fence import FencedWriter, QuotaExceeded, delete_attempts
 from ..reservations import RESULT_BYTES, Reservations
 from ..runner import JobContext, Kind
@@ -123,6 +124,9 @@ class CsvRenderer:
     def __init__(self, columns: list[str], types: dict[str, str], neutralize: bool) -> None:
         self.columns = columns
         self.numeric = {c for c in columns if types.get(c) in NUMERIC}
+        # A `date` column's midnights are written as the dates they were imported
+        # from (2017-08-01, not 2017-08-01T00:00:00Z), so an export re-imports as it came.
+        self.dates = {c for c in columns if types.get(c) == "date"}
         self.neutralize = neutralize
         self.buffer = io.StringIO()
         self.writer = csv.writer(self.buffer, lineterminator="\r\n")
@@ -206,6 +210,8 @@ class CsvRenderer:
         if isinstance(value, dt.datetime):
             if value.tzinfo is None:
                 value = value.replace(tzinfo=dt.timezone.utc)
+            if column in self.dates and value.utcoffset() == dt.timedelta(0) and value.time() == dt.time(0):
+                return value.date().isoformat()
             return value.isoformat().replace("+00:00", "Z")
         if column in self.numeric and (isinstance(value, (int, float, Decimal128)) or is_decimal_text(value)):
             # A decimal is Decimal128, or its exact text where the server has no Decimal128 (FerretDB).
@@ -339,15 +345,15 @@ async def run(ctx: JobContext) -> None:
         while True:
             # Each pass holds one cursor; a pause closes it and the next pass
             # re-queries after the last _id written.
-            window = dict(query)
-            if last_id is not None:
-                window["_id"] = {**query["_id"], "$gt": last_id}
-                del window["_id"]["$gte"]
             # A reply at a time (decoded by the driver in C): iterating a
             # cursor document by document costs a coroutine per row, and
             # find_raw_batches wraps each document in Python before joining them.
+            # Read in windows of one import's _id range after the last _id
+            # written (service/store/windows.py): the first row never waits
+            # for the database to sort the whole match.
             per_reply = cursor_batch(params)
-            cursor = records.find(window, {"data": 1}, sort=[("_id", 1)], batch_size=per_reply)
+            prefixes = [job_prefix(ctx.org_id, params["dataset"], j) for j in params.get("jobs", [])]
+            cursor = WindowedReader(records, query, {"data": 1}, prefixes, per_reply, after=last_id)
             paused = lost = False
 
             async def reply() -> list[dict[str, Any]]:

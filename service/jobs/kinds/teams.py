@@ -74,14 +74,26 @@ async def rollback(ctx: JobContext) -> None:
         progress["users_restored"] += changed[0]
         progress["users_deleted"] += changed[1]
         await ctx.checkpoint()
-    while (chunk := await undo.created_users(progress.get("rollback_users_after", ""))) is not None:
-        progress["rollback_users_after"], deleted, kept = chunk
-        progress["users_deleted"] += deleted
-        progress["users_kept"] += kept
-        await ctx.checkpoint()
-    while (deleted := await undo.teams()) is not None:
-        progress["teams_deleted"] += deleted
-        await ctx.checkpoint()
+    if ctx.params.get("created_list"):
+        # The job listed what it created: walked by _id, on any database.
+        while (listed := await undo.listed_users()) is not None:
+            progress["users_deleted"] += listed[0]
+            progress["users_kept"] += listed[1]
+            await ctx.checkpoint()
+        while (deleted := await undo.listed_teams()) is not None:
+            progress["teams_deleted"] += deleted
+            await ctx.checkpoint()
+    else:
+        # A job from before the list: found by its job_id tags (an index on
+        # MongoDB, a scan of users and teams per chunk on FerretDB).
+        while (chunk := await undo.created_users(progress.get("rollback_users_after", ""))) is not None:
+            progress["rollback_users_after"], deleted, kept = chunk
+            progress["users_deleted"] += deleted
+            progress["users_kept"] += kept
+            await ctx.checkpoint()
+        while (deleted := await undo.teams()) is not None:
+            progress["teams_deleted"] += deleted
+            await ctx.checkpoint()
     await ctx.upload.delete()
 
 

@@ -2,7 +2,40 @@
 
 import { api, ApiError, query } from "./api.js";
 import { streamExport } from "./download.js";
-import { clear, h, problemText } from "./ui.js";
+import { bytes, clear, count, duration, h, problemText } from "./ui.js";
+
+/** The export's preview: rows in range, the first rows, estimates of size and time. */
+function previewReport(p) {
+  const rows = `${count(p.rows_in_range)} rows in range${p.exact ? "" : " (estimated)"}`;
+  const estimate = p.estimate || {};
+  return h(
+    "section",
+    { class: "export-preview report", "aria-labelledby": "export-preview-title" },
+    h("h2", { id: "export-preview-title", tabindex: "-1" }, "Preview: nothing was exported"),
+    h("p", { class: "alert ok" }, h("strong", {}, rows), ` of ${count(p.rows_read)} in the dataset.`),
+    h(
+      "p",
+      {},
+      `About ${bytes(estimate.bytes)} of CSV`,
+      estimate.seconds !== null && estimate.seconds !== undefined ? `, about ${duration(estimate.seconds)} to export (reading ${count(estimate.rows_per_second)} rows/s now).` : ".",
+    ),
+    h("p", { class: "hint" }, `How the rows were counted: ${p.counted}.`),
+    p.first_rows && p.first_rows.length
+      ? h(
+          "div",
+          { class: "table-wrap" },
+          h(
+            "table",
+            {},
+            h("caption", {}, `The first ${p.first_rows.length} rows, as the export writes them`),
+            h("thead", {}, h("tr", {}, p.columns.map((c) => h("th", { scope: "col" }, c)))),
+            h("tbody", {}, p.first_rows.map((r) => h("tr", {}, r.map((cell) => h("td", {}, cell))))),
+          ),
+        )
+      : h("p", {}, "No rows in range."),
+    p.first_rows_complete ? null : h("p", { class: "hint" }, "The search for the first rows stopped after a few seconds: the rows in range start further into the dataset."),
+  );
+}
 
 /** Datasets this org has imported, with their columns and types (from completed imports). */
 async function knownDatasets(signal) {
@@ -44,6 +77,7 @@ export async function exportView(root, { signal }) {
   const result = h("div", { class: "result" });
   const background = h("button", { type: "submit", class: "primary", value: "background" }, "Run in background");
   const now = h("button", { type: "button", class: "secondary" }, "Download now");
+  const previewButton = h("button", { type: "button", class: "secondary" }, "Preview");
 
   const describe = () => {
     const known = datasets.get(dataset.value.trim());
@@ -69,7 +103,7 @@ export async function exportView(root, { signal }) {
     ),
     field("export-fields", "Fields", fields, fieldsHint),
     h("div", { class: "field check" }, neutralize, h("label", { for: "export-neutralize" }, "Neutralise spreadsheet formulas (=, +, -, @)")),
-    h("div", { class: "actions" }, background, now),
+    h("div", { class: "actions" }, previewButton, background, now),
   );
   neutralize.id = "export-neutralize";
   clear(
@@ -112,6 +146,21 @@ export async function exportView(root, { signal }) {
       fail(error);
     } finally {
       background.disabled = false;
+    }
+  });
+  previewButton.addEventListener("click", async () => {
+    try {
+      const body = spec();
+      if (!body.fields.length) delete body.fields;
+      previewButton.disabled = true;
+      clear(result, h("p", { class: "loading", role: "status" }, "Counting the rows in range…"));
+      const shown = previewReport(await api("POST", "/api/v1/jobs/export?dry_run=true", { json: body, signal }));
+      clear(result, shown);
+      shown.querySelector("h2").focus();
+    } catch (error) {
+      fail(error);
+    } finally {
+      previewButton.disabled = false;
     }
   });
   now.addEventListener("click", async () => {

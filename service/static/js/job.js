@@ -28,9 +28,24 @@ const PARAM_LABELS = {
   to: "To (exclusive)",
   neutralize: "Neutralise formulas",
   stream: "Streamed download",
+  types_auto: "Types chosen from the file",
+  inferred_types: "Types found in the file",
+  formats: "Date formats",
+  header_mode: "Header check",
+  include_failed: "Include failed imports",
+  jobs: "Imports read",
 };
 // Internal bookkeeping a person has no use for.
-const HIDDEN_PARAMS = new Set(["file_id", "data_start", "layout", "width", "expected_rows"]);
+const HIDDEN_PARAMS = new Set(["file_id", "data_start", "layout", "width", "expected_rows", "row_bytes", "created_list"]);
+const ACTION_LABELS = {
+  "job.create": "Created",
+  "job.pause": "Pause",
+  "job.resume": "Resume",
+  "job.terminate": "Terminate",
+  "job.retry": "Retry",
+  "job.undo": "Undo",
+  "job.delete": "Delete",
+};
 
 function paramsList(job) {
   const params = job.params || {};
@@ -39,7 +54,9 @@ function paramsList(job) {
     if (HIDDEN_PARAMS.has(key) || value === null || value === undefined || value === "") continue;
     if (typeof value === "object" && Object.keys(value).length === 0) continue;
     if (key === "header" && plain(value) === plain(params.columns)) continue;
-    const shown = key === "file_bytes" ? bytes(value) : key === "rows" ? count(value) : plain(value);
+    let shown = key === "file_bytes" ? bytes(value) : key === "rows" ? count(value) : plain(value);
+    if (key === "jobs" && Array.isArray(value)) shown = `${count(value.length)} completed import${value.length === 1 ? "" : "s"}`;
+    if (typeof value === "boolean") shown = value ? "yes" : "no";
     rows.push(h("dt", {}, PARAM_LABELS[key] || key), h("dd", {}, shown));
   }
   rows.push(h("dt", {}, "Created"), h("dd", {}, time(job.created_at)));
@@ -71,8 +88,12 @@ function findingsSection(job) {
   if (!reason && !findings.length) return null;
   let why = null;
   if (reason && typeof reason === "object" && reason.by === "guard") {
-    why = `Paused by the guard before writing anything, after checking ${count(reason.rows_checked)} rows: resume to import anyway, or terminate.`;
-  } else if (reason) {
+    // Only a paused job can still be resumed: offer nothing that no longer applies.
+    why =
+      job.state === "paused"
+        ? `Paused by the guard before writing anything, after checking ${count(reason.rows_checked)} rows: resume to import anyway, or terminate.`
+        : `The guard paused it before it wrote anything, after checking ${count(reason.rows_checked)} rows.`;
+  } else if (reason && job.state === "paused") {
     why = `Paused: ${typeof reason === "string" ? reason : plain(reason.message || reason)}`;
   }
   return h(
@@ -90,11 +111,38 @@ function historySection(job) {
   const columns = [
     [(e) => time(e.at || e.time || e.created_at), "When"],
     [(e) => e.actor_name || e.actor, "Who"],
-    ["action", "Did"],
+    [(e) => ACTION_LABELS[e.action] || e.action, "Did"],
     [(e) => [e.state_before ?? e.from, e.state_after ?? e.to].filter(Boolean).join(" → "), "State"],
     ["reason", "Reason"],
   ];
   return h("section", {}, h("h2", {}, "History"), table(history, columns));
+}
+
+/** A rollback that has failed: attempts, the last error, since when, and the org's slot. */
+function rollbackSection(job) {
+  const r = job.rollback;
+  if (!r || !r.attempts || !["terminating", "undoing"].includes(job.state)) return null;
+  const rows = [
+    ["Attempts", count(r.attempts)],
+    ["Last error", r.error || "–"],
+    ["Failing without progress since", r.failing_since ? time(r.failing_since) : "– (its last attempt made progress)"],
+    ["Next attempt", r.next_attempt_at ? time(r.next_attempt_at) : "at once"],
+  ];
+  if (job.kind === "import" || job.kind === "teams") {
+    rows.push([
+      `The org's ${job.kind} slot`,
+      r.slot_released
+        ? `Released: the rollback failed without progress for too long (ROLLBACK_GIVE_UP_SECONDS), so the org's next ${job.kind} jobs may start. It keeps trying.`
+        : `Held until the rollback succeeds or has failed without progress for ROLLBACK_GIVE_UP_SECONDS; the org's next ${job.kind} job waits.`,
+    ]);
+  }
+  return h(
+    "section",
+    { class: "rollback-section" },
+    h("h2", {}, "Rollback"),
+    h("p", { class: "problem" }, "The rollback has not succeeded yet. It backs off and tries again by itself, on any replica; nothing needs doing unless it keeps failing (then look at the database)."),
+    h("dl", { class: "params" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+  );
 }
 
 function resultSection(job) {
@@ -129,11 +177,12 @@ export async function jobView(root, { me, id, signal }) {
   let shown = "";
   const renderDetails = (fresh) => {
     // Re-rendered only when something in them changed, not on every tick.
-    const key = JSON.stringify([fresh.state, fresh.params, fresh.errors, fresh.history, fresh.pause_reason, fresh.findings, fresh.result, fresh.links, fresh.owner, fresh.finished_at]);
+    const key = JSON.stringify([fresh.state, fresh.params, fresh.errors, fresh.history, fresh.pause_reason, fresh.findings, fresh.result, fresh.links, fresh.owner, fresh.finished_at, fresh.rollback]);
     if (key === shown) return;
     shown = key;
     clear(
       details,
+      rollbackSection(fresh),
       resultSection(fresh),
       findingsSection(fresh),
       h("section", {}, h("h2", {}, "Parameters"), paramsList(fresh)),
@@ -151,8 +200,17 @@ export async function jobView(root, { me, id, signal }) {
     // The stream's last event can precede the final write of errors or history.
     if (!signal.aborted) card.update(await api("GET", `/api/v1/jobs/${encodeURIComponent(id)}`, { signal }));
   }
+  // Live updates carry no history: the card keeps the last one, and a change of
+  // state (someone paused, resumed, terminated) reads the job again for its new entries.
+  let lastState = job.state;
   const onUpdate = (fresh) => {
     renderDetails(fresh);
+    if (fresh.state !== lastState) {
+      lastState = fresh.state;
+      api("GET", `/api/v1/jobs/${encodeURIComponent(id)}`, { signal })
+        .then((full) => card && card.update(full))
+        .catch(() => {});
+    }
     if (card && !following && !isFinished(fresh) && !signal.aborted) keepUp();
   };
   card = new JobCard(job, { me, link: false, onUpdate });

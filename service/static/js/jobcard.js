@@ -5,6 +5,41 @@
 import { api, ApiError } from "./api.js";
 import { count, bytes, duration, h, problemText, progressBar, time, toast } from "./ui.js";
 
+// What the API's job carries only on GET (live updates leave them out): kept
+// from the last version that had them.
+const KEPT = ["history", "created_by"];
+const ORG_SLOT_KINDS = new Set(["import", "teams"]);
+
+function ordinal(n) {
+  const s = n % 100 >= 11 && n % 100 <= 13 ? "th" : { 1: "st", 2: "nd", 3: "rd" }[n % 10] || "th";
+  return `${n}${s}`;
+}
+
+/** Why a queued job waits, and its place in its org's queue (the API's `queue`). */
+export function queueText(job) {
+  const q = job.queue;
+  if (job.state !== "queued" || !q) return "";
+  return `Waiting: ${q.reason} · ${ordinal(q.position)} of ${q.of} in the org's ${job.kind} queue`;
+}
+
+/** A rollback that has failed: how often, why, since when, and what it still holds. */
+export function rollbackStatus(job) {
+  const r = job.rollback;
+  if (!r || !ROLLING_NOW.has(job.state) || !r.attempts) return "";
+  const parts = [`Rollback attempt ${r.attempts} failed: ${r.error || "unknown error"}.`];
+  if (r.failing_since) parts.push(`Failing without progress since ${time(r.failing_since)}.`);
+  else parts.push("It was still making progress; the next attempt runs at once.");
+  if (r.next_attempt_at) parts.push(`Next attempt ${time(r.next_attempt_at)}.`);
+  if (ORG_SLOT_KINDS.has(job.kind)) {
+    parts.push(
+      r.slot_released
+        ? `It has released the org's ${job.kind} slot (it failed for too long): the org's next ${job.kind} jobs may start; it keeps trying.`
+        : `It holds the org's ${job.kind} slot: the org's next ${job.kind} job waits until it succeeds or has failed long enough to give the slot up.`,
+    );
+  }
+  return parts.join(" ");
+}
+
 const ACTIVE = new Set(["queued", "running", "pausing", "paused", "terminating", "undoing"]);
 const FINISHED = new Set(["completed", "terminated", "failed", "undone"]);
 // States in which the job's writes are being taken back, and after which they are gone.
@@ -97,6 +132,25 @@ function statsText(job) {
     if (total) parts.push(`ETA ${duration((total - (p.processed || 0)) / rate)}`);
   }
   return parts.join(" · ");
+}
+
+function clearChildren(el) {
+  while (el.firstChild) el.firstChild.remove();
+}
+
+/** When the job was created, started and finished, as <time> elements. */
+function whenParts(job) {
+  const parts = [];
+  for (const [key, label] of [
+    ["created_at", "created"],
+    ["started_at", "started"],
+    ["finished_at", "finished"],
+  ]) {
+    if (!job[key]) continue;
+    if (parts.length) parts.push(" · ");
+    parts.push(`${label} `, h("time", { datetime: job[key] }, time(job[key])));
+  }
+  return parts;
 }
 
 function barState(job) {
@@ -205,6 +259,9 @@ export class JobCard {
     this.bar = progressBar(`Progress of ${title(job)}`);
     this.stats = h("p", { class: "stats" });
     this.rollback = h("p", { class: "rollback-text", hidden: true });
+    this.rollbackStatus = h("p", { class: "rollback-status", role: "alert", hidden: true });
+    this.queue = h("p", { class: "queue-text", hidden: true });
+    this.when = h("p", { class: "when" });
     this.error = h("p", { class: "job-error", hidden: true });
     this.buttons = {};
     const controls = h("div", { class: "controls", role: "group", "aria-label": `Controls for ${title(job)}` });
@@ -235,14 +292,24 @@ export class JobCard {
       ),
       this.bar,
       this.stats,
+      this.queue,
       this.rollback,
+      this.rollbackStatus,
       this.error,
+      this.when,
       controls,
     );
     this.update(job);
   }
 
   update(job) {
+    const last = this.job;
+    if (last && last.id === job.id) {
+      const kept = Object.fromEntries(KEPT.filter((k) => !(k in job) && k in last).map((k) => [k, last[k]]));
+      // A queued job's reason comes with GET: a live update keeps the last one.
+      if (!("queue" in job) && job.state === "queued" && last.state === "queued" && last.queue) kept.queue = last.queue;
+      job = { ...job, ...kept };
+    }
     if (this.pending && this.settles(job)) this.pending = null;
     this.job = job;
     const [label, tone] = phase(job, this.pending);
@@ -255,11 +322,19 @@ export class JobCard {
     const rolling = ROLLING.has(job.state);
     this.rollback.hidden = !rolling;
     this.rollback.textContent = rolling ? rollbackText(job) : "";
+    const failing = rollbackStatus(job);
+    this.rollbackStatus.hidden = !failing;
+    this.rollbackStatus.textContent = failing;
+    const waiting = queueText(job);
+    this.queue.hidden = !waiting;
+    this.queue.textContent = waiting;
+    clearChildren(this.when);
+    this.when.append(...whenParts(job));
     const findings = job.findings || [];
     const guard = job.pause_reason && job.pause_reason.by === "guard" && job.state === "paused" ? "paused by the guard: " : "";
     const notes = [
       job.error ? `Error: ${job.error}` : "",
-      findings.length ? `${guard}${findings.length} guard finding${findings.length > 1 ? "s" : ""} (${findings.map((f) => f.kind).join(", ")})` : "",
+      findings.length ? `${guard}${findings.length} guard finding${findings.length > 1 ? "s" : ""} (${findings.map((f) => (f.kind || "").replace(/_/g, " ")).join(", ")})` : "",
     ].filter(Boolean);
     this.error.hidden = notes.length === 0;
     this.error.textContent = notes.join(" · ");

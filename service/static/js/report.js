@@ -3,6 +3,20 @@
 import { count, h, plain, table } from "./ui.js";
 
 /** Findings ({kind, message, evidence}) as highlighted items. */
+/** Text whose `names` are code: shown as <code>, never as literal backticks. */
+export function withCode(text) {
+  if (typeof text !== "string" || !text.includes("`")) return text;
+  return text.split(/`([^`]*)`/).map((part, i) => (i % 2 ? h("code", {}, part) : part));
+}
+
+const FINDING_LABELS = {
+  swapped_columns: "Swapped columns",
+  type_drift: "Type drift",
+  null_spike: "Null spike",
+  new_columns: "New columns",
+  missing_columns: "Missing columns",
+};
+
 export function findingsList(findings) {
   if (!findings || !findings.length) return null;
   return h(
@@ -12,9 +26,9 @@ export function findingsList(findings) {
       h(
         "li",
         { class: `finding ${f.severity || ""}` },
-        h("strong", {}, f.kind || "finding"),
+        h("strong", {}, FINDING_LABELS[f.kind] || (f.kind || "finding").replace(/_/g, " ")),
         " ",
-        f.message || plain(f),
+        withCode(f.message || plain(f)),
         evidence(f.evidence),
       ),
     ),
@@ -149,7 +163,7 @@ const HEADER_STATUS = {
 export function importReport(r) {
   const findings = r.findings || [];
   const header = r.header || {};
-  const known = new Set(["dry_run", "dataset", "rows", "valid_rows", "errors", "findings", "header", "columns", "earlier_imports", "types"]);
+  const known = new Set(["dry_run", "dataset", "rows", "valid_rows", "errors", "findings", "header", "columns", "earlier_imports", "types", "types_auto"]);
   const rest = Object.entries(r).filter(([k]) => !known.has(k));
   const columns = (r.columns || []).map((c) => ({
     name: c.name,
@@ -158,7 +172,7 @@ export function importReport(r) {
     values: shares(c.profile),
     sample: ((c.profile && c.profile.sample) || []).join(" | "),
   }));
-  const typeNote = r.types && r.types.auto ? " (types chosen by types=auto)" : "";
+  const typeNote = r.types_auto || (r.types && r.types.auto) ? " (types chosen from the file's values)" : "";
   return h(
     "div",
     { class: "report" },

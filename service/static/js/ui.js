@@ -55,10 +55,13 @@ export function duration(seconds) {
   return `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 
+const TIME_FORMAT = { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false };
+
 export function time(iso) {
   if (!iso) return "–";
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleString(undefined, { hour12: false });
+  // The month as a word: "12/2/2026" reads as 12 February in most of the world.
+  return Number.isNaN(d.getTime()) ? String(iso) : d.toLocaleString(undefined, TIME_FORMAT);
 }
 
 /** A labelled progress bar; set(fraction or null, text) updates it in place. */

@@ -1,9 +1,9 @@
 // New import and new teams job: pick a file, check it first (dry run), start it.
 
-import { query, upload, ApiError } from "./api.js";
+import { api, query, upload, ApiError } from "./api.js";
 import { capabilities } from "./capabilities.js";
 import { importReport, teamsReport } from "./report.js";
-import { bytes, clear, h, problemText, progressBar } from "./ui.js";
+import { bytes, clear, h, problemText, progressBar, time } from "./ui.js";
 
 const TYPES = ["string", "int", "float", "bool", "date"];
 const HEADER_BYTES = 64 * 1024;
@@ -147,15 +147,20 @@ function formValues(form, names) {
 export async function importView(root, { signal }) {
   const caps = await capabilities();
   const types = caps.typeFormats ? [...TYPES, "decimal"] : TYPES;
-  const dataset = h("input", { type: "text", name: "dataset", required: true, pattern: "[A-Za-z0-9][A-Za-z0-9_-]{0,63}", autocomplete: "off" });
+  // Chromium compiles `pattern` with the v flag, where a bare "-" in a class is
+  // a syntax error (and the whole check is then off): it is escaped.
+  const dataset = h("input", { type: "text", name: "dataset", required: true, pattern: "[A-Za-z0-9][A-Za-z0-9_\\-]{0,63}", autocomplete: "off" });
   const typesBox = h("fieldset", { class: "types" }, h("legend", {}, "Column types"), h("p", { class: "hint" }, "Pick a file to set its columns' types."));
+  const guard = caps.importGuard
+    ? h("select", { name: "guard" }, h("option", { value: "" }, "the service's default (warn)"), h("option", { value: "off" }, "off"), h("option", { value: "warn" }, "warn"), h("option", { value: "pause" }, "pause the job"))
+    : null;
   const options = [
     caps.importGuard
       ? field(
           "import-guard",
           "Guard",
-          h("select", { name: "guard" }, h("option", { value: "" }, "the service's default"), h("option", { value: "off" }, "off"), h("option", { value: "warn" }, "warn"), h("option", { value: "pause" }, "pause the job")),
-          "Compares the first rows with the dataset's earlier imports (swapped columns, type drift, null spikes).",
+          guard,
+          "Compares the first rows with the dataset's earlier imports (swapped columns, type drift, null spikes). For a dataset with history the console pauses the job on a finding, before it writes anything.",
         )
       : null,
     caps.importNullValues
@@ -171,7 +176,11 @@ export async function importView(root, { signal }) {
     fields: [field("import-dataset", "Dataset", dataset, "1-64 letters, digits, _ or -."), typesBox],
     options,
     canDryRun: caps.importDryRun,
-    report: importReport,
+    report(body) {
+      // No history to start from: the dry run's reading of the values types the columns.
+      if (!history) applyTypes(Object.fromEntries((body.columns || []).map((c) => [c.name, c.inferred_type])), "dryrun");
+      return importReport(body);
+    },
     params() {
       if (!dataset.value.trim() || !dataset.checkValidity()) {
         dataset.focus();
@@ -187,17 +196,64 @@ export async function importView(root, { signal }) {
       return { ...formValues(form, ["dataset", "guard", "null_values", "batch_size", "on_error", "max_errors"]), types };
     },
   });
+  // Each column's type starts from what is known: the dataset's latest import
+  // or, for a new dataset, the dry run. A type the person chose is kept.
+  let history = null;
+  let guardSetByUs = false;
+  const touched = new Set();
+  const typesHint = h("p", { class: "hint", "aria-live": "polite" });
+  const SOURCES = {
+    history: () => `Types pre-selected from the dataset's latest import (${history.latest_import && history.latest_import.at ? time(history.latest_import.at) : "its profile"}); change any that differ.`,
+    dryrun: () => "Types pre-selected from the dry run (what the file's values look like); check them before starting.",
+    none: () => "A new dataset: every column is a string unless you pick a type. “Check first” suggests types from the values.",
+  };
+  function applyTypes(specs, source) {
+    for (const select of typesBox.querySelectorAll("select")) {
+      const column = select.dataset.column;
+      if (touched.has(column)) continue;
+      const [type, ...format] = String(specs[column] || "string").split(":");
+      const wanted = type === "datetime" ? "date" : type;
+      select.value = types.includes(wanted) ? wanted : "string";
+      if (select.format) {
+        select.format.value = select.value === "date" ? format.join(":") : "";
+        select.format.hidden = select.value !== "date";
+      }
+    }
+    typesHint.textContent = SOURCES[source]();
+  }
+  async function loadHistory() {
+    const name = dataset.value.trim();
+    history = null;
+    if (name && dataset.checkValidity()) {
+      try {
+        history = await api("GET", `/api/v1/datasets/${encodeURIComponent(name)}`, { signal });
+      } catch (error) {
+        if (!(error instanceof ApiError && error.status === 404)) return;
+      }
+    }
+    if (guard && (guard.value === "" || guardSetByUs)) {
+      guard.value = history ? "pause" : "";
+      guardSetByUs = Boolean(history);
+    }
+    if (typesBox.querySelector("select")) applyTypes(history ? history.types : {}, history ? "history" : "none");
+  }
+  dataset.addEventListener("change", loadHistory);
+  if (guard) guard.addEventListener("change", () => (guardSetByUs = false));
+
   form.addEventListener("filechange", async (e) => {
     if (!e.detail) return;
     const names = await sniffHeader(e.detail);
+    touched.clear();
     clear(
       typesBox,
       h("legend", {}, "Column types"),
+      typesHint,
       h(
         "div",
         { class: "type-grid" },
         names.map((name, i) => {
           const select = h("select", { id: `type-${i}`, dataset: { column: name } }, types.map((t) => h("option", { value: t }, t)));
+          select.addEventListener("change", () => touched.add(name));
           const cell = h("div", { class: "field" }, h("label", { for: `type-${i}` }, name || `(column ${i + 1})`), select);
           if (caps.typeFormats) {
             // A date written another way than ISO 8601 takes a strptime format.
@@ -212,6 +268,7 @@ export async function importView(root, { signal }) {
       ),
     );
     if (!dataset.value) dataset.value = e.detail.name.replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9_-]/g, "_").replace(/^[_-]+/, "").slice(0, 64);
+    await loadHistory();
   });
 }
 
