@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -485,8 +486,13 @@ class Runner:
             except JobStopped as stop:
                 log.info("job %s left this replica: %s (after %s: %s)", self.job_id, stop, type(exc).__name__, exc)
                 return
-            log.exception("job %s crashed", self.job_id)
-            await asyncio.shield(self._fail(ctx, f"internal error: {type(exc).__name__}: {exc}", True))
+            # The job's error is shown to every viewer of the org: a plain message
+            # and an id; what went wrong goes to the log line with that id.
+            error_id = secrets.token_hex(8)
+            log.exception("job %s crashed (error id %s)", self.job_id, error_id, extra={"error_id": error_id})
+            await asyncio.shield(
+                self._fail(ctx, f"an internal error stopped the job (error id {error_id}); retry it, or report the id", True)
+            )
         finally:
             self.manager.runner_done(self)
 
