@@ -39,35 +39,53 @@ class WindowedReader:
         self.query = {k: v for k, v in query.items() if k != "_id"}
         self.per_reply = max(1, per_reply)
         self.max_window = max(FIRST_WINDOW, self.per_reply) * 64
-        self.window = FIRST_WINDOW
+        self.window = min(FIRST_WINDOW, self.per_reply)
         self.prefixes = sorted(p for p in prefixes if after is None or p + "\U0010ffff" > after)
         self.row = 1
         if after is not None and self.prefixes and after.startswith(self.prefixes[0]):
             self.row = int(after[len(self.prefixes[0]) :][:ROW_DIGITS]) + 1
-        self.buffer: list[dict[str, Any]] = []
+        self.cursor: Any = None
+        self.found = self.size = 0
 
     async def to_list(self, length: int | None = None) -> list[dict[str, Any]]:
-        """The next documents (at most ``length``); [] at the end."""
+        """The next documents (at most ``length``); [] at the end. A window is
+        read through a cursor of ``per_reply`` documents a reply, so memory is
+        bounded by a reply whatever a window matches."""
         want = length or self.per_reply
-        while len(self.buffer) < want and self.prefixes:
-            await self._next_window()
-        out, self.buffer = self.buffer[:want], self.buffer[want:]
+        out: list[dict[str, Any]] = []
+        while len(out) < want and (self.cursor is not None or self.prefixes):
+            if self.cursor is None:
+                self._open_window()
+                continue
+            docs = await self.cursor.to_list(want - len(out))
+            if docs:
+                out += docs
+                self.found += len(docs)
+            else:
+                await self._close_window()
         return out
 
     async def close(self) -> None:
-        self.buffer = []
+        if self.cursor is not None:
+            cursor, self.cursor = self.cursor, None
+            await cursor.close()
 
-    async def _next_window(self) -> None:
+    def _open_window(self) -> None:
         prefix, start, size = self.prefixes[0], self.row, self.window
         bounds = {"$gte": row_id(prefix, start), "$lt": row_id(prefix, start + size)}
-        docs = await self.records.find({**self.query, "_id": bounds}, self.projection, sort=[("_id", 1)]).to_list(None)
-        self.row = start + size
-        self.buffer += docs
-        if len(docs) > 2 * self.per_reply:
+        self.cursor = self.records.find(
+            {**self.query, "_id": bounds}, self.projection, sort=[("_id", 1)], batch_size=self.per_reply
+        )
+        self.row, self.found, self.size = start + size, 0, size
+
+    async def _close_window(self) -> None:
+        prefix, found, size = self.prefixes[0], self.found, self.size
+        await self.close()
+        if found > 2 * self.per_reply:
             self.window = max(1, size // 2)
-        elif len(docs) < self.per_reply // 2:
+        elif found < self.per_reply // 2:
             self.window = min(self.max_window, size * 2)
-        if not docs and not await self._more(prefix):
+        if not found and not await self._more(prefix):
             self.prefixes.pop(0)
             self.row = 1
 

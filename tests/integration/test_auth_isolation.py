@@ -60,6 +60,7 @@ def cases(a: dict[str, str]) -> dict[tuple[str, str], Case]:
         # Every job of the caller's org (filter {}): none of A's is matched.
         ("POST", "/api/v1/jobs/{action}"): Case("/api/v1/jobs/terminate", "none:matched", {"json": {"filter": {}}}),
         ("POST", "/api/v1/exports/{dataset}.csv"): Case("/api/v1/exports/people.csv", "404"),
+        ("GET", "/api/v1/datasets/{dataset}"): Case("/api/v1/datasets/people", "404"),
         ("POST", "/api/v1/downloads"): Case("/api/v1/downloads", "404", {"json": {"job_id": export}}),
         ("POST", "/api/v1/jobs/export"): Case("/api/v1/jobs/export", "404", {"json": {"dataset": "people"}}),
         ("GET", "/api/v1/api-keys"): Case("/api/v1/api-keys", "empty:api_keys"),

@@ -49,7 +49,8 @@ class Traffic(monitoring.CommandListener):
             self.inserts.append((len(docs), sum(len(getattr(d, "raw", b"")) or len(encode(d)) for d in docs)))
         elif command.get("find") == "records" or command.get("collection") == "records" and event.command_name == "getMore":
             self._reading.add(event.request_id)
-            self.requested.append(command.get("batchSize", 0))
+            # (A find of one document, limit 1, is an existence check: it asks no batch size.)
+            self.requested.append(command.get("batchSize", 0 if command.get("limit") != 1 else 1))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         if event.request_id in self._reading:

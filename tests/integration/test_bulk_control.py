@@ -9,7 +9,7 @@ from service.store.records import dataset_prefix, prefix_range
 from ..authkit import ORG_A, As
 from ..helpers import get_job, make_csv, start_import, wait_for, wait_for_state
 
-JOBS = 20
+JOBS = 50
 # Slow enough to still be running when the bulk pause lands on every job.
 ROWS, BATCH = 20_000, 10
 # A longer lease than the suite's: a write's deadline comes from it, and on
