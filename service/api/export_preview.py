@@ -16,6 +16,7 @@ at most FIRST_ROWS_SECONDS."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import time
 from dataclasses import dataclass
@@ -32,8 +33,8 @@ from ..store.records import job_prefix, row_id
 PREVIEW_ROWS = 10
 COUNT_SECONDS = 2.0
 FIRST_ROWS_SECONDS = 3.0
-SAMPLE_WINDOWS = 40
-WINDOW_ROWS = 250
+SAMPLE_WINDOWS = 80
+WINDOW_ROWS = 125
 # Windows of the search for the first rows grow up to this many rows.
 SEARCH_WINDOW_MAX = 20_000
 
@@ -67,6 +68,8 @@ def _matches(params: dict[str, Any], doc: dict[str, Any]) -> bool:
     value = (doc.get("data") or {}).get(field)
     if value is None or not hasattr(value, "tzinfo"):
         return False
+    if value.tzinfo is None:  # a client without tz_aware reads naive UTC
+        value = value.replace(tzinfo=dt.timezone.utc)
     from_, to = params.get("bounds", (None, None))
     return (from_ is None or value >= from_) and (to is None or value < to)
 

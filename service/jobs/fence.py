@@ -496,13 +496,21 @@ class Teams:
         result = await self._fence.send(lambda: self._users.update_one(query, update))
         return result.matched_count == 1
 
-    async def delete_as_read(self, doc: dict[str, Any]) -> bool:
-        """Deletes a user this job created and nothing else touched, in one write
-        pinned on what was read (its teams, all the job's; its name; the job's
-        mark alone); False when it changed meanwhile."""
-        query = {"_id": doc["_id"], "job_id": self.job_id, "jobs": [self.job_id], "teams": doc.get("teams"), "name": doc.get("name")}
-        result = await self._fence.send(lambda: self._users.delete_one(query))
-        return result.deleted_count == 1
+    async def delete_as_read(self, docs: list[dict[str, Any]]) -> int:
+        """Deletes users this job created and nothing else touched, each pinned on
+        what was read (its teams, all the job's; its name; the job's mark
+        alone), in one delete command of a statement per user (a delete with
+        many statements is served statement by statement from the _id index on
+        FerretDB; an update with many stalls it, see the README). Returns how
+        many were deleted: one that changed meanwhile is not."""
+        if not docs:
+            return 0
+        ops = [
+            pymongo.DeleteOne({"_id": d["_id"], "job_id": self.job_id, "jobs": [self.job_id], "teams": d.get("teams"), "name": d.get("name")})
+            for d in docs
+        ]
+        result = await self._fence.send(lambda: self._users.bulk_write(ops, ordered=False))
+        return result.deleted_count
 
     async def delete_created(self, what: str, ids: list[str]) -> None:
         """Drops entries of the list of what the job created, once rolled back."""

@@ -290,6 +290,12 @@ class Undo:
         # stopped between the list and the insert).
         created = [d for d in current.values() if d.get("job_id") == self.job_id]
         ours = await self._ours(created)
+        # Most are untouched since the job created them: deleted in one command.
+        untouched = [d for d in created if self._untouched(d, ours)]
+        deleted = await self.handle.delete_as_read(untouched)
+        rest = [d for d in created if not self._untouched(d, ours)]
+        if deleted < len(untouched):
+            rest += list((await find_by_ids(self.handle.users_collection, (d["_id"] for d in untouched))).values())
 
         async def one(doc: dict[str, Any]) -> int:
             gone, uid = await self._settle(doc, None, ours)
@@ -297,7 +303,7 @@ class Undo:
                 await self.handle.orphan_user(uid)
             return gone
 
-        deleted = sum(await _each(created, one))
+        deleted += sum(await _each(rest, one))
         await self.handle.delete_created(CREATED_USER, [e["_id"] for e in entries])
         return deleted, len(created) - deleted
 
@@ -320,8 +326,8 @@ class Undo:
         teams = doc.get("teams") or []
         mine = [t for t in teams if t in ours]
         if doc.get("jobs") == [self.job_id] and "teams" in doc:
-            if entry is None and self._abandoned({**doc, "teams": [t for t in teams if t not in ours], "jobs": None}):
-                if doc.get("job_id") == self.job_id and await self.handle.delete_as_read(doc):
+            if entry is None and self._untouched(doc, ours):
+                if await self.handle.delete_as_read([doc]):
                     return 1, None
             else:
                 pins, update, after = self._plan(doc, entry, mine)
@@ -332,6 +338,14 @@ class Undo:
         now = await self._compensate(doc, entry)
         gone = await self._delete_if_abandoned(now)
         return gone, (None if gone or now.get("_id") is None else uid)
+
+    def _untouched(self, doc: dict[str, Any], ours: set[str]) -> bool:
+        """A user the job created that nothing else has touched: only the job's
+        mark, only its teams, and once those go, abandoned."""
+        teams = doc.get("teams")
+        if doc.get("job_id") != self.job_id or doc.get("jobs") != [self.job_id] or teams is None:
+            return False
+        return self._abandoned({**doc, "teams": [t for t in teams if t not in ours], "jobs": None})
 
     def _plan(self, doc: dict[str, Any], entry: dict[str, Any] | None, mine: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """The one write that compensates a user whose only mark is the job's:

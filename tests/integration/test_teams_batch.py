@@ -202,3 +202,24 @@ async def test_a_failed_teams_job_terminated_while_another_runs_and_then_that_on
     after = await snapshot(db)
     expected = [{**u, "name": "Beatrice"} if u["_id"] == bystander["_id"] else u for u in before["users"]]
     assert after == {"teams": before["teams"], "users": expected}
+
+
+async def test_a_job_from_before_the_list_of_what_it_created_still_rolls_back_by_its_tags(db):
+    """A job created before jobs listed what they created (no ``created_list``
+    param, no "<job>+" entries) is rolled back by its job_id tags instead."""
+    await db.users.insert_many([dict(EXISTING)])
+    before = await snapshot(db)
+    job_id = str(ObjectId())
+    await apply(db, job_id, parsed(team_rows(3)))
+    await db.undo.delete_many({"_id": {"$gte": f"{job_id}+", "$lt": f"{job_id},"}})  # as an older job wrote it
+    undo = Undo(handle(db, job_id), ORG)
+    while await undo.changed_users() is not None:
+        pass
+    assert await undo.listed_users() is None
+    after = ""
+    while (chunk := await undo.created_users(after)) is not None:
+        after = chunk[0]
+    while await undo.teams() is not None:
+        pass
+    assert await snapshot(db) == before
+    assert await db.undo.count_documents({}) == 0
