@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import math
 import os
 import random
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +41,7 @@ import aiohttp
 from pymongo import AsyncMongoClient
 
 from common import (
+    RESULTS,
     BenchDatabase,
     ServiceProcess,
     data_file,
@@ -168,8 +172,10 @@ def summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     return {
         "p50": round(statistics.median(ordered), 1),
-        "p95": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], 1),
+        # Nearest rank: of 20 samples, the 19th.
+        "p95": round(ordered[max(0, math.ceil(len(ordered) * 0.95) - 1)], 1),
         "max": round(ordered[-1], 1),
+        "samples": [round(v, 1) for v in values],
     }
 
 
@@ -341,11 +347,14 @@ def render(r: dict) -> str:
     for kind, unit in (("import", "rows"), ("export", None), ("teams", "teams")):
         for load in ("idle", "hog"):
             p, t = r[load][kind]["pause"], r[load][kind]["terminate"]
-            undone = (
-                f"{t['undone']:,} {unit} at {t['per_second']:,} {unit}/s (written in {t['write_seconds']} s)"
-                if unit
-                else "the partial file"
-            )
+            if not unit:
+                undone = "the partial file"
+            elif t["finished"]:
+                undone = f"{t['undone']:,} {unit} at {t['per_second']:,} {unit}/s (written in {t['write_seconds']} s)"
+            else:
+                undone = f"{t['undone']:,} {unit} so far (written in {t['write_seconds']} s)"
+            if kind == "import":  # the goal: no longer than writing them took
+                undone += f" {ok(t['finished'] and t['seconds'] <= t['write_seconds'])}"
             took = f"{t['seconds']} s" if t["finished"] else f"not done after {t['seconds']:.0f} s"
             lines.append(
                 f"| {kind} | {load} | {ms(p['paused_ms'])} | {ms(p['landed_ms'])} "
@@ -356,6 +365,10 @@ def render(r: dict) -> str:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--render"]:  # the README table again from bench/results/stop.json
+        stored = json.loads((RESULTS / "stop.json").read_text())
+        write_results("stop", stored, render(stored))
+        sys.exit()
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--teams", type=int, default=10_000)
