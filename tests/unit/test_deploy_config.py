@@ -1,4 +1,4 @@
-"""The deploy files and the README agree with the settings the service reads."""
+"""The deploy files and the configuration reference agree with the settings the service reads."""
 from __future__ import annotations
 
 import re
@@ -26,10 +26,9 @@ def compose_env_names() -> set[str]:
     return set(compose["services"]["collect-jobs"]["environment"])
 
 
-def readme_config_names() -> set[str]:
-    readme = (ROOT / "README.md").read_text()
-    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    return set(re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \|", table, flags=re.M))
+def documented_config_names() -> set[str]:
+    page = (ROOT / "docs" / "reference" / "configuration.md").read_text()
+    return set(re.findall(r"^\| `([A-Z][A-Z0-9_]*)` \|", page, flags=re.M))
 
 
 def test_every_variable_the_chart_sets_is_read_by_the_service():
@@ -43,8 +42,8 @@ def test_every_variable_the_compose_file_sets_is_read_by_the_service():
     assert names <= set(ENV_VARS), names - set(ENV_VARS)
 
 
-def test_every_setting_is_documented_in_the_readme_and_nothing_else_is():
-    assert readme_config_names() == set(ENV_VARS)
+def test_every_setting_is_documented_in_the_configuration_reference_and_nothing_else_is():
+    assert documented_config_names() == set(ENV_VARS)
 
 
 def test_the_chart_gives_the_service_time_to_hand_its_jobs_back():
