@@ -59,7 +59,7 @@ def control_reason(body: dict) -> str | None:
     if unknown:
         raise BadRequest(f"Unknown fields: {', '.join(unknown)}; a control request may carry only a reason.")
     reason = body.get("reason")
-    if reason is not None and (not isinstance(reason, str) or len(reason) > audit.MAX_REASON):
+    if "reason" in body and (not isinstance(reason, str) or len(reason) > audit.MAX_REASON):
         raise BadRequest(f"reason must be a string of at most {audit.MAX_REASON} characters.", parameter="reason")
     return reason or None
 

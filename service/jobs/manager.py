@@ -182,7 +182,26 @@ class JobManager:
         job) is told at once, before the response is sent; other owners see it
         on their next tick or checkpoint. A queued job that leaves the queue
         gives its queue reservation back."""
-        result = await self.repo.request(org_id, job_id, USER_TRANSITIONS[action_name], **guard)
+        transition = USER_TRANSITIONS[action_name]
+        if transition.target is JobState.QUEUED:
+            # A retry queues the job again: it takes one of the org's queued
+            # places first, like a new job (ensure: a repeated retry takes none twice).
+            limit = self.settings.max_queued_per_org
+            if not await self.reservations.ensure(org_id, QUEUED, job_id, 1, limit):
+                raise TooManyRequests(
+                    f"Your organisation already has {limit} queued jobs (MAX_QUEUED_PER_ORG); "
+                    "retry this job once some have started.",
+                    retry_after=30,
+                )
+            try:
+                result = await self.repo.request(org_id, job_id, transition, **guard)
+            except BaseException:
+                await asyncio.shield(self.reservations.release(org_id, QUEUED, job_id))
+                raise
+            if result.job["state"] != JobState.QUEUED.value:
+                await self.reservations.release(org_id, QUEUED, job_id)
+        else:
+            result = await self.repo.request(org_id, job_id, transition, **guard)
         if result.changed and result.before == JobState.QUEUED.value:
             await self.reservations.release(org_id, QUEUED, job_id)
         runner = self.runners.get(job_id)

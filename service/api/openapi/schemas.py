@@ -264,7 +264,7 @@ def schemas() -> dict[str, Any]:
                     "additionalProperties": False,
                     "description": "every field narrows; {} is every job of your organisation",
                     "properties": {
-                        "ids": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{24}$"}, "minItems": 1, "maxItems": 1000}]},
+                        "ids": {"oneOf": [{"type": "string", "pattern": "^[0-9a-f]{24}$"}, {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{24}$"}, "minItems": 1, "maxItems": 1000}]},
                         "kind": {"oneOf": [{"type": "string", "enum": sorted(KINDS)}, {"type": "array", "items": {"type": "string", "enum": sorted(KINDS)}, "minItems": 1}]},
                         "state": {"oneOf": [{"type": "string", "enum": [s.value for s in JobState]}, {"type": "array", "items": {"type": "string", "enum": [s.value for s in JobState]}, "minItems": 1}]},
                         "dataset": DATASET,

@@ -32,7 +32,7 @@ function add(into, from) {
 
 /** Every page of one bulk request (the service caps one at 1,000 jobs), summed. */
 async function send(action, body, dryRun) {
-  const total = { matched: 0, changed: 0, already: 0, refused: 0, refused_states: {}, changed_kinds: {} };
+  const total = { matched: 0, changed: 0, already: 0, refused: 0, refused_states: {}, changed_kinds: {}, changed_ids: [] };
   let after = null;
   do {
     const page = await api("POST", `/api/v1/jobs/${action}${dryRun ? "?dry_run=true" : ""}`, {
@@ -41,6 +41,7 @@ async function send(action, body, dryRun) {
     for (const key of ["matched", "changed", "already", "refused"]) total[key] += page[key];
     add(total.refused_states, page.refused_states);
     add(total.changed_kinds, page.changed_kinds);
+    for (const job of page.jobs || []) if (job.outcome === "changed") total.changed_ids.push(job.id);
     after = page.next;
   } while (after);
   return total;
@@ -104,10 +105,15 @@ export function bulkBar({ filter, onDone }) {
         tone: tone === "danger" ? "danger" : "primary",
       });
       if (!answer) return;
-      // Exactly the jobs the confirmation counted: an open filter sent again
-      // would also take jobs created or moved since the dry run.
-      const confirmed = { filter: { ids: dry.jobs.filter((job) => job.outcome === "changed").map((job) => job.id) } };
-      const result = await send(action, answer.reason ? { ...confirmed, reason: answer.reason } : confirmed, false);
+      // Exactly the jobs the confirmation counted (an open filter sent again
+      // would also take jobs created or moved since the dry run), at most
+      // 1,000 ids a request.
+      const result = { changed: 0, already: 0, refused: 0 };
+      for (let i = 0; i < dry.changed_ids.length; i += 1000) {
+        const confirmed = { filter: { ids: dry.changed_ids.slice(i, i + 1000) } };
+        const part = await send(action, answer.reason ? { ...confirmed, reason: answer.reason } : confirmed, false);
+        for (const key of Object.keys(result)) result[key] += part[key];
+      }
       toast(`${label}: ${jobsWord(result.changed)} ${done}${result.already ? `, ${count(result.already)} already were` : ""}${result.refused ? `, ${count(result.refused)} refused` : ""}.`);
       all.checked = false;
       for (const box of selected.values()) box.checked = false;
