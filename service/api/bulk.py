@@ -120,9 +120,11 @@ def _request(body: dict[str, Any]) -> tuple[dict[str, Any], str | None, str | No
     where = job_filter(body["filter"])
     reason = control_reason({"reason": body["reason"]} if "reason" in body else {})
     after = body.get("after")
-    if after is not None and (not isinstance(after, str) or len(after) != 24):
+    if "after" in body and (not isinstance(after, str) or len(after) != 24):
         raise BadRequest("after must be the next value of an earlier answer (a job id).", parameter="after")
     limit = body.get("limit", MAX_JOBS)
+    if isinstance(limit, float) and limit.is_integer():  # 1000.0 is an integer in JSON
+        limit = int(limit)
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_JOBS:
         raise BadRequest(f"limit must be an integer from 1 to {MAX_JOBS}.", parameter="limit")
     return where, reason, after, limit
