@@ -116,18 +116,23 @@ class JobManager:
         requests cannot both take the last one): 429 when none is left. Given
         back if the request fails before its job exists, else when the job
         leaves the queue (admitted or terminated)."""
-        limit = self.settings.max_queued_per_org
-        if not await self.reservations.take(org_id, QUEUED, job_id, 1, limit):
-            raise TooManyRequests(
-                f"Your organisation already has {limit} queued jobs (MAX_QUEUED_PER_ORG); "
-                "wait for some to start, or terminate the ones you do not need.",
-                retry_after=30,
-            )
+        await self._queue_place(org_id, job_id)
         try:
             yield
         except BaseException:
             await asyncio.shield(self.reservations.release(org_id, QUEUED, job_id))
             raise
+
+    async def _queue_place(self, org_id: str, job_id: str) -> None:
+        """One of the org's MAX_QUEUED_PER_ORG queued places for ``job_id`` (a
+        job that holds one already takes none twice), or 429."""
+        limit = self.settings.max_queued_per_org
+        if not await self.reservations.ensure(org_id, QUEUED, job_id, 1, limit):
+            raise TooManyRequests(
+                f"Your organisation already has {limit} queued jobs (MAX_QUEUED_PER_ORG); "
+                "wait for some to start, or terminate the ones you do not need.",
+                retry_after=30,
+            )
 
     async def create(self, job: dict[str, Any], progress: dict[str, Any]) -> dict[str, Any]:
         """A new queued job; the loop looks at the queue at once."""
@@ -186,13 +191,7 @@ class JobManager:
         if transition.target is JobState.QUEUED:
             # A retry queues the job again: it takes one of the org's queued
             # places first, like a new job (ensure: a repeated retry takes none twice).
-            limit = self.settings.max_queued_per_org
-            if not await self.reservations.ensure(org_id, QUEUED, job_id, 1, limit):
-                raise TooManyRequests(
-                    f"Your organisation already has {limit} queued jobs (MAX_QUEUED_PER_ORG); "
-                    "retry this job once some have started.",
-                    retry_after=30,
-                )
+            await self._queue_place(org_id, job_id)
             try:
                 result = await self.repo.request(org_id, job_id, transition, **guard)
             except BaseException:

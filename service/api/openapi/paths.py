@@ -152,7 +152,10 @@ def job_action(action: str, summary: str) -> dict[str, Any]:
             "tags": ["jobs"],
             "summary": summary,
             "parameters": [JOB_ID],
-            "responses": {"200": {"description": "the job", "content": json_content(ref("Job"))}, **errors(404, 409, 413, 415)},
+            "responses": {
+                "200": {"description": "the job", "content": json_content(ref("Job"))},
+                **errors(404, 409, 413, 415, *((429,) if action == "retry" else ())),
+            },
         }
     }
 
