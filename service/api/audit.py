@@ -29,7 +29,7 @@ async def list_events(request: web.Request) -> web.Response:
     since = None
     if query.get("since"):
         try:
-            since = parse_datetime(query["since"])
+            since = parse_datetime(query["since"], clamp=True)
             if not 1970 <= since.year < 2106:  # what an event id (an ObjectId's seconds) can hold
                 raise ValueError("out of range")
         except ValueError:

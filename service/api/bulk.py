@@ -56,12 +56,22 @@ ID_LEAD = dt.timedelta(days=1)
 
 def _when(value: Any, name: str) -> dt.datetime:
     try:
-        when = parse_datetime(value) if isinstance(value, str) else None
+        when = parse_datetime(value, clamp=True) if isinstance(value, str) else None
     except ValueError:
         when = None
-    if when is None or not 1970 <= when.year < 2106:
+    if when is None:
         raise BadRequest(f"filter.{name} must be an ISO 8601 date or datetime.", parameter=f"filter.{name}")
     return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+# What an ObjectId's 4-byte timestamp can hold: a bound outside it is clamped
+# (a filter "created after the year 420" bounds no id).
+ID_FIRST = dt.datetime.fromtimestamp(0, dt.timezone.utc)
+ID_LAST = dt.datetime.fromtimestamp(2**32 - 1, dt.timezone.utc)
+
+
+def _id_at(when: dt.datetime) -> str:
+    return str(ObjectId.from_datetime(min(max(when, ID_FIRST), ID_LAST)))
 
 
 def job_filter(body: Any) -> dict[str, Any]:
@@ -97,12 +107,12 @@ def job_filter(body: Any) -> dict[str, Any]:
         created["$gte"] = after
         # A job's id is made before its upload is read, so it may be older than
         # its created_at by the upload's length: the id bound leaves a day.
-        ids["$gte"] = str(ObjectId.from_datetime(after - ID_LEAD))
+        ids["$gte"] = _id_at(after - ID_LEAD if after > ID_FIRST + ID_LEAD else ID_FIRST)
     if "created_before" in body:
         before = _when(body["created_before"], "created_before")
         created["$lt"] = before
         # Whole seconds in an ObjectId: the second of ``before`` is kept, created_at refines it.
-        ids["$lt"] = str(ObjectId.from_datetime(before + dt.timedelta(seconds=1)))
+        ids["$lt"] = _id_at(before + dt.timedelta(seconds=1) if before < ID_LAST else ID_LAST)
     if created:
         where["created_at"] = created
     if ids:

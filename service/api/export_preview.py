@@ -159,7 +159,7 @@ async def preview(records: AsyncCollection, repo: JobRepo, org_id: str, params: 
     export_params() validated, ``total`` the dataset's rows (from its imports)."""
     from ..csvio.schema import parse_datetime
 
-    params = {**params, "bounds": tuple(parse_datetime(params[k]) if params.get(k) else None for k in ("from", "to"))}
+    params = {**params, "bounds": tuple(parse_datetime(params[k], clamp=True) if params.get(k) else None for k in ("from", "to"))}
     job = Preview(records, org_id, params, await _parts(repo, org_id, params))
     began = time.monotonic()
     first, complete = await job.first_rows()

@@ -92,7 +92,7 @@ async def export_params(repo: JobRepo, org_id: str, spec: dict[str, Any]) -> dic
         if not isinstance(raw, str):
             raise BadRequest(f"{key} must be an ISO 8601 date or datetime string.", parameter=key)
         try:
-            bounds[key] = parse_datetime(raw)
+            bounds[key] = parse_datetime(raw, clamp=True)
         except ValueError as exc:
             raise BadRequest(f"{key}: {raw[:40]!r} is {exc}.", parameter=key) from None
     if bounds and not date_field:
@@ -224,18 +224,22 @@ async def _stream(request: web.Request, org_id: str, job_id: str, params: dict[s
         {"processed": 0, "total": None, "bytes": 0, "percent": 0.0},
         ResponseSink(response, manager.settings.stream_idle_seconds),
     )
-    await audit.record(request, "job.create", job_id=job_id, state_after=JobState.RUNNING.value)
     assert runner.task is not None
-    # aiohttp does not cancel a handler when its client leaves; while the job is
-    # paused nothing is written, so watch the connection too.
-    while not runner.task.done():
-        await asyncio.wait([runner.task], timeout=DISCONNECT_POLL_SECONDS)
-        transport = request.transport
-        if not runner.task.done() and (transport is None or transport.is_closing()):
-            try:
-                await manager.control(org_id, job_id, "terminate")
-            except InvalidTransition:
-                pass
+    # While the job is paused nothing is written, so a client that leaves is
+    # noticed by watching the connection. aiohttp may instead cancel the handler
+    # when its client leaves (handler_cancellation, on in its test server): the
+    # job is terminated then too, or it would stay paused with nobody to resume it.
+    try:
+        await asyncio.shield(audit.record(request, "job.create", job_id=job_id, state_after=JobState.RUNNING.value))
+        while not runner.task.done():
+            await asyncio.wait([runner.task], timeout=DISCONNECT_POLL_SECONDS)
+            transport = request.transport
+            if not runner.task.done() and (transport is None or transport.is_closing()):
+                await _client_left(manager, org_id, job_id)
+    except BaseException:
+        if not runner.task.done():
+            await asyncio.shield(_client_left(manager, org_id, job_id))
+        raise
     job = await manager.repo.get(org_id, job_id)
     if job["state"] != JobState.COMPLETED.value:
         # Never end a chunked body cleanly for an export that did not finish:
@@ -246,6 +250,13 @@ async def _stream(request: web.Request, org_id: str, job_id: str, params: dict[s
         return response
     await response.write_eof()
     return response
+
+
+async def _client_left(manager: Any, org_id: str, job_id: str) -> None:
+    try:
+        await manager.control(org_id, job_id, "terminate")
+    except InvalidTransition:
+        pass  # it ended meanwhile
 
 
 async def export_result(request: web.Request) -> web.StreamResponse:

@@ -43,10 +43,11 @@ async def create_teams(request: web.Request, claim: Claim) -> web.Response:
     org_id = org_of(request)
     query = query_params(request, TEAMS_PARAMS)
     region = _region(query, settings.default_phone_region)
-    if bool_param(query, "dry_run", False):
-        return await dry_run(request, org_id, region)
+    # Every parameter is checked, a dry run's too: a typo is an error, not ignored.
     batch_size = int_param(query, "batch_size", TEAMS_BATCH, 1, MAX_BATCH)
     on_error, max_errors = error_policy(query)
+    if bool_param(query, "dry_run", False):
+        return await dry_run(request, org_id, region)
 
     job_id = claim.resource_id
     layout: dict[str, int] = {}

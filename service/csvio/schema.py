@@ -157,8 +157,10 @@ def _to_bool(text: str) -> bool:
     raise ValueError("not a boolean (true/false, yes/no, 1/0)")
 
 
-def parse_datetime(text: str) -> dt.datetime:
-    """ISO 8601 date or datetime; a date is midnight UTC, a naive time is UTC."""
+def parse_datetime(text: str, clamp: bool = False) -> dt.datetime:
+    """ISO 8601 date or datetime; a date is midnight UTC, a naive time is UTC.
+    A moment whose UTC time is past year 9999 or before year 1 (9999-12-31T23:00-14:00)
+    is an error, unless ``clamp`` (a query bound) makes it the last or first moment."""
     value = text.strip()
     try:
         if len(value) == 10:
@@ -171,7 +173,12 @@ def parse_datetime(text: str) -> dt.datetime:
         raise ValueError("not an ISO 8601 date or datetime (2017-08-01 or 2017-08-01T10:00:00Z)") from None
     if moment.tzinfo is None:
         return moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc)
+    try:
+        return moment.astimezone(dt.timezone.utc)
+    except OverflowError:
+        if not clamp:
+            raise ValueError("a moment outside the years 1 to 9999 in UTC") from None
+        return (dt.datetime.max if moment.year > 1 else dt.datetime.min).replace(tzinfo=dt.timezone.utc)
 
 
 def _date_in(fmt: str) -> Callable[[str], dt.datetime]:

@@ -125,6 +125,12 @@ async def test_a_bulk_request_pages_by_a_continuation_and_refuses_what_its_state
     # Filters that match nothing, and a bad filter.
     assert (await bulk(client, "terminate", {"filter": {"dataset": "none"}}))["matched"] == 0
     assert (await bulk(client, "terminate", {"filter": {"created_before": "2001-01-01"}}))["matched"] == 0
+    # Any moment a JSON Schema date-time allows is a bound, even one an ObjectId cannot hold.
+    for far in ("0420-11-11T09:30:40Z", "9999-12-31T23:59:59-14:00", "5924-03-14T01:12:52.616562-14:43"):
+        assert (await bulk(client, "pause", {"filter": {"created_before": far}}))["matched"] in (0, 5)
+        assert (await bulk(client, "pause", {"filter": {"created_after": far}}))["matched"] in (0, 5)
+    everything = {"created_after": "0001-01-01T00:00:00+14:00", "created_before": "9999-12-31T23:59:59-14:00"}
+    assert (await bulk(client, "pause", {"filter": {"kind": ["import"], **everything}}))["matched"] == 5
     await bulk(client, "terminate", {"filter": {"state": "sleeping"}}, expect=400)
     await bulk(client, "terminate", {}, expect=400)
     await bulk(client, "terminate", {"filter": {}, "limit": 1001}, expect=400)

@@ -139,6 +139,14 @@ async def test_dry_run_bad_bodies_are_clear_errors(make_client, db):
     assert resp.status == 413, await resp.text()
     assert await db.jobs.count_documents({}) == 0
 
+    # A dry run checks every parameter the job would take: a typo is not ignored.
+    for params in ({"on_error": "later"}, {"max_errors": "-1"}, {"batch_size": "0"}):
+        resp = await client.post(
+            "/api/v1/jobs/teams", params={"dry_run": "true", **params}, data=sheet(team_rows(2)), headers={"Content-Type": "text/csv"}
+        )
+        assert resp.status == 400 and resp.content_type == "application/problem+json", await resp.text()
+        assert (await resp.json())["parameter"] == next(iter(params))
+
 
 async def test_a_dry_run_accepts_the_sheet_as_a_multipart_file_field(client, db):
     form = aiohttp.FormData()

@@ -111,9 +111,9 @@ def export_query(org_id: str, params: dict[str, Any]) -> dict[str, Any]:
     if params.get("date_field"):
         bounds: dict[str, Any] = {}
         if params.get("from"):
-            bounds["$gte"] = parse_datetime(params["from"])
+            bounds["$gte"] = parse_datetime(params["from"], clamp=True)
         if params.get("to"):
-            bounds["$lt"] = parse_datetime(params["to"])
+            bounds["$lt"] = parse_datetime(params["to"], clamp=True)
         query[f"data.{params['date_field']}"] = bounds
     return query
 
