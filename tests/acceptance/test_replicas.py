@@ -3,6 +3,7 @@ database, killed, stopped and restarted mid-job, and the database restarted."""
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import time
 
@@ -149,7 +150,9 @@ async def test_the_database_restarting_mid_import_ends_complete_and_exact(tmp_pa
         done = await api.wait(proc, job["id"], lambda j: j["state"] in ("completed", "failed"), "the end", timeout=180)
         assert done["state"] == "completed", done
         await assert_each_row_once(client.get_default_database()["records"], job["id"], N)
-        assert f"job {job['id']}: database unavailable" in proc.log(), "the job's own retry ran"
+        # The job's own retry ran: "unreachable" if its ping failed too, "slow" if
+        # the database was back by the time it asked.
+        assert re.search(f"job {job['id']}: database (unreachable|slow)", proc.log()), "the job's own retry ran"
     finally:
         proc.stop()
         await client.close()
