@@ -10,6 +10,7 @@ and /healthz latency (p99) sampled every 10 ms throughout each run.
 
     .venv/bin/python bench/bounded_bench.py [--wide-rows 1500] [--team-rows 30]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-
 from common import (
     DATA,
     BenchDatabase,
@@ -165,14 +165,14 @@ async def main(wide_rows: int, team_rows: int) -> None:
 
     i, e, t, z = results["import"], results["export"], results["teams"], results["idle"]
     markdown = f"""
-Measured by `bench/bounded_bench.py` on {results['machine']}; each run in a fresh service process, `/healthz` sampled every 10 ms throughout; load average {z['load_average']} (other work on the machine) when it ran.
+Measured by `bench/bounded_bench.py` on {results["machine"]}; each run in a fresh service process, `/healthz` sampled every 10 ms throughout; load average {z["load_average"]} (other work on the machine) when it ran.
 
 | run | time | peak RSS | `/healthz` p99 (p50) |
 |---|---|---|---|
-| no job at all (the machine's own latency, for comparison) | {z['seconds']} s | {z['peak_rss_mb']} MB | {z['healthz_p99_ms']} ms ({z['healthz_p50_ms']}) |
-| import of {wide_rows:,} rows of 100 KB ({results['wide_mb']} MB) at `batch_size=10000` | {i['seconds']} s | **{i['peak_rss_mb']} MB** (< 200 {ok(i['peak_rss_mb'] < 200)}) | {i['healthz_p99_ms']} ms ({i['healthz_p50_ms']}) {ok(i['healthz_p99_ms'] < 50)} |
-| streamed export of that dataset at `batch_size=10000` | {e['seconds']} s | **{e['peak_rss_mb']} MB** (< 200 {ok(e['peak_rss_mb'] < 200)}) | {e['healthz_p99_ms']} ms ({e['healthz_p50_ms']}) {ok(e['healthz_p99_ms'] < 50)} |
-| teams job, {team_rows} rows of 1,000 members ({t['teams']} teams, {t['users']:,} users created) | {t['seconds']} s | **{t['peak_rss_mb']} MB** (< 200 {ok(t['peak_rss_mb'] < 200)}) | {t['healthz_p99_ms']} ms ({t['healthz_p50_ms']}) {ok(t['healthz_p99_ms'] < 50)} |
+| no job at all (the machine's own latency, for comparison) | {z["seconds"]} s | {z["peak_rss_mb"]} MB | {z["healthz_p99_ms"]} ms ({z["healthz_p50_ms"]}) |
+| import of {wide_rows:,} rows of 100 KB ({results["wide_mb"]} MB) at `batch_size=10000` | {i["seconds"]} s | **{i["peak_rss_mb"]} MB** (< 200 {ok(i["peak_rss_mb"] < 200)}) | {i["healthz_p99_ms"]} ms ({i["healthz_p50_ms"]}) {ok(i["healthz_p99_ms"] < 50)} |
+| streamed export of that dataset at `batch_size=10000` | {e["seconds"]} s | **{e["peak_rss_mb"]} MB** (< 200 {ok(e["peak_rss_mb"] < 200)}) | {e["healthz_p99_ms"]} ms ({e["healthz_p50_ms"]}) {ok(e["healthz_p99_ms"] < 50)} |
+| teams job, {team_rows} rows of 1,000 members ({t["teams"]} teams, {t["users"]:,} users created) | {t["seconds"]} s | **{t["peak_rss_mb"]} MB** (< 200 {ok(t["peak_rss_mb"] < 200)}) | {t["healthz_p99_ms"]} ms ({t["healthz_p50_ms"]}) {ok(t["healthz_p99_ms"] < 50)} |
 """
     write_results("bounded", results, markdown)
     print(markdown)

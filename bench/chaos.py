@@ -4,6 +4,7 @@ tests/chaos/ for the parts and tests/chaos/run.py for the options.
 
     python bench/chaos.py --seed 7 --duration 90 --markdown chaos.md
 """
+
 from __future__ import annotations
 
 import sys

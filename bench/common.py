@@ -1,5 +1,6 @@
 """Shared pieces of the benchmarks: data files, the database, service processes,
 the machine description, and writing results into the README."""
+
 from __future__ import annotations
 
 import asyncio

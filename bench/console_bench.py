@@ -10,6 +10,7 @@ navigation to the moment the jobs list shows every job. The weight counts
 the console's files (HTML, CSS, JavaScript) as sent, and the API's JSON
 separately. Writes the README's bench:console block.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,13 +21,18 @@ import tempfile
 from pathlib import Path
 
 import aiohttp
+from common import BenchDatabase, ServiceProcess, done, machine, ok, upload, wait_job, write_results
 from playwright.async_api import async_playwright
 
-from common import BenchDatabase, ServiceProcess, machine, ok, upload, wait_job, done, write_results
-
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 TARGET_MS = 1000
 TARGET_BYTES = 200 * 1024
 
@@ -86,9 +92,15 @@ async def main(jobs: int, rounds: int) -> None:
     warm_ms = statistics.median(r[0] for r in warm)
     weight = cold[0][1]
     results = {
-        "machine": described, "jobs": jobs, "rounds": rounds, "load_average": [load_before, load_after],
-        "cold_ms": [round(r[0], 1) for r in cold], "warm_ms": [round(r[0], 1) for r in warm],
-        "console_bytes": weight, "api_bytes_first_view": cold[0][2], "warm_console_bytes": warm[0][1],
+        "machine": described,
+        "jobs": jobs,
+        "rounds": rounds,
+        "load_average": [load_before, load_after],
+        "cold_ms": [round(r[0], 1) for r in cold],
+        "warm_ms": [round(r[0], 1) for r in warm],
+        "console_bytes": weight,
+        "api_bytes_first_view": cold[0][2],
+        "warm_console_bytes": warm[0][1],
     }
     markdown = f"""
 Measured by `bench/console_bench.py` on {described}; Chromium (Debian) headless, driven by Playwright;

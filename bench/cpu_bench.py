@@ -22,6 +22,7 @@ core ("hog"):
 The last round also measures each process's peak RSS and /healthz latency
 while two imports run, idle, with each setting.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,30 +38,29 @@ import time
 from pathlib import Path
 
 import aiohttp
-from pymongo import AsyncMongoClient
 from bson import decode_all, encode
-
 from common import (
-    healthz_latency,
-    p99,
     RESULTS,
     BenchDatabase,
     ServiceProcess,
     data_file,
     done,
+    healthz_latency,
     machine,
     ok,
+    p99,
     seconds_between,
     start_hog,
     upload,
     wait_job,
     write_results,
 )
+from pymongo import AsyncMongoClient
 
 from service.csvio.records import RecordCounter  # noqa: E402
 from service.csvio.schema import parse_header  # noqa: E402
-from service.jobs.repo import FINISHED  # noqa: E402
 from service.jobs.kinds.imports import RowBuilder  # noqa: E402
+from service.jobs.repo import FINISHED  # noqa: E402
 from service.jobs.workers import BuildPool, built_batches  # noqa: E402
 
 CLOCK = os.sysconf("SC_CLK_TCK")
@@ -108,22 +108,25 @@ def the_documents(path: Path):
         reader = csv.reader(f)
         header = next(reader)
         for n, row in enumerate(reader, 1):
-            yield n, {
-                "_id": f"default/bench/{JOB_ID}:{n:010d}",
-                "org_id": "default",
-                "dataset": "bench",
-                "job_id": JOB_ID,
-                "row": n,
-                "data": dict(zip(header, row)),
-                "created_at": now,
-            }
+            yield (
+                n,
+                {
+                    "_id": f"default/bench/{JOB_ID}:{n:010d}",
+                    "org_id": "default",
+                    "dataset": "bench",
+                    "job_id": JOB_ID,
+                    "row": n,
+                    "data": dict(zip(header, row)),
+                    "created_at": now,
+                },
+            )
 
 
 def floor_import(path: Path) -> float:
     """CPU µs per row of csv.reader + bson.encode of the service's documents."""
     started = time.process_time()
     rows = 0
-    for rows, doc in the_documents(path):
+    for rows, doc in the_documents(path):  # noqa: B007 (the count is read after the loop)
         encode(doc)
     return (time.process_time() - started) / rows * 1e6
 
@@ -135,7 +138,7 @@ def floor_export(path: Path) -> float:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     spent, rows, batch = 0.0, 0, []
-    for rows, doc in the_documents(path):
+    for rows, doc in the_documents(path):  # noqa: B007 (the count is read after the loop)
         batch.append(encode(doc))
         if len(batch) == BATCH:
             spent += _decode_and_write(b"".join(batch), columns, writer, out)
@@ -313,8 +316,15 @@ async def main(rows: int, rounds: int, worker_counts: list[int]) -> None:
                         for workers in (1, 2):
                             print(f"round {n}, {load}: the service, JOB_WORKERS={workers} ...", flush=True)
                             one[f"service_{load}_{workers}"] = await service_round(
-                                http, db, f"cpu{n}{load}{workers}", path, workers, rows, logs,
-                                export=load == "idle" and workers == 1, healthz=last and load == "idle",
+                                http,
+                                db,
+                                f"cpu{n}{load}{workers}",
+                                path,
+                                workers,
+                                rows,
+                                logs,
+                                export=load == "idle" and workers == 1,
+                                healthz=last and load == "idle",
                             )
                     finally:
                         if hog is not None:

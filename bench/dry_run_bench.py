@@ -6,6 +6,7 @@ Against one FerretDB and one `python -m service` process:
 - the dry run of the N-row sheet (default 1,000,000), streamed from disk: time,
   the service's peak RSS before and after it, and that nothing was written.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,8 @@ from pathlib import Path
 
 import aiofiles
 import aiohttp
-from pymongo import AsyncMongoClient
-
 from common import DATA, BenchDatabase, ServiceProcess, data_file, done, machine, peak_rss_mb, upload, wait_job, write_results
+from pymongo import AsyncMongoClient
 
 TYPES = "id:int,day:date,amount:decimal,score:int,active:bool"
 HISTORY_ROWS = 10_000
@@ -106,14 +106,14 @@ async def main(rows: int) -> None:
 
     example = json.dumps(r["swapped_example"], indent=2, default=str)
     markdown = f"""
-Measured by `bench/dry_run_bench.py` on {r['machine']}.
+Measured by `bench/dry_run_bench.py` on {r["machine"]}.
 
 | measure | result |
 |---|---|
-| dry run of {rows:,} rows ({r['file_mb']} MB, 10 columns, `types={TYPES}`), streamed | {r['seconds']} s ({r['rows_per_second']:,} rows/s); {r['rows_read']:,} rows read, {r['valid_rows']:,} valid; findings: {r['findings'] or 'none'} |
-| peak RSS of the service before → after that dry run | {r['rss_before_mb']} MB → {r['rss_after_mb']} MB |
-| collections unchanged by the dry run | {r['nothing_written']} |
-| dry run of a {HISTORY_ROWS:,}-row sheet with `name` and `email` swapped, after three imports | {r['swapped_seconds']} s; findings: {r['swapped_findings']} |
+| dry run of {rows:,} rows ({r["file_mb"]} MB, 10 columns, `types={TYPES}`), streamed | {r["seconds"]} s ({r["rows_per_second"]:,} rows/s); {r["rows_read"]:,} rows read, {r["valid_rows"]:,} valid; findings: {r["findings"] or "none"} |
+| peak RSS of the service before → after that dry run | {r["rss_before_mb"]} MB → {r["rss_after_mb"]} MB |
+| collections unchanged by the dry run | {r["nothing_written"]} |
+| dry run of a {HISTORY_ROWS:,}-row sheet with `name` and `email` swapped, after three imports | {r["swapped_seconds"]} s; findings: {r["swapped_findings"]} |
 
 The swapped sheet's answer (columns cut to `email`, errors to the first):
 

@@ -9,6 +9,7 @@ Against one FerretDB, in one run:
 - peak RSS (VmHWM) of fresh processes streaming the small and the large export;
 - rows the server sent after a terminate of a streamed export.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-from pymongo import AsyncMongoClient
-
 from common import (
     BenchDatabase,
     ServiceProcess,
@@ -36,6 +35,7 @@ from common import (
     wait_job,
     write_results,
 )
+from pymongo import AsyncMongoClient
 
 
 async def baseline(uri: str, dataset: str, out: Path) -> float:
@@ -138,16 +138,16 @@ async def main(rows: int, small_rows: int) -> None:
 
     r = results
     markdown = f"""
-Measured by `bench/export_bench.py` on {r['machine']}; a {r['rows']:,}-row, 10-column dataset ({r['file_mb']} MB of CSV).
+Measured by `bench/export_bench.py` on {r["machine"]}; a {r["rows"]:,}-row, 10-column dataset ({r["file_mb"]} MB of CSV).
 
 | measure | result | target |
 |---|---|---|
-| plain script (cursor, batch_size 1000, csv.writer to a file) | {r['baseline_seconds']} s | baseline |
-| background export job, into GridFS | {r['background_seconds']} s, **ratio {r['ratio_background']}** | ≥ 0.9 {ok(r['ratio_background'] >= 0.9)} |
-| streamed export, request to last byte | {r['stream_seconds']} s, **ratio {r['ratio_stream']}** | ≥ 0.9 {ok(r['ratio_stream'] >= 0.9)} |
-| peak RSS, fresh process streaming {small_rows:,} rows | {r['peak_rss_mb_stream_small']} MB | < 200 MB {ok(r['peak_rss_mb_stream_small'] < 200)} |
-| peak RSS, fresh process streaming {r['rows']:,} rows | {r['peak_rss_mb_stream_big']} MB | < 200 MB, same as small {ok(r['peak_rss_mb_stream_big'] < 200)} |
-| rows the server sent after the terminate response | {r['rows_sent_after_terminate']} (batch size {r['batch_size']}); download aborted: {r['stream_aborted_on_terminate']} | ≤ 1 batch {ok(r['rows_sent_after_terminate'] <= r['batch_size'] and r['stream_aborted_on_terminate'])} |
+| plain script (cursor, batch_size 1000, csv.writer to a file) | {r["baseline_seconds"]} s | baseline |
+| background export job, into GridFS | {r["background_seconds"]} s, **ratio {r["ratio_background"]}** | ≥ 0.9 {ok(r["ratio_background"] >= 0.9)} |
+| streamed export, request to last byte | {r["stream_seconds"]} s, **ratio {r["ratio_stream"]}** | ≥ 0.9 {ok(r["ratio_stream"] >= 0.9)} |
+| peak RSS, fresh process streaming {small_rows:,} rows | {r["peak_rss_mb_stream_small"]} MB | < 200 MB {ok(r["peak_rss_mb_stream_small"] < 200)} |
+| peak RSS, fresh process streaming {r["rows"]:,} rows | {r["peak_rss_mb_stream_big"]} MB | < 200 MB, same as small {ok(r["peak_rss_mb_stream_big"] < 200)} |
+| rows the server sent after the terminate response | {r["rows_sent_after_terminate"]} (batch size {r["batch_size"]}); download aborted: {r["stream_aborted_on_terminate"]} | ≤ 1 batch {ok(r["rows_sent_after_terminate"] <= r["batch_size"] and r["stream_aborted_on_terminate"])} |
 """
     write_results("export", results, markdown)
     print(markdown)

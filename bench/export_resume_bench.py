@@ -11,6 +11,7 @@ DURABLE_SECONDS. This measures, on one FerretDB, in one process:
   with the time spent in syncs and their count.
 Results go to bench/results/export-resume.json and are printed as markdown.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,6 @@ import statistics
 import time
 
 from aiohttp.test_utils import TestClient, TestServer
-
 from common import RESULTS, BenchDatabase, data_file, machine, seconds_between
 
 from service.app import create_app
@@ -68,7 +68,9 @@ async def export_runs(uri: str, rows: int, rounds: int) -> dict[str, dict[str, f
     fence.FencedWriter.sync = timed_sync  # type: ignore[method-assign]
     try:
         with open(data_file(rows), "rb") as body:
-            resp = await client.post("/api/v1/jobs/import", params={"dataset": "bench"}, data=body, headers={"Content-Type": "text/csv"})
+            resp = await client.post(
+                "/api/v1/jobs/import", params={"dataset": "bench"}, data=body, headers={"Content-Type": "text/csv"}
+            )
         imported = await resp.json()
         await wait(client, imported["id"])
         results: dict[str, list[tuple[float, int, float]]] = {name: [] for name in SETTINGS}
@@ -127,8 +129,14 @@ def main() -> None:
         "|---|---|---|---|",
     ]
     for name, r in results["export"].items():
-        lines.append(f"| {name} | {r['seconds_median']} ({', '.join(map(str, r['seconds_all']))}) | {r['syncs_median']} | {r['sync_seconds_median']} |")
-    lines += ["", "One sync of a short last chunk (median ms): " + ", ".join(f"{k}: {v}" for k, v in results["sync_ms_by_short_chunk"].items())]
+        lines.append(
+            f"| {name} | {r['seconds_median']} ({', '.join(map(str, r['seconds_all']))}) | {r['syncs_median']} | {r['sync_seconds_median']} |"
+        )
+    lines += [
+        "",
+        "One sync of a short last chunk (median ms): "
+        + ", ".join(f"{k}: {v}" for k, v in results["sync_ms_by_short_chunk"].items()),
+    ]
     print("\n".join(lines))
 
 

@@ -16,6 +16,7 @@ within ceil(19 / (S - MAX_EXPORTS_PER_ORG)) + 1 rounds of T plus two ticks,
 however many jobs the flooding org queued (see report()). T is the measured
 median export time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,7 +30,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-
 from common import RESULTS, BenchDatabase, ServiceProcess, machine, seconds_between, wait_job, write_results
 
 from tests.authkit import AUDIENCE, ISSUER, PEPPER, SigningKey
@@ -89,7 +89,7 @@ async def main(flood: int) -> None:
         timeout = aiohttp.ClientTimeout(total=600)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             body = make_csv(ROWS)
-            for i, (org, token) in enumerate(tokens.items()):
+            for i, (org, token) in enumerate(tokens.items()):  # noqa: B007 (the count is read after the loop)
                 async with http.post(
                     f"{urls[i % REPLICAS]}/api/v1/jobs/import",
                     params={"dataset": "sales"},
@@ -182,16 +182,16 @@ def report(r: dict) -> str:
     flood_bound = rounds * r["max_exports_per_org"]
     mark = lambda good: "✅" if good else "❌"  # noqa: E731
     return f"""
-Fair admission ({r['orgs']} orgs, {r['replicas']} replicas of `MAX_RUNNING_JOBS={r['slots'] // r['replicas']}`,
-`MAX_EXPORTS_PER_ORG={r['max_exports_per_org']}`, `JOB_POLL_SECONDS={r['job_poll_seconds']:g}`; org-00 queues
-{r['flood']} exports of {r['rows']} rows, then each other org queues one; {r['machine']};
-`bench/fairness_bench.py`; {r['total_seconds']:g} s from the first export queued to the others' last finished):
+Fair admission ({r["orgs"]} orgs, {r["replicas"]} replicas of `MAX_RUNNING_JOBS={r["slots"] // r["replicas"]}`,
+`MAX_EXPORTS_PER_ORG={r["max_exports_per_org"]}`, `JOB_POLL_SECONDS={r["job_poll_seconds"]:g}`; org-00 queues
+{r["flood"]} exports of {r["rows"]} rows, then each other org queues one; {r["machine"]};
+`bench/fairness_bench.py`; {r["total_seconds"]:g} s from the first export queued to the others' last finished):
 
 | | measured | bound |
 |---|---|---|
-| org-00 (queued {r['flood']}): queueing to its first export starting | {r['first_start_seconds']['org-00']} s | |
-| each of the 19 others: queueing to its export starting, median / max | {r['others_median']} s / {r['others_max']} s | {bound:.1f} s: {rounds} rounds of an export ({r['export_seconds_median']:.2f} s, median) and two ticks {mark(r['others_max'] <= bound)} |
-| org-00's exports started before the last other org's | {r['flood_started_before_last_other']} of {r['flood']} | {flood_bound} (one per round) {mark(r['flood_started_before_last_other'] <= flood_bound)} |
+| org-00 (queued {r["flood"]}): queueing to its first export starting | {r["first_start_seconds"]["org-00"]} s | |
+| each of the 19 others: queueing to its export starting, median / max | {r["others_median"]} s / {r["others_max"]} s | {bound:.1f} s: {rounds} rounds of an export ({r["export_seconds_median"]:.2f} s, median) and two ticks {mark(r["others_max"] <= bound)} |
+| org-00's exports started before the last other org's | {r["flood_started_before_last_other"]} of {r["flood"]} | {flood_bound} (one per round) {mark(r["flood_started_before_last_other"] <= flood_bound)} |
 """
 
 

@@ -9,15 +9,15 @@ with the binary scripts/build-ferretdb builds each is an index lookup or range,
 as on MongoDB. This measures them, for the README's FerretDB section (the
 bench:ferretdb-ops block).
 """
+
 from __future__ import annotations
 
 import argparse
 import asyncio
 import time
 
-from pymongo import AsyncMongoClient
-
 from common import BenchDatabase, machine, write_results
+from pymongo import AsyncMongoClient
 
 REPEAT = 10
 
@@ -49,9 +49,7 @@ async def main(docs: int) -> None:
         # finds them last), and on ids it alone touches.
         ms = {
             "find_one by _id, a row near the start": await per_command(lambda k: records.find_one({"_id": key(k)}), REPEAT),
-            "find_one by _id, a row near the end": await per_command(
-                lambda k: records.find_one({"_id": key(last - k)}), REPEAT
-            ),
+            "find_one by _id, a row near the end": await per_command(lambda k: records.find_one({"_id": key(last - k)}), REPEAT),
             "update_one by _id": await per_command(
                 lambda k: records.update_one({"_id": key(last - k)}, {"$set": {"row": -1}}), REPEAT
             ),

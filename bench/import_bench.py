@@ -9,6 +9,7 @@ run, the plain scripts and the job alternating in rounds:
 - peak RSS (VmHWM) of a fresh process for 100k rows and for the large run;
 - /healthz p99 latency while two imports run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,25 +22,23 @@ import time
 from pathlib import Path
 
 import aiohttp
-from pymongo import AsyncMongoClient
-
 from common import (
-    healthz_latency,
-    p99,
     BenchDatabase,
     ServiceProcess,
     control,
     data_file,
     done,
+    healthz_latency,
     machine,
     ok,
+    p99,
     peak_rss_mb,
     seconds_between,
     upload,
     wait_job,
     write_results,
 )
-
+from pymongo import AsyncMongoClient
 
 ROUNDS = 2
 
@@ -60,8 +59,15 @@ async def baseline(uri: str, path: Path, tagged: bool = False) -> float:
         for n, row in enumerate(reader, 1):
             doc = dict(zip(header, row))
             if tagged:
-                doc = {"_id": f"default/bench/{job_id}:{n:010d}", "org_id": "default", "dataset": "bench", "job_id": job_id,
-                       "row": n, "data": doc, "created_at": now}
+                doc = {
+                    "_id": f"default/bench/{job_id}:{n:010d}",
+                    "org_id": "default",
+                    "dataset": "bench",
+                    "job_id": job_id,
+                    "row": n,
+                    "data": doc,
+                    "created_at": now,
+                }
             batch.append(doc)
             if len(batch) == 1000:
                 await collection.insert_many(batch)
@@ -194,20 +200,20 @@ async def main(rows: int, small_rows: int, rollback_rows: int) -> None:
         return " / ".join(f"{one[key]}{unit}" for one in r["rounds"])
 
     markdown = f"""
-Measured by `bench/import_bench.py` on {r['machine']}; a {r['rows']:,}-row, 10-column CSV ({r['file_mb']} MB); {ROUNDS} rounds (values per round, separated by /), each running the two plain scripts and then the job.
+Measured by `bench/import_bench.py` on {r["machine"]}; a {r["rows"]:,}-row, 10-column CSV ({r["file_mb"]} MB); {ROUNDS} rounds (values per round, separated by /), each running the two plain scripts and then the job.
 
 | measure | result | target |
 |---|---|---|
-| plain script (csv.reader + insert_many of 1,000) | {per_round('baseline_seconds', ' s')} | baseline |
-| the same plain script, inserting the document shape the service must write | {per_round('tagged_baseline_seconds', ' s')} | (explains the gap) |
-| import job processing | {per_round('job_seconds', ' s')}; ratio {per_round('ratio_job')}, **mean {r['ratio_job']}** (vs the same-shape script: {per_round('ratio_job_vs_tagged')}, mean {r['ratio_job_vs_tagged']}) | ≥ 0.9 {ok(r['ratio_job'] >= 0.9)} |
-| end to end, streamed upload included ({per_round('upload_seconds', ' s')} upload) | {per_round('end_to_end_seconds', ' s')}; ratio {per_round('ratio_end_to_end')}, **mean {r['ratio_end_to_end']}** | ≥ 0.7 {ok(r['ratio_end_to_end'] >= 0.7)} |
-| rows written after the pause response | {r['rows_after_pause_response']} (batch size {r['batch_size']}) | ≤ 1 batch {ok(r['rows_after_pause_response'] <= r['batch_size'])} |
-| terminate + roll back {r['rollback_rows']:,} rows (a database holding just that import) | {r['rollback_seconds']} s | — |
-| peak RSS, fresh process, {small_rows:,} rows | {r['peak_rss_mb_small']} MB | < 200 MB {ok(r['peak_rss_mb_small'] < 200)} |
-| peak RSS, fresh process, {r['rows']:,} rows | {r['peak_rss_mb_large']} MB | < 200 MB, same as small {ok(r['peak_rss_mb_large'] < 200)} |
-| peak RSS, fresh process: {r['rollback_rows']:,}-row import, pause, resume, rollback, then two {small_rows:,}-row imports at once | {r['peak_rss_mb_rollback_process']} MB | < 200 MB {ok(r['peak_rss_mb_rollback_process'] < 200)} |
-| `/healthz` while two imports run ({r['healthz_samples']} requests) | p50 {r['healthz_p50_ms']} ms, **p99 {r['healthz_p99_ms']} ms**, max {r['healthz_max_ms']} ms | p99 < 50 ms {ok(r['healthz_p99_ms'] < 50)} |
+| plain script (csv.reader + insert_many of 1,000) | {per_round("baseline_seconds", " s")} | baseline |
+| the same plain script, inserting the document shape the service must write | {per_round("tagged_baseline_seconds", " s")} | (explains the gap) |
+| import job processing | {per_round("job_seconds", " s")}; ratio {per_round("ratio_job")}, **mean {r["ratio_job"]}** (vs the same-shape script: {per_round("ratio_job_vs_tagged")}, mean {r["ratio_job_vs_tagged"]}) | ≥ 0.9 {ok(r["ratio_job"] >= 0.9)} |
+| end to end, streamed upload included ({per_round("upload_seconds", " s")} upload) | {per_round("end_to_end_seconds", " s")}; ratio {per_round("ratio_end_to_end")}, **mean {r["ratio_end_to_end"]}** | ≥ 0.7 {ok(r["ratio_end_to_end"] >= 0.7)} |
+| rows written after the pause response | {r["rows_after_pause_response"]} (batch size {r["batch_size"]}) | ≤ 1 batch {ok(r["rows_after_pause_response"] <= r["batch_size"])} |
+| terminate + roll back {r["rollback_rows"]:,} rows (a database holding just that import) | {r["rollback_seconds"]} s | — |
+| peak RSS, fresh process, {small_rows:,} rows | {r["peak_rss_mb_small"]} MB | < 200 MB {ok(r["peak_rss_mb_small"] < 200)} |
+| peak RSS, fresh process, {r["rows"]:,} rows | {r["peak_rss_mb_large"]} MB | < 200 MB, same as small {ok(r["peak_rss_mb_large"] < 200)} |
+| peak RSS, fresh process: {r["rollback_rows"]:,}-row import, pause, resume, rollback, then two {small_rows:,}-row imports at once | {r["peak_rss_mb_rollback_process"]} MB | < 200 MB {ok(r["peak_rss_mb_rollback_process"] < 200)} |
+| `/healthz` while two imports run ({r["healthz_samples"]} requests) | p50 {r["healthz_p50_ms"]} ms, **p99 {r["healthz_p99_ms"]} ms**, max {r["healthz_max_ms"]} ms | p99 < 50 ms {ok(r["healthz_p99_ms"] < 50)} |
 """
     write_results("import", results, markdown)
     print(markdown)

@@ -11,6 +11,7 @@ Orgs are real: the replicas verify JWTs against a key pair the benchmark makes
 
     .venv/bin/python bench/load_bench.py [--seconds 60] [--rows 5000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,8 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
-
 from common import BenchDatabase, ServiceProcess, data_file, done, healthz_latency, machine, ok, p99, peak_rss_mb, write_results
+
 from tests.authkit import AUDIENCE, ISSUER, SigningKey  # common put the project on sys.path
 
 ORGS = 20
@@ -138,7 +139,11 @@ async def main(seconds: float, rows: int) -> None:
             # A dataset to export for each of the orgs that stream one, imported before the run.
             bases = [await start_import(http, load, replicas[0].url, org, "base", path) for org in load.orgs[:EXPORTS]]
             for base in bases:
-                while not done(await (await http.get(f"{replicas[0].url}/api/v1/jobs/{base['id']}", headers=load.headers(base["org"]))).json()):
+                while not done(
+                    await (
+                        await http.get(f"{replicas[0].url}/api/v1/jobs/{base['id']}", headers=load.headers(base["org"]))
+                    ).json()
+                ):
                     await asyncio.sleep(0.5)
 
             jobs = []
@@ -160,7 +165,9 @@ async def main(seconds: float, rows: int) -> None:
             load.stop.set()
             await asyncio.gather(*readers, *exporters)
             elapsed = time.monotonic() - started
-            results["requests_per_second"] = {r.url.rsplit(":", 1)[1]: round(sum(load.statuses[r.url].values()) / elapsed, 1) for r in replicas}
+            results["requests_per_second"] = {
+                r.url.rsplit(":", 1)[1]: round(sum(load.statuses[r.url].values()) / elapsed, 1) for r in replicas
+            }
 
             # Every import completes, with exactly its rows.
             deadline = time.monotonic() + 1800
@@ -181,7 +188,9 @@ async def main(seconds: float, rows: int) -> None:
             samples = [await s for s in samplers]
             results["jobs"] = len(jobs)
             results["jobs_exact"] = sum(
-                1 for f in finals if f["state"] == "completed" and f["progress"]["inserted"] == rows and f["progress"]["failed"] == 0
+                1
+                for f in finals
+                if f["state"] == "completed" and f["progress"]["inserted"] == rows and f["progress"]["failed"] == 0
             )
             results["all_jobs_seconds"] = round(time.monotonic() - started, 1)
             results["status_5xx"] = len(load.errors)
@@ -197,16 +206,16 @@ async def main(seconds: float, rows: int) -> None:
 
     r = results
     markdown = f"""
-Measured by `bench/load_bench.py` on {r['machine']}; 2 replicas on one database, {r['orgs']} orgs (each with its own JWT, role operator), each with a running and a queued import of {rows:,} rows, {EXPORTS} streamed exports (restarted as they end), {SUBSCRIBERS} event subscribers and {READERS} clients listing and reading jobs for {seconds:g} s.
+Measured by `bench/load_bench.py` on {r["machine"]}; 2 replicas on one database, {r["orgs"]} orgs (each with its own JWT, role operator), each with a running and a queued import of {rows:,} rows, {EXPORTS} streamed exports (restarted as they end), {SUBSCRIBERS} event subscribers and {READERS} clients listing and reading jobs for {seconds:g} s.
 
 | measure | result | target |
 |---|---|---|
-| 5xx answers | {r['status_5xx']} | 0 {ok(r['status_5xx'] == 0)} |
-| streamed downloads cut off | {len(r['downloads_aborted'])} | 0 {ok(not r['downloads_aborted'])} |
-| imports completed with exactly their rows | {r['jobs_exact']} of {r['jobs']} (all done {r['all_jobs_seconds']} s after the start) | all {ok(r['jobs_exact'] == r['jobs'])} |
-| `/healthz` p99 per replica (p50) | {' / '.join(f'{p} ms ({m})' for p, m in zip(r['healthz_p99_ms'], r['healthz_p50_ms']))} | < 50 ms {ok(max(r['healthz_p99_ms']) < 50)} |
-| peak RSS per replica | {' / '.join(f'{m} MB' for m in r['peak_rss_mb'])} | < 250 MB {ok(max(r['peak_rss_mb']) < 250)} |
-| requests per second each replica held | {' / '.join(str(v) for v in r['requests_per_second'].values())} | — |
+| 5xx answers | {r["status_5xx"]} | 0 {ok(r["status_5xx"] == 0)} |
+| streamed downloads cut off | {len(r["downloads_aborted"])} | 0 {ok(not r["downloads_aborted"])} |
+| imports completed with exactly their rows | {r["jobs_exact"]} of {r["jobs"]} (all done {r["all_jobs_seconds"]} s after the start) | all {ok(r["jobs_exact"] == r["jobs"])} |
+| `/healthz` p99 per replica (p50) | {" / ".join(f"{p} ms ({m})" for p, m in zip(r["healthz_p99_ms"], r["healthz_p50_ms"]))} | < 50 ms {ok(max(r["healthz_p99_ms"]) < 50)} |
+| peak RSS per replica | {" / ".join(f"{m} MB" for m in r["peak_rss_mb"])} | < 250 MB {ok(max(r["peak_rss_mb"]) < 250)} |
+| requests per second each replica held | {" / ".join(str(v) for v in r["requests_per_second"].values())} | — |
 """
     write_results("load", results, markdown)
     print(markdown)

@@ -6,6 +6,7 @@ of 1,000 into fresh collections, two rounds), then the service's document with
 each batch split into 2 and 4 concurrent insert_many calls, and writes the
 rows per second into the README (the bench:record-shape block).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -13,9 +14,8 @@ import csv
 import datetime as dt
 import time
 
-from pymongo import AsyncMongoClient
-
 from common import BenchDatabase, data_file, machine, write_results
+from pymongo import AsyncMongoClient
 
 JOB = "6b02a8d2aa5dd2edf18ca6a1"
 ROUNDS = 2
@@ -57,9 +57,7 @@ async def insert_all(collection, data, make, in_flight: int) -> float:
     for start in range(0, len(data), 1000):
         docs = [make(start + k + 1, row, now) for k, row in enumerate(data[start : start + 1000])]
         step = -(-len(docs) // in_flight)
-        await asyncio.gather(
-            *(collection.insert_many(docs[i : i + step], ordered=False) for i in range(0, len(docs), step))
-        )
+        await asyncio.gather(*(collection.insert_many(docs[i : i + step], ordered=False) for i in range(0, len(docs), step)))
     return len(data) / (time.perf_counter() - started)
 
 

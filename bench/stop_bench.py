@@ -21,6 +21,7 @@ a teams job of T teams (whose managers exist):
   request → `terminated` shown by the API, what the rollback removed and how
   fast, and how long the job took to write what it rolled back.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from pymongo import AsyncMongoClient
-
 from common import (
     RESULTS,
     BenchDatabase,
@@ -54,6 +53,8 @@ from common import (
     wait_job,
     write_results,
 )
+from pymongo import AsyncMongoClient
+
 from service.store.records import job_prefix, prefix_range
 from service.store.teams import user_id
 from tests.helpers import manager_phone, sheet, team_rows
@@ -263,7 +264,12 @@ async def teams_case(http, url: str, db, teams: int, count: int, rng: random.Ran
             await db[name].delete_many({})
         await db["users"].insert_many(
             [
-                {"_id": user_id("default", manager_phone(i)), "org_id": "default", "phone": manager_phone(i), "name": f"Manager {i}"}
+                {
+                    "_id": user_id("default", manager_phone(i)),
+                    "org_id": "default",
+                    "phone": manager_phone(i),
+                    "name": f"Manager {i}",
+                }
                 for i in range(1, teams + 1)
             ]
         )
@@ -298,7 +304,9 @@ async def one_load(server: BenchDatabase, logs: Path, load: str, args: argparse.
             out["import"] = await import_case(http, svc.url, db, path, args.rows, args.pauses, rng, args.terminate_limit)
             loads.append(os.getloadavg()[0])
             print(f"{load}: {out['import']}\n{load}: export ...", flush=True)
-            out["export"] = await export_case(http, svc.url, db, out["import"].pop("dataset"), args.rows, args.pauses, rng, args.terminate_limit)
+            out["export"] = await export_case(
+                http, svc.url, db, out["import"].pop("dataset"), args.rows, args.pauses, rng, args.terminate_limit
+            )
             loads.append(os.getloadavg()[0])
             print(f"{load}: {out['export']}\n{load}: teams ...", flush=True)
             out["teams"] = await teams_case(http, svc.url, db, args.teams, args.pauses, rng, args.terminate_limit)
@@ -336,9 +344,9 @@ def render(r: dict) -> str:
         f"Measured by `bench/stop_bench.py` on {r['machine']}; a real `python -m service` with the default "
         f"settings; {r['rows']:,} rows imported, a background export of them, {r['teams']:,} teams; "
         f"{r['idle']['import']['pause']['pauses']} pauses of each at random moments (seed {r['seed']}). "
-        f"\"idle\": no load added (the machine is shared: load average {r['idle']['load']} on 2 cores while it ran); "
-        f"\"hog\": a busy loop on a core as well (load average {r['hog']['load']}). "
-        "Pause times in ms, p50 / p95 / max; \"landed\" is the last write the database shows after the request.",
+        f'"idle": no load added (the machine is shared: load average {r["idle"]["load"]} on 2 cores while it ran); '
+        f'"hog": a busy loop on a core as well (load average {r["hog"]["load"]}). '
+        'Pause times in ms, p50 / p95 / max; "landed" is the last write the database shows after the request.',
         "",
         "| job | load | request → `paused` | request → last write landed | p95 ≤ 250 ms | wrote while paused "
         "| terminate at 50% → `terminated` | rolled back |",

@@ -11,6 +11,7 @@ Against one FerretDB, in one run, with N managers already in `users`:
 For the jobs and rollbacks it also records the longest time the job's
 progress stood still (issue 27: it moved per 500 users, every 17 minutes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-from pymongo import AsyncMongoClient
-
 from common import (
     BenchDatabase,
     ServiceProcess,
@@ -33,15 +32,15 @@ from common import (
     wait_job,
     write_results,
 )
+from pymongo import AsyncMongoClient
+
 from service.store.teams import user_id
 from tests.helpers import manager_phone, sheet, shift_down, team_rows
 
 
 async def post(http, url: str, body: bytes, **params) -> tuple[int, dict, float]:
     started = time.perf_counter()
-    async with http.post(
-        f"{url}/api/v1/jobs/teams", params=params, data=body, headers={"Content-Type": "text/csv"}
-    ) as resp:
+    async with http.post(f"{url}/api/v1/jobs/teams", params=params, data=body, headers={"Content-Type": "text/csv"}) as resp:
         payload = await resp.json()
         return resp.status, payload, time.perf_counter() - started
 
@@ -77,7 +76,12 @@ async def main(rows: int) -> None:
     try:
         await db["users"].insert_many(
             [
-                {"_id": user_id("default", manager_phone(i)), "org_id": "default", "phone": manager_phone(i), "name": f"Manager {i}"}
+                {
+                    "_id": user_id("default", manager_phone(i)),
+                    "org_id": "default",
+                    "phone": manager_phone(i),
+                    "name": f"Manager {i}",
+                }
                 for i in range(1, rows + 1)
             ]
         )
@@ -123,7 +127,9 @@ async def main(rows: int) -> None:
             print("that job undone ...", flush=True)
             before_undo = time.perf_counter()
             await control(http, svc.url, job["id"], "undo")
-            final, r["undo_longest_still_seconds"] = await watch(http, svc.url, job["id"], lambda j: j["state"] in ("undone", "failed", "terminated"))
+            final, r["undo_longest_still_seconds"] = await watch(
+                http, svc.url, job["id"], lambda j: j["state"] in ("undone", "failed", "terminated")
+            )
             assert final["state"] == "undone", final
             r["undo_seconds"] = round(time.perf_counter() - before_undo, 2)
             r["undo_teams_deleted"] = final["progress"]["teams_deleted"]
@@ -134,17 +140,17 @@ async def main(rows: int) -> None:
         server.close()
 
     markdown = f"""
-Measured by `bench/teams_bench.py` on {r['machine']}; {rows:,} teams (2 members each) whose {rows:,} managers already exist.
+Measured by `bench/teams_bench.py` on {r["machine"]}; {rows:,} teams (2 members each) whose {rows:,} managers already exist.
 
 | measure | result |
 |---|---|
-| dry run of the sheet whose phones slid 10 rows | {r['dry_run_shifted_seconds']} s; shift: {r['shift'].get('direction')} by {r['shift'].get('rows')} rows; warnings {r['shift_warnings']} |
-| dry run of the correct sheet | {r['dry_run_correct_seconds']} s, no warnings |
-| the shifted sheet started by mistake, terminated after {r['processed_at_terminate']:,} rows: terminate → `terminated` | {r['rollback_seconds']} s ({r['rolled_back_teams']:,} teams deleted, their users restored or deleted: {round(r['rolled_back_teams'] / r['rollback_seconds'])} teams/s); progress stood still at most {r['rollback_longest_still_seconds']} s |
-| `teams` and `users` identical to the snapshot after the rollback | {r['identical_after_rollback']} |
-| the correct sheet as a job, started → finished | {r['job_seconds']} s ({round(rows / r['job_seconds'])} rows/s); progress stood still at most {r['job_longest_still_seconds']} s |
-| that job undone (all {r['undo_teams_deleted']:,} teams): undo → `undone` | {r['undo_seconds']} s ({round(r['undo_teams_deleted'] / r['undo_seconds'])} teams/s); progress stood still at most {r['undo_longest_still_seconds']} s |
-| peak RSS of the service over the whole run | {r['peak_rss_mb']} MB |
+| dry run of the sheet whose phones slid 10 rows | {r["dry_run_shifted_seconds"]} s; shift: {r["shift"].get("direction")} by {r["shift"].get("rows")} rows; warnings {r["shift_warnings"]} |
+| dry run of the correct sheet | {r["dry_run_correct_seconds"]} s, no warnings |
+| the shifted sheet started by mistake, terminated after {r["processed_at_terminate"]:,} rows: terminate → `terminated` | {r["rollback_seconds"]} s ({r["rolled_back_teams"]:,} teams deleted, their users restored or deleted: {round(r["rolled_back_teams"] / r["rollback_seconds"])} teams/s); progress stood still at most {r["rollback_longest_still_seconds"]} s |
+| `teams` and `users` identical to the snapshot after the rollback | {r["identical_after_rollback"]} |
+| the correct sheet as a job, started → finished | {r["job_seconds"]} s ({round(rows / r["job_seconds"])} rows/s); progress stood still at most {r["job_longest_still_seconds"]} s |
+| that job undone (all {r["undo_teams_deleted"]:,} teams): undo → `undone` | {r["undo_seconds"]} s ({round(r["undo_teams_deleted"] / r["undo_seconds"])} teams/s); progress stood still at most {r["undo_longest_still_seconds"]} s |
+| peak RSS of the service over the whole run | {r["peak_rss_mb"]} MB |
 
 Every read and write of a teams job and of its rollback names its documents
 by `_id` (the rollback walks the job's list of what it created), which the

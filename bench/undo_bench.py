@@ -9,6 +9,7 @@ Against one FerretDB (or MONGODB_URI), with a real service process:
   its undo: teams/s both ways, and whether ``teams`` and ``users`` equal the
   snapshot taken before the job.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,9 @@ import time
 from pathlib import Path
 
 import aiohttp
+from common import BenchDatabase, ServiceProcess, data_file, done, machine, seconds_between, upload, wait_job, write_results
 from pymongo import AsyncMongoClient
 
-from common import BenchDatabase, ServiceProcess, data_file, done, machine, seconds_between, upload, wait_job, write_results
 from service.store.records import dataset_prefix, prefix_range
 from tests.helpers import sheet, team_rows
 
@@ -69,7 +70,9 @@ async def main(rows: int, teams: int) -> None:
 
             print(f"teams job of {teams:,} teams, then its undo ...", flush=True)
             before = await snapshot(db)
-            async with http.post(f"{svc.url}/api/v1/jobs/teams", data=sheet(team_rows(teams)), headers={"Content-Type": "text/csv"}) as resp:
+            async with http.post(
+                f"{svc.url}/api/v1/jobs/teams", data=sheet(team_rows(teams)), headers={"Content-Type": "text/csv"}
+            ) as resp:
                 job = await resp.json()
                 assert resp.status == 202, job
             final = await wait_job(http, svc.url, job["id"], done, interval=0.2)
@@ -91,12 +94,12 @@ async def main(rows: int, teams: int) -> None:
         return f"{round(n / seconds):,} {what}/s" if seconds else "–"
 
     markdown = f"""
-Measured by `bench/undo_bench.py` on {r['machine']}: an import of {rows:,} rows and a teams job of {teams:,} teams (2 members each), each to completion and then undone (undo response → `undone`).
+Measured by `bench/undo_bench.py` on {r["machine"]}: an import of {rows:,} rows and a teams job of {teams:,} teams (2 members each), each to completion and then undone (undo response → `undone`).
 
 | job | forward | undo | exact |
 |---|---|---|---|
-| import, {rows:,} rows | {r['import_seconds']} s ({rate(rows, r['import_seconds'], 'rows')}) | {r['import_undo_seconds']} s ({rate(r['rows_undone'], r['import_undo_seconds'], 'rows')}) | only its rows gone, the dataset's other import kept: {r['only_its_rows_gone']} |
-| teams, {teams:,} teams | {r['teams_seconds']} s ({rate(teams, r['teams_seconds'], 'teams')}) | {r['teams_undo_seconds']} s ({rate(r['teams_undone'], r['teams_undo_seconds'], 'teams')}) | `teams` and `users` equal the snapshot before the job: {r['identical_after_undo']} |
+| import, {rows:,} rows | {r["import_seconds"]} s ({rate(rows, r["import_seconds"], "rows")}) | {r["import_undo_seconds"]} s ({rate(r["rows_undone"], r["import_undo_seconds"], "rows")}) | only its rows gone, the dataset's other import kept: {r["only_its_rows_gone"]} |
+| teams, {teams:,} teams | {r["teams_seconds"]} s ({rate(teams, r["teams_seconds"], "teams")}) | {r["teams_undo_seconds"]} s ({rate(r["teams_undone"], r["teams_undo_seconds"], "teams")}) | `teams` and `users` equal the snapshot before the job: {r["identical_after_undo"]} |
 
 An undo is the terminate's rollback. An import's undo deletes `_id` ranges
 about as fast as it inserted them; a teams job's undo compensates user by

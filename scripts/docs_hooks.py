@@ -9,6 +9,7 @@ built from the code in its place, so these pages cannot drift from it:
 - indexes: the MongoDB indexes, from service/store/db.py;
 - metrics: the Prometheus metrics, from service/metrics.py.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -116,7 +117,5 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
 
 
 def on_files(files, config):
-    files.append(
-        File.generated(config, "reference/openapi.json", content=json.dumps(document(), indent=2) + "\n")
-    )
+    files.append(File.generated(config, "reference/openapi.json", content=json.dumps(document(), indent=2) + "\n"))
     return files

@@ -1,5 +1,6 @@
 """python -m service: read the environment, start the server.
 python -m service api-keys ...: manage API keys (service/auth/cli.py)."""
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """The application factory: settings in, a web.Application out."""
+
 from __future__ import annotations
 
 import csv
@@ -7,18 +8,32 @@ from collections.abc import Iterable
 from aiohttp import web
 from pymongo.monitoring import CommandListener
 
-from .api import access, audit, bulk, console, datasets, downloads, events, exports, health, imports, jobs, metrics, openapi, teams
+from .api import (
+    access,
+    audit,
+    bulk,
+    console,
+    datasets,
+    downloads,
+    events,
+    exports,
+    health,
+    imports,
+    jobs,
+    metrics,
+    openapi,
+    teams,
+)
 from .auth.middleware import auth_ctx, identity_middleware
 from .jobs.manager import begin_shutdown, manager_ctx
 from .jobs.model import ACTIONS
 from .jobs.states import BULK_ACTIONS
-from .middlewares import body_middleware, problem_middleware, security_headers
 from .metrics import Metrics, queue_sampler_ctx
+from .middlewares import body_middleware, problem_middleware, security_headers
 from .retention import retention_ctx
 from .settings import Settings
 from .store.db import database_ctx
 from .typedefs import DB_LISTENERS_KEY, METRICS_KEY, SETTINGS_KEY
-
 
 # Job ids are ObjectIds: matching only those keeps /jobs/import from also
 # being "the job named import", so a 405's Allow header lists exactly the

@@ -5,6 +5,7 @@ and after and the caller's reason. One event per effective action, appended to
 
 Event ids are ObjectIds, so "newest first" and "since" are ranges of the same
 index that filters by org (and by job, actor or action)."""
+
 from __future__ import annotations
 
 import datetime as dt

@@ -7,6 +7,7 @@ one cancel in nine that arrived mid-operation was lost this way. A loop that
 goes back to sleep after such an operation would keep app shutdown waiting
 for its whole interval (a test run's teardown hung for 300 s on the retention
 sweeper). So every loop here asks ``end_if_cancelled()`` after each step."""
+
 from __future__ import annotations
 
 import asyncio

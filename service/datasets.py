@@ -7,6 +7,7 @@ rolled back, so the same export twice gives the same file while other jobs run.
 A description is bounded whatever the number of imports: counts, and the ids
 of the last RECENT_IMPORTS imports only. The imports are read as a stream
 from JobRepo, never gathered in one document."""
+
 from __future__ import annotations
 
 from collections import deque

@@ -1,5 +1,6 @@
 """Domain errors. Each subclass's docstring is its default message; the HTTP
 layer renders them as application/problem+json (RFC 9457)."""
+
 from __future__ import annotations
 
 from typing import Any

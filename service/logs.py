@@ -7,6 +7,7 @@ on the handler then adds ``job_id``, ``org_id``, ``kind`` and ``state`` to every
 record logged from that task and the tasks it starts, whichever module logs it
 (the runner, a job kind, the driver's errors). ``JobLogger`` is the same as a
 LoggerAdapter, for code that logs about a job from outside its task."""
+
 from __future__ import annotations
 
 import contextvars
@@ -67,7 +68,8 @@ class JobLogger(logging.LoggerAdapter):
 
     def __init__(self, logger: logging.Logger, job: Mapping[str, Any], state: str | None = None) -> None:
         super().__init__(
-            logger, {"job_id": job["_id"], "org_id": job.get("org_id"), "kind": job.get("kind"), "state": state or job.get("state")}
+            logger,
+            {"job_id": job["_id"], "org_id": job.get("org_id"), "kind": job.get("kind"), "state": state or job.get("state")},
         )
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:

@@ -8,6 +8,7 @@ holds (runners, streams, event subscribers) are read at scrape time. The queue
 is sampled by a background task every few JOB_POLL_SECONDS with two indexed
 queries, so a scrape never touches the database. No metric has a job_id label:
 its cardinality would grow without bound."""
+
 from __future__ import annotations
 
 import asyncio
@@ -53,7 +54,10 @@ class Metrics:
             registry=registry,
         )
         self.rollback_rows = Counter(
-            "collect_jobs_rollback_rows", "Rows (records, users, teams) rollbacks removed or restored.", ["kind"], registry=registry
+            "collect_jobs_rollback_rows",
+            "Rows (records, users, teams) rollbacks removed or restored.",
+            ["kind"],
+            registry=registry,
         )
         self.rollbacks = Histogram(
             "collect_jobs_rollback_duration_seconds",
@@ -63,10 +67,16 @@ class Metrics:
             registry=registry,
         )
         self.rollback_failures = Counter(
-            "collect_jobs_rollback_failures", "Rollback attempts that failed on this replica (they back off and retry), by kind.", ["kind"], registry=registry
+            "collect_jobs_rollback_failures",
+            "Rollback attempts that failed on this replica (they back off and retry), by kind.",
+            ["kind"],
+            registry=registry,
         )
         self.adoptions = Counter(
-            "collect_jobs_lease_adoptions", "Jobs this replica adopted after their owner's lease expired.", ["kind"], registry=registry
+            "collect_jobs_lease_adoptions",
+            "Jobs this replica adopted after their owner's lease expired.",
+            ["kind"],
+            registry=registry,
         )
         self.queue_depth = Gauge("collect_jobs_queue_depth", "Queued jobs of every org (sampled).", registry=registry)
         self.queue_oldest = Gauge(
@@ -160,7 +170,9 @@ class _Holdings(Collector):
         runners = GaugeMetricFamily(
             "collect_jobs_runners", "Jobs this replica is running, by kind and whether paused.", labels=["kind", "state"]
         )
-        streams = GaugeMetricFamily("collect_jobs_open_streams", "Streamed downloads open on this replica, by kind.", labels=["kind"])
+        streams = GaugeMetricFamily(
+            "collect_jobs_open_streams", "Streamed downloads open on this replica, by kind.", labels=["kind"]
+        )
         if manager is not None:
             counts: dict[tuple[str, str], int] = {(k, s): 0 for k in sorted(manager.kinds) for s in ("running", "paused")}
             attached = 0
@@ -172,7 +184,9 @@ class _Holdings(Collector):
                 runners.add_metric([kind, state], count)
             streams.add_metric(["export"], attached)
             yield GaugeMetricFamily(
-                "collect_jobs_accepting", "Whether this replica admits new work (0 while shutting down).", value=int(manager.accepting)
+                "collect_jobs_accepting",
+                "Whether this replica admits new work (0 while shutting down).",
+                value=int(manager.accepting),
             )
         yield runners
         yield streams

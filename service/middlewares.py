@@ -1,6 +1,7 @@
 """Every error leaves as application/problem+json; never a traceback, never a
 200, and never the text of an internal error: a 5xx says a plain message and an
 error id, and the detail goes to the log line that carries the same id."""
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,14 @@ def server_error(error: ServiceError, request: web.Request, detail: object, exc_
     only in the log line with that id."""
     error_id = secrets.token_hex(8)
     log.error(
-        "%s %s: %s %s (error id %s)", request.method, request.path, error.status, detail, error_id,
-        exc_info=exc_info, extra={"error_id": error_id},
+        "%s %s: %s %s (error id %s)",
+        request.method,
+        request.path,
+        error.status,
+        detail,
+        error_id,
+        exc_info=exc_info,
+        extra={"error_id": error_id},
     )
     error.detail = f"{error.detail} Error id {error_id}."
     error.extra["error_id"] = error_id
@@ -73,7 +80,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             return server_error(error, request, error.detail)
         return problem_response(error, request)
     except ConnectionFailure as exc:
-        response = server_error(Unavailable("The database is unavailable; retry shortly."), request, f"database unavailable: {exc}")
+        response = server_error(
+            Unavailable("The database is unavailable; retry shortly."), request, f"database unavailable: {exc}"
+        )
         response.headers["Retry-After"] = "5"
         return response
     except HttpProcessingError as exc:

@@ -36,6 +36,7 @@ than the longest upload (the default, 6 hours, is a 1 GiB upload at 50 KB/s).
 Deletes are idempotent, so replicas sweeping at the same time do no harm; every
 query is index-served (jobs by (state, finished_at), by _id and by
 params.file_id; files and chunks by _id and files_id; audit events by _id)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -47,16 +48,15 @@ from typing import Any
 from aiohttp import web
 from bson import ObjectId
 
-from .jobs.fence import attempt_job_id
-from .jobs.kinds import KINDS
-
-from .auth.identity import Identity
 from .audit import append
+from .auth.identity import Identity
 from .background import repeat, stop
 from .errors import InvalidTransition, JobNotFound
+from .jobs import undo
+from .jobs.fence import attempt_job_id
+from .jobs.kinds import KINDS
 from .jobs.model import TERMINATE, JobState, utcnow
 from .jobs.repo import JobRepo
-from .jobs import undo
 from .settings import Settings
 from .store.clock import DbClock
 from .store.db import Database
@@ -154,8 +154,13 @@ async def _terminate_failed(db: Database, repo: JobRepo, cutoff: dt.datetime) ->
                 count += 1
                 who = Identity(job["org_id"], "system:retention", "retention sweep", None, "system")
                 await append(
-                    db, who, "job.terminate", job_id=job["_id"], state_before=result.before,
-                    state_after=result.job["state"], reason="failed longer than FAILED_JOB_RETENTION_DAYS",
+                    db,
+                    who,
+                    "job.terminate",
+                    job_id=job["_id"],
+                    state_before=result.before,
+                    state_after=result.job["state"],
+                    reason="failed longer than FAILED_JOB_RETENTION_DAYS",
                 )
     return count
 
@@ -186,7 +191,8 @@ async def _sweep_orphan_chunks(bucket: Bucket, repo: JobRepo, started_before: Ob
             states = await repo.states([j for j in owners.values() if j])
             named = await repo.file_states([str(o) for o in orphans if not owners[o]])
             orphans = [
-                o for o in orphans
+                o
+                for o in orphans
                 if (states.get(owners[o]) if owners[o] else named.get(str(o), COMPLETED)) in (*UPLOAD_DONE, FAILED, None)
             ]
         for file_id in orphans:

@@ -1,4 +1,5 @@
 """Configuration: one function reads the environment, validates it, fails fast."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,9 +36,7 @@ class MongoSettings:
         # mongodb+srv hosts through DNS: start-up validation must not need the network.
         parts = urlsplit(uri)
         if parts.scheme not in ("mongodb", "mongodb+srv") or not parts.netloc:
-            raise ConfigError(
-                f"MONGODB_URI must look like mongodb://host[:port][,host...]/database, got {_redact(uri)!r}"
-            )
+            raise ConfigError(f"MONGODB_URI must look like mongodb://host[:port][,host...]/database, got {_redact(uri)!r}")
         database = parts.path.lstrip("/") or DEFAULT_DATABASE
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,63}", database):
             raise ConfigError(f"MONGODB_URI names the database {database!r}; use letters, digits, '_' or '-'")

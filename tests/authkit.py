@@ -1,5 +1,6 @@
 """What the auth tests need of an identity provider: keys they generate, JWTs
 minted with them, and a JWKS served by a local aiohttp server."""
+
 from __future__ import annotations
 
 import base64
@@ -37,16 +38,19 @@ class SigningKey:
         return cls(kid, "ES256", ec.generate_private_key(ec.SECP256R1()))
 
     def public_pem(self) -> str:
-        return self.private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ).decode()
+        return (
+            self.private.public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+            .decode()
+        )
 
     def jwk(self) -> dict[str, Any]:
         algorithm = jwt.algorithms.RSAAlgorithm if self.alg.startswith("RS") else jwt.algorithms.ECAlgorithm
         return {**algorithm.to_jwk(self.private.public_key(), as_dict=True), "kid": self.kid, "use": "sig", "alg": self.alg}
 
-    def mint(self, sub: str = "alice", *, org: str | None = ORG_A, roles: Any = ("operator",), kid: str | None = None,
-             **claims: Any) -> str:
+    def mint(
+        self, sub: str = "alice", *, org: str | None = ORG_A, roles: Any = ("operator",), kid: str | None = None, **claims: Any
+    ) -> str:
         """A token as the identity provider would issue it; ``claims`` override or add."""
         now = int(time.time())
         payload: dict[str, Any] = {"sub": sub, "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 300}

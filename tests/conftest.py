@@ -13,10 +13,10 @@ from service.app import create_app
 from service.settings import MongoSettings, Settings
 from service.store.db import Database
 
-from .openapi_check import ResponseChecker
 from .authkit import Jwks, SigningKey, auth_settings
 from .devdb import DevDatabase, database_server, with_database
 from .index_coverage import QueryRecorder
+from .openapi_check import ResponseChecker
 
 # Every filter the apps of this test run send, checked after each test: each
 # must be served by an index on MongoDB (see index_coverage.py).
@@ -62,8 +62,12 @@ def settings(mongo) -> Settings:
     # JOB_WORKERS=2 scripts/test runs the suite with imports built in worker processes.
     workers = int(os.environ.get("JOB_WORKERS", "1"))
     return Settings(
-        mongo=mongo, job_poll_seconds=0.2, job_lease_seconds=10.0, shutdown_grace_seconds=5.0, job_workers=workers,
-        auth_disabled=True
+        mongo=mongo,
+        job_poll_seconds=0.2,
+        job_lease_seconds=10.0,
+        shutdown_grace_seconds=5.0,
+        job_workers=workers,
+        auth_disabled=True,
     )
 
 
@@ -135,7 +139,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After a whole run of the in-process tests, every declared index must
     have served some query: an unused index only slows writes."""
     config = session.config
-    whole = not config.option.keyword and not config.option.markexpr and config.args in ([], ["tests"], [str(config.rootpath / "tests")])
+    whole = (
+        not config.option.keyword
+        and not config.option.markexpr
+        and config.args in ([], ["tests"], [str(config.rootpath / "tests")])
+    )
     if not whole or exitstatus != 0 or not SUITE_QUERIES.seen:
         return
     unused = SUITE_QUERIES.unused_indexes()

@@ -1,4 +1,5 @@
 """A real FerretDB for the tests (or the MongoDB named by MONGODB_URI)."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """Helpers for driving the service the way a user does: over HTTP, polling."""
+
 from __future__ import annotations
 
 import asyncio

@@ -12,6 +12,7 @@ an index declared in service/store/db.py INDEXES (or a GridFS bucket's): the
 database can then walk that index instead of the collection. ``$or`` needs
 every branch served; ``$and`` needs one served part.
 """
+
 from __future__ import annotations
 
 import json

@@ -2,6 +2,7 @@
 integration test receives through the test client is looked up in the
 document (path template, method, status, content type) and, when it is JSON,
 validated against its schema. A mismatch fails the test that saw it."""
+
 from __future__ import annotations
 
 import re

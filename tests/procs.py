@@ -1,4 +1,5 @@
 """Running `python -m service` as a real process, the way Kubernetes does."""
+
 from __future__ import annotations
 
 import os

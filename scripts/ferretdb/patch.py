@@ -8,6 +8,7 @@ the source does not look as expected, rather than building an unpatched binary.
    (see id_pushdown.go; id_pushdown_test.go checks it against SQLite:
    `go test ./internal/backends/sqlite -run CollectJobs` in the source tree).
 """
+
 import pathlib
 import re
 import shutil
@@ -28,7 +29,11 @@ def replace_once(path: pathlib.Path, old: str, new: str) -> None:
 # 1. Atomic writes.
 handler = src / "internal" / "handler"
 shutil.copy(here / "atomic_writes.go", handler / "collectjobs_atomic_writes.go")
-for name, getter in (("msg_update.go", "GetUpdateParams"), ("msg_findandmodify.go", "GetFindAndModifyParams"), ("msg_delete.go", "GetDeleteParams")):
+for name, getter in (
+    ("msg_update.go", "GetUpdateParams"),
+    ("msg_findandmodify.go", "GetFindAndModifyParams"),
+    ("msg_delete.go", "GetDeleteParams"),
+):
     path = handler / name
     text = path.read_text()
     pattern = re.compile(r"(\tparams, err := common\." + getter + r"\(document, h\.L\)\n\tif err != nil \{\n[^\n]*\n\t\}\n)")

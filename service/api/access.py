@@ -1,4 +1,5 @@
 """Who am I, and the org's API keys: GET /me, POST/GET /api-keys, DELETE /api-keys/{id}."""
+
 from __future__ import annotations
 
 import datetime as dt

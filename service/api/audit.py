@@ -1,4 +1,5 @@
 """GET /api/v1/audit: the org's audit events, newest first (admin)."""
+
 from __future__ import annotations
 
 from urllib.parse import urlencode
@@ -41,9 +42,7 @@ async def list_events(request: web.Request) -> web.Response:
         except InvalidId:
             raise BadRequest("before must be an event id (from next).", parameter="before") from None
     limit = int_param(query, "limit", 100, 1, 500)
-    events = await audit.search(
-        request.app[DB_KEY], org_of(request), **filters, since=since, before=before, limit=limit
-    )
+    events = await audit.search(request.app[DB_KEY], org_of(request), **filters, since=since, before=before, limit=limit)
     next_link = None
     if len(events) == limit:
         params = [(k, v) for k, v in query.items() if k not in ("before", "limit")]

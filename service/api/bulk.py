@@ -12,6 +12,7 @@ oldest first; ``next`` is the continuation (send the same body with ``after``
 set to it). A retry changes nothing more (already-satisfied jobs count as
 ``already``), and ``?dry_run=true`` counts without acting. One audit event
 per request lists every job it changed."""
+
 from __future__ import annotations
 
 import asyncio
@@ -45,7 +46,9 @@ def _strings(value: Any, name: str, choices: frozenset[str] | None = None, most:
     if choices is not None:
         unknown = sorted(set(values) - choices)
         if unknown:
-            raise BadRequest(f"filter.{name}: unknown {', '.join(unknown)}; one of {', '.join(sorted(choices))}.", parameter=f"filter.{name}")
+            raise BadRequest(
+                f"filter.{name}: unknown {', '.join(unknown)}; one of {', '.join(sorted(choices))}.", parameter=f"filter.{name}"
+            )
     return list(dict.fromkeys(values))
 
 
@@ -163,7 +166,12 @@ async def bulk_control(request: web.Request) -> web.Response:
         try:
             result = await manager.control(org_id, job["_id"], name)
         except InvalidTransition as exc:
-            return {**entry, "before": exc.extra.get("state", job["state"]), "after": exc.extra.get("state", job["state"]), "outcome": "refused"}
+            return {
+                **entry,
+                "before": exc.extra.get("state", job["state"]),
+                "after": exc.extra.get("state", job["state"]),
+                "outcome": "refused",
+            }
         except JobNotFound:  # deleted since it was matched
             return {**entry, "after": None, "outcome": "refused"}
         outcome = "changed" if result.changed else "already"
@@ -196,4 +204,3 @@ async def bulk_control(request: web.Request) -> web.Response:
             details={"filter": filter_body, "matched": len(done), "already": body["already"], "refused": body["refused"]},
         )
     return json_response(body)
-

@@ -1,4 +1,5 @@
 """Helpers shared by the handlers: the caller's org, query parameters, JSON."""
+
 from __future__ import annotations
 
 import json
@@ -118,9 +119,7 @@ def list_param(query: Mapping[str, str], name: str, choices: frozenset[str] | No
     if choices is not None:
         unknown = [v for v in values if v not in choices]
         if unknown:
-            raise BadRequest(
-                f"{name} must be among {', '.join(sorted(choices))}; unknown: {', '.join(unknown)}", parameter=name
-            )
+            raise BadRequest(f"{name} must be among {', '.join(sorted(choices))}; unknown: {', '.join(unknown)}", parameter=name)
     return values
 
 

@@ -7,6 +7,7 @@ when the app is created (they are small; a unit test keeps them under
 all the files, so a browser may cache them for a year; the page itself is
 revalidated on every load, so a new deploy is picked up at once.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -1,6 +1,7 @@
 """GET /datasets/{dataset}: what the dataset's latest completed import said
 about its columns, so a form can start from it (the import form pre-selects
 each column's type from it)."""
+
 from __future__ import annotations
 
 from aiohttp import web

@@ -14,6 +14,7 @@ resumes with a ``Range`` GET of the same ticket until it expires (with
 ``If-Range``, as browsers send it). Any replica can serve a ticket: it lives
 in the database.
 """
+
 from __future__ import annotations
 
 import datetime as dt

@@ -7,6 +7,7 @@ interval any of its subscribers asked for, and hands each new version of the
 job to all of them. So a job costs one read per interval on each replica that
 has viewers, whatever their number. Open streams are capped per org
 (MAX_EVENT_STREAMS_PER_ORG; over it, 429 with Retry-After)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -54,7 +55,7 @@ class _Poll:
     def ended(self) -> bool:
         return self.gone or self.body["state"] in ENDED
 
-    async def changed_since(self, version: int, timeout: float) -> bool:
+    async def changed_since(self, version: int, timeout: float) -> bool:  # noqa: ASYNC109 (a wait bound, not a call timeout)
         """Waits up to ``timeout`` for a version after ``version``."""
         if self.version > version or self.ended:
             return True

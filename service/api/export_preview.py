@@ -13,6 +13,7 @@ answers within COUNT_SECONDS or the dataset is small enough to read whole,
 and otherwise estimated from SAMPLE_WINDOWS windows spread evenly over the
 dataset. The first rows are searched window after window from the start for
 at most FIRST_ROWS_SECONDS."""
+
 from __future__ import annotations
 
 import csv

@@ -2,6 +2,7 @@
 (streamed into the response), GET /jobs/{id}/result (the stored CSV, with Range).
 A plain GET never starts an export: browsers get a single-use download
 ticket instead (service/api/downloads.py), which streams through here too."""
+
 from __future__ import annotations
 
 import asyncio
@@ -50,9 +51,7 @@ async def export_params(repo: JobRepo, org_id: str, spec: dict[str, Any]) -> dic
     names found in the dataset and parsed dates reach the query."""
     unknown = sorted(set(spec) - FIELDS)
     if unknown:
-        raise BadRequest(
-            f"Unknown export options: {', '.join(unknown)}; use {', '.join(sorted(FIELDS))}.", parameter=unknown[0]
-        )
+        raise BadRequest(f"Unknown export options: {', '.join(unknown)}; use {', '.join(sorted(FIELDS))}.", parameter=unknown[0])
     name = dataset_param(spec.get("dataset"))
     include_failed = spec.get("include_failed", False)
     if not isinstance(include_failed, bool):

@@ -1,5 +1,6 @@
 """Probes. Liveness never touches the database: a database outage must not make
 Kubernetes restart healthy pods; readiness does."""
+
 from __future__ import annotations
 
 import asyncio

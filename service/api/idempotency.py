@@ -19,6 +19,7 @@ its heartbeat stops: its replica died or the request ended without creating
 anything. Each holder writes its own ``holder`` token, so one whose claim was
 taken over cannot keep the new holder's claim alive or free it.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """POST /api/v1/jobs/import: stream a CSV upload into GridFS and queue its import."""
+
 from __future__ import annotations
 
 import asyncio
@@ -161,9 +162,7 @@ async def upload_digest(request: web.Request) -> str:
 
 
 def too_large(max_bytes: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"The upload is larger than the limit of {max_bytes} bytes (MAX_UPLOAD_BYTES).", limit=max_bytes
-    )
+    return PayloadTooLarge(f"The upload is larger than the limit of {max_bytes} bytes (MAX_UPLOAD_BYTES).", limit=max_bytes)
 
 
 class StreamedBody:
@@ -368,8 +367,7 @@ class ImportOptions:
                 if differences["reordered"]:
                     said.append("the columns are in another order")
                 raise InvalidCsv(
-                    f"header=match: the header is not the dataset's columns ({', '.join(expected)}); "
-                    + "; ".join(said) + ".",
+                    f"header=match: the header is not the dataset's columns ({', '.join(expected)}); " + "; ".join(said) + ".",
                     parameter="header",
                     expected=expected,
                     found=header.columns,

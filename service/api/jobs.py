@@ -1,5 +1,6 @@
 """Reading jobs and controlling them: GET /jobs, GET /jobs/{id}, POST /jobs/{id}/{action},
 POST /jobs/{id}/undo. (GET /jobs/{id}/events is in events.py; many jobs at once in bulk.py.)"""
+
 from __future__ import annotations
 
 from urllib.parse import urlencode

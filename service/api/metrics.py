@@ -1,5 +1,6 @@
 """GET /metrics: the app's Prometheus registry in the text exposition format.
 Cheap by design (no database query), so scraping never loads the database."""
+
 from __future__ import annotations
 
 from aiohttp import web

@@ -1,5 +1,6 @@
 """POST /api/v1/jobs/teams: queue a bulk team creation, or review the sheet
 (dry_run=true) without writing anything."""
+
 from __future__ import annotations
 
 from typing import Any

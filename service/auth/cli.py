@@ -1,6 +1,7 @@
 """python -m service api-keys ...: the first admin key of an organisation, made
 where the database and the pepper are (in a pod: kubectl exec). It prints the
 secret once; only its hash is stored."""
+
 from __future__ import annotations
 
 import argparse

@@ -1,6 +1,7 @@
 """Who is asking: the caller's Identity, roles, and the declarative role checks
 handlers carry. The identity middleware (service/auth/middleware.py) is the only
 code that reads credentials; handlers ask ``caller(request)``."""
+
 from __future__ import annotations
 
 import enum
@@ -15,6 +16,7 @@ from ..errors import Forbidden
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
+
 
 class Role(str, enum.Enum):
     """Ordered: each role may do everything the roles before it may."""

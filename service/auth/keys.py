@@ -6,6 +6,7 @@ to slow down, and a stolen ``api_keys`` collection is useless without the pepper
 
 Every request looks its key up in the database, so a revocation holds on every
 replica from the next request on."""
+
 from __future__ import annotations
 
 import datetime as dt

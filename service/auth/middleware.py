@@ -2,6 +2,7 @@
 its handler runs. It is the one place that reads credentials; paths outside
 /api (probes, metrics, the console's static files) carry no organisation's data
 and need none, and an /api handler opts out only with @public(reason)."""
+
 from __future__ import annotations
 
 import datetime as dt

@@ -3,6 +3,7 @@ PEM key or the provider's JWKS. The JWKS is fetched with aiohttp (PyJWKClient's
 urllib would block the event loop), cached, and fetched again when a token names
 a key id it does not hold, at most once per AUTH_JWKS_MIN_REFRESH_SECONDS: a
 flood of made-up key ids cannot turn into a flood of requests to the provider."""
+
 from __future__ import annotations
 
 import asyncio
@@ -37,9 +38,7 @@ class KeysUnavailable(Exception):
 class JwksCache:
     """The provider's signing keys by key id, refreshed on demand."""
 
-    def __init__(
-        self, url: str, session: aiohttp.ClientSession, min_refresh_seconds: float, max_stale_seconds: float
-    ) -> None:
+    def __init__(self, url: str, session: aiohttp.ClientSession, min_refresh_seconds: float, max_stale_seconds: float) -> None:
         self.url = url
         self.session = session
         self.min_refresh_seconds = min_refresh_seconds
@@ -98,8 +97,13 @@ class JwksCache:
                     raise ValueError("keys is not a list")
             except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
                 # The keys already held stay in use: a provider outage must not log everyone out.
-                log.warning("could not read the JWKS at %s (%s: %s); keeping %d cached keys",
-                            self.url, type(exc).__name__, exc, len(self._jwks))
+                log.warning(
+                    "could not read the JWKS at %s (%s: %s); keeping %d cached keys",
+                    self.url,
+                    type(exc).__name__,
+                    exc,
+                    len(self._jwks),
+                )
                 return
             jwks = {}
             for jwk in keys:

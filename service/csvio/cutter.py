@@ -14,6 +14,7 @@ unquoted field, a lone CR, an over-long record) are caught afterwards: the
 parser reports how many records the batch really held and where it ended, and
 the caller falls back to reading the rest in order (``rest()`` hands back the
 bytes already read)."""
+
 from __future__ import annotations
 
 import re

@@ -5,6 +5,7 @@ Bytes are split into lines; lines are grouped into whole records by counting
 quote characters (a newline inside a quoted field leaves an odd count), and only
 whole records are handed to ``csv.reader``, which reads from a resumable
 iterator. Memory is bounded by one read chunk plus one record."""
+
 from __future__ import annotations
 
 import asyncio
@@ -295,9 +296,7 @@ class RecordReader:
             if not run.parse():
                 continue  # read line by line: _LineFeed unpacks it
             while run.at < len(run.lines):
-                self._pending += self._take(
-                    run, size - len(self._pending), max_bytes - (feed.consumed - self._pending_start)
-                )
+                self._pending += self._take(run, size - len(self._pending), max_bytes - (feed.consumed - self._pending_start))
                 if self._full(size, max_bytes):
                     yield self._close_batch()
             feed.lines.popleft()

@@ -1,5 +1,6 @@
 """A CSV record as a record's ``data``: the right number of fields, null
 markers as null, typed columns converted; or a row error with a kind."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

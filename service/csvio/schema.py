@@ -1,4 +1,5 @@
 """The CSV header (validated, mapped to names MongoDB accepts) and typed columns."""
+
 from __future__ import annotations
 
 import csv
@@ -81,9 +82,7 @@ def _safe_names(names: list[str]) -> tuple[list[str], list[dict[str, str]]]:
     # and report the mapping on the job.
     empty = [i + 1 for i, n in enumerate(names) if not n.strip()]
     if empty:
-        raise InvalidCsv(
-            f"Header column {', '.join(map(str, empty))} has no name; every column needs one.", columns=empty
-        )
+        raise InvalidCsv(f"Header column {', '.join(map(str, empty))} has no name; every column needs one.", columns=empty)
     columns: list[str] = []
     mapping: list[dict[str, str]] = []
     for name in names:

@@ -15,6 +15,7 @@ Writes are sized by the time they take, not by rows (``Units``): a unit grows
 slowly while writes are fast and shrinks at once when one is slow or times
 out; a timed-out write is retried smaller while a cheap probe (``ping``) says
 the database answers. Pause and terminate are looked at between units."""
+
 from __future__ import annotations
 
 import asyncio
@@ -213,9 +214,7 @@ class Records:
         unit). Returns how many documents were sent."""
         return await self._fence.in_units(units, docs, lambda unit: insert_encoded(self._records, unit), stop, done)
 
-    async def delete_rows(
-        self, units: Units, rows: range, stop: Callable[[], bool], done: Callable[[int, int], None]
-    ) -> int:
+    async def delete_rows(self, units: Units, rows: range, stop: Callable[[], bool], done: Callable[[int, int], None]) -> int:
         """Deletes the job's rows numbered in ``rows``, a range of _ids per
         unit; ``done(n, deleted)`` sees each unit. Returns how many row
         numbers were covered."""
@@ -506,7 +505,9 @@ class Teams:
         if not docs:
             return 0
         ops = [
-            pymongo.DeleteOne({"_id": d["_id"], "job_id": self.job_id, "jobs": [self.job_id], "teams": d.get("teams"), "name": d.get("name")})
+            pymongo.DeleteOne(
+                {"_id": d["_id"], "job_id": self.job_id, "jobs": [self.job_id], "teams": d.get("teams"), "name": d.get("name")}
+            )
             for d in docs
         ]
         result = await self._fence.send(lambda: self._users.bulk_write(ops, ordered=False))

@@ -4,6 +4,7 @@ An import worker blocks reading its pool's queue, and it holds that queue's
 write end itself, so a parent killed with SIGKILL leaves it waiting forever
 with parent 1. In a pod the container's end takes it along; on a VM, or in a
 test run, it would leak."""
+
 from __future__ import annotations
 
 import ctypes

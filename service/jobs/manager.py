@@ -1,5 +1,6 @@
 """The JobManager: this replica's registry of runners, fair admission of queued
 jobs, lease keeping, adoption of orphaned jobs, and the user's control requests."""
+
 from __future__ import annotations
 
 import asyncio
@@ -23,10 +24,10 @@ from ..settings import Settings
 from ..store.clock import DbClock
 from ..store.db import Database
 from ..typedefs import DB_KEY, MANAGER_KEY, METRICS_KEY, SETTINGS_KEY
-from .states import DOWNLOAD_ENDED, ROLLING_BACK, USER_TRANSITIONS, JobState, values
 from .repo import Claim, ControlResult, JobRepo
 from .reservations import QUEUED, STREAMS, Reservations
 from .runner import Kind, Runner
+from .states import DOWNLOAD_ENDED, ROLLING_BACK, USER_TRANSITIONS, JobState, values
 from .workers import BuildPool
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,6 @@
 """Job ids, times, and the job's JSON form. The states and transitions are in
 service/jobs/states.py; they are re-exported here for the modules that read jobs."""
+
 from __future__ import annotations
 
 import datetime as dt

@@ -3,6 +3,7 @@ the job is read (GET /jobs, GET /jobs/{id}), never stored, so reading writes
 nothing. Per (org, kind) among the jobs read: the org's queue (ids only) and
 the jobs holding the org's slots, each one query that an index on org_id
 serves, whatever the number of jobs read."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -60,4 +61,8 @@ async def explain(repo: JobRepo, kinds: Mapping[str, Any], settings: Settings, d
             position = order.get(doc["_id"])
             if position is None:  # started (or was terminated) between the two reads
                 continue
-            doc["queue"] = {"position": position, "of": len(order), **reason(kind, limit, holders, position, settings.max_running_jobs)}
+            doc["queue"] = {
+                "position": position,
+                "of": len(order),
+                **reason(kind, limit, holders, position, settings.max_running_jobs),
+            }

@@ -18,6 +18,7 @@ write that makes a queued job ``running``: a running job always has an
 owner. Every later write of that runner names its epoch, so a replica that
 lost the job (it stalled past its lease and another adopted it) can no
 longer change either document."""
+
 from __future__ import annotations
 
 import datetime as dt

@@ -20,6 +20,7 @@ older than GRACE_SECONDS, which covers the moment between a reservation and
 its job's creation) is released, then the reservation is tried once more.
 A full org is the only time stale shares matter, so nothing sweeps them
 otherwise."""
+
 from __future__ import annotations
 
 import datetime as dt

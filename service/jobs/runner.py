@@ -4,6 +4,7 @@ is the only place where pause, resume, terminate and shutdown take effect.
 Job code writes only through the fenced handles its context gives it
 (service/jobs/fence.py): each write is let out only while this replica's
 lease is valid and carries a deadline before the lease can expire."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,9 +25,9 @@ from ..background import end_if_cancelled
 from ..errors import InvalidTransition, JobFailed, JobStopped, JobTerminated
 from ..logs import bind_job, runner_state
 from .fence import PROBE_SECONDS, Fence, Profiles, ReadOnly, Records, ResultFiles, Stored, Teams, Upload
-from .states import ACTIVE, COMPLETE, DOWNLOAD_ENDED, FAIL, PAUSE_SELF, PAUSED, ROLLBACK_END, ROLLING_BACK, TERMINATE, JobState
 from .repo import MAX_ERRORS_KEPT, Claim
 from .reservations import RECORD_BYTES, RESULT_BYTES, UPLOAD_BYTES
+from .states import ACTIVE, COMPLETE, DOWNLOAD_ENDED, FAIL, PAUSE_SELF, PAUSED, ROLLBACK_END, ROLLING_BACK, TERMINATE, JobState
 
 if TYPE_CHECKING:
     from ..settings import Settings
@@ -152,15 +153,31 @@ class JobContext:
     def stored_records(self) -> Stored:
         """The job's share of MAX_RECORD_BYTES_PER_ORG (an import's rows, as CSV bytes)."""
         limit = self.settings.max_record_bytes_per_org
-        return Stored(self._runner.manager.reservations, self.fence, self.org_id, RECORD_BYTES, self.job_id, limit,
-                      "MAX_RECORD_BYTES_PER_ORG", "imported records")
+        return Stored(
+            self._runner.manager.reservations,
+            self.fence,
+            self.org_id,
+            RECORD_BYTES,
+            self.job_id,
+            limit,
+            "MAX_RECORD_BYTES_PER_ORG",
+            "imported records",
+        )
 
     @functools.cached_property
     def stored_results(self) -> Stored:
         """The job's share of MAX_RESULT_BYTES_PER_ORG (an export's stored CSV)."""
         limit = self.settings.max_result_bytes_per_org
-        return Stored(self._runner.manager.reservations, self.fence, self.org_id, RESULT_BYTES, self.job_id, limit,
-                      "MAX_RESULT_BYTES_PER_ORG", "stored export results")
+        return Stored(
+            self._runner.manager.reservations,
+            self.fence,
+            self.org_id,
+            RESULT_BYTES,
+            self.job_id,
+            limit,
+            "MAX_RESULT_BYTES_PER_ORG",
+            "stored export results",
+        )
 
     @functools.cached_property
     def results(self) -> ResultFiles:
@@ -554,7 +571,10 @@ class Runner:
                     ) from exc
                 log.warning(
                     "job %s: database %s (%s); retrying in %.1f s",
-                    self.job_id, "slow" if reachable else "unreachable", exc, delay,
+                    self.job_id,
+                    "slow" if reachable else "unreachable",
+                    exc,
+                    delay,
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_DELAY)
@@ -640,12 +660,17 @@ class Runner:
             attempts=info.get("attempts", 0) + 1,
             stalls=stalls,
             failing_since=failing_since,
-            next_at=manager.clock.after(min(ROLLBACK_MAX_BACKOFF, ROLLBACK_FIRST_BACKOFF * 2 ** (stalls - 1))) if stalls else None,
+            next_at=manager.clock.after(min(ROLLBACK_MAX_BACKOFF, ROLLBACK_FIRST_BACKOFF * 2 ** (stalls - 1)))
+            if stalls
+            else None,
         )
         give_up = failing_since is not None and (now - failing_since).total_seconds() >= settings.rollback_give_up_seconds
         log.error(
             "job %s: rollback attempt %d ended (%s); %s",
-            self.job_id, info["attempts"], exc, "it progressed: next attempt at once" if progressed else f"{stalls} without progress",
+            self.job_id,
+            info["attempts"],
+            exc,
+            "it progressed: next attempt at once" if progressed else f"{stalls} without progress",
         )
         manager.metrics.rollback_failed(self.kind.name)
         try:

@@ -6,6 +6,7 @@ guarded atomic update (service/jobs/repo.py): the filter names the job and the
 transition's source states, and a runner's own transitions also name its
 ownership epoch, so two racing writers can never both win. The state diagram
 in docs/engine.md is generated from this table (a test keeps it current)."""
+
 from __future__ import annotations
 
 import enum
@@ -95,9 +96,7 @@ COMPLETE = Transition("complete", frozenset({R}), C, "runner", why="every row is
 FAIL = Transition("fail", frozenset({R, PG, P}), F, "runner", why="a row-error policy, a bug, or a database away too long")
 ROLLED_BACK = Transition("rolled_back", frozenset({TG}), T, "runner", why="the rollback removed everything")
 UNDONE_T = Transition("undone", frozenset({UG}), U, "runner", why="the undo's rollback removed everything")
-DOWNLOAD_ENDED = Transition(
-    "download_ended", ACTIVE, T, "runner", why="a streamed download's client left or its replica stopped"
-)
+DOWNLOAD_ENDED = Transition("download_ended", ACTIVE, T, "runner", why="a streamed download's client left or its replica stopped")
 
 ACTIONS: dict[str, Transition] = {t.name: t for t in (PAUSE, RESUME, TERMINATE, RETRY)}
 # Applied to many jobs at once by POST /jobs/{action} (service/api/bulk.py).

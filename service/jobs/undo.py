@@ -13,6 +13,7 @@ What the rollback needs is kept until then: an import's rows are found by
 their _id prefix (nothing to keep); a teams job keeps its undo log, which the
 sweep drops when the window ends (the kind's ``drop_undo``), leaving a reason
 on the job that a later undo's 409 names."""
+
 from __future__ import annotations
 
 import datetime as dt

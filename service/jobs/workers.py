@@ -12,6 +12,7 @@ order, row numbers, checkpoints, pause and resume are the same either way; a
 batch whose parse disagrees with its cut (a file the cut's rule does not
 describe exactly) or a worker that died makes the rest of the job read in
 order in this process, from the bytes already read."""
+
 from __future__ import annotations
 
 import asyncio
@@ -28,7 +29,6 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Protocol
-
 
 from ..csvio.cutter import BatchCutter, Segment
 from ..csvio.records import Position, Record, RecordReader
@@ -362,4 +362,3 @@ class _Sources(Sequence[Record]):
 
     def __iter__(self) -> Iterator[Record]:
         return (Record(row, line, None, None) for row, line in zip(self._rows, self._lines))
-

@@ -6,13 +6,14 @@ That mix is stable from one correct file to the next (a phone column is phone
 numbers whatever the numbers) and moves all at once when a column goes wrong,
 so the thresholds can be far apart: a finding needs a change of at least half
 the column, while files of the same shape differ by a few percent."""
+
 from __future__ import annotations
 
 from collections import Counter
 from itertools import combinations
 from typing import Any
 
-from .values import DATE, DATETIME, DECIMAL, DESCRIBED, EMAIL, EMPTY, INT, PHONE, URL, BOOL
+from .values import BOOL, DATE, DATETIME, DECIMAL, DESCRIBED, EMAIL, EMPTY, INT, PHONE, URL
 
 SWAPPED = "swapped_columns"
 HEADER_MISMATCH = "header_mismatch"
@@ -128,9 +129,7 @@ def findings(
         )
     pasts = {c: _Past(c, imports) for c in columns}
     now = {c: _mix(profile[c]["kinds"]) for c in columns}
-    compared = [
-        c for c in columns if pasts[c].imports and pasts[c].mix and _filled(profile[c]["kinds"]) >= MIN_VALUES
-    ]
+    compared = [c for c in columns if pasts[c].imports and pasts[c].mix and _filled(profile[c]["kinds"]) >= MIN_VALUES]
     swapped = _swaps(compared, pasts, now)
     found += swapped
     in_swap = {c for f in swapped for c in f["columns"]}

@@ -4,6 +4,7 @@ GUARD_ROWS rows are profiled and compared with the dataset's history. With
 ``guard=pause`` a finding pauses the job, with the findings as its reason,
 until a person resumes it (accepting the file) or terminates it (nothing to
 roll back: nothing was written)."""
+
 from __future__ import annotations
 
 import logging

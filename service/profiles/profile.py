@@ -4,6 +4,7 @@ values call for (``types=auto``).
 
 A profile's size depends on the number of columns, never on the number of
 rows: counters, a K-minimum-values sketch of K hashes and SAMPLE values."""
+
 from __future__ import annotations
 
 import heapq

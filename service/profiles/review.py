@@ -1,6 +1,7 @@
 """Reading a CSV without writing it: row errors by kind, column profiles,
 inferred types and requested-type checks. Shared by the import dry run, the
 import guard, ``types=auto`` and (the error tally) the teams dry run."""
+
 from __future__ import annotations
 
 from collections import Counter

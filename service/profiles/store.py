@@ -4,6 +4,7 @@ profiles of the dataset's last HISTORY completed imports (newest last).
 
 Its size is bounded whatever the number of rows or imports: HISTORY entries
 of one bounded column profile per column."""
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -5,6 +5,7 @@ column's mix of kinds is what stays the same from one import of a dataset to
 the next, whatever the values, and what changes at once when two columns are
 swapped or a column goes wrong. The teams sheet's checks use the same tests
 (``looks_like_phone``, ``looks_like_name``)."""
+
 from __future__ import annotations
 
 import re

@@ -6,6 +6,7 @@ measures from the server's ``hello`` reply (``localTime``) on every tick of
 its job manager. Two pods whose clocks disagree by minutes therefore still
 agree on when a lease expires; what must stay small is each clock's drift
 between two measurements (a second), not their skew."""
+
 from __future__ import annotations
 
 import datetime as dt

@@ -1,4 +1,5 @@
 """The database: one AsyncMongoClient, the collections the service uses, their indexes."""
+
 from __future__ import annotations
 
 import logging
@@ -12,8 +13,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
 from ..settings import MongoSettings
-from .files import Bucket
 from ..typedefs import DB_KEY, DB_LISTENERS_KEY, SETTINGS_KEY
+from .files import Bucket
 
 log = logging.getLogger(__name__)
 

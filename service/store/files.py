@@ -5,6 +5,7 @@ PyMongo's GridIn buffers up to 32 MB of chunks before inserting them (and then
 encodes that into one message), and GridOut cannot bound its cursor's batch
 size; both made memory depend on the file. These never hold more than a few
 chunks."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -174,7 +175,7 @@ class ChunkWriter:
                 copies.append({"files_id": self.file_id, "n": chunk["n"], "data": data})
                 if len(copies) >= CHUNKS_PER_WRITE:
                     batch, copies = copies, []
-                    await send(lambda: insert_new(self.bucket.chunks, batch))
+                    await send(lambda: insert_new(self.bucket.chunks, batch))  # noqa: B023 (called within this iteration)
         finally:
             await cursor.close()
         if expected != stop:

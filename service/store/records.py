@@ -2,6 +2,7 @@
 from (job, row), so a replayed batch cannot insert a row twice, and ordered so
 that a dataset's records (an export) and a job's records (a rollback) are each
 one range of the primary key. Org ids and dataset names cannot contain '/'."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -78,4 +79,3 @@ class RecordEncoder:
                 self._tail,
             )
         )
-

@@ -6,6 +6,7 @@ a team name is unique in its org by construction. Team names compare without
 case and with runs of white space collapsed: "Sales  North" and "sales north"
 are one team. An undo entry is keyed by (job, user), so the first before-image
 a job saves for a user is the one kept."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -11,6 +11,7 @@ for its first row). Windows grow while they return few documents (a date
 filter that matches little) and shrink when they return many, so each holds
 about one cursor reply; an empty window asks, by _id alone (a range with a
 limit of one, unsorted), whether the import has rows further on."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable

@@ -1,5 +1,6 @@
 """Idempotent writes: inserting documents whose deterministic _ids make a
 replayed batch a no-op, and never taking an unacknowledged write for done."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

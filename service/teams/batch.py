@@ -14,6 +14,7 @@ name the job gave, and deletes a user the job created only once no team is
 left in it and nobody renamed it. Other jobs' changes and anyone else's edits
 made between the job and its rollback survive, whichever order overlapping
 jobs are rolled back in (a whole-document before-image would undo them)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -215,8 +216,26 @@ async def apply_batch(
     # What the job is about to create is listed first (by _id: its rollback walks
     # the list rather than asking users and teams for the job's documents).
     await teams.insert_undo(
-        [{"_id": created_id(job_id, CREATED_USER, d["_id"]), "job_id": job_id, "org_id": org_id, "ref": d["_id"], "created_at": now} for d in created]
-        + [{"_id": created_id(job_id, CREATED_TEAM, d["_id"]), "job_id": job_id, "org_id": org_id, "ref": d["_id"], "created_at": now} for d in new_teams]
+        [
+            {
+                "_id": created_id(job_id, CREATED_USER, d["_id"]),
+                "job_id": job_id,
+                "org_id": org_id,
+                "ref": d["_id"],
+                "created_at": now,
+            }
+            for d in created
+        ]
+        + [
+            {
+                "_id": created_id(job_id, CREATED_TEAM, d["_id"]),
+                "job_id": job_id,
+                "org_id": org_id,
+                "ref": d["_id"],
+                "created_at": now,
+            }
+            for d in new_teams
+        ]
     )
     applied.users_created = await teams.insert_users(created)
     applied.teams_created = await teams.insert_teams(new_teams)
@@ -347,7 +366,9 @@ class Undo:
             return False
         return self._abandoned({**doc, "teams": [t for t in teams if t not in ours], "jobs": None})
 
-    def _plan(self, doc: dict[str, Any], entry: dict[str, Any] | None, mine: list[str]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    def _plan(
+        self, doc: dict[str, Any], entry: dict[str, Any] | None, mine: list[str]
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """The one write that compensates a user whose only mark is the job's:
         its filter's pins, the update, and the user as it will be after it."""
         teams = doc.get("teams") or []

@@ -7,15 +7,16 @@ above and below. In a sheet whose phone column slid down ten rows, almost
 every such phone's owner is named exactly ten rows above, so one offset
 dominates. The sheet's edges agree: its first rows have no phone, and its
 last rows have a phone but no team."""
+
 from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
-from ..store.teams import fold, user_id
 from ..profiles.review import SAMPLE, ErrorTally
 from ..profiles.values import looks_like_name, looks_like_phone
+from ..store.teams import fold, user_id
 from .rows import RowError, TeamRow
 
 PREVIEW_ROWS = 20
@@ -132,8 +133,7 @@ class Review:
                 self._warn(
                     item.line,
                     PHONE_OWNER_MISMATCH,
-                    f"manager_phone {item.manager_phone} belongs to the existing user {owner_name!r}, "
-                    f"not {item.manager_name!r}",
+                    f"manager_phone {item.manager_phone} belongs to the existing user {owner_name!r}, not {item.manager_name!r}",
                 )
             if looks_like_phone(item.manager_name):
                 self._warn(item.line, NAME_LOOKS_LIKE_PHONE, f"manager_name {item.manager_name!r} looks like a phone number")
@@ -204,9 +204,7 @@ class Review:
         for line, phone in self.single_members:
             others = [n for n in self.manager_rows.get(phone, ()) if n != line]
             if others:
-                self._warn(
-                    line, MEMBERS_EQUAL_MANAGER, f"the members of line {line} are exactly the manager of line {others[0]}"
-                )
+                self._warn(line, MEMBERS_EQUAL_MANAGER, f"the members of line {line} are exactly the manager of line {others[0]}")
 
     def _shift_report(self) -> dict[str, Any]:
         self.shift.finish()

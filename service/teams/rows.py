@@ -1,5 +1,6 @@
 """The teams CSV: which column is which, and each row checked and normalised
 (phone numbers to E.164) or turned into a row error with a kind and a line."""
+
 from __future__ import annotations
 
 import asyncio
@@ -130,9 +131,7 @@ class RowParser:
         fields = record.fields
         if len(fields) != self.width:
             kind = MISSING_COLUMNS if len(fields) < self.width else EXTRA_COLUMNS
-            return RowError(
-                record.row, record.line, kind, f"expected {self.width} fields as in the header, found {len(fields)}"
-            )
+            return RowError(record.row, record.line, kind, f"expected {self.width} fields as in the header, found {len(fields)}")
 
         def error(kind: str, message: str) -> RowError:
             return RowError(record.row, record.line, kind, message, tuple(fields))

@@ -1,4 +1,5 @@
 """The HTTP API of the service processes, as a test drives it."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,6 +1,7 @@
 """Authentication in real `python -m service` processes: secure by default, and
 an API key made on the command line and revoked on one replica is refused by
 the other at once."""
+
 from __future__ import annotations
 
 import os
@@ -15,8 +16,12 @@ from .api import FAST
 def test_the_service_refuses_to_start_without_auth_settings(service_uri):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")}
     done = subprocess.run(
-        [sys.executable, "-m", "service"], cwd=ROOT, env={**env, "MONGODB_URI": service_uri, "PORT": "1"},
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "service"],
+        cwd=ROOT,
+        env={**env, "MONGODB_URI": service_uri, "PORT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2
     assert "AUTH_API_KEY_PEPPER" in done.stderr and "AUTH_DISABLED=true" in done.stderr
@@ -37,8 +42,11 @@ async def test_a_cli_key_revoked_on_one_replica_is_refused_by_the_other(spawn, h
     base = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")}
     made = subprocess.run(
         [sys.executable, "-m", "service", "api-keys", "create", "--org", "acme", "--role", "admin", "--name", "ops"],
-        cwd=ROOT, env={**base, "MONGODB_URI": service_uri, "AUTH_API_KEY_PEPPER": PEPPER},
-        capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env={**base, "MONGODB_URI": service_uri, "AUTH_API_KEY_PEPPER": PEPPER},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert made.returncode == 0, made.stderr
     admin = {"Authorization": f"Bearer {made.stdout.strip()}"}

@@ -4,6 +4,7 @@ reported only once writes have stopped; a database away for longer than
 DB_RETRY_SECONDS fails the job with its upload kept, and a retry finishes it;
 a rollback that keeps failing backs off and lets the org's queue move;
 admission never exceeds an org's limit across replicas."""
+
 from __future__ import annotations
 
 import asyncio
@@ -179,7 +180,9 @@ async def test_a_database_away_longer_than_db_retry_seconds_fails_the_job_and_re
         job = await api.start_import(proc, make_csv(rows), batch_size=200)
         await api.wait(proc, job["id"], lambda j: j["progress"].get("processed", 0) >= 2_000)
         database.stop(abruptly=True)  # stopped gracefully, it served the whole job first
-        await wait_log(proc, f"job {job['id']} failed: for more than 3 s (DB_RETRY_SECONDS) the database could not be reached", timeout=60)
+        await wait_log(
+            proc, f"job {job['id']} failed: for more than 3 s (DB_RETRY_SECONDS) the database could not be reached", timeout=60
+        )
         database.start()
         failed = await api.wait(proc, job["id"], lambda j: j["state"] == "failed", "failed", timeout=120)
         assert "DB_RETRY_SECONDS" in failed["error"] and failed["retryable"] is True

@@ -1,4 +1,5 @@
 """The service as a process: configuration, probes, a whole import, SIGTERM."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,5 +1,6 @@
 """Durability with real processes: several `python -m service` replicas on one
 database, killed, stopped and restarted mid-job, and the database restarted."""
+
 from __future__ import annotations
 
 import asyncio

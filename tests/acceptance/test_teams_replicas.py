@@ -1,5 +1,6 @@
 """Team jobs survive their replica: kill -9 and a stall past the lease
 (SIGSTOP), mid-job and mid-rollback, with real processes on one database."""
+
 from __future__ import annotations
 
 import asyncio
@@ -109,7 +110,9 @@ async def test_a_stalled_owner_of_a_teams_rollback_wakes_to_find_it_done_and_cha
     before = await snapshot(store)
     job, owner, survivor = await teams_on_two_replicas(spawn, api, at_least=300)
     await api.control(survivor, job["id"], "terminate")
-    await api.wait(survivor, job["id"], lambda j: j["state"] == "terminating" and rollback_under_way(j), "a rollback under way", 300)
+    await api.wait(
+        survivor, job["id"], lambda j: j["state"] == "terminating" and rollback_under_way(j), "a rollback under way", 300
+    )
     owner.signal(signal.SIGSTOP)
     await api.wait(survivor, job["id"], lambda j: j["state"] == "terminated", "the rollback", timeout=600)
     assert await snapshot(store) == before
@@ -129,7 +132,13 @@ async def test_a_failed_job_and_an_overlapping_running_one_terminated_in_either_
     end exactly as before both jobs, except a rename made directly in the
     database between the jobs and the rollbacks, which is kept."""
     proc = spawn("svc", **FAST)
-    existing = {"_id": user_id(ORG, manager_phone(2)), "org_id": ORG, "phone": manager_phone(2), "name": None, "teams": ["default/old"]}
+    existing = {
+        "_id": user_id(ORG, manager_phone(2)),
+        "org_id": ORG,
+        "phone": manager_phone(2),
+        "name": None,
+        "teams": ["default/old"],
+    }
     bystander = {"_id": user_id(ORG, member_phone(500)), "org_id": ORG, "phone": member_phone(500), "name": "Bea", "teams": []}
     await store.users.insert_many([dict(existing), dict(bystander)])
     before = await snapshot(store)
@@ -140,7 +149,10 @@ async def test_a_failed_job_and_an_overlapping_running_one_terminated_in_either_
     failed = await api.wait(proc, j1["id"], lambda j: j["state"] in ("failed", "completed"), "J1 to fail", timeout=300)
     assert failed["state"] == "failed" and failed["progress"]["teams_created"] > 0, failed
 
-    overlap = [[f"Second {i}", f"Manager {i}", manager_phone(i), f"{member_phone(i * 10 + 1)};{member_phone(500)}"] for i in range(1, 600)]
+    overlap = [
+        [f"Second {i}", f"Manager {i}", manager_phone(i), f"{member_phone(i * 10 + 1)};{member_phone(500)}"]
+        for i in range(1, 600)
+    ]
     j2 = await api.start_teams(proc, sheet(overlap), batch_size=5)
     await api.wait(proc, j2["id"], lambda j: j["progress"].get("processed", 0) >= 40, "J2 under way", timeout=300)
     await store.users.update_one({"_id": bystander["_id"]}, {"$set": {"name": "Beatrice"}})

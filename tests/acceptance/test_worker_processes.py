@@ -1,6 +1,7 @@
 """The JOB_WORKERS processes of a real `python -m service`: they end with the
 process that started them, however it ends, on Linux by the kernel's signal
 and elsewhere by their own watch of their parent."""
+
 from __future__ import annotations
 
 import asyncio
@@ -95,9 +96,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 async def test_without_the_kernels_signal_a_worker_still_ends_within_seconds_of_its_parent():
-    parent = subprocess.run(
-        [sys.executable, "-c", PARENT, CHILD], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
+    parent = subprocess.run([sys.executable, "-c", PARENT, CHILD], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert parent.returncode == -signal.SIGKILL, parent.stderr
     pid = int(parent.stdout)
     stat = _stat(pid)

@@ -1,5 +1,6 @@
 """A real Chromium (Debian's, driven by Playwright) against the real app on a
 real port and the real database."""
+
 from __future__ import annotations
 
 import os

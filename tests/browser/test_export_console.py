@@ -1,6 +1,7 @@
 """The pipeline operator's story in the browser: an export with a date range
 saved by the browser holds exactly the rows asked for, and a streamed
 download terminated from the jobs list fails in the browser."""
+
 from __future__ import annotations
 
 import csv

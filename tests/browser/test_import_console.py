@@ -1,5 +1,6 @@
 """The support user's story in the browser: upload a baseline through the page,
 watch it, pause it, resume it; terminate another and see it rolled back."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,5 +1,6 @@
 """Who may do what in the console: a viewer is offered no control at all, and
 a token that expires sends the person back to sign in."""
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """The dashboard user's story: a sheet whose phone column slid ten rows is
 caught by "Check first" in the page, before anything is written."""
+
 from __future__ import annotations
 
 from playwright.async_api import expect
@@ -12,9 +13,14 @@ from .conftest import screenshot, unlabelled
 ORG = "default"
 
 
-async def test_the_dry_run_of_a_sheet_with_a_slid_phone_column_shows_the_shift_before_anything_is_written(server, open_page, db, tmp_path):
+async def test_the_dry_run_of_a_sheet_with_a_slid_phone_column_shows_the_shift_before_anything_is_written(
+    server, open_page, db, tmp_path
+):
     await db.users.insert_many(
-        [{"_id": user_id(ORG, manager_phone(i)), "org_id": ORG, "phone": manager_phone(i), "name": f"Manager {i}"} for i in range(1, 61)]
+        [
+            {"_id": user_id(ORG, manager_phone(i)), "org_id": ORG, "phone": manager_phone(i), "name": f"Manager {i}"}
+            for i in range(1, 61)
+        ]
     )
     before = await snapshot(db)
     path = tmp_path / "teams.csv"
@@ -34,7 +40,9 @@ async def test_the_dry_run_of_a_sheet_with_a_slid_phone_column_shows_the_shift_b
     await expect(report).to_contain_text("70 (50 valid)")
     await expect(report.get_by_role("heading", name="Warnings: 50")).to_be_visible()
     await expect(report).to_contain_text("phone_owner_mismatch: 50")
-    warning = report.get_by_role("cell", name="manager_phone +12015550001 belongs to the existing user 'Manager 1', not 'Manager 11'")
+    warning = report.get_by_role(
+        "cell", name="manager_phone +12015550001 belongs to the existing user 'Manager 1', not 'Manager 11'"
+    )
     await expect(warning).to_be_hidden()  # folded until asked for
     await report.get_by_text("Show all 50").click()
     await expect(warning).to_be_visible()

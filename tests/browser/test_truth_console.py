@@ -2,6 +2,7 @@
 Chromium: a failing rollback's attempts, error and held slot on the card and
 the job page; a queued job's reason; history on a running job; the import
 form's types from the dataset's history; the export preview."""
+
 from __future__ import annotations
 
 import re
@@ -21,7 +22,9 @@ async def import_history(api, seeds=(1, 2, 3)) -> None:
         assert (await wait_for_state(api, job["id"], "completed", "failed"))["state"] == "completed"
 
 
-async def test_a_failing_rollback_shows_its_attempts_error_and_held_slot_and_a_queued_job_says_why(serve, aiohttp_client, open_page):
+async def test_a_failing_rollback_shows_its_attempts_error_and_held_slot_and_a_queued_job_says_why(
+    serve, aiohttp_client, open_page
+):
     server = await serve(faults=frozenset({"import.rollback"}), rollback_give_up_seconds=25.0)
     api = await aiohttp_client(server)
     await import_history(api)

@@ -1,5 +1,6 @@
 """The support user's undo of a finished import, and the operator's bulk pause
 of a filtered selection during an incident, in a real Chromium."""
+
 from __future__ import annotations
 
 import re
@@ -46,7 +47,9 @@ async def test_undo_of_a_finished_import_asks_with_the_dry_runs_counts_then_roll
     assert page.js_errors == []
 
 
-async def test_a_bulk_pause_of_the_filtered_selection_names_the_jobs_and_kinds_then_pauses_them(serve, aiohttp_client, open_page, db):
+async def test_a_bulk_pause_of_the_filtered_selection_names_the_jobs_and_kinds_then_pauses_them(
+    serve, aiohttp_client, open_page, db
+):
     server = await serve(max_imports_per_org=3, job_lease_seconds=30.0)
     api = await aiohttp_client(server)
     done = await start_import(api, make_csv(10), dataset="finished")
@@ -55,7 +58,9 @@ async def test_a_bulk_pause_of_the_filtered_selection_names_the_jobs_and_kinds_t
     teams = await post_teams(api, sheet(team_rows(3000, members=1)), batch_size=1)
     running = [*imports, teams]
     for job in running:
-        await wait_for(api, job["id"], lambda j: j["state"] == "running" and j["progress"].get("processed", 0) > 0, what="running")
+        await wait_for(
+            api, job["id"], lambda j: j["state"] == "running" and j["progress"].get("processed", 0) > 0, what="running"
+        )
 
     page = await open_page(str(server.make_url("/#/jobs?state=running")))
     await expect(page.locator(".job")).to_have_count(3)

@@ -20,6 +20,7 @@ Exports are compared byte for byte: the data are text and integers whose
 rendering is fixed (RFC 4180 quoting by the csv module, CRLF, a leading
 quote on formula cells), so there is nothing a robust comparison would have
 to forgive."""
+
 from __future__ import annotations
 
 import time
@@ -86,8 +87,11 @@ class Checker:
         self.job_ids = {d["_id"] async for d in db["jobs"].find({}, {"_id": 1})}
 
     def jobs(self, kind: str, state: str | None = None) -> list[Job]:
-        return [j for j in self.driver.by_id.values()
-                if j.kind == kind and j.id in self.final and (state is None or self.final[j.id]["state"] == state)]
+        return [
+            j
+            for j in self.driver.by_id.values()
+            if j.kind == kind and j.id in self.final and (state is None or self.final[j.id]["state"] == state)
+        ]
 
     def state(self, job: Job) -> str:
         return self.final[job.id]["state"]  # type: ignore[index]
@@ -104,27 +108,48 @@ class Checker:
             rows = [d.get("row") for d in docs]
             dupes = sorted({r for r in rows if rows.count(r) > 1})
             if dupes:
-                self.fail("import-rows-once", job.id, f"rows stored more than once: {dupes[:10]}", *[d for d in docs if d.get("row") in dupes[:2]])
+                self.fail(
+                    "import-rows-once",
+                    job.id,
+                    f"rows stored more than once: {dupes[:10]}",
+                    *[d for d in docs if d.get("row") in dupes[:2]],
+                )
             missing = sorted(set(given.good) - set(rows))
             extra = sorted(set(rows) - set(given.good))
             if missing or extra:
-                self.fail("import-rows-exact", job.id, f"{len(docs)} records for {len(given.good)} good rows: "
-                          f"missing rows {missing[:10]}, unexpected rows {extra[:10]}", *[d for d in docs if d.get("row") in extra[:3]])
+                self.fail(
+                    "import-rows-exact",
+                    job.id,
+                    f"{len(docs)} records for {len(given.good)} good rows: "
+                    f"missing rows {missing[:10]}, unexpected rows {extra[:10]}",
+                    *[d for d in docs if d.get("row") in extra[:3]],
+                )
             prefix = f"{job.org}/{job.args['dataset']}/{job.id}:"
             for doc in docs:
                 row = doc.get("row")
                 want = given.good.get(row)
-                if doc["_id"] != f"{prefix}{row:010d}" or doc.get("org_id") != job.org or doc.get("dataset") != job.args["dataset"]:
+                if (
+                    doc["_id"] != f"{prefix}{row:010d}"
+                    or doc.get("org_id") != job.org
+                    or doc.get("dataset") != job.args["dataset"]
+                ):
                     self.fail("import-row-identity", job.id, f"row {row} is stored under the wrong id or tags", doc)
                     break
                 if want is not None and doc.get("data") != want:
-                    self.fail("import-row-data", job.id, f"row {row} holds other data than the file's", {"stored": doc.get("data"), "file": want})
+                    self.fail(
+                        "import-row-data",
+                        job.id,
+                        f"row {row} holds other data than the file's",
+                        {"stored": doc.get("data"), "file": want},
+                    )
                     break
 
     # -- leftovers ---------------------------------------------------------
 
     def tagged(self, collection: str, job_id: str) -> list[dict]:
-        return [d for d in self.docs[collection] if d.get("job_id") == job_id or (d.get("metadata") or {}).get("job_id") == job_id]
+        return [
+            d for d in self.docs[collection] if d.get("job_id") == job_id or (d.get("metadata") or {}).get("job_id") == job_id
+        ]
 
     async def leftovers(self) -> None:
         for job in self.driver.by_id.values():
@@ -142,29 +167,44 @@ class Checker:
             if state != "terminated":
                 continue
             if self.records.get(job.id):
-                self.fail("left-nothing", job.id, f"terminated {job.kind} job left {len(self.records[job.id])} records", *self.records[job.id])
+                self.fail(
+                    "left-nothing",
+                    job.id,
+                    f"terminated {job.kind} job left {len(self.records[job.id])} records",
+                    *self.records[job.id],
+                )
             for coll in ("teams", "exports.files"):
                 docs = self.tagged(coll, job.id)
                 if docs:
                     self.fail("left-nothing", job.id, f"terminated {job.kind} job left {len(docs)} of {coll}", *docs)
             file_id = (self.final[job.id].get("params") or {}).get("file_id")
             if job.kind == "export" and file_id and self.chunks["exports"].get(ObjectId(file_id)):
-                self.fail("left-nothing", job.id, f"terminated export left {self.chunks['exports'][ObjectId(file_id)]} chunks of file {file_id}")
+                self.fail(
+                    "left-nothing",
+                    job.id,
+                    f"terminated export left {self.chunks['exports'][ObjectId(file_id)]} chunks of file {file_id}",
+                )
 
         completed = {j.id for j in self.jobs("import", "completed")}
         for job_id, docs in self.records.items():
             # A failed (or stuck, already reported) import keeps its rows until
             # it is retried or terminated; only these may have none.
             if job_id not in completed and self.final.get(job_id, {}).get("state") in (None, "terminated", "queued"):
-                self.fail("left-nothing", job_id, f"{len(docs)} records of a job that is not a completed import "
-                          f"({self.final.get(job_id, {}).get('state')})", *docs)
+                self.fail(
+                    "left-nothing",
+                    job_id,
+                    f"{len(docs)} records of a job that is not a completed import ({self.final.get(job_id, {}).get('state')})",
+                    *docs,
+                )
         teams_done = {j.id for j in self.jobs("teams", "completed")}
         for team in self.docs["teams"]:
             if team.get("job_id") not in teams_done:
                 self.fail("left-nothing", team.get("job_id"), "a team of a job that did not complete", team)
         for upload in self.docs["uploads.files"]:
             if (upload.get("metadata") or {}).get("job_id") not in self.job_ids:
-                self.fail("left-nothing", (upload.get("metadata") or {}).get("job_id"), "an upload whose job does not exist", upload)
+                self.fail(
+                    "left-nothing", (upload.get("metadata") or {}).get("job_id"), "an upload whose job does not exist", upload
+                )
         for bucket in ("uploads", "exports"):
             files = {d["_id"] for d in self.docs[f"{bucket}.files"]}
             orphans = {f: n for f, n in self.chunks[bucket].items() if f not in files}
@@ -191,7 +231,9 @@ class Checker:
                 if final["state"] == "completed":
                     errors = {e["row"] for e in final.get("errors") or []}
                     if len(errors) != (final.get("progress") or {}).get("failed", len(errors)):
-                        self.notes.append(f"teams {job.id}: {len(errors)} distinct row errors kept, progress says {final['progress'].get('failed')}")
+                        self.notes.append(
+                            f"teams {job.id}: {len(errors)} distinct row errors kept, progress says {final['progress'].get('failed')}"
+                        )
                     completed[job.id] = (job.input, errors)
                 else:
                     others[job.id] = job.input
@@ -201,13 +243,20 @@ class Checker:
             teams = {d["_id"]: d for d in self.docs["teams"] if d.get("org_id") == org}
             for tid, (job_id, row) in model.teams.items():
                 doc = teams.get(tid)
-                want = {"job_id": job_id, "row": row.row, "name": " ".join(row.team.split()),
-                        "manager_id": user_id(org, row.manager), "member_ids": [user_id(org, m) for m in row.members]}
+                want = {
+                    "job_id": job_id,
+                    "row": row.row,
+                    "name": " ".join(row.team.split()),
+                    "manager_id": user_id(org, row.manager),
+                    "member_ids": [user_id(org, m) for m in row.members],
+                }
                 got = {k: (doc or {}).get(k) for k in want}
                 if doc is None:
                     self.fail("teams-model", job_id, f"team {tid!r} of completed row {row.row} does not exist", want)
                 elif got != want:
-                    self.fail("teams-model", job_id, f"team {tid!r} is not what row {row.row} says", {"stored": got, "model": want})
+                    self.fail(
+                        "teams-model", job_id, f"team {tid!r} is not what row {row.row} says", {"stored": got, "model": want}
+                    )
             for tid, doc in teams.items():
                 if tid not in model.teams:
                     self.fail("teams-model", doc.get("job_id"), f"team {tid!r} exists but no completed job's row made it", doc)
@@ -219,7 +268,12 @@ class Checker:
                     continue
                 listed = doc.get("teams") or []
                 if len(listed) != len(set(listed)) or set(listed) != tids:
-                    self.fail("users-model", doc.get("job_id"), f"user {uid!r} lists other teams than the model", {"stored": listed, "model": sorted(tids)})
+                    self.fail(
+                        "users-model",
+                        doc.get("job_id"),
+                        f"user {uid!r} lists other teams than the model",
+                        {"stored": listed, "model": sorted(tids)},
+                    )
                 name = doc.get("name")
                 if name is not None and name not in model.manager_names.get(uid, set()):
                     if name in model.any_names.get(uid, set()):
@@ -239,7 +293,9 @@ class Checker:
         named = params.get("jobs") or []
         strangers = [i for i in named if i not in imports]
         if strangers:
-            self.fail("export-content", job.id, f"the export reads imports that are not completed imports of {dataset!r}: {strangers}")
+            self.fail(
+                "export-content", job.id, f"the export reads imports that are not completed imports of {dataset!r}: {strangers}"
+            )
             return None
         columns = params.get("columns")
         if columns != HEADERS[dataset]:
@@ -253,23 +309,39 @@ class Checker:
     async def exports(self) -> None:
         for job in self.jobs("export", "completed"):
             want = self.rendering(job)
-            status, body = await self.driver.call(self.driver.any_up(), "GET", f"/api/v1/jobs/{job.id}/result", job.org,
-                                                  timeout=aiohttp.ClientTimeout(total=60))
+            status, body = await self.driver.call(
+                self.driver.any_up(), "GET", f"/api/v1/jobs/{job.id}/result", job.org, timeout=aiohttp.ClientTimeout(total=60)
+            )
             if status != 200:
-                self.fail("export-content", job.id, f"the completed export's result answered {status}", body if isinstance(body, dict) else None)
+                self.fail(
+                    "export-content",
+                    job.id,
+                    f"the completed export's result answered {status}",
+                    body if isinstance(body, dict) else None,
+                )
             elif want is not None and body != want:
                 self.fail("export-content", job.id, "the result differs from the checker's rendering", *_diff(body, want))
         for job in self.jobs("stream"):
             state, got = self.state(job), job.stream
             outcome = got.get("outcome")
             if outcome == "eof" and state != "completed":
-                self.fail("stream-truth", job.id, f"the download ended cleanly but the export is {state}", {"bytes": len(got.get("body", b""))})
+                self.fail(
+                    "stream-truth",
+                    job.id,
+                    f"the download ended cleanly but the export is {state}",
+                    {"bytes": len(got.get("body", b""))},
+                )
             if state == "completed" and outcome in ("eof", "broken", "?"):
                 want = self.rendering(job)
                 if outcome != "eof":
                     self.fail("stream-truth", job.id, f"the export completed but the client's download was {outcome}")
                 elif want is not None and got["body"] != want:
-                    self.fail("export-content", job.id, "the streamed CSV differs from the checker's rendering", *_diff(got["body"], want))
+                    self.fail(
+                        "export-content",
+                        job.id,
+                        "the streamed CSV differs from the checker's rendering",
+                        *_diff(got["body"], want),
+                    )
             if outcome == "left" and state != "terminated":
                 self.fail("stream-truth", job.id, f"the client left but the export is {state}")
 
@@ -286,13 +358,27 @@ class Checker:
                 for w in windows
             )
             if not excused:
-                windows = [f"{w.kind} {w.target} {w.start - self.driver.t0:.2f}-{(w.end or 0) - self.driver.t0:.2f}s" for w in self.cluster.windows]
-                self.fail("no-5xx", None, f"{r.status} from {r.replica} for {r.method} {r.path} at {r.t - self.driver.t0:.2f}s",
-                          {"body": r.error, "fault windows": windows})
+                windows = [
+                    f"{w.kind} {w.target} {w.start - self.driver.t0:.2f}-{(w.end or 0) - self.driver.t0:.2f}s"
+                    for w in self.cluster.windows
+                ]
+                self.fail(
+                    "no-5xx",
+                    None,
+                    f"{r.status} from {r.replica} for {r.method} {r.path} at {r.t - self.driver.t0:.2f}s",
+                    {"body": r.error, "fault windows": windows},
+                )
 
 
 def _diff(got: bytes, want: bytes) -> list[Any]:
     a, b = got.split(b"\r\n"), want.split(b"\r\n")
     first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-    return [{"lines_got": len(a), "lines_want": len(b), "first_difference_at_line": first,
-             "got": a[first:first + 2], "want": b[first:first + 2]}]
+    return [
+        {
+            "lines_got": len(a),
+            "lines_want": len(b),
+            "first_difference_at_line": first,
+            "got": a[first : first + 2],
+            "want": b[first : first + 2],
+        }
+    ]

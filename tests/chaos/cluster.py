@@ -14,6 +14,7 @@ step does to a process. A backward step cannot be simulated this way; the
 service judges leases by the database's clock, so a replica's wall clock
 only enters the records' created_at, which the checks do not trust for
 ordering beyond one replica."""
+
 from __future__ import annotations
 
 import asyncio
@@ -83,8 +84,11 @@ class Cluster:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AUTH_")}
         made = subprocess.run(
             [sys.executable, "-m", "service", "api-keys", "create", "--org", org, "--role", "admin", "--name", "chaos"],
-            cwd=ROOT, env={**env, "MONGODB_URI": self.uri, "AUTH_API_KEY_PEPPER": PEPPER},
-            capture_output=True, text=True, timeout=120,
+            cwd=ROOT,
+            env={**env, "MONGODB_URI": self.uri, "AUTH_API_KEY_PEPPER": PEPPER},
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if made.returncode:
             raise RuntimeError(f"api-keys create --org {org}: {made.stderr}")
@@ -166,7 +170,9 @@ class Cluster:
                 await self._restart(name)
 
     def exited_unexpectedly(self) -> list[str]:
-        return [n for n, p in self.replicas.items() if n not in self.down and p.process is not None and p.process.poll() is not None]
+        return [
+            n for n, p in self.replicas.items() if n not in self.down and p.process is not None and p.process.poll() is not None
+        ]
 
     async def close(self) -> None:
         for name, proc in self.replicas.items():

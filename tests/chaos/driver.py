@@ -12,6 +12,7 @@ job paused, the job's writes are counted straight from the database (rows,
 teams, users, undo entries, file chunks, progress); before the run next
 sends that job a request (or at the end), they are counted again. Any
 difference is a write that landed after the API said paused."""
+
 from __future__ import annotations
 
 import asyncio
@@ -110,9 +111,11 @@ class Driver:
         try:
             async with self.http.request(method, f"{proc.url}{path}", headers=headers, timeout=timeout, **kw) as resp:
                 body = await resp.json(content_type=None) if resp.content_type.endswith("json") else await resp.read()
-                self.responses.append(Response(time.time(), replica, method, path, resp.status, str(body)[:300] if resp.status >= 500 else ""))
+                self.responses.append(
+                    Response(time.time(), replica, method, path, resp.status, str(body)[:300] if resp.status >= 500 else "")
+                )
                 return resp.status, body
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             self.responses.append(Response(time.time(), replica, method, path, None, type(exc).__name__))
             return None, None
 
@@ -192,8 +195,15 @@ class Driver:
         if job.kind == "import":
             job.input = import_csv(args["input"], args["dataset"], args["rows"], args["bad"])
             path = "/api/v1/jobs/import"
-            kw = {"params": {"dataset": args["dataset"], "types": TYPES, "batch_size": str(args["batch_size"]),
-                             "on_error": "skip", "max_errors": "100000"}}
+            kw = {
+                "params": {
+                    "dataset": args["dataset"],
+                    "types": TYPES,
+                    "batch_size": str(args["batch_size"]),
+                    "on_error": "skip",
+                    "max_errors": "100000",
+                }
+            }
         elif job.kind == "teams":
             job.input = teams_sheet(args["input"], args["rows"])
             path = "/api/v1/jobs/teams"
@@ -239,9 +249,15 @@ class Driver:
         got = bytearray()
         outcome = "?"
         try:
-            async with self.http.post(url, params={"batch_size": str(args["batch_size"])}, headers=self.cluster.headers(job.org),
-                                      timeout=aiohttp.ClientTimeout(total=self.plan.duration + 120, sock_read=60)) as resp:
-                self.responses.append(Response(time.time(), args["replica"], "POST", "/api/v1/exports/{dataset}.csv", resp.status))
+            async with self.http.post(
+                url,
+                params={"batch_size": str(args["batch_size"])},
+                headers=self.cluster.headers(job.org),
+                timeout=aiohttp.ClientTimeout(total=self.plan.duration + 120, sock_read=60),
+            ) as resp:
+                self.responses.append(
+                    Response(time.time(), args["replica"], "POST", "/api/v1/exports/{dataset}.csv", resp.status)
+                )
                 if resp.status != 200:
                     job.create = f"refused {resp.status}"
                     return
@@ -264,10 +280,12 @@ class Driver:
                 outcome = "eof"
         except aiohttp.ClientPayloadError:
             outcome = "broken"
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             outcome = f"error {type(exc).__name__}"
             if job.id is None:
-                self.responses.append(Response(time.time(), args["replica"], "POST", "/api/v1/exports/{dataset}.csv", None, outcome))
+                self.responses.append(
+                    Response(time.time(), args["replica"], "POST", "/api/v1/exports/{dataset}.csv", None, outcome)
+                )
                 job.create = f"gave up: {outcome}"
         finally:
             job.stream = {"outcome": outcome, "body": bytes(got)}
@@ -309,8 +327,9 @@ class Driver:
         orgs = sorted({e.args["org"] for e in self.plan.work()})
         while True:
             for org in orgs:
-                status, body = await self.call(self.any_up(), "GET", "/api/v1/jobs", org, params={"limit": "500"},
-                                               timeout=aiohttp.ClientTimeout(total=4))
+                status, body = await self.call(
+                    self.any_up(), "GET", "/api/v1/jobs", org, params={"limit": "500"}, timeout=aiohttp.ClientTimeout(total=4)
+                )
                 if status == 200:
                     received = time.time()
                     for doc in body["jobs"]:
@@ -372,9 +391,15 @@ class Driver:
             docs: list[Any] = [{"shown_paused_at": f"{at - self.t0:.3f}s", "counted_then": first, "counted_now": second}]
             if late and self.mongo is not None:
                 when_at = dt.datetime.fromtimestamp(at, dt.timezone.utc)
-                docs += await self.mongo.get_default_database()["records"].find(
-                    {"job_id": job.id, "created_at": {"$gt": when_at}}, {"data": 0}).limit(3).to_list(None)
-            self.violations.append(Violation("shown-paused-wrote", job.id, f"writes landed after the API showed paused ({when})", docs))
+                docs += (
+                    await self.mongo.get_default_database()["records"]
+                    .find({"job_id": job.id, "created_at": {"$gt": when_at}}, {"data": 0})
+                    .limit(3)
+                    .to_list(None)
+                )
+            self.violations.append(
+                Violation("shown-paused-wrote", job.id, f"writes landed after the API showed paused ({when})", docs)
+            )
 
     # -- settling ------------------------------------------------------------
 
@@ -395,7 +420,9 @@ class Driver:
         stuck: set[str] = set()
         while True:
             try:
-                controls = {d["_id"]: d async for d in db["jobs"].find({}, {"state": 1, "org_id": 1, "kind": 1, "owner": 1, "epoch": 1})}
+                controls = {
+                    d["_id"]: d async for d in db["jobs"].find({}, {"state": 1, "org_id": 1, "kind": 1, "owner": 1, "epoch": 1})
+                }
                 progress = {d["_id"]: d async for d in db["job_progress"].find({}, {"progress": 1})}
             except Exception:
                 await asyncio.sleep(1)
@@ -405,7 +432,9 @@ class Driver:
                 state = doc["state"]
                 job = self.by_id.get(job_id)
                 if job is None:  # made by a request whose answer never came back
-                    job = Job(-1, "stream" if doc["kind"] == "export" else doc["kind"], doc["org_id"], {}, id=job_id, create="unknown")
+                    job = Job(
+                        -1, "stream" if doc["kind"] == "export" else doc["kind"], doc["org_id"], {}, id=job_id, create="unknown"
+                    )
                     self.by_id[job_id] = job
                 if state in FINAL or job_id in stuck:
                     continue
@@ -416,8 +445,14 @@ class Driver:
                     last[job_id] = (key, time.monotonic())
                 elif time.monotonic() - seen[1] > bound:
                     stuck.add(job_id)
-                    self.violations.append(Violation("stuck", job_id, f"{state} with no progress for {bound:g} s after the faults stopped",
-                                                     [doc, progress.get(job_id)]))
+                    self.violations.append(
+                        Violation(
+                            "stuck",
+                            job_id,
+                            f"{state} with no progress for {bound:g} s after the faults stopped",
+                            [doc, progress.get(job_id)],
+                        )
+                    )
                     continue
                 if state == "paused":
                     await self.control(job, "resume", self.any_up())
@@ -430,7 +465,9 @@ class Driver:
             if time.monotonic() - healed > limit:
                 for job_id, doc in controls.items():
                     if doc["state"] not in FINAL and job_id not in stuck:
-                        self.violations.append(Violation("stuck", job_id, f"still {doc['state']} {limit:g} s after the faults stopped", [doc]))
+                        self.violations.append(
+                            Violation("stuck", job_id, f"still {doc['state']} {limit:g} s after the faults stopped", [doc])
+                        )
                 break
             await asyncio.sleep(1)
         self.settled_after = time.monotonic() - healed

@@ -2,6 +2,7 @@
 from the run's inputs and the jobs' final states only (never from the
 service's code): the CSV an export of a dataset must be, and the teams and
 users the completed teams jobs must have left."""
+
 from __future__ import annotations
 
 import csv
@@ -78,15 +79,21 @@ class TeamsModel:
                         continue
                     elsewhere = any(key in {fold(r.team) for r in s.rows} for j, s in everyone.items() if j != job)
                     if not (elsewhere or keys_here.count(key) > 1):
-                        model.problems.append((job, "row refused", f"row {row.row} ({row.team!r}) is valid and its team is in no other sheet"))
+                        model.problems.append(
+                            (job, "row refused", f"row {row.row} ({row.team!r}) is valid and its team is in no other sheet")
+                        )
                     continue
                 if not row.valid:
-                    model.problems.append((job, "bad row accepted", f"row {row.row} has an invalid phone and is not among the row errors"))
+                    model.problems.append(
+                        (job, "bad row accepted", f"row {row.row} has an invalid phone and is not among the row errors")
+                    )
                     continue
                 tid = team_id(org, row.team)
                 if tid in model.teams:
                     other = model.teams[tid]
-                    model.problems.append((job, "team twice", f"row {row.row} and job {other[0]} row {other[1].row} both accepted {tid!r}"))
+                    model.problems.append(
+                        (job, "team twice", f"row {row.row} and job {other[0]} row {other[1].row} both accepted {tid!r}")
+                    )
                     continue
                 model.teams[tid] = (job, row)
                 for uid in (user_id(org, row.manager), *(user_id(org, m) for m in row.members)):

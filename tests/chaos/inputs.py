@@ -1,6 +1,7 @@
 """The files a chaos run uploads, each generated from its event's own seed, with
 what the checker expects of them written down beside them (independently of
 the service's parsing: the generator knows which rows it made bad)."""
+
 from __future__ import annotations
 
 import csv

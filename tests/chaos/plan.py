@@ -9,6 +9,7 @@ same schedule; ``to_json``/``from_json`` let a schedule be saved, edited
 (shortened to the events that matter) and replayed. The processes' own timing
 is not under the seed's control: a replay runs the same schedule, not the same
 interleaving, so a failure found once may need a few replays to recur."""
+
 from __future__ import annotations
 
 import json
@@ -61,7 +62,10 @@ class Plan:
 
     def describe(self) -> str:
         lines = [f"schedule of seed {self.seed}, {self.duration:g} s, {len(self.events)} events:"]
-        lines += [f"  #{e.args['work']:<3} {e.describe()}" if "work" in e.args and e.what != "control" else f"       {e.describe()}" for e in self.events]
+        lines += [
+            f"  #{e.args['work']:<3} {e.describe()}" if "work" in e.args and e.what != "control" else f"       {e.describe()}"
+            for e in self.events
+        ]
         return "\n".join(lines)
 
 
@@ -80,16 +84,29 @@ def generate(seed: int, duration: float) -> Plan:
         kind = _pick(rng, WORK)
         if kind in ("export", "stream") and t < 12:
             kind = "import"
-        args: dict[str, Any] = {"work": index, "org": rng.choice(ORGS), "replica": rng.choice(replicas), "input": rng.randrange(1 << 30)}
+        args: dict[str, Any] = {
+            "work": index,
+            "org": rng.choice(ORGS),
+            "replica": rng.choice(replicas),
+            "input": rng.randrange(1 << 30),
+        }
         if kind == "import":
-            args.update(dataset=rng.choice(DATASETS), rows=rng.choice((300, 1000, 2000, 3000)),
-                        bad=rng.random() < 0.4, batch_size=rng.choice((50, 100, 200)))
+            args.update(
+                dataset=rng.choice(DATASETS),
+                rows=rng.choice((300, 1000, 2000, 3000)),
+                bad=rng.random() < 0.4,
+                batch_size=rng.choice((50, 100, 200)),
+            )
         elif kind == "export":
             args.update(dataset=rng.choice(DATASETS), batch_size=rng.choice((50, 200, 1000)))
         elif kind == "stream":
-            args.update(dataset=rng.choice(DATASETS), batch_size=rng.choice((50, 200)),
-                        client=rng.choice(("full", "full", "stall", "disconnect")),
-                        after_bytes=rng.choice((1, 2_000, 20_000)), stall=round(rng.uniform(1, LEASE_SECONDS * 1.5), 1))
+            args.update(
+                dataset=rng.choice(DATASETS),
+                batch_size=rng.choice((50, 200)),
+                client=rng.choice(("full", "full", "stall", "disconnect")),
+                after_bytes=rng.choice((1, 2_000, 20_000)),
+                stall=round(rng.uniform(1, LEASE_SECONDS * 1.5), 1),
+            )
         else:
             args.update(rows=rng.randint(8, 40), batch_size=rng.choice((3, 5, 10)))
         events.append(Event(round(t, 2), kind, args))
@@ -104,7 +121,13 @@ def generate(seed: int, duration: float) -> Plan:
         if made:
             recent = made[-6:]
             target = rng.choice(recent if rng.random() < 0.8 else made)
-            events.append(Event(round(t, 2), "control", {"action": _pick(rng, ACTIONS), "work": target.args["work"], "replica": rng.choice(replicas)}))
+            events.append(
+                Event(
+                    round(t, 2),
+                    "control",
+                    {"action": _pick(rng, ACTIONS), "work": target.args["work"], "replica": rng.choice(replicas)},
+                )
+            )
         t += rng.expovariate(1 / 1.0)
 
     # Faults, one at a time, none in the first seconds nor past the end.

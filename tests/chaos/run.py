@@ -1,14 +1,15 @@
 """One chaos run: start the cluster, run the plan, settle, check, summarise.
 
-    python bench/chaos.py --seed 7 --duration 90 [--markdown out.md] [--keep-logs DIR]
-    python bench/chaos.py --replay schedule.json      (a schedule printed or saved by an earlier run)
-    python bench/chaos.py --seed 7 --duration 90 --print-schedule   (the schedule only; nothing runs)
+python bench/chaos.py --seed 7 --duration 90 [--markdown out.md] [--keep-logs DIR]
+python bench/chaos.py --replay schedule.json      (a schedule printed or saved by an earlier run)
+python bench/chaos.py --seed 7 --duration 90 --print-schedule   (the schedule only; nothing runs)
 """
+
 from __future__ import annotations
 
 import argparse
-import json
 import asyncio
+import json
 import shutil
 import sys
 import tempfile
@@ -48,7 +49,9 @@ class Result:
         for key, n in sorted(self.counts.items()):
             section, _, item = key.partition(".")
             if section in ("control", "fault", "work", "check"):
-                rows.append(({"work": "work scheduled"}.get(section, section + "s" if section != "check" else "checks"), item, str(n)))
+                rows.append(
+                    ({"work": "work scheduled"}.get(section, section + "s" if section != "check" else "checks"), item, str(n))
+                )
         by_invariant = Counter(v.invariant for v in self.violations)
         rows.append(("violations", "total", str(len(self.violations))))
         rows += [("violations", name, str(n)) for name, n in sorted(by_invariant.items())]
@@ -72,14 +75,16 @@ class Result:
 
     def failure_report(self) -> str:
         first = self.violations[0]
-        return "\n".join([
-            f"CHAOS RUN FAILED: seed {self.plan.seed}, duration {self.plan.duration:g} s "
-            f"(replay: python bench/chaos.py --seed {self.plan.seed} --duration {self.plan.duration:g})",
-            f"first violated invariant: {first.describe()}",
-            *(f"also: {v.describe()}" for v in self.violations[1:10]),
-            f"replica and database logs, schedule.json (for --replay): {self.log_dir}",
-            self.plan.describe(),
-        ])
+        return "\n".join(
+            [
+                f"CHAOS RUN FAILED: seed {self.plan.seed}, duration {self.plan.duration:g} s "
+                f"(replay: python bench/chaos.py --seed {self.plan.seed} --duration {self.plan.duration:g})",
+                f"first violated invariant: {first.describe()}",
+                *(f"also: {v.describe()}" for v in self.violations[1:10]),
+                f"replica and database logs, schedule.json (for --replay): {self.log_dir}",
+                self.plan.describe(),
+            ]
+        )
 
 
 async def run(plan: Plan, log_dir: Path, log=print) -> Result:
@@ -93,8 +98,10 @@ async def run(plan: Plan, log_dir: Path, log=print) -> Result:
     except BaseException:
         await cluster.close()
         raise
-    log(f"cluster up in {time.monotonic() - started:.1f} s: database {cluster.name} on {cluster.db.uri}, replicas "
-        + ", ".join(f"{n} {p.url}" for n, p in cluster.replicas.items()))
+    log(
+        f"cluster up in {time.monotonic() - started:.1f} s: database {cluster.name} on {cluster.db.uri}, replicas "
+        + ", ".join(f"{n} {p.url}" for n, p in cluster.replicas.items())
+    )
     try:
         async with aiohttp.ClientSession() as http:
             await driver.run(http)
@@ -102,12 +109,17 @@ async def run(plan: Plan, log_dir: Path, log=print) -> Result:
             async with AsyncMongoClient(cluster.uri, serverSelectionTimeoutMS=60_000) as client:
                 checker = Checker(driver, cluster, client.get_default_database())
                 await checker.run()
-            log(f"{driver.now():7.2f}s checked in {time.monotonic() - checking:.1f} s: "
-                + ", ".join(f"{k} {v:.1f} s" for k, v in checker.timings.items()))
+            log(
+                f"{driver.now():7.2f}s checked in {time.monotonic() - checking:.1f} s: "
+                + ", ".join(f"{k} {v:.1f} s" for k, v in checker.timings.items())
+            )
         crashed = cluster.exited_unexpectedly()
         violations = driver.violations + checker.violations
         violations += crashes(cluster)
-        violations += [Violation("replica-alive", None, f"replica {n} exited by itself", [cluster.replicas[n].log()[-2000:]]) for n in crashed]
+        violations += [
+            Violation("replica-alive", None, f"replica {n} exited by itself", [cluster.replicas[n].log()[-2000:]])
+            for n in crashed
+        ]
         jobs = Counter((j.kind, checker.final[j.id]["state"]) for j in driver.by_id.values() if j.id in checker.final)
         jobs.update((j.kind, j.create) for j in driver.jobs.values() if j.id is None)
         result = Result(plan, time.monotonic() - started, driver.counts, jobs, violations, checker.notes, log_dir)
@@ -138,13 +150,19 @@ def crashes(cluster: Cluster) -> list[Violation]:
             job_id = entry.get("job_id")
             if job_id not in found:
                 last = (entry.get("exception") or "").strip().splitlines()[-1:] or [""]
-                found[job_id] = Violation("no-internal-error", job_id, f"{entry.get('message')} on {name}: {last[0]}",
-                                          [{k: entry.get(k) for k in ("time", "kind", "state", "exception")}])
+                found[job_id] = Violation(
+                    "no-internal-error",
+                    job_id,
+                    f"{entry.get('message')} on {name}: {last[0]}",
+                    [{k: entry.get(k) for k in ("time", "kind", "state", "exception")}],
+                )
     return list(found.values())
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python bench/chaos.py", description="A seeded chaos run of three replicas with invariant checks.")
+    p = argparse.ArgumentParser(
+        prog="python bench/chaos.py", description="A seeded chaos run of three replicas with invariant checks."
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--duration", type=float, default=90, help="seconds of work and faults (then the run settles and checks)")
     p.add_argument("--replay", type=Path, help="a schedule saved as JSON (--save-schedule); overrides --seed/--duration")

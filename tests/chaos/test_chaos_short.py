@@ -5,6 +5,7 @@ SIGSTOP past the lease, the clock-step stand-in, SIGTERM, the database
 stopped), and run every kind of job, with streamed downloads that finish,
 stall and leave. A failure prints the seed, the schedule and the first
 violated invariant; `python bench/chaos.py --seed N --duration 25` replays it."""
+
 from __future__ import annotations
 
 import pytest

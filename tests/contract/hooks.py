@@ -1,4 +1,5 @@
 """Schemathesis hooks (loaded through SCHEMATHESIS_HOOKS by test_fuzz.py)."""
+
 from __future__ import annotations
 
 import schemathesis

@@ -9,6 +9,7 @@ request also carries random values of headers the service reads (hooks.py:
 Range, Idempotency-Key, If-None-Match, Last-Event-ID, Accept). Bounded by
 examples per operation and a time budget; the
 seed and schemathesis's report are printed into the test output."""
+
 from __future__ import annotations
 
 import os
@@ -47,7 +48,12 @@ def test_schemathesis_finds_no_server_error_and_no_response_that_breaks_the_docu
     # Authentication off (every request acts in one org), but API keys on: a pepper is set.
     pepper = "fuzz-" + "0" * 40
     proc = ServiceProcess(
-        with_database(db_server[0], db_name), tmp_path, "fuzz", JOB_POLL_SECONDS="0.2", AUTH_DISABLED="true", AUTH_API_KEY_PEPPER=pepper
+        with_database(db_server[0], db_name),
+        tmp_path,
+        "fuzz",
+        JOB_POLL_SECONDS="0.2",
+        AUTH_DISABLED="true",
+        AUTH_API_KEY_PEPPER=pepper,
     ).start()
     try:
         seed_dataset(proc.url)

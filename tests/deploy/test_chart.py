@@ -1,6 +1,7 @@
 """The Docker image and Helm chart, checked with the real tools (built or
 installed by scripts/bootstrap): helm lint and template, the rendered manifests
 validated offline against the Kubernetes schemas, hadolint, yamllint."""
+
 from __future__ import annotations
 
 import configparser
@@ -24,13 +25,24 @@ VARIANTS = {
     "defaults": ["--set", SET_URI, *AUTH],
     "existing-secret": ["--set", "mongodb.existingSecret=prod-mongo", "--set", "mongodb.existingSecretKey=uri", *AUTH],
     "pem-key": [
-        "--set", SET_URI, "--set", "auth.existingSecret=jobs-auth", "--set", "auth.existingSecretPublicKeyKey=jwt.pem", *TOKENS
+        "--set",
+        SET_URI,
+        "--set",
+        "auth.existingSecret=jobs-auth",
+        "--set",
+        "auth.existingSecretPublicKeyKey=jwt.pem",
+        *TOKENS,
     ],
     "everything-on": [
-        "--set", SET_URI, *AUTH,
-        "--set", "ingress.enabled=true",
-        "--set", "autoscaling.enabled=true",
-        "--set", "serviceMonitor.enabled=true",
+        "--set",
+        SET_URI,
+        *AUTH,
+        "--set",
+        "ingress.enabled=true",
+        "--set",
+        "autoscaling.enabled=true",
+        "--set",
+        "serviceMonitor.enabled=true",
     ],
 }
 
@@ -66,7 +78,9 @@ def test_the_chart_refuses_to_render_without_a_database(helm):
 def test_values_outside_the_schema_are_refused(helm):
     result = subprocess.run(
         [helm, "template", "jobs", str(CHART), *VARIANTS["defaults"], "--set", "config.logLevel=LOUD"],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode != 0 and "logLevel" in result.stderr
 
@@ -120,7 +134,14 @@ def test_hadolint_passes_on_the_dockerfile():
 
 
 def test_yamllint_passes_on_the_chart_values_and_compose_file():
-    run(str(BIN / "yamllint"), "-c", ".yamllint.yaml", "helm/collect-jobs/values.yaml", "helm/collect-jobs/Chart.yaml", "docker-compose.yml")
+    run(
+        str(BIN / "yamllint"),
+        "-c",
+        ".yamllint.yaml",
+        "helm/collect-jobs/values.yaml",
+        "helm/collect-jobs/Chart.yaml",
+        "docker-compose.yml",
+    )
 
 
 def test_the_image_the_chart_and_the_package_have_one_version():
@@ -141,9 +162,7 @@ def test_the_dockerfile_runs_the_service_as_a_fixed_non_root_user_with_exec_form
 
 
 def test_the_chart_never_runs_without_authentication(helm):
-    result = subprocess.run(
-        [helm, "template", "jobs", str(CHART), "--set", SET_URI], capture_output=True, text=True, cwd=ROOT
-    )
+    result = subprocess.run([helm, "template", "jobs", str(CHART), "--set", SET_URI], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode != 0 and "auth.existingSecret" in result.stderr
     for variant in VARIANTS:
         for doc in render(helm, variant):
@@ -189,19 +208,35 @@ def test_a_network_policy_limits_who_reaches_the_pods_and_where_they_go(helm):
     assert policy["podSelector"]["matchLabels"] == pods
     assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
     sources = policy["ingress"][0]["from"]
-    namespaces = [s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for s in sources if "namespaceSelector" in s]
+    namespaces = [
+        s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for s in sources if "namespaceSelector" in s
+    ]
     assert namespaces == ["ingress-nginx", "monitoring"]
     assert policy["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
     egress_ports = {(p["port"], p["protocol"]) for rule in policy["egress"] for p in rule["ports"]}
     assert {(53, "UDP"), (53, "TCP"), (27017, "TCP"), (443, "TCP")} <= egress_ports
 
     custom = run(
-        helm, "template", "jobs", str(CHART), *VARIANTS["defaults"],
-        "--set", "networkPolicy.ingressNamespace=traefik", "--set", "networkPolicy.metricsNamespace=observability",
-        "--set", "networkPolicy.mongodbCidrs={10.0.5.0/24}", "--set", "networkPolicy.jwksCidrs={203.0.113.7/32}",
+        helm,
+        "template",
+        "jobs",
+        str(CHART),
+        *VARIANTS["defaults"],
+        "--set",
+        "networkPolicy.ingressNamespace=traefik",
+        "--set",
+        "networkPolicy.metricsNamespace=observability",
+        "--set",
+        "networkPolicy.mongodbCidrs={10.0.5.0/24}",
+        "--set",
+        "networkPolicy.jwksCidrs={203.0.113.7/32}",
     )
     policy = next(d for d in yaml.safe_load_all(custom) if d and d["kind"] == "NetworkPolicy")["spec"]
-    names = [s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for s in policy["ingress"][0]["from"] if "namespaceSelector" in s]
+    names = [
+        s["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for s in policy["ingress"][0]["from"]
+        if "namespaceSelector" in s
+    ]
     assert names == ["traefik", "observability"]
     cidrs = [b["ipBlock"]["cidr"] for rule in policy["egress"] for b in rule.get("to", []) if "ipBlock" in b]
     assert cidrs == ["10.0.5.0/24", "203.0.113.7/32"]
@@ -212,13 +247,27 @@ def test_a_network_policy_limits_who_reaches_the_pods_and_where_they_go(helm):
 
 def test_jwt_mode_without_an_issuer_and_audience_does_not_render(helm):
     result = subprocess.run(
-        [helm, "template", "jobs", str(CHART), "--set", SET_URI, "--set", "auth.existingSecret=jobs-auth",
-         "--set", "auth.jwksUrl=https://idp.example.com/.well-known/jwks.json"],
-        capture_output=True, text=True, cwd=ROOT,
+        [
+            helm,
+            "template",
+            "jobs",
+            str(CHART),
+            "--set",
+            SET_URI,
+            "--set",
+            "auth.existingSecret=jobs-auth",
+            "--set",
+            "auth.jwksUrl=https://idp.example.com/.well-known/jwks.json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode != 0 and "auth.jwtAudience" in result.stderr
     result = subprocess.run(
         [helm, "template", "jobs", str(CHART), *VARIANTS["defaults"], "--set", "auth.jwksUrl=http://idp.example.com/jwks"],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert result.returncode != 0 and "jwksUrl" in result.stderr

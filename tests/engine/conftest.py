@@ -3,6 +3,7 @@ real database, running a job kind the tests define, with a replica that can be
 frozen (its manager stops ticking, so its leases lapse, as when its process
 stalls) and a runner that can be held inside a write after its deadline was
 set (as when the process stalls between the check and the send)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -124,7 +125,9 @@ async def state_of(db: Database, job_id: str) -> dict[str, Any]:
     return job
 
 
-async def wait_job(db: Database, job_id: str, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = 30.0) -> dict[str, Any]:
+async def wait_job(
+    db: Database, job_id: str, predicate: Callable[[dict[str, Any]], bool], what: str, timeout: float = 30.0
+) -> dict[str, Any]:
     """Polls the job document until ``predicate`` holds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -1,6 +1,7 @@
 """docs/add-a-kind.md stays true: its example kind, executed from the page,
 runs, pauses, resumes, completes, and is terminated and rolled back through
 the real engine on the real database."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Bugs the chaos run (bench/chaos.py) found, each with a test of its own."""
+
 from __future__ import annotations
 
 import csv

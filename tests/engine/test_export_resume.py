@@ -3,6 +3,7 @@ its last durable checkpoint: the rows already in its result stay, and the
 file is byte for byte the file of an uninterrupted export. Two apps on one
 database stand for two replicas; the first is frozen (its leases lapse) while
 it is held inside a write of its file, as a process that stalls there."""
+
 from __future__ import annotations
 
 import asyncio
@@ -90,4 +91,6 @@ async def test_an_export_whose_owner_died_is_adopted_from_its_checkpoint_and_its
     # Only the result is left: A's attempt went with the completion.
     assert await db.db["exports.files"].count_documents({}) == 2  # the reference's and this one's
     ids = await db.db["exports.chunks"].distinct("files_id")
-    assert f"{job['id']}:{done['epoch']:08d}" in ids and not [i for i in ids if str(i).startswith(job["id"]) and i != f"{job['id']}:{done['epoch']:08d}"]
+    assert f"{job['id']}:{done['epoch']:08d}" in ids and not [
+        i for i in ids if str(i).startswith(job["id"]) and i != f"{job['id']}:{done['epoch']:08d}"
+    ]

@@ -1,6 +1,7 @@
 """What a job's ``error`` tells every viewer of its org (issue 23, finding 7):
 a plain message with an id, never the text of an internal error; the detail
 goes to the log line with that id."""
+
 from __future__ import annotations
 
 import logging

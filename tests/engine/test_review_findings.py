@@ -3,6 +3,7 @@ through the real app on the real database, with two apps standing in for two
 replicas. They use nothing but the HTTP API, the managers' own loop (frozen
 to stand for a stalled process) and a hold inside a database call, so they
 ran unchanged against the code before the engine change, where each failed."""
+
 from __future__ import annotations
 
 import asyncio
@@ -173,7 +174,9 @@ async def test_a_failed_teams_jobs_rollback_waits_while_the_orgs_next_teams_job_
     rows[25][2] = "not a phone"
     j = await post_teams(client, sheet(rows), on_error="fail", batch_size=5)
     await wait_for_state(client, j["id"], "failed")
-    k = await post_teams(client, sheet([[f"Other {i}", f"M {i}", r[2], r[3]] for i, r in enumerate(team_rows(300))]), batch_size=5)
+    k = await post_teams(
+        client, sheet([[f"Other {i}", f"M {i}", r[2], r[3]] for i, r in enumerate(team_rows(300))]), batch_size=5
+    )
     await wait_until_processed(client, k["id"], at_least=20)
     await control(client, k["id"], "pause")
     await wait_for_state(client, k["id"], "paused")

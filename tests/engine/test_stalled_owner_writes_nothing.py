@@ -5,6 +5,7 @@ replica adopts and finishes the job, sends nothing when it wakes. The kind
 here is the tests' own: its first attempt makes exactly the write under test,
 and the adopting attempt does nothing, so any document that write would touch
 shows whether it landed."""
+
 from __future__ import annotations
 
 import asyncio
@@ -59,7 +60,9 @@ async def the_user(db: Database) -> dict[str, Any] | None:
 
 
 async def seed_record(db: Database, job_id: str) -> None:
-    await db.records.insert_one({"_id": record_id(ORG, DATASET, job_id, 1), "org_id": ORG, "dataset": DATASET, "job_id": job_id, "row": 1})
+    await db.records.insert_one(
+        {"_id": record_id(ORG, DATASET, job_id, 1), "org_id": ORG, "dataset": DATASET, "job_id": job_id, "row": 1}
+    )
 
 
 async def record_gone(db: Database, job_id: str) -> bool:
@@ -125,9 +128,7 @@ async def delete_first_row(ctx: JobContext) -> None:
 
 
 CASES: dict[str, Case] = {
-    "records.insert": Case(
-        "run", nothing, insert_one_record, lambda db, j: _exists(db.records, record_id(ORG, DATASET, j, 7))
-    ),
+    "records.insert": Case("run", nothing, insert_one_record, lambda db, j: _exists(db.records, record_id(ORG, DATASET, j, 7))),
     "records.delete_rows": Case("rollback", seed_record, delete_first_row, record_gone),
     "records.delete_all": Case("rollback", seed_record, lambda ctx: ctx.records.delete_all(), record_gone),
     "upload.delete": Case("rollback", seed_upload, lambda ctx: ctx.upload.delete(), upload_gone),
@@ -173,32 +174,45 @@ CASES: dict[str, Case] = {
     "teams.change_user": Case(
         "run",
         lambda db, j: db.users.insert_one({"_id": f"{ORG}/+15550001", "org_id": ORG, "teams": []}),
-        lambda ctx: ctx.teams.concurrently([ctx.teams.change_user(f"{ORG}/+15550001", {"$addToSet": {"teams": {"$each": ["t"]}}})], 1),
+        lambda ctx: ctx.teams.concurrently(
+            [ctx.teams.change_user(f"{ORG}/+15550001", {"$addToSet": {"teams": {"$each": ["t"]}}})], 1
+        ),
         lambda db, j: _user_has(db, "teams", ["t"]),
     ),
     "teams.note_name": Case(
-        "run", seed_undo, lambda ctx: ctx.teams.concurrently([ctx.teams.note_name("u", "Ann")], 1),
+        "run",
+        seed_undo,
+        lambda ctx: ctx.teams.concurrently([ctx.teams.note_name("u", "Ann")], 1),
         lambda db, j: _field(db.undo, undo_id(j, "u"), "name_set", "Ann"),
     ),
     "teams.pull_teams": Case(
-        "rollback", lambda db, j: seed_user(db, j, teams=["t"]), lambda ctx: ctx.teams.pull_teams(f"{ORG}/+15550001", ["t"]),
+        "rollback",
+        lambda db, j: seed_user(db, j, teams=["t"]),
+        lambda ctx: ctx.teams.pull_teams(f"{ORG}/+15550001", ["t"]),
         lambda db, j: _user_has(db, "teams", []),
     ),
     "teams.restore_name": Case(
-        "rollback", lambda db, j: seed_user(db, j, name="Set"),
+        "rollback",
+        lambda db, j: seed_user(db, j, name="Set"),
         lambda ctx: ctx.teams.restore_name(f"{ORG}/+15550001", "Set", {"$set": {"name": "Before"}}),
         lambda db, j: _user_has(db, "name", "Before"),
     ),
     "teams.drop_empty_teams": Case(
-        "rollback", lambda db, j: seed_user(db, j, teams=[]), lambda ctx: ctx.teams.drop_empty_teams(f"{ORG}/+15550001"),
+        "rollback",
+        lambda db, j: seed_user(db, j, teams=[]),
+        lambda ctx: ctx.teams.drop_empty_teams(f"{ORG}/+15550001"),
         lambda db, j: _user_lacks(db, "teams"),
     ),
     "teams.unmark": Case(
-        "rollback", lambda db, j: seed_user(db, j), lambda ctx: ctx.teams.unmark(f"{ORG}/+15550001"),
+        "rollback",
+        lambda db, j: seed_user(db, j),
+        lambda ctx: ctx.teams.unmark(f"{ORG}/+15550001"),
         lambda db, j: _user_lacks(db, "jobs"),
     ),
     "teams.orphan_user": Case(
-        "rollback", lambda db, j: seed_user(db, j, job_id=j), lambda ctx: ctx.teams.orphan_user(f"{ORG}/+15550001"),
+        "rollback",
+        lambda db, j: seed_user(db, j, job_id=j),
+        lambda ctx: ctx.teams.orphan_user(f"{ORG}/+15550001"),
         lambda db, j: _user_has(db, "orphaned", True),
     ),
     "teams.delete_user": Case(
@@ -208,10 +222,16 @@ CASES: dict[str, Case] = {
         lambda db, j: _missing(db.users, f"{ORG}/+15550001"),
     ),
     "teams.delete_teams": Case(
-        "rollback", seed_team, lambda ctx: ctx.teams.delete_teams([f"{ORG}/sales"]), lambda db, j: _missing(db.teams, f"{ORG}/sales")
+        "rollback",
+        seed_team,
+        lambda ctx: ctx.teams.delete_teams([f"{ORG}/sales"]),
+        lambda db, j: _missing(db.teams, f"{ORG}/sales"),
     ),
     "teams.delete_undo": Case(
-        "rollback", seed_undo, lambda ctx: ctx.teams.delete_undo([undo_id(ctx.job_id, "u")]), lambda db, j: _missing(db.undo, undo_id(j, "u"))
+        "rollback",
+        seed_undo,
+        lambda ctx: ctx.teams.delete_undo([undo_id(ctx.job_id, "u")]),
+        lambda db, j: _missing(db.undo, undo_id(j, "u")),
     ),
     "profiles.record": Case(
         "run",

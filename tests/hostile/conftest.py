@@ -1,6 +1,7 @@
 """The hostile suite: the real app with authentication on, a real database,
 two organisations, and an attacker who holds only a viewer API key of org A
 (unless a case needs more, and then it says so)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -72,8 +73,9 @@ class Stalled:
         self.reader, self.writer, self.status, self.headers = reader, writer, status, headers
 
     @classmethod
-    async def open(cls, caller: As, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
-                   read_head: bool = True) -> Stalled:
+    async def open(
+        cls, caller: As, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None, read_head: bool = True
+    ) -> Stalled:
         server = caller.client.server
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

@@ -1,6 +1,7 @@
 """Finding 9: development defaults reach nobody else. The service refuses
 AUTH_DISABLED unless it listens on loopback only; scripts/run and the compose
 file publish the service and the unauthenticated database on 127.0.0.1 only."""
+
 from __future__ import annotations
 
 import re

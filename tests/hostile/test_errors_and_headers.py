@@ -2,6 +2,7 @@
 plain message and an error id; the detail goes to the log line with that id.
 Every HTML page carries a CSP with frame-ancestors 'none', nosniff and a
 Referrer-Policy; no response names the aiohttp version."""
+
 from __future__ import annotations
 
 import logging

@@ -1,6 +1,7 @@
 """Finding 4: a header cell is a cell. An operator imports a file whose header
 names a spreadsheet formula; the export (a viewer downloads it) neutralises it
 like a data cell when neutralisation is on, and leaves it as it was when off."""
+
 from __future__ import annotations
 
 import csv

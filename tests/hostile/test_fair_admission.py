@@ -2,6 +2,7 @@
 wait for. Background exports have a per-org limit (MAX_EXPORTS_PER_ORG) like
 every kind, and admission takes turns between orgs: the org holding the
 fewest running jobs goes first, then the one admitted least recently."""
+
 from __future__ import annotations
 
 import asyncio

@@ -5,6 +5,7 @@ cut with a 413 the moment it passes MAX_UPLOAD_BYTES_PER_ORG, nothing of it
 kept; an org has at most MAX_UPLOADS_PER_ORG uploads streaming at once;
 stored records and export results have per-org quotas that fail a job, with
 a retryable error, before it writes past them."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,9 +33,7 @@ def csv_of(size: int) -> bytes:
 
 async def post_upload(caller, body, **kwargs) -> int:
     try:
-        resp = await caller.post(
-            "/api/v1/jobs/import?dataset=people", data=body, headers={"Content-Type": "text/csv"}, **kwargs
-        )
+        resp = await caller.post("/api/v1/jobs/import?dataset=people", data=body, headers={"Content-Type": "text/csv"}, **kwargs)
         await resp.read()
         return resp.status
     except aiohttp.ClientError:
@@ -43,7 +42,9 @@ async def post_upload(caller, body, **kwargs) -> int:
 
 async def stored(db) -> tuple[int, int]:
     files = await db.uploads.files.find({}, {"length": 1}).to_list()
-    return sum(f["length"] for f in files), await db.uploads.chunks.count_documents({"files_id": {"$nin": [f["_id"] for f in files]}})
+    return sum(f["length"] for f in files), await db.uploads.chunks.count_documents(
+        {"files_id": {"$nin": [f["_id"] for f in files]}}
+    )
 
 
 async def test_a_chunked_upload_is_cut_with_413_when_it_passes_the_orgs_upload_quota(orgs_with, db):
@@ -74,7 +75,9 @@ async def test_six_concurrent_chunked_uploads_cannot_store_more_than_the_orgs_qu
     size, orphans = await stored(db)
     assert orphans == 0 and size <= MiB, (size, orphans)
     # Org B's quota is its own.
-    resp = await orgs.operator_b.post("/api/v1/jobs/import?dataset=people", data=chunked(body), headers={"Content-Type": "text/csv"})
+    resp = await orgs.operator_b.post(
+        "/api/v1/jobs/import?dataset=people", data=chunked(body), headers={"Content-Type": "text/csv"}
+    )
     assert resp.status == 202, await resp.text()
 
 

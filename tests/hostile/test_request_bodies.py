@@ -2,6 +2,7 @@
 compressed upload is refused before a byte of it is inflated or stored; a JSON
 body has a size and a depth limit; a Range of 5,000 digits and a header line of
 100 KB are client errors, never a 500."""
+
 from __future__ import annotations
 
 import gzip
@@ -43,7 +44,8 @@ async def test_a_compressed_upload_is_refused_with_415_naming_the_encoding_and_n
 
 async def test_identity_content_encoding_is_accepted(orgs):
     resp = await orgs.operator_a.post(
-        "/api/v1/jobs/import?dataset=people", data=b"id,name\n1,a\n",
+        "/api/v1/jobs/import?dataset=people",
+        data=b"id,name\n1,a\n",
         headers={"Content-Type": "text/csv", "Content-Encoding": "identity"},
     )
     assert resp.status == 202, await resp.text()
@@ -82,9 +84,7 @@ async def test_a_deep_json_body_is_refused_on_an_idempotent_replay_too(orgs):
     first = await orgs.viewer.post("/api/v1/downloads", json={"job_id": export["id"]}, headers=key)
     assert first.status == 201, await first.text()
     deep = "[" * 50_000 + "]" * 50_000
-    resp = await orgs.viewer.post(
-        "/api/v1/downloads", data=deep, headers={**key, "Content-Type": "application/json"}
-    )
+    resp = await orgs.viewer.post("/api/v1/downloads", data=deep, headers={**key, "Content-Type": "application/json"})
     assert resp.status == 400, await resp.text()
 
 

@@ -1,6 +1,7 @@
 """A retry puts a failed job back in the queue: it takes one of the org's
 MAX_QUEUED_PER_ORG queued jobs like a new job does (a limit is a
 reservation), or retries could queue past the limit."""
+
 from __future__ import annotations
 
 from ..helpers import control, make_csv, start_import, wait_for, wait_for_state

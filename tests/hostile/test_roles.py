@@ -2,6 +2,7 @@
 background export, a streamed export, a download ticket for a new export)
 needs operator or admin; a viewer sees jobs and their events and downloads
 completed results."""
+
 from __future__ import annotations
 
 import io

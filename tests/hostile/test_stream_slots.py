@@ -3,6 +3,7 @@ reservations taken in one conditional write before the download starts (per
 org, across replicas; per replica), released when the download ends however
 it ends; a client that stops reading loses its download after
 STREAM_IDLE_SECONDS, and a slot whose holder died is reclaimed."""
+
 from __future__ import annotations
 
 import asyncio
@@ -38,9 +39,7 @@ async def test_twelve_concurrent_downloads_of_one_org_get_its_two_slots_and_anot
     await imported(orgs.operator_a, make_csv(BIG))
     await imported(orgs.operator_b)
     # The attacker needs an operator's right to start downloads at all (tests/hostile/test_roles.py).
-    attempts = await asyncio.gather(
-        *(Stalled.open(orgs.operator_a, "POST", "/api/v1/exports/people.csv") for _ in range(12))
-    )
+    attempts = await asyncio.gather(*(Stalled.open(orgs.operator_a, "POST", "/api/v1/exports/people.csv") for _ in range(12)))
     try:
         statuses = sorted(a.status for a in attempts)
         assert statuses.count(200) == 2 and statuses.count(429) == 10, statuses

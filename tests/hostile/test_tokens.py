@@ -3,6 +3,7 @@ service will not start without an issuer and an audience; the JWKS is read over
 https only (http on loopback only with an explicit development flag); the
 cross-org role is a configurable, namespaced claim value; and cached signing
 keys stop being trusted once the JWKS has been unreachable for too long."""
+
 from __future__ import annotations
 
 import asyncio
@@ -89,9 +90,7 @@ async def test_the_support_role_name_is_configurable(make_client, jwks, idp_key)
 async def test_cached_keys_past_their_maximum_stale_age_are_refused_with_503_while_the_jwks_is_down(
     make_client, jwks, idp_key, orgs_free_key
 ):
-    client = await make_client(
-        **auth_settings(jwks.url, auth_jwks_max_stale_seconds=1.0, auth_jwks_min_refresh_seconds=0.0)
-    )
+    client = await make_client(**auth_settings(jwks.url, auth_jwks_max_stale_seconds=1.0, auth_jwks_min_refresh_seconds=0.0))
     token = idp_key.mint()
     assert (await client.get("/api/v1/me", headers=bearer(token))).status == 200
     await jwks.server.close()  # the identity provider goes away
@@ -115,8 +114,8 @@ def orgs_free_key(db):
     """An admin API key of org A, made the way the CLI makes the first one."""
 
     async def make(client) -> str:
-        from service.auth.keys import ApiKeys
         from service.auth.identity import Role
+        from service.auth.keys import ApiKeys
 
         keys = ApiKeys(db.api_keys, PEPPER)
         _, secret = await keys.create("org-a", "ops", Role.ADMIN, None, {"actor": "cli", "actor_name": "cli", "method": "cli"})

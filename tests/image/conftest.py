@@ -2,6 +2,7 @@
 rendered against the test database, and replicas of the image under podman.
 What an operator supplies (chart values, Secrets, the org whose API key the
 test uses) is here, in one place."""
+
 from __future__ import annotations
 
 import asyncio

@@ -2,6 +2,7 @@
 gets (environment, port, user, writable paths, capabilities, grace period,
 probes) turned into `podman run` arguments, so the image test repeats none of
 it. A value changed in the chart is a value changed in the test."""
+
 from __future__ import annotations
 
 import base64
@@ -62,9 +63,7 @@ class PodSpec:
         sets = []
         for key, value in values.items():
             sets += ["--set", key + "=" + value.replace(",", r"\,")]  # --set splits on unescaped commas
-        out = subprocess.run(
-            [str(HELM), "template", "image-test", str(CHART), *sets], capture_output=True, text=True, timeout=60
-        )
+        out = subprocess.run([str(HELM), "template", "image-test", str(CHART), *sets], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out.stdout) if d}
         for name, data in existing_secrets.items():
@@ -210,8 +209,9 @@ class Container:
         python -m service api-keys create`)."""
         if "AUTH_API_KEY_PEPPER" not in self.env:
             return {}
-        secret = self.exec("python", "-m", "service", "api-keys", "create", "--org", org, "--role", "admin",
-                           "--name", "image-test").strip()
+        secret = self.exec(
+            "python", "-m", "service", "api-keys", "create", "--org", org, "--role", "admin", "--name", "image-test"
+        ).strip()
         return {"Authorization": f"Bearer {secret}"}
 
     def logs(self) -> str:

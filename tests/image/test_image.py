@@ -5,6 +5,7 @@ escalation, the fixed non-root user). Each replica answers its probes, runs an
 import and an export through the API, reports its HEALTHCHECK healthy, and on
 `podman stop` hands a running import to another replica within the grace
 period."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,8 +17,8 @@ import time
 import pytest
 
 from ..acceptance.test_replicas import finishes_exactly
-from ..helpers import make_csv
 from ..devdb import ROOT
+from ..helpers import make_csv
 from .conftest import MODES
 from .pod import base_image, podman
 
@@ -31,7 +32,13 @@ def image_bytes(ref: str) -> int:
 
 def test_the_image_has_no_compiler_and_no_build_leftovers(image):
     found = podman(
-        "run", "--rm", "--network=none", "--entrypoint", "sh", image, "-c",
+        "run",
+        "--rm",
+        "--network=none",
+        "--entrypoint",
+        "sh",
+        image,
+        "-c",
         f"for c in {' '.join(COMPILERS)}; do command -v $c; done; ls -d /wheels /src 2>/dev/null; true",
     ).stdout.split()
     assert found == []
@@ -137,9 +144,7 @@ async def test_a_csv_imported_through_the_api_exports_back_unchanged(replica, co
 
 
 @pytest.mark.parametrize("mode", MODES)
-async def test_podman_stop_hands_a_running_import_to_another_replica_that_finishes_it_exactly(
-    mode, launch, connect, records
-):
+async def test_podman_stop_hands_a_running_import_to_another_replica_that_finishes_it_exactly(mode, launch, connect, records):
     rows = 20_000
     restricted = mode == "restricted"
     first, second = launch("a", restricted=restricted), launch("b", restricted=restricted)
@@ -160,4 +165,3 @@ async def test_podman_stop_hands_a_running_import_to_another_replica_that_finish
     # Handed back, not expired: adopted before the owner's lease could run out.
     assert time.monotonic() - stopped < lease, adopted
     await finishes_exactly(api, survivor, records, job["id"], rows)
-

@@ -1,5 +1,6 @@
 """A people sheet (name, phone, email, age, visited) as a user's exports would
 produce it: different values each time, a few blank cells."""
+
 from __future__ import annotations
 
 import csv

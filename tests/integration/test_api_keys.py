@@ -1,6 +1,7 @@
 """API keys: created by an admin (the secret shown once, only its hash stored),
 used as bearer tokens, revoked (401 at once, on every replica), expired; and the
 first admin key made from the command line."""
+
 from __future__ import annotations
 
 import asyncio
@@ -39,7 +40,7 @@ async def test_a_key_is_shown_once_stored_as_a_hash_and_acts_with_its_role(auth_
     stored = await db.api_keys.find_one({"_id": created["id"]})
     assert stored["hash"] == key_hash(PEPPER, secret)
     assert secret not in repr(stored)  # neither the secret nor any part of it beyond the shown prefix
-    assert secret[len(stored["prefix"]):] not in repr(stored)
+    assert secret[len(stored["prefix"]) :] not in repr(stored)
 
     listed = (await (await admin.get("/api/v1/api-keys")).json())["api_keys"]
     assert [k["id"] for k in listed] == [created["id"]]
@@ -49,8 +50,12 @@ async def test_a_key_is_shown_once_stored_as_a_hash_and_acts_with_its_role(auth_
     status, body = await me(auth_client, secret)
     assert status == 200
     assert body == {
-        "org_id": ORG_A, "actor": f"key:{created['id']}", "actor_name": "nightly pipeline",
-        "role": "operator", "method": "api_key", "support": False,
+        "org_id": ORG_A,
+        "actor": f"key:{created['id']}",
+        "actor_name": "nightly pipeline",
+        "role": "operator",
+        "method": "api_key",
+        "support": False,
     }
     pipeline = As(auth_client, secret)
     job = await start_import(pipeline, make_csv(5))
@@ -124,8 +129,17 @@ async def test_the_first_admin_key_comes_from_the_command_line(auth_client, mong
     loop = asyncio.get_running_loop()
     done = await loop.run_in_executor(
         None,
-        lambda: run_cli("create", "--org", "acme", "--role", "admin", "--name", "first admin",
-                        MONGODB_URI=mongo.uri, AUTH_API_KEY_PEPPER=PEPPER),
+        lambda: run_cli(
+            "create",
+            "--org",
+            "acme",
+            "--role",
+            "admin",
+            "--name",
+            "first admin",
+            MONGODB_URI=mongo.uri,
+            AUTH_API_KEY_PEPPER=PEPPER,
+        ),
     )
     assert done.returncode == 0, done.stderr
     secret = done.stdout.strip()

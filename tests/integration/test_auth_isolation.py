@@ -3,6 +3,7 @@ route added without a case here fails the test until someone decides how it is
 protected: another org's token gets a 404 or an empty list (never a 403, so ids
 do not leak), no token gets a 401, and only the routes listed in OPEN, each with
 its reason, answer without one."""
+
 from __future__ import annotations
 
 import io

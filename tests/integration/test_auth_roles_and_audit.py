@@ -1,5 +1,6 @@
 """Roles (viewer, operator, admin, support) and the audit trail, through the real
 app with authentication on."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -64,9 +65,7 @@ async def test_a_pause_with_a_reason_and_a_terminate_by_another_actor_are_in_his
     assert [e["action"] for e in events] == ["job.terminate", "job.pause", "job.create"]  # newest first
     assert [e["actor_name"] for e in events] == ["Bob", "Alice", "Alice"]
     by_bob = (await (await admin.get("/api/v1/audit", params={"actor": "bob"})).json())["events"]
-    assert [(e["action"], e["state_before"], e["state_after"]) for e in by_bob] == [
-        ("job.terminate", "paused", "terminating")
-    ]
+    assert [(e["action"], e["state_before"], e["state_after"]) for e in by_bob] == [("job.terminate", "paused", "terminating")]
     pauses = (await (await admin.get("/api/v1/audit", params={"action": "job.pause"})).json())["events"]
     assert [e["reason"] for e in pauses] == ["columns swapped"]
 
@@ -115,7 +114,12 @@ async def test_a_request_that_changes_nothing_records_nothing(auth_client, idp_k
 async def test_a_control_body_other_than_a_reason_is_400(auth_client, idp_key):
     alice = As(auth_client, idp_key.mint("alice", roles=["operator"]))
     job = await start_import(alice, make_csv(10))
-    for kwargs in ({"json": {"reason": 5}}, {"json": {"why": "x"}}, {"json": ["x"]}, {"data": b"{", "headers": {"Content-Type": "application/json"}}):
+    for kwargs in (
+        {"json": {"reason": 5}},
+        {"json": {"why": "x"}},
+        {"json": ["x"]},
+        {"data": b"{", "headers": {"Content-Type": "application/json"}},
+    ):
         resp = await alice.post(f"/api/v1/jobs/{job['id']}/terminate", **kwargs)
         assert resp.status == 400, (kwargs, await resp.text())
     await wait_for_state(alice, job["id"], "completed")
@@ -123,7 +127,9 @@ async def test_a_control_body_other_than_a_reason_is_400(auth_client, idp_key):
 
 async def test_support_acts_in_the_named_org_and_is_audited_with_both(auth_client, idp_key):
     alice = As(auth_client, idp_key.mint("alice", roles=["operator"]))
-    support = As(auth_client, idp_key.mint("sam", org="platform", roles=["collect-jobs:support"], name="Sam (support)"), org=ORG_A)
+    support = As(
+        auth_client, idp_key.mint("sam", org="platform", roles=["collect-jobs:support"], name="Sam (support)"), org=ORG_A
+    )
     admin = As(auth_client, idp_key.mint("root", roles=["admin"]))
     job = await start_import(alice, make_csv(20_000), batch_size=100)
     await wait_until_processed(alice, job["id"], 100)
@@ -140,7 +146,11 @@ async def test_support_acts_in_the_named_org_and_is_audited_with_both(auth_clien
     assert len(events) == 1
     event = events[0]
     assert (event["org_id"], event["actor"], event["support"], event["home_org"], event["action"]) == (
-        ORG_A, "sam", True, "platform", "job.terminate"
+        ORG_A,
+        "sam",
+        True,
+        "platform",
+        "job.terminate",
     )
     assert event["reason"] == "customer asked on ticket 4411"
     # Without the support role, naming another org is refused; naming your own is fine.

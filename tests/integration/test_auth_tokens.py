@@ -1,5 +1,6 @@
 """JWTs from the identity provider, against the real app and a local JWKS server:
 every token that must be refused is a 401 that says nothing about why."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,7 +20,12 @@ async def test_a_valid_token_resolves_to_the_org_actor_and_role_it_names(auth_cl
     status, body, _ = await me(auth_client, idp_key.mint("alice", roles=["viewer", "operator"], name="Alice A."))
     assert status == 200, body
     assert body == {
-        "org_id": ORG_A, "actor": "alice", "actor_name": "Alice A.", "role": "operator", "method": "jwt", "support": False
+        "org_id": ORG_A,
+        "actor": "alice",
+        "actor_name": "Alice A.",
+        "role": "operator",
+        "method": "jwt",
+        "support": False,
     }
 
 
@@ -107,9 +113,7 @@ async def test_with_the_jwks_server_down_cached_keys_work_and_unknown_keys_are_4
 
 
 async def test_a_static_pem_key_verifies_tokens_without_a_jwks(make_client, idp_key):
-    client = await make_client(
-        **auth_settings("", auth_jwks_url="", auth_jwt_public_key=idp_key.public_pem())
-    )
+    client = await make_client(**auth_settings("", auth_jwks_url="", auth_jwt_public_key=idp_key.public_pem()))
     assert (await me(client, idp_key.mint()))[0] == 200
     assert (await me(client, SigningKey.rsa(idp_key.kid).mint()))[0] == 401
     claims = {"sub": "m", "iss": ISSUER, "aud": AUDIENCE, "org_id": ORG_A, "exp": int(time.time()) + 60}

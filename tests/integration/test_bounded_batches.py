@@ -1,6 +1,7 @@
 """Memory is bounded by bytes, not rows: wide rows at batch_size=10000 travel in
 batches of BATCH_MAX_BYTES, and an export's cursor replies stay near
 REPLY_MAX_BYTES, as the database sees the commands."""
+
 from __future__ import annotations
 
 import csv
@@ -80,9 +81,7 @@ async def test_wide_rows_are_imported_and_exported_in_batches_bounded_by_bytes(a
     assert max(sizes) == BUDGET // ROW_BYTES + 1, sizes
     assert max(b for _, b in traffic.inserts) < BUDGET + 2 * ROW_BYTES
 
-    resp = await client.post(
-        "/api/v1/jobs/export", json={"dataset": "wide", "batch_size": 10_000, "neutralize_formulas": False}
-    )
+    resp = await client.post("/api/v1/jobs/export", json={"dataset": "wide", "batch_size": 10_000, "neutralize_formulas": False})
     assert resp.status == 202, await resp.text()
     export = await resp.json()
     finished = await wait_for_state(client, export["id"], "completed", "failed", timeout=120)

@@ -1,5 +1,6 @@
 """Many jobs at once: POST /api/v1/jobs/{pause,resume,terminate} with a filter,
 on two replicas (two apps on one database) against the real database."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,7 +16,13 @@ ROWS, BATCH = 4_000, 10
 # A longer lease than the suite's: a write's deadline comes from it, and on
 # FerretDB one rollback delete scans the whole records collection (~2.5 s for
 # 40,000 rows on this machine), several at once.
-MANY = {"max_running_jobs": JOBS, "max_imports_per_org": JOBS + 2, "max_queued_per_org": 100, "job_lease_seconds": 30.0, "guard_rows": 10}
+MANY = {
+    "max_running_jobs": JOBS,
+    "max_imports_per_org": JOBS + 2,
+    "max_queued_per_org": 100,
+    "job_lease_seconds": 30.0,
+    "guard_rows": 10,
+}
 
 
 async def bulk(client, action: str, body: dict, *, expect: int = 200, dry_run: bool = False) -> dict:
@@ -39,7 +46,12 @@ async def test_bulk_pause_resume_and_terminate_of_many_running_jobs_across_two_r
     foreign = await start_import(theirs, make_csv(ROWS), dataset="incident", batch_size=BATCH)
     other_dataset = await start_import(one, make_csv(ROWS), dataset="keep", batch_size=BATCH)
     for job in [*jobs, foreign, other_dataset]:
-        await wait_for(one if job is not foreign else theirs, job["id"], lambda j: j["state"] == "running" and j["progress"].get("processed", 0) > 0, what="running")
+        await wait_for(
+            one if job is not foreign else theirs,
+            job["id"],
+            lambda j: j["state"] == "running" and j["progress"].get("processed", 0) > 0,
+            what="running",
+        )
     owners = {(await get_job(one, j["id"]))["owner"] for j in jobs}
     assert len(owners) >= 2, "the jobs run on more than one replica (each app runs any org's jobs)"
 
@@ -77,7 +89,12 @@ async def test_bulk_pause_resume_and_terminate_of_many_running_jobs_across_two_r
     resumed = await bulk(two, "resume", {"filter": {"ids": [j["id"] for j in jobs]}})
     assert resumed["changed"] == JOBS
     for job in jobs:
-        await wait_for(one, job["id"], lambda j, job=job: j["progress"]["processed"] > counts[job["id"]] or j["state"] == "completed", what="progress after resume")
+        await wait_for(
+            one,
+            job["id"],
+            lambda j, job=job: j["progress"]["processed"] > counts[job["id"]] or j["state"] == "completed",
+            what="progress after resume",
+        )
 
     # Terminate the dataset's jobs: nothing of any of them is left. Paused again
     # and terminated 25 at a time (the continuation is part of what is tested).
@@ -86,7 +103,9 @@ async def test_bulk_pause_resume_and_terminate_of_many_running_jobs_across_two_r
         await wait_for_state(one, job["id"], "paused", "completed")
     after, terminated = None, 0
     while True:
-        page = await bulk(one, "terminate", {"filter": {"dataset": "incident"}, "limit": 25, **({"after": after} if after else {})})
+        page = await bulk(
+            one, "terminate", {"filter": {"dataset": "incident"}, "limit": 25, **({"after": after} if after else {})}
+        )
         terminated += page["changed"]
         for entry in page["jobs"]:
             await wait_for_state(one, entry["id"], "terminated", "completed", timeout=180)
@@ -100,6 +119,7 @@ async def test_bulk_pause_resume_and_terminate_of_many_running_jobs_across_two_r
     for client, job in ((theirs, foreign), (one, other_dataset)):
         await client.post(f"/api/v1/jobs/{job['id']}/terminate")
         await wait_for_state(client, job["id"], "terminated", timeout=180)
+
 
 async def test_a_bulk_request_pages_by_a_continuation_and_refuses_what_its_state_does_not_allow(client, db):
     done = []

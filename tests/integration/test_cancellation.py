@@ -2,6 +2,7 @@
 nothing happened) still stops the job manager's loop and a job's runner
 (service/background.py). The swallowing is simulated by wrapping the real
 call; everything else is the real app on the real database."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,5 +1,6 @@
 """GET / serves the browser console from the app itself: correct types,
 caching a browser can rely on, nothing fetched from elsewhere, small."""
+
 from __future__ import annotations
 
 import re

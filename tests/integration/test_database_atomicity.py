@@ -1,6 +1,7 @@
 """The development database keeps MongoDB's single-document atomicity, which
 the job engine's guarded transitions rely on (scripts/ferretdb/ patches
 FerretDB 1.24, whose updates are otherwise a separate read and write)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -21,7 +22,7 @@ async def test_two_clients_racing_one_guarded_update_never_both_win(mongo, db):
 
             async def claim(database: Database, who: str):
                 return await database.jobs.find_one_and_update(
-                    {"_id": f"race-{i}", "state": "queued"},
+                    {"_id": f"race-{i}", "state": "queued"},  # noqa: B023 (called within this iteration)
                     {"$set": {"state": "running", "owner": who}, "$inc": {"epoch": 1}},
                     return_document=ReturnDocument.AFTER,
                 )

@@ -1,5 +1,6 @@
 """What describe() says of a dataset is bounded whatever its number of imports
 (issue 21, finding 7): counts and the last few imports, no list of them all."""
+
 from __future__ import annotations
 
 import pytest

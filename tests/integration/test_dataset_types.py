@@ -1,5 +1,6 @@
 """GET /datasets/{dataset}: the columns and types of the dataset's latest
 completed import, which the import form pre-selects."""
+
 from __future__ import annotations
 
 from ..helpers import make_csv, start_import, wait_for_state

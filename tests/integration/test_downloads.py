@@ -1,5 +1,6 @@
 """No GET starts an export: streamed exports start from a POST, and a browser
 redeems a single-use, short-lived ticket created by a POST."""
+
 from __future__ import annotations
 
 import asyncio
@@ -87,7 +88,9 @@ async def test_head_does_not_use_up_a_ticket(client, people):
 async def test_an_unknown_ticket_is_404_and_an_expired_one_410(client, db, people):
     assert (await client.get("/api/v1/downloads/not-a-ticket")).status == 404
     ticket = await new_ticket(client, export={"dataset": "people"})
-    await db.download_tickets.update_many({}, {"$set": {"expires_at": dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)}})
+    await db.download_tickets.update_many(
+        {}, {"$set": {"expires_at": dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)}}
+    )
     assert (await client.get(ticket["url"])).status == 410
     assert await exports_started(client) == []
 

@@ -2,6 +2,7 @@
 write path, against the real database: every document lands as encoded, a
 batch is cut into commands by bytes, a replayed batch is harmless, and a
 document the database rejects comes back with its index in the batch."""
+
 from __future__ import annotations
 
 import bson

@@ -1,6 +1,7 @@
 """The export preview (POST /jobs/export?dry_run=true): the rows in range,
 the first rows as the export writes them, estimates of size and time, and
 nothing created."""
+
 from __future__ import annotations
 
 import pytest

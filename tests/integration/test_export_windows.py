@@ -3,6 +3,7 @@ each sorted by the database in a moment, never as one query over the whole
 dataset sorted by _id (FerretDB sorts the whole match before it sends the
 first row: a date-filtered export of 1,000,000 rows sent its first row after
 about 12 minutes, issue 27)."""
+
 from __future__ import annotations
 
 import threading
@@ -47,7 +48,9 @@ async def test_a_filtered_export_reads_windows_of_one_imports_id_range(db, aioht
         job = await start_import(client, make_csv(2000, start=start), dataset="visits", types="id:int,day:date")
         await wait_for_state(client, job["id"], "completed")
     finds.finds.clear()
-    resp = await client.post("/api/v1/jobs/export", json={"dataset": "visits", "date_field": "day", "from": "2017-03-01", "to": "2017-05-01"})
+    resp = await client.post(
+        "/api/v1/jobs/export", json={"dataset": "visits", "date_field": "day", "from": "2017-03-01", "to": "2017-05-01"}
+    )
     export = await resp.json()
     done = await wait_for_state(client, export["id"], "completed")
     assert done["progress"]["processed"] == sum(1 for i in range(1, 4001) if (i % 12) + 1 in (3, 4))
@@ -56,4 +59,6 @@ async def test_a_filtered_export_reads_windows_of_one_imports_id_range(db, aioht
     for find in sorted_finds:
         bounds = find["filter"]["_id"]
         low = bounds.get("$gte") or bounds.get("$gt")
-        assert prefix(low) is not None and prefix(low) == prefix(bounds["$lt"]), f"a sorted find over more than one import's rows: {bounds}"
+        assert prefix(low) is not None and prefix(low) == prefix(bounds["$lt"]), (
+            f"a sorted find over more than one import's rows: {bounds}"
+        )

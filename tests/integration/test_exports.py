@@ -1,5 +1,6 @@
 """Exports through the real app and database: background into GridFS, streamed
 into the response of a POST, and the stored result with Range."""
+
 from __future__ import annotations
 
 import asyncio
@@ -269,7 +270,9 @@ async def test_an_export_reads_only_completed_imports_so_running_ones_do_not_cha
 async def test_a_failed_imports_rows_are_exported_only_when_asked(client, db):
     rows = make_csv(600, columns=5).decode().splitlines()
     rows[400] = "x,broken"  # line 401: the job stops here with on_error=fail
-    failed = await start_import(client, ("\n".join(rows) + "\n").encode(), types="id:int,day:date", on_error="fail", batch_size=100)
+    failed = await start_import(
+        client, ("\n".join(rows) + "\n").encode(), types="id:int,day:date", on_error="fail", batch_size=100
+    )
     await wait_for_state(client, failed["id"], "failed")
     await start_export(client, expect=404)
     job = await start_export(client, include_failed=True)

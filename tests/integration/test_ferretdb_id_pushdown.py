@@ -7,6 +7,7 @@ update_one, update_many, find_one_and_update and delete_many. Expected
 answers come from MongoDB's rules, written out below: a range with string
 bounds matches only strings (compared by UTF-8 bytes), numbers equal across
 int, long and double, an ObjectId never equals a string."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,10 +18,35 @@ OID = ObjectId("0102030405060708090a0b0c")
 OTHER_OID = ObjectId("0102030405060708090a0b0d")
 
 STRINGS = [
-    "", "a", "a ", "a!", 'a"', "a#", "a\\", "a<b", "a>", "a&", "a\n", "a\x00", "a\u2028", "a\x7f", "aé", "a😀",
-    "ab", "b", '"', "\\", "z", "~", "é", "\u2028", "\u2028x",
+    "",
+    "a",
+    "a ",
+    "a!",
+    'a"',
+    "a#",
+    "a\\",
+    "a<b",
+    "a>",
+    "a&",
+    "a\n",
+    "a\x00",
+    "a\u2028",
+    "a\x7f",
+    "aé",
+    "a😀",
+    "ab",
+    "b",
+    '"',
+    "\\",
+    "z",
+    "~",
+    "é",
+    "\u2028",
+    "\u2028x",
     *(f"org/ds/job:{i:010d}" for i in range(1, 21)),
-    "org/ds/job;", "org/ds/jobs", "org/other/job:0000000001",
+    "org/ds/job;",
+    "org/ds/jobs",
+    "org/other/job:0000000001",
 ]
 NUMBERS = [1, 2, -3, 0, Int64(2**40), 7.0, 2.5]
 IDS = [*STRINGS, *NUMBERS, OID]

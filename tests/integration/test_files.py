@@ -1,4 +1,5 @@
 """Uploads stored in GridFS and read back from any offset, against the real database."""
+
 from __future__ import annotations
 
 import os

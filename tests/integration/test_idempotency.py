@@ -1,5 +1,6 @@
 """Idempotency-Key on the creating POSTs: a retried request gets the job the
 first one created, stores nothing twice, and a reused key is a 422."""
+
 from __future__ import annotations
 
 import asyncio
@@ -200,8 +201,16 @@ async def test_a_progress_document_left_by_a_crash_inside_create_does_not_poison
         }
     )
     await db.job_progress.insert_one(
-        {"_id": job_id, "org_id": "default", "progress": {"processed": 0}, "checkpoint": None, "errors": [],
-         "owner": None, "epoch": 0, "lease_until": None}
+        {
+            "_id": job_id,
+            "org_id": "default",
+            "progress": {"processed": 0},
+            "checkpoint": None,
+            "errors": [],
+            "owner": None,
+            "epoch": 0,
+            "lease_until": None,
+        }
     )
     resp, job = await post_import(client)
     assert resp.status == 202, job
@@ -227,7 +236,9 @@ async def test_a_claim_whose_upload_still_streams_is_not_taken_over_past_the_old
         yield CSV[100:]
 
     headers = {"Idempotency-Key": "key-1", "Content-Type": "text/csv"}
-    first = asyncio.create_task(client.post("/api/v1/jobs/import", params={"dataset": "people"}, data=slow_upload(), headers=headers))
+    first = asyncio.create_task(
+        client.post("/api/v1/jobs/import", params={"dataset": "people"}, data=slow_upload(), headers=headers)
+    )
     try:
         deadline = asyncio.get_running_loop().time() + 10
         while await db.idempotency_keys.count_documents({}) == 0:

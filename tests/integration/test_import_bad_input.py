@@ -1,4 +1,5 @@
 """Every kind of bad input gets a clear answer, and nothing already stored is lost."""
+
 from __future__ import annotations
 
 import aiohttp
@@ -50,8 +51,17 @@ async def import_rows(client, db, body: bytes, **params) -> tuple[dict, list[dic
         (b"\xff\xfeid,name\n1,2\n", ("UTF-8",)),
         (b"i\x00d,name\n1,2\n", ("NUL",)),
     ],
-    ids=["empty", "header-only", "header-and-blank-lines", "blank-header", "duplicate-names",
-         "empty-name", "duplicate-after-mapping", "header-not-utf8", "header-nul"],
+    ids=[
+        "empty",
+        "header-only",
+        "header-and-blank-lines",
+        "blank-header",
+        "duplicate-names",
+        "empty-name",
+        "duplicate-after-mapping",
+        "header-not-utf8",
+        "header-nul",
+    ],
 )
 async def test_files_that_cannot_be_imported_are_400_and_leave_nothing(client, db, body, words):
     await assert_problem(await post_raw(client, body), 400, *words)

@@ -1,5 +1,6 @@
 """Null markers, typed formats, decimals and types=auto, through the real app
 and database; and the parameters' bad values."""
+
 from __future__ import annotations
 
 import datetime as dt

@@ -1,5 +1,6 @@
 """Catching a wrong file before it lands: the import dry run, the guard, and
 the dataset profiles they compare with."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -130,9 +131,7 @@ async def test_with_the_default_guard_findings_are_recorded_on_the_job_and_its_e
     assert "swapped_columns" in await resp.text()
 
 
-async def test_a_dataset_without_history_gets_profiles_and_no_findings_and_completed_imports_build_its_profile(
-    client, db
-):
+async def test_a_dataset_without_history_gets_profiles_and_no_findings_and_completed_imports_build_its_profile(client, db):
     review = await start_import(client, to_csv(swap(people(11), "name", "phone")), expect=200, dry_run="true")
     assert review["findings"] == [] and review["header"]["status"] == "new_dataset"
     columns = {c["name"]: c for c in review["columns"]}

@@ -1,4 +1,5 @@
 """The import lifecycle through the real HTTP app against the real database."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,6 +1,7 @@
 """An import whose batches are built in JOB_WORKERS=2 worker processes, through
 the real app against the real database: the same rows, row numbers, pause,
 resume and terminate as in-process."""
+
 from __future__ import annotations
 
 import asyncio

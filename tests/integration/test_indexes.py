@@ -1,8 +1,8 @@
 """Every query has an index on MongoDB: ensure_indexes creates exactly the
 declared ones, and the suite-wide recorder (tests/conftest.py) names any
 filter none of them serves."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 from service.store.db import INDEXES, Database
 

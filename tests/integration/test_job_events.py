@@ -1,4 +1,5 @@
 """GET /api/v1/jobs/{id}/events: the job's progress as server-sent events."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,5 +1,6 @@
 """What an operator sees: /metrics (prometheus_client text) and JSON log lines
 with the job's fields, from real jobs."""
+
 from __future__ import annotations
 
 import asyncio
@@ -52,7 +53,9 @@ async def test_metrics_count_rows_outcomes_rollbacks_and_database_operations(mak
     await wait_for_state(client, stopped["id"], "terminated")
     await wait_for_state(client, queued["id"], "completed")
     # A job's end is counted just after its final state is written: poll.
-    while value(samples := await scrape(client), "collect_jobs_job_duration_seconds_count", kind="import", outcome="completed") < 2:
+    while (
+        value(samples := await scrape(client), "collect_jobs_job_duration_seconds_count", kind="import", outcome="completed") < 2
+    ):
         assert time.monotonic() < deadline + 30, "the second completed import was never counted"
         await asyncio.sleep(0.05)
 

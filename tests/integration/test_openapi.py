@@ -1,6 +1,7 @@
 """The written contract: the OpenAPI document matches the router, is valid
 OpenAPI 3.1, is served with its docs page (no CDN), and parameters are
 handled the one way it describes."""
+
 from __future__ import annotations
 
 import re
@@ -169,7 +170,10 @@ async def test_list_parameters_may_be_repeated(client):
 
 async def test_a_header_with_a_stray_carriage_return_is_a_400_not_a_500(client, db):
     resp = await client.post(
-        "/api/v1/jobs/teams", params={"dry_run": "true"}, data=b"N;B\x17S\xc3\xb3\r!S\xc2\x83", headers={"Content-Type": "text/plain"}
+        "/api/v1/jobs/teams",
+        params={"dry_run": "true"},
+        data=b"N;B\x17S\xc3\xb3\r!S\xc2\x83",
+        headers={"Content-Type": "text/plain"},
     )
     body = await resp.json(content_type=None)
     assert resp.status == 400 and body["type"] == "urn:problem:collect-jobs:invalid-csv", body
@@ -178,8 +182,8 @@ async def test_a_header_with_a_stray_carriage_return_is_a_400_not_a_500(client, 
 async def test_a_multipart_part_with_a_malformed_header_is_a_400(client, db):
     boundary = "b0undary"
     body = (
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"\x02\"\r\n\r\n{{}}\r\n"
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n\r\n--{boundary}--\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="\x02"\r\n\r\n{{}}\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"\r\n\r\n\r\n--{boundary}--\r\n'
     ).encode()
     resp = await client.post(
         "/api/v1/jobs/import",

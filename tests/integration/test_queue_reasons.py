@@ -2,6 +2,7 @@
 computed when it is read: the org's slot and who holds it (running, paused,
 rolling back), the replicas' process slots, or older jobs of the org ahead of
 it. Reading changes nothing."""
+
 from __future__ import annotations
 
 from ..helpers import control, get_job, make_csv, start_import, wait_for, wait_for_state
@@ -42,7 +43,9 @@ async def test_a_rolling_back_holder_is_named_as_rolling_back(make_client):
     client = await make_client(faults=frozenset({"import.rollback"}), rollback_give_up_seconds=3600.0)
     holder = await slow_import(client, dataset="first")
     await control(client, holder["id"], "terminate")
-    await wait_for(client, holder["id"], lambda j: (j.get("rollback") or {}).get("attempts", 0) >= 1, what="a failed rollback attempt")
+    await wait_for(
+        client, holder["id"], lambda j: (j.get("rollback") or {}).get("attempts", 0) >= 1, what="a failed rollback attempt"
+    )
     second = await start_import(client, make_csv(10), dataset="second")
     queue = (await get_job(client, second["id"]))["queue"]
     assert queue["reason"] == f"the org's import slot is held by job {holder['id']} (rolling back)"

@@ -1,5 +1,6 @@
 """Nothing grows forever: DELETE /api/v1/jobs/{id}, and the retention sweeper
 (RESULT_RETENTION_DAYS, JOB_RETENTION_DAYS)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -73,9 +74,7 @@ async def test_only_finished_jobs_that_hold_nothing_can_be_deleted(client, db):
 
 
 async def test_results_and_then_jobs_expire_while_completed_imports_stay(make_client, db):
-    client = await make_client(
-        result_retention_days=1 * SECOND, job_retention_days=4 * SECOND, retention_sweep_seconds=1
-    )
+    client = await make_client(result_retention_days=1 * SECOND, job_retention_days=4 * SECOND, retention_sweep_seconds=1)
     imported = await start_import(client, make_csv(200))
     await wait_for_state(client, imported["id"], "completed")
     job = await export(client)

@@ -5,6 +5,7 @@ FAILED_JOB_RETENTION_DAYS. The sweep runs on the app's own database handle
 (so every query it sends is checked for an index) with an injected ``now``:
 the defaults (UPLOAD_GRACE_SECONDS 6 h, AUDIT_RETENTION_DAYS 400,
 FAILED_JOB_RETENTION_DAYS 30) are judged without waiting for them."""
+
 from __future__ import annotations
 
 import datetime as dt

@@ -2,6 +2,7 @@
 admission is fair across orgs however long the queue; the orphan sweep finds
 every expired lease however many healthy jobs exist; streams and queued jobs
 have their own caps."""
+
 from __future__ import annotations
 
 import asyncio
@@ -34,7 +35,19 @@ async def fake_jobs(db, count: int, state: str, **run) -> None:
     directly: they only have to exist for the sweep and the queue scan."""
     ids = [str(ObjectId()) for _ in range(count)]
     await db.jobs.insert_many(
-        [{"_id": i, "org_id": "crowd", "kind": "import", "state": state, "rev": 1, "epoch": 1, "owner": run.get("owner"), "params": {}} for i in ids]
+        [
+            {
+                "_id": i,
+                "org_id": "crowd",
+                "kind": "import",
+                "state": state,
+                "rev": 1,
+                "epoch": 1,
+                "owner": run.get("owner"),
+                "params": {},
+            }
+            for i in ids
+        ]
     )
     await db.job_progress.insert_many([{"_id": i, "org_id": "crowd", "epoch": 1, "progress": {}, **run} for i in ids])
 
@@ -114,8 +127,13 @@ async def test_the_streams_per_org_cap_counts_every_replica(make_client, db):
         {"_id": job_id, "org_id": "default", "kind": "export", "state": "running", "params": {"stream": True}}
     )
     await db.reservations.insert_one(
-        {"_id": "default/streams", "org_id": "default", "scope": "streams", "used": 1,
-         "held": {job_id: {"n": 1, "at": dt.datetime.now(dt.timezone.utc)}}}
+        {
+            "_id": "default/streams",
+            "org_id": "default",
+            "scope": "streams",
+            "used": 1,
+            "held": {job_id: {"n": 1, "at": dt.datetime.now(dt.timezone.utc)}},
+        }
     )
     refused = await client.post("/api/v1/exports/big.csv")
     assert refused.status == 429

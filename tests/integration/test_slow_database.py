@@ -5,6 +5,7 @@ whatever the batch size; a rollback whose deletes time out still finishes.
 The latency is injected at the store layer (a sleep proportional to the rows
 of each insert or delete, before the real call, which then runs against the
 real database with whatever is left of its deadline)."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """Bulk team creation through the real HTTP app against the real database."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,12 +1,12 @@
 """The teams write path and its compensating undo, against the real database:
 a batch replayed after a crash, a rollback cut short and run again, and
 overlapping jobs rolled back in either order."""
+
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
-
 from bson import ObjectId
 
 from service.csvio.records import Record
@@ -144,7 +144,12 @@ async def test_two_overlapping_jobs_rolled_back_in_either_order_leave_no_trace(d
         await apply(
             db,
             j2,
-            parsed([["Later", "Someone", manager_phone(2), f"{member_phone(11)};{member_phone(90)}"], ["Other", "Manager 1", manager_phone(1), ""]]),
+            parsed(
+                [
+                    ["Later", "Someone", manager_phone(2), f"{member_phone(11)};{member_phone(90)}"],
+                    ["Other", "Manager 1", manager_phone(1), ""],
+                ]
+            ),
         )
         order = (j1, j2) if first_undone == "j1" else (j2, j1)
         for job_id in order:
@@ -183,7 +188,10 @@ async def test_a_failed_teams_job_terminated_while_another_runs_and_then_that_on
     j1 = await post_teams(client, sheet(rows), on_error="fail", batch_size=5)
     await wait_for_state(client, j1["id"], "failed")
 
-    overlap = [[f"Second {i}", f"Manager {i}", manager_phone(i), f"{member_phone(i * 10 + 1)};{member_phone(500)}"] for i in range(1, 400)]
+    overlap = [
+        [f"Second {i}", f"Manager {i}", manager_phone(i), f"{member_phone(i * 10 + 1)};{member_phone(500)}"]
+        for i in range(1, 400)
+    ]
     j2 = await post_teams(client, sheet(overlap), batch_size=5)
     await wait_until_processed(client, j2["id"], at_least=40)
     await control(client, j2["id"], "pause")

@@ -3,6 +3,7 @@ only (an equality, an $in, or a range bounded on both sides): FerretDB serves
 only _id conditions from an index and scans a collection for anything else,
 so a rollback that asked for "this job's users after X" read the whole of
 `users` once per chunk (issue 27: 800 teams took 35 minutes to roll back)."""
+
 from __future__ import annotations
 
 import threading

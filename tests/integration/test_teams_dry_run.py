@@ -1,4 +1,5 @@
 """POST /api/v1/jobs/teams?dry_run=true: every row checked, nothing written."""
+
 from __future__ import annotations
 
 import aiohttp
@@ -45,9 +46,7 @@ async def test_a_sheet_whose_phones_slid_ten_rows_is_reported_as_shifted_and_not
     assert review["warnings"]["by_kind"] == {"phone_owner_mismatch": 50}
     first_warning = review["warnings"]["first"][0]
     assert first_warning["line"] == 12
-    assert first_warning["message"] == (
-        "manager_phone +12015550001 belongs to the existing user 'Manager 1', not 'Manager 11'"
-    )
+    assert first_warning["message"] == ("manager_phone +12015550001 belongs to the existing user 'Manager 1', not 'Manager 11'")
     preview = review["preview"]
     assert len(preview) == 20
     assert preview[0]["line"] == 2 and preview[0]["error"]["kind"] == "invalid_phone"
@@ -142,7 +141,10 @@ async def test_dry_run_bad_bodies_are_clear_errors(make_client, db):
     # A dry run checks every parameter the job would take: a typo is not ignored.
     for params in ({"on_error": "later"}, {"max_errors": "-1"}, {"batch_size": "0"}):
         resp = await client.post(
-            "/api/v1/jobs/teams", params={"dry_run": "true", **params}, data=sheet(team_rows(2)), headers={"Content-Type": "text/csv"}
+            "/api/v1/jobs/teams",
+            params={"dry_run": "true", **params},
+            data=sheet(team_rows(2)),
+            headers={"Content-Type": "text/csv"},
         )
         assert resp.status == 400 and resp.content_type == "application/problem+json", await resp.text()
         assert (await resp.json())["parameter"] == next(iter(params))

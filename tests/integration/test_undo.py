@@ -1,5 +1,6 @@
 """Undo of a completed import or teams job (POST /api/v1/jobs/{id}/undo),
 through the real app against the real database."""
+
 from __future__ import annotations
 
 import asyncio
@@ -185,9 +186,7 @@ async def test_an_undo_requested_on_two_replicas_at_once_runs_once(make_client, 
     one, two = await make_client(), await make_client()
     job = await start_import(one, make_csv(SMALL), dataset="twice")
     await wait_for_state(one, job["id"], "completed")
-    answers = await asyncio.gather(
-        one.post(f"/api/v1/jobs/{job['id']}/undo"), two.post(f"/api/v1/jobs/{job['id']}/undo")
-    )
+    answers = await asyncio.gather(one.post(f"/api/v1/jobs/{job['id']}/undo"), two.post(f"/api/v1/jobs/{job['id']}/undo"))
     assert sorted(r.status for r in answers) == [200, 200]
     done = await wait_for_state(two, job["id"], "undone")
     assert done["progress"]["rolled_back"] == SMALL

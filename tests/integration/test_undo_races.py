@@ -1,5 +1,6 @@
 """Races and odd inputs around undo and bulk control that a review (issue 25)
 found, each fixed; the tests began as the review's failing probes."""
+
 from __future__ import annotations
 
 import asyncio
@@ -83,7 +84,9 @@ async def test_created_after_finds_a_job_whose_upload_took_a_few_seconds(client,
         await asyncio.sleep(2.5)
         yield data[100:]
 
-    resp = await client.post("/api/v1/jobs/import", params={"dataset": "slow"}, data=slow_body(), headers={"Content-Type": "text/csv"})
+    resp = await client.post(
+        "/api/v1/jobs/import", params={"dataset": "slow"}, data=slow_body(), headers={"Content-Type": "text/csv"}
+    )
     job = await resp.json()
     assert resp.status == 202, job
     created_at = job["created_at"]
@@ -160,4 +163,3 @@ async def test_a_delete_and_an_undo_sent_at_once_do_not_both_succeed(client, db)
             progress = await db.job_progress.find_one({"_id": job["id"]})
             assert deleted.status != 204, f"both won on try {i}: job {doc and doc['state']}, job_progress {progress}"
             await wait_for_state(client, job["id"], "undone", timeout=30)
-

@@ -1,4 +1,5 @@
 """Secure by default: the auth settings, read and checked before anything serves."""
+
 from __future__ import annotations
 
 import pytest
@@ -40,7 +41,9 @@ def test_a_full_configuration_is_read():
     )
     settings.check_auth()
     assert (settings.auth_org_claim, settings.auth_roles_claim, settings.auth_jwks_min_refresh_seconds) == (
-        "https://example.com/org", "groups", 30.0
+        "https://example.com/org",
+        "groups",
+        30.0,
     )
     assert PEPPER not in repr(settings)
 
@@ -67,17 +70,18 @@ def test_bad_auth_settings_fail_fast_naming_the_variable(env, message):
 
 
 def test_an_ed25519_key_is_refused_the_algorithms_are_rs_and_es_only():
-    pem = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    pem = (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     with pytest.raises(ConfigError, match="RSA or EC"):
         Settings.from_env({"AUTH_JWT_PUBLIC_KEY": pem})
 
 
 def test_a_jwks_url_and_a_static_key_together_are_refused():
     pem = SigningKey.rsa("k").public_pem()
-    settings = Settings.from_env(
-        {"AUTH_JWKS_URL": "https://idp/jwks", "AUTH_JWT_PUBLIC_KEY": pem, "AUTH_API_KEY_PEPPER": PEPPER}
-    )
+    settings = Settings.from_env({"AUTH_JWKS_URL": "https://idp/jwks", "AUTH_JWT_PUBLIC_KEY": pem, "AUTH_API_KEY_PEPPER": PEPPER})
     with pytest.raises(ConfigError, match="not both"):
         settings.check_auth()

@@ -1,5 +1,6 @@
 """Background loops end when cancelled even if the awaited call swallows the
 cancel, as PyMongo's async API sometimes does (service/background.py)."""
+
 from __future__ import annotations
 
 import asyncio

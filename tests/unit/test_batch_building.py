@@ -1,8 +1,8 @@
 """Building an import's batches at the floor: the record encoder, the upload's
 record counter, and batches built in JOB_WORKERS processes, each checked
 against the plain code path it replaces."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import asyncio
 import csv

@@ -1,22 +1,12 @@
-"""The code itself: no unused imports or names, no undefined names."""
+"""The code itself: rules about where things may be done (lint, format and
+types are scripts/lint's, which scripts/test runs first)."""
+
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def test_pyflakes_finds_nothing_in_the_service_tests_or_benchmarks():
-    found = subprocess.run(
-        [sys.executable, "-m", "pyflakes", "service", "tests", "bench"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert found.returncode == 0, found.stdout + found.stderr
 
 
 # JobRepo (service/jobs/repo.py) owns the jobs and job_progress collections:

@@ -1,5 +1,6 @@
 """The console's forms show the API's own batch defaults and limits: a
 placeholder that names another number than the server uses misleads."""
+
 from __future__ import annotations
 
 import re

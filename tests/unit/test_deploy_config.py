@@ -1,4 +1,5 @@
 """The deploy files and the configuration reference agree with the settings the service reads."""
+
 from __future__ import annotations
 
 import re

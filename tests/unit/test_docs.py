@@ -1,5 +1,6 @@
 """The documentation site builds strictly: a broken link or anchor, a missing
 page or a page left out of the navigation fails, as `scripts/docs` does."""
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,11 @@ def test_the_documentation_site_builds_strictly(tmp_path):
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "reference" / "openapi.json").is_file()

@@ -1,6 +1,7 @@
 """Rules of the job engine that need no database: which errors are outages,
 that a write-concern error is never success, what a repeated request does,
 and the lease's safety margin."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,7 +14,11 @@ from service.store.writes import WriteConcernNotMet, insert_reply_errors, raise_
 
 
 def test_a_bulk_write_with_a_write_concern_error_is_raised_as_an_outage():
-    details = {"writeErrors": [], "writeConcernErrors": [{"code": 64, "errmsg": "waiting for replication timed out"}], "nInserted": 10}
+    details = {
+        "writeErrors": [],
+        "writeConcernErrors": [{"code": 64, "errmsg": "waiting for replication timed out"}],
+        "nInserted": 10,
+    }
     with pytest.raises(WriteConcernNotMet) as raised:
         raise_write_concern_errors(BulkWriteError(details))
     assert is_outage(raised.value)
@@ -56,7 +61,10 @@ def test_the_lease_margin_is_a_third_of_the_lease_and_leaves_room_for_two_renewa
 
 
 def test_fault_points_are_read_only_in_their_documented_form():
-    assert Settings.from_env({"COLLECT_JOBS_FAULTS": "import.rollback, teams.rollback"}).faults == {"import.rollback", "teams.rollback"}
+    assert Settings.from_env({"COLLECT_JOBS_FAULTS": "import.rollback, teams.rollback"}).faults == {
+        "import.rollback",
+        "teams.rollback",
+    }
     with pytest.raises(ConfigError, match="COLLECT_JOBS_FAULTS"):
         Settings.from_env({"COLLECT_JOBS_FAULTS": "everything"})
 
@@ -70,7 +78,11 @@ def test_an_insert_reply_with_a_write_concern_error_is_raised_as_an_outage():
 
 
 def test_an_insert_reply_drops_duplicate_keys_and_shifts_the_other_errors_to_the_batch():
-    reply = {"ok": 1, "n": 1, "writeErrors": [{"index": 0, "code": 11000, "errmsg": "dup"}, {"index": 2, "code": 2, "errmsg": "bad"}]}
+    reply = {
+        "ok": 1,
+        "n": 1,
+        "writeErrors": [{"index": 0, "code": 11000, "errmsg": "dup"}, {"index": 2, "code": 2, "errmsg": "bad"}],
+    }
     assert insert_reply_errors(reply, offset=100) == [{"index": 102, "code": 2, "errmsg": "bad"}]
 
 

@@ -1,5 +1,6 @@
 """The export's CSV rendering: slices of rows written at once must give exactly
 what rendering each cell by the export's rules gives."""
+
 from __future__ import annotations
 
 import csv
@@ -13,9 +14,27 @@ from service.csvio.schema import is_decimal_text
 from service.jobs.kinds.exports import FORMULA_STARTS, CsvRenderer
 
 CELLS = [
-    "plain", "", None, "café", "a,b", 'say "hi"', "two\nlines", "line\n=not at a cell's start",
-    "=1+1", "+x", "-3", "@a", "\ttab", "\rcr", "=a,b", '"=quoted"', 5, 2.5, True,
-    dt.datetime(2024, 1, 5, 12, 30), dt.datetime(2024, 1, 5, tzinfo=dt.timezone.utc),
+    "plain",
+    "",
+    None,
+    "café",
+    "a,b",
+    'say "hi"',
+    "two\nlines",
+    "line\n=not at a cell's start",
+    "=1+1",
+    "+x",
+    "-3",
+    "@a",
+    "\ttab",
+    "\rcr",
+    "=a,b",
+    '"=quoted"',
+    5,
+    2.5,
+    True,
+    dt.datetime(2024, 1, 5, 12, 30),
+    dt.datetime(2024, 1, 5, tzinfo=dt.timezone.utc),
 ]
 FORMULAS = {c for c in CELLS if isinstance(c, str) and c.startswith(FORMULA_STARTS)}
 

@@ -1,4 +1,5 @@
 """Value kinds, column profiles, type inference and findings, without a database."""
+
 from __future__ import annotations
 
 import random

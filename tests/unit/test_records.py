@@ -1,4 +1,5 @@
 """The streaming record reader and counter, on bytes in memory."""
+
 from __future__ import annotations
 
 import csv
@@ -196,7 +197,9 @@ async def test_plain_runs_read_in_bulk_give_the_records_and_positions_of_reading
         assert described(rest) == described(got[position.row :])
 
 
-@pytest.mark.parametrize("data, in_bulk", [(PLAIN_MIXED, False), (PLAIN_MIXED.replace(b"\n\n", b"\n").replace(b"\rcr", b"cr"), True)])
+@pytest.mark.parametrize(
+    "data, in_bulk", [(PLAIN_MIXED, False), (PLAIN_MIXED.replace(b"\n\n", b"\n").replace(b"\rcr", b"cr"), True)]
+)
 async def test_a_segment_read_at_once_gives_the_records_of_reading_line_by_line(data, in_bulk, runs_read):
     """A worker's segment: with no blank line and no stray CR, its lines are
     one run read a batch at a time; otherwise line by line. Either way the

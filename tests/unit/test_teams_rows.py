@@ -1,13 +1,14 @@
 """The teams sheet's columns, rows and the shift detector, without a database."""
+
 from __future__ import annotations
 
 import pytest
 
 from service.csvio.records import Record
 from service.errors import InvalidCsv
+from service.profiles.values import looks_like_phone
 from service.store.teams import team_id, team_key
 from service.teams.review import ShiftDetector
-from service.profiles.values import looks_like_phone
 from service.teams.rows import RowError, RowParser, TeamRow, column_layout, normalise_phone
 
 LAYOUT = {"team": 0, "manager_name": 1, "manager_phone": 2, "members": 3}

@@ -1,4 +1,5 @@
 """The types, null_values parameters and the converters they choose."""
+
 from __future__ import annotations
 
 import datetime as dt

@@ -4,6 +4,7 @@ FerretDB is a single node, so no test here can make a real server report a
 write-concern error; these tests check the decision the GridFS chunk writer
 takes on a BulkWriteError, with the error built as PyMongo builds it from a
 server's reply, and that the chunk writer goes through that one decision."""
+
 from __future__ import annotations
 
 import inspect
@@ -16,8 +17,16 @@ from service.store.files import ChunkWriter
 
 def bulk_error(write_errors: list[dict], concern_errors: list[dict]) -> BulkWriteError:
     return BulkWriteError(
-        {"writeErrors": write_errors, "writeConcernErrors": concern_errors, "nInserted": 3, "nUpserted": 0, "nMatched": 0,
-         "nModified": 0, "nRemoved": 0, "upserted": []}
+        {
+            "writeErrors": write_errors,
+            "writeConcernErrors": concern_errors,
+            "nInserted": 3,
+            "nUpserted": 0,
+            "nMatched": 0,
+            "nModified": 0,
+            "nRemoved": 0,
+            "upserted": [],
+        }
     )
 
 

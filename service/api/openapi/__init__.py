@@ -3,6 +3,7 @@ Swagger UI at /api/v1/docs, served from the service's own package data
 (swagger-ui/ beside this file, vendored from swagger-ui-dist by scripts/vendor-swagger-ui;
 never a CDN). The document is built from paths.py and schemas.py; tests
 check it against the router and every response the integration tests see."""
+
 from __future__ import annotations
 
 import functools

@@ -1,5 +1,6 @@
 """Every route of the API, as OpenAPI 3.1 path items. A new route adds its
 entry here (tests/integration/test_openapi.py fails until it does)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,9 +9,12 @@ from ...audit import ACTIONS as AUDIT_ACTIONS
 from ...csvio.schema import TYPE_NAMES
 from ...jobs.kinds import KINDS
 from ...jobs.model import JobState
-from ..exports import EXPORT_BATCH, MAX_BATCH as MAX_EXPORT_BATCH
-from ..imports import IMPORT_BATCH, MAX_BATCH as MAX_IMPORT_BATCH
-from ..teams import MAX_BATCH as MAX_TEAMS_BATCH, TEAMS_BATCH
+from ..exports import EXPORT_BATCH
+from ..exports import MAX_BATCH as MAX_EXPORT_BATCH
+from ..imports import IMPORT_BATCH
+from ..imports import MAX_BATCH as MAX_IMPORT_BATCH
+from ..teams import MAX_BATCH as MAX_TEAMS_BATCH
+from ..teams import TEAMS_BATCH
 from .schemas import DATASET, ref
 
 PROBLEMS = {
@@ -21,8 +25,14 @@ PROBLEMS = {
     408: ("RequestTimeout", "An upload sent nothing for UPLOAD_IDLE_SECONDS; the part received is not kept."),
     409: ("Conflict", "The resource's state does not allow this (the body names the state)."),
     410: ("Gone", "The resource existed but is no longer available."),
-    413: ("PayloadTooLarge", "The body is over MAX_UPLOAD_BYTES or, with the org's other uploads, MAX_UPLOAD_BYTES_PER_ORG (an upload), or 256 KiB (a JSON body)."),
-    415: ("UnsupportedMediaType", "The body's content type is not accepted (the body lists those that are), or it has a Content-Encoding other than identity."),
+    413: (
+        "PayloadTooLarge",
+        "The body is over MAX_UPLOAD_BYTES or, with the org's other uploads, MAX_UPLOAD_BYTES_PER_ORG (an upload), or 256 KiB (a JSON body).",
+    ),
+    415: (
+        "UnsupportedMediaType",
+        "The body's content type is not accepted (the body lists those that are), or it has a Content-Encoding other than identity.",
+    ),
     416: ("RangeNotSatisfiable", "The byte range is past the end of the file."),
     422: ("IdempotencyKeyReused", "This Idempotency-Key was used for a different request."),
     429: ("TooManyRequests", "A limit of your organisation or of this replica is reached; retry after Retry-After seconds."),
@@ -50,7 +60,9 @@ def query(name: str, description: str, schema: dict[str, Any] | None = None, **e
 
 
 def boolean(name: str, description: str) -> dict[str, Any]:
-    return query(name, f"{description} (true/false, 1/0 or yes/no; anything else is a 400)", {"type": "boolean", "default": False})
+    return query(
+        name, f"{description} (true/false, 1/0 or yes/no; anything else is a 400)", {"type": "boolean", "default": False}
+    )
 
 
 JOB_ID = {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[0-9a-f]{24}$"}}
@@ -61,8 +73,16 @@ IDEMPOTENCY_KEY = {
     "created the first time, marked Idempotent-Replayed: true; the same key with another request is a 422.",
     "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
 }
-ON_ERROR = query("on_error", "skip bad rows (row errors) or fail at the first one", {"type": "string", "enum": ["skip", "fail"], "default": "skip"})
-MAX_ERRORS = query("max_errors", "with skip, fail once more rows than this have failed", {"type": "integer", "minimum": 0, "maximum": 1_000_000_000, "default": 1000})
+ON_ERROR = query(
+    "on_error",
+    "skip bad rows (row errors) or fail at the first one",
+    {"type": "string", "enum": ["skip", "fail"], "default": "skip"},
+)
+MAX_ERRORS = query(
+    "max_errors",
+    "with skip, fail once more rows than this have failed",
+    {"type": "integer", "minimum": 0, "maximum": 1_000_000_000, "default": 1000},
+)
 JOB_LINKS = {
     action: {"operationId": f"{action}Job", "parameters": {"job_id": "$response.body#/id"}}
     for action in ("get", "pause", "resume", "terminate", "retry", "undo")
@@ -70,7 +90,15 @@ JOB_LINKS = {
 REASON_BODY = {
     "required": False,
     "description": "empty, or a reason kept in the audit trail",
-    "content": {"application/json": {"schema": {"type": "object", "additionalProperties": False, "properties": {"reason": {"type": "string", "maxLength": 1000}}}}},
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"reason": {"type": "string", "maxLength": 1000}},
+            }
+        }
+    },
 }
 
 
@@ -80,7 +108,7 @@ SSE_EVENT = {
     "required": ["event", "data"],
     "properties": {
         "event": {"type": "string", "enum": ["job", "end"]},
-        "data": {"type": "string", "description": "job: the job's JSON; end: {\"state\": ...}"},
+        "data": {"type": "string", "description": 'job: the job\'s JSON; end: {"state": ...}'},
         "id": {"type": "string"},
     },
 }
@@ -118,7 +146,9 @@ def csv_upload(description: str, example: str) -> dict[str, Any]:
 def csv_download(description: str, **headers: str) -> dict[str, Any]:
     return {
         "description": description,
-        "headers": {name.replace("_", "-"): {"schema": {"type": "string"}, "description": text} for name, text in headers.items()},
+        "headers": {
+            name.replace("_", "-"): {"schema": {"type": "string"}, "description": text} for name, text in headers.items()
+        },
         "content": {"text/csv": {"schema": {"type": "string"}}},
     }
 
@@ -171,19 +201,70 @@ def bulk_action(action: str, summary: str) -> dict[str, Any]:
             "continues (send the same body with `after`). Needs operator. One audit event lists every job changed.",
             "parameters": [boolean("dry_run", "count what would change, change nothing")],
             "requestBody": {"required": True, "content": json_content(ref("BulkRequest"))},
-            "responses": {"200": {"description": "what was done", "content": json_content(ref("BulkResult"))}, **errors(413, 415)},
+            "responses": {
+                "200": {"description": "what was done", "content": json_content(ref("BulkResult"))},
+                **errors(413, 415),
+            },
         }
     }
 
 
 def paths() -> dict[str, Any]:
     return {
-        "/healthz": {"get": {"operationId": "healthz", "tags": ["probes"], "summary": "Liveness: the event loop answers (never the database)", "responses": {"200": {"description": "alive", "content": json_content(ref("Status"))}}}},
-        "/readyz": {"get": {"operationId": "readyz", "tags": ["probes"], "summary": "Readiness: the database answers and the process admits work", "responses": {"200": {"description": "ready", "content": json_content(ref("Status"))}, **errors()}}},
-        "/metrics": {"get": {"operationId": "metrics", "tags": ["probes"], "summary": "Prometheus text exposition of this replica", "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-        "/api/v1/openapi.json": {"get": {"operationId": "openapi", "tags": ["docs"], "summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1", "content": json_content({"type": "object"})}, **errors()}}},
-        "/": {"get": {"operationId": "console", "tags": ["docs"], "summary": "The browser console (its scripts and styles are under /console/)", "responses": {"200": {"description": "an HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}, "304": {"description": "not modified (If-None-Match)"}}}},
-        "/api/v1/docs": {"get": {"operationId": "docs", "tags": ["docs"], "summary": "The document, for people (Swagger UI)", "responses": {"200": {"description": "an HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}, **errors()}}},
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "tags": ["probes"],
+                "summary": "Liveness: the event loop answers (never the database)",
+                "responses": {"200": {"description": "alive", "content": json_content(ref("Status"))}},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "tags": ["probes"],
+                "summary": "Readiness: the database answers and the process admits work",
+                "responses": {"200": {"description": "ready", "content": json_content(ref("Status"))}, **errors()},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "tags": ["probes"],
+                "summary": "Prometheus text exposition of this replica",
+                "responses": {"200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            }
+        },
+        "/api/v1/openapi.json": {
+            "get": {
+                "operationId": "openapi",
+                "tags": ["docs"],
+                "summary": "This document",
+                "responses": {"200": {"description": "OpenAPI 3.1", "content": json_content({"type": "object"})}, **errors()},
+            }
+        },
+        "/": {
+            "get": {
+                "operationId": "console",
+                "tags": ["docs"],
+                "summary": "The browser console (its scripts and styles are under /console/)",
+                "responses": {
+                    "200": {"description": "an HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
+                    "304": {"description": "not modified (If-None-Match)"},
+                },
+            }
+        },
+        "/api/v1/docs": {
+            "get": {
+                "operationId": "docs",
+                "tags": ["docs"],
+                "summary": "The document, for people (Swagger UI)",
+                "responses": {
+                    "200": {"description": "an HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
+                    **errors(),
+                },
+            }
+        },
         "/api/v1/jobs/import": {
             "post": {
                 "operationId": "createImport",
@@ -193,13 +274,25 @@ def paths() -> dict[str, Any]:
                 "parameters": [
                     query("dataset", "the dataset to import into", DATASET, required=True),
                     query("types", f"col:type,... with type one of {', '.join(TYPE_NAMES)}", example="visited:date"),
-                    query("batch_size", "rows per insert", {"type": "integer", "minimum": 1, "maximum": MAX_IMPORT_BATCH, "default": IMPORT_BATCH}),
+                    query(
+                        "batch_size",
+                        "rows per insert",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_IMPORT_BATCH, "default": IMPORT_BATCH},
+                    ),
                     ON_ERROR,
                     MAX_ERRORS,
                     boolean("dry_run", "read the file, write nothing, answer 200 with what the import would find"),
                     query("null_values", "cell values that mean null, comma-separated"),
-                    query("guard", "what a file unlike the dataset's profile does", {"type": "string", "enum": ["off", "warn", "pause"], "default": "warn"}),
-                    query("header", "match: the header must be the dataset's columns", {"type": "string", "enum": ["any", "match"], "default": "any"}),
+                    query(
+                        "guard",
+                        "what a file unlike the dataset's profile does",
+                        {"type": "string", "enum": ["off", "warn", "pause"], "default": "warn"},
+                    ),
+                    query(
+                        "header",
+                        "match: the header must be the dataset's columns",
+                        {"type": "string", "enum": ["any", "match"], "default": "any"},
+                    ),
                     IDEMPOTENCY_KEY,
                 ],
                 "requestBody": csv_upload(
@@ -220,7 +313,11 @@ def paths() -> dict[str, Any]:
                 "parameters": [
                     boolean("dry_run", "check every row, write nothing, answer 200 with what would happen"),
                     query("region", "how to read phone numbers without +country (US, GB, DE, ...)"),
-                    query("batch_size", "rows per batch", {"type": "integer", "minimum": 1, "maximum": MAX_TEAMS_BATCH, "default": TEAMS_BATCH}),
+                    query(
+                        "batch_size",
+                        "rows per batch",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_TEAMS_BATCH, "default": TEAMS_BATCH},
+                    ),
                     ON_ERROR,
                     MAX_ERRORS,
                     IDEMPOTENCY_KEY,
@@ -243,7 +340,10 @@ def paths() -> dict[str, Any]:
                 "summary": "Export a dataset (filtered) into a stored CSV, in the background, or preview it (dry_run)",
                 "parameters": [
                     IDEMPOTENCY_KEY,
-                    boolean("dry_run", "answer 200 with the rows in range, the first rows and estimates of size and time; create nothing"),
+                    boolean(
+                        "dry_run",
+                        "answer 200 with the rows in range, the first rows and estimates of size and time; create nothing",
+                    ),
                 ],
                 "requestBody": {"required": True, "content": json_content(ref("ExportRequest"))},
                 "responses": {
@@ -277,7 +377,12 @@ def paths() -> dict[str, Any]:
                         "description": "the ticket",
                         "headers": {"Location": {"schema": {"type": "string"}}},
                         "content": json_content(ref("DownloadTicket")),
-                        "links": {"download": {"operationId": "download", "parameters": {"ticket": "$response.header.Location#regex:/api/v1/downloads/(.+)"}}},
+                        "links": {
+                            "download": {
+                                "operationId": "download",
+                                "parameters": {"ticket": "$response.header.Location#regex:/api/v1/downloads/(.+)"},
+                            }
+                        },
                     },
                     **errors(404, 409, 410, 413, 415, 422),
                 },
@@ -318,7 +423,11 @@ def paths() -> dict[str, Any]:
                                 "properties": {
                                     "dataset": DATASET,
                                     "columns": {"type": "array", "items": {"type": "string"}},
-                                    "types": {"type": "object", "additionalProperties": {"type": "string"}, "description": "column -> type spec (int, date, date:%d/%m/%Y, ...)"},
+                                    "types": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "string"},
+                                        "description": "column -> type spec (int, date, date:%d/%m/%Y, ...)",
+                                    },
                                     "latest_import": {"type": "object"},
                                     "imports_kept": {"type": "integer", "minimum": 1},
                                 },
@@ -334,7 +443,13 @@ def paths() -> dict[str, Any]:
                 "operationId": "me",
                 "tags": ["access"],
                 "summary": "Who is asking: org, actor, role and how they signed in",
-                "responses": {"200": {"description": "the caller", "content": json_content({"type": "object", "required": ["org_id", "actor", "role", "method"]})}, **errors()},
+                "responses": {
+                    "200": {
+                        "description": "the caller",
+                        "content": json_content({"type": "object", "required": ["org_id", "actor", "role", "method"]}),
+                    },
+                    **errors(),
+                },
             }
         },
         "/api/v1/api-keys": {
@@ -343,14 +458,34 @@ def paths() -> dict[str, Any]:
                 "tags": ["access"],
                 "summary": "Create an API key (admin); the secret is shown once",
                 "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False, "schema": {"type": "string"}}],
-                "requestBody": {"required": True, "content": json_content({"type": "object", "required": ["name", "role"], "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100}, "role": {"type": "string", "enum": ["viewer", "operator", "admin"]}, "expires_at": {"type": ["string", "null"], "format": "date-time"}}, "additionalProperties": False})},
-                "responses": {"201": {"description": "the key, with its secret", "content": json_content({"type": "object"})}, **errors(409, 413, 415, 422)},
+                "requestBody": {
+                    "required": True,
+                    "content": json_content(
+                        {
+                            "type": "object",
+                            "required": ["name", "role"],
+                            "properties": {
+                                "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                                "role": {"type": "string", "enum": ["viewer", "operator", "admin"]},
+                                "expires_at": {"type": ["string", "null"], "format": "date-time"},
+                            },
+                            "additionalProperties": False,
+                        }
+                    ),
+                },
+                "responses": {
+                    "201": {"description": "the key, with its secret", "content": json_content({"type": "object"})},
+                    **errors(409, 413, 415, 422),
+                },
             },
             "get": {
                 "operationId": "listApiKeys",
                 "tags": ["access"],
                 "summary": "The organisation's API keys, without secrets (admin)",
-                "responses": {"200": {"description": "the keys", "content": json_content({"type": "object", "required": ["api_keys"]})}, **errors()},
+                "responses": {
+                    "200": {"description": "the keys", "content": json_content({"type": "object", "required": ["api_keys"]})},
+                    **errors(),
+                },
             },
         },
         "/api/v1/api-keys/{key_id}": {
@@ -359,7 +494,10 @@ def paths() -> dict[str, Any]:
                 "tags": ["access"],
                 "summary": "Revoke an API key (admin): refused on every replica at once",
                 "parameters": [{"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "the revoked key", "content": json_content({"type": "object"})}, **errors(404)},
+                "responses": {
+                    "200": {"description": "the revoked key", "content": json_content({"type": "object"})},
+                    **errors(404),
+                },
             }
         },
         "/api/v1/audit": {
@@ -375,7 +513,10 @@ def paths() -> dict[str, Any]:
                     query("before", "an event id, from next", {"type": "string", "pattern": "^[0-9a-f]{24}$"}),
                     query("limit", "1-500, default 100", {"type": "integer", "minimum": 1, "maximum": 500}),
                 ],
-                "responses": {"200": {"description": "a page of events", "content": json_content({"type": "object"})}, **errors()},
+                "responses": {
+                    "200": {"description": "a page of events", "content": json_content({"type": "object"})},
+                    **errors(),
+                },
             }
         },
         "/api/v1/jobs": {
@@ -413,8 +554,16 @@ def paths() -> dict[str, Any]:
                 "operationId": "jobEvents",
                 "tags": ["jobs"],
                 "summary": "Server-sent events: the job each time it changes, then end",
-                "parameters": [JOB_ID, query("interval_ms", "how often to look", {"type": "integer", "minimum": 50, "maximum": 60000, "default": 500})],
-                "responses": {"200": {"description": "an event stream", "content": {"text/event-stream": {"schema": SSE_EVENT}}}, **errors(404, 429)},
+                "parameters": [
+                    JOB_ID,
+                    query(
+                        "interval_ms", "how often to look", {"type": "integer", "minimum": 50, "maximum": 60000, "default": 500}
+                    ),
+                ],
+                "responses": {
+                    "200": {"description": "an event stream", "content": {"text/event-stream": {"schema": SSE_EVENT}}},
+                    **errors(404, 429),
+                },
             }
         },
         "/api/v1/jobs/{job_id}/result": {
@@ -444,7 +593,10 @@ def paths() -> dict[str, Any]:
                 "parameters": [JOB_ID, boolean("dry_run", "answer what an undo would remove or restore, write nothing")],
                 "requestBody": REASON_BODY,
                 "responses": {
-                    "200": {"description": "the job (undoing), or the dry run", "content": json_content({"oneOf": [ref("Job"), ref("UndoDryRun")]})},
+                    "200": {
+                        "description": "the job (undoing), or the dry run",
+                        "content": json_content({"oneOf": [ref("Job"), ref("UndoDryRun")]}),
+                    },
                     **errors(404, 409, 413, 415),
                 },
             }

@@ -1,13 +1,15 @@
 """The JSON Schemas (2020-12, as OpenAPI 3.1 uses them) of what the API sends
 and receives. Enumerations come from the code (job states, job kinds), so a
 new state or kind cannot leave the document behind."""
+
 from __future__ import annotations
 
 from typing import Any
 
 from ...jobs.kinds import KINDS
 from ...jobs.model import JobState
-from ..exports import EXPORT_BATCH, MAX_BATCH as MAX_EXPORT_BATCH
+from ..exports import EXPORT_BATCH
+from ..exports import MAX_BATCH as MAX_EXPORT_BATCH
 
 NULLABLE_STRING = {"type": ["string", "null"]}
 DATE_TIME = {"type": "string", "format": "date-time"}
@@ -108,7 +110,11 @@ def schemas() -> dict[str, Any]:
                         "reason": {"type": "string", "description": "the same, in words, naming the holders and their states"},
                         "holders": {
                             "type": "array",
-                            "items": {"type": "object", "required": ["id", "state"], "properties": {"id": {"type": "string"}, "state": {"type": "string"}}},
+                            "items": {
+                                "type": "object",
+                                "required": ["id", "state"],
+                                "properties": {"id": {"type": "string"}, "state": {"type": "string"}},
+                            },
                         },
                         "limit": {"type": ["integer", "null"], "description": "the org's limit for the kind, if any"},
                     },
@@ -161,17 +167,38 @@ def schemas() -> dict[str, Any]:
         },
         "ExportPreview": {
             "type": "object",
-            "required": ["dry_run", "dataset", "columns", "rows_in_range", "exact", "counted", "rows_read", "first_rows", "first_rows_complete", "estimate"],
+            "required": [
+                "dry_run",
+                "dataset",
+                "columns",
+                "rows_in_range",
+                "exact",
+                "counted",
+                "rows_read",
+                "first_rows",
+                "first_rows_complete",
+                "estimate",
+            ],
             "properties": {
                 "dry_run": {"const": True},
                 "dataset": DATASET,
                 "columns": {"type": "array", "items": {"type": "string"}},
                 "rows_in_range": {**COUNT, "description": "the rows the export would write"},
-                "exact": {"type": "boolean", "description": "false: estimated from windows of the dataset (a date filter the database could not count within 2 s)"},
+                "exact": {
+                    "type": "boolean",
+                    "description": "false: estimated from windows of the dataset (a date filter the database could not count within 2 s)",
+                },
                 "counted": {"type": "string", "description": "how rows_in_range was found"},
                 "rows_read": {**COUNT, "description": "the rows the export reads (every row of the dataset's imports)"},
-                "first_rows": {"type": "array", "items": {"type": "array", "items": {"type": "string"}}, "description": "the first 10 rows in range, as the CSV cells the export writes"},
-                "first_rows_complete": {"type": "boolean", "description": "false: the search for the first rows stopped after 3 s"},
+                "first_rows": {
+                    "type": "array",
+                    "items": {"type": "array", "items": {"type": "string"}},
+                    "description": "the first 10 rows in range, as the CSV cells the export writes",
+                },
+                "first_rows_complete": {
+                    "type": "boolean",
+                    "description": "false: the search for the first rows stopped after 3 s",
+                },
                 "estimate": {
                     "type": "object",
                     "properties": {
@@ -264,9 +291,33 @@ def schemas() -> dict[str, Any]:
                     "additionalProperties": False,
                     "description": "every field narrows; {} is every job of your organisation",
                     "properties": {
-                        "ids": {"oneOf": [{"type": "string", "pattern": "^[0-9a-f]{24}$"}, {"type": "array", "items": {"type": "string", "pattern": "^[0-9a-f]{24}$"}, "minItems": 1, "maxItems": 1000}]},
-                        "kind": {"oneOf": [{"type": "string", "enum": sorted(KINDS)}, {"type": "array", "items": {"type": "string", "enum": sorted(KINDS)}, "minItems": 1}]},
-                        "state": {"oneOf": [{"type": "string", "enum": [s.value for s in JobState]}, {"type": "array", "items": {"type": "string", "enum": [s.value for s in JobState]}, "minItems": 1}]},
+                        "ids": {
+                            "oneOf": [
+                                {"type": "string", "pattern": "^[0-9a-f]{24}$"},
+                                {
+                                    "type": "array",
+                                    "items": {"type": "string", "pattern": "^[0-9a-f]{24}$"},
+                                    "minItems": 1,
+                                    "maxItems": 1000,
+                                },
+                            ]
+                        },
+                        "kind": {
+                            "oneOf": [
+                                {"type": "string", "enum": sorted(KINDS)},
+                                {"type": "array", "items": {"type": "string", "enum": sorted(KINDS)}, "minItems": 1},
+                            ]
+                        },
+                        "state": {
+                            "oneOf": [
+                                {"type": "string", "enum": [s.value for s in JobState]},
+                                {
+                                    "type": "array",
+                                    "items": {"type": "string", "enum": [s.value for s in JobState]},
+                                    "minItems": 1,
+                                },
+                            ]
+                        },
                         "dataset": DATASET,
                         "created_by": {"type": "string", "minLength": 1, "description": "an actor: a JWT sub or key:<id>"},
                         "created_after": {**DATE_TIME, "description": "inclusive"},
@@ -280,7 +331,18 @@ def schemas() -> dict[str, Any]:
         },
         "BulkResult": {
             "type": "object",
-            "required": ["action", "dry_run", "matched", "changed", "already", "refused", "refused_states", "changed_kinds", "jobs", "next"],
+            "required": [
+                "action",
+                "dry_run",
+                "matched",
+                "changed",
+                "already",
+                "refused",
+                "refused_states",
+                "changed_kinds",
+                "jobs",
+                "next",
+            ],
             "properties": {
                 "action": {"type": "string", "enum": ["pause", "resume", "terminate"]},
                 "dry_run": {"type": "boolean"},

@@ -1,4 +1,5 @@
 """The kinds of job the engine runs, by name."""
+
 from __future__ import annotations
 
 from ..runner import Kind

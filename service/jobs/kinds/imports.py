@@ -1,5 +1,6 @@
 """CSV import: stream the stored upload, type each row, insert batches into
 ``records`` tagged with the job id; roll back by deleting by that tag."""
+
 from __future__ import annotations
 
 import asyncio
@@ -205,12 +206,14 @@ async def run(ctx: JobContext) -> None:
             return None
 
     try:
-        batches = built_batches(
-            source.read, start, params["batch_size"], ctx.settings.batch_max_bytes, builder, ctx.workers
-        )
+        batches = built_batches(source.read, start, params["batch_size"], ctx.settings.batch_max_bytes, builder, ctx.workers)
         while (built := await next_built()) is not None:
             docs, sources, errors, processed, position = (
-                built.docs, built.sources, built.errors, built.processed, built.position
+                built.docs,
+                built.sources,
+                built.errors,
+                built.processed,
+                built.position,
             )
             if errors and fail_fast:
                 # Stop at the first bad row: nothing after it is written.
@@ -305,7 +308,10 @@ async def rollback(ctx: JobContext) -> None:
         while (first := progress.get("rollback_next_row", 1)) <= last_row:
             since = time.monotonic()
             await ctx.records.delete_rows(
-                units, range(first, last_row + 1), lambda: time.monotonic() - since > CHECKPOINT_SECONDS, done
+                units,
+                range(first, last_row + 1),
+                lambda: time.monotonic() - since > CHECKPOINT_SECONDS,  # noqa: B023 (called within this iteration)
+                done,
             )
             await ctx.checkpoint()
         progress["rolled_back"] += await ctx.records.delete_all()

@@ -1,15 +1,16 @@
 """Bulk team creation: stream the stored sheet, create teams and users batch by
 batch (see service/teams/batch.py for the write order); roll back with
 compensating updates and by deleting what the job created."""
+
 from __future__ import annotations
 
 from collections import Counter
-
-from ...csvio.records import Position, RecordReader
 from typing import Any
 
+from ...csvio.records import Position, RecordReader
 from ...store.teams import drop_undo_log
-from ...teams.batch import Undo, apply_batch, check_batch, undo_preview as preview
+from ...teams.batch import Undo, apply_batch, check_batch
+from ...teams.batch import undo_preview as preview
 from ...teams.rows import RowError, RowParser, parse_batch
 from ..model import utcnow
 from ..runner import JobContext, Kind
