@@ -31,7 +31,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     kinds = list_param(query, "kind", KINDS)
     limit = int_param(query, "limit", 50, 1, 500)
     before = query.get("before") or None
-    docs = await manager.repo.list(org_of(request), states=states, kinds=kinds, limit=limit, before=before)
+    docs = await manager.repo.page(org_of(request), states=states, kinds=kinds, limit=limit, before=before)
     await explain_queue(manager.repo, manager.kinds, manager.settings, docs)
     next_link = None
     if len(docs) == limit:

@@ -85,9 +85,10 @@ class JobRepo:
             raise JobNotFound(f"No job {job_id!r} exists in your organisation.")
         return _merge(job, await self.runs.find_one({"_id": job_id, "org_id": org_id}))
 
-    async def list(
+    async def page(
         self, org_id: str, *, states: list[str], kinds: list[str], limit: int, before: str | None
     ) -> list[dict[str, Any]]:
+        """One page of an org's jobs, newest first, older than ``before``."""
         query: dict[str, Any] = {"org_id": org_id}
         if states:
             query["state"] = {"$in": states}
@@ -104,7 +105,7 @@ class JobRepo:
         """Every (org, kind) with queued jobs: admission looks at every org,
         however long the queue. (Grouped with $sum: FerretDB 1.24 implements
         neither $min nor $first in $group.)"""
-        pipeline = [
+        pipeline: list[dict[str, Any]] = [
             {"$match": {"state": JobState.QUEUED.value}},
             {"$group": {"_id": {"org_id": "$org_id", "kind": "$kind"}, "queued": {"$sum": 1}}},
         ]
@@ -120,7 +121,7 @@ class JobRepo:
 
     async def running_by_org(self) -> dict[str, int]:
         """How many running jobs each org has, on every replica (admission's turns)."""
-        pipeline = [
+        pipeline: list[dict[str, Any]] = [
             {"$match": {"state": JobState.RUNNING.value}},
             {"$group": {"_id": "$org_id", "running": {"$sum": 1}}},
         ]
