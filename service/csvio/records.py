@@ -125,6 +125,7 @@ class _LineFeed:
             self.consumed += raw
             self.problems[self.line_no] = f"line longer than {MAX_RECORD_BYTES} bytes"
             return "\n"
+        assert type(raw) is bytes  # the rest: a line as read, to decode
         self.consumed += len(raw)
         try:
             text = raw.decode("utf-8")
@@ -202,7 +203,7 @@ class _Splitter:
             self.partial.clear()
 
     def _add(self, line: bytes | int) -> None:
-        if type(line) is int:
+        if type(line) is not bytes:  # an over-long line's length
             self.in_quotes = False
             self.group.append(line)
             self._release()
@@ -320,6 +321,7 @@ class RecordReader:
         feed.line_no += n
         row = self._row + 1
         self._row += n
+        assert run.fields is not None  # _cut takes records only from a run parse() accepted
         return list(map(Record, range(row, row + n), range(line, line + n), run.fields[first:last], repeat(None, n)))
 
     def _drain(self) -> Iterator[Record]:
@@ -331,6 +333,8 @@ class RecordReader:
             if lines and type(lines[0]) is _PlainRun and not lines[0].slow:
                 return
             first = feed.line_no + 1
+            fields: list[str] | None
+            error: str | None
             try:
                 fields = next(reader)
             except StopIteration:
