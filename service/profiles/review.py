@@ -42,7 +42,9 @@ class TypeCheck:
         self.nulls = frozenset(null_values)
         typed = {c: s for c, s in specs.items() if s != "string"}
         self.checks = [(i, c, typed[c], converter(typed[c])) for i, c in enumerate(columns) if c in typed]
-        self.counts = {c: {"spec": spec, "checked": 0, "parsed": 0, "example": None} for _, c, spec, _ in self.checks}
+        self.counts: dict[str, dict[str, Any]] = {
+            c: {"spec": spec, "checked": 0, "parsed": 0, "example": None} for _, c, spec, _ in self.checks
+        }
 
     def add(self, fields: list[str]) -> None:
         for index, column, _, convert in self.checks:
@@ -123,6 +125,7 @@ class ImportReview:
                 self.errors.add(error)
                 continue
             self.valid += 1
+            assert record.fields is not None  # convert() reports a record without fields as an error
             self.profile.add(record.fields)
 
     def result(self, dataset: str, imports: list[dict[str, Any]], auto: bool) -> dict[str, Any]:

@@ -57,10 +57,13 @@ class RowBuilder:
             if fields is not None and len(fields) == plain_width and record.error is None:
                 data = dict(zip(columns, fields))  # convert()'s result, without the call (see plain_width)
             else:
-                data, error = convert(record)
+                converted, error = convert(record)
                 if error is not None:
                     errors.append(error)
                     continue
+                # No row error: the record had fields, and these are their values.
+                assert converted is not None and fields is not None
+                data = converted
             raw = encode_record(record.row, data)
             if len(raw) > MAX_DOCUMENT_BYTES:
                 errors.append(row_error(record, TOO_LARGE, f"the row is {len(raw):,} bytes as a document, over MongoDB's 16 MiB"))
