@@ -24,11 +24,11 @@ import os
 import pickle
 from array import array
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from ..csvio.cutter import BatchCutter, Segment
 from ..csvio.records import Position, Record, RecordReader
@@ -128,12 +128,12 @@ async def built_batches(
     max_bytes: int,
     builder: Builder,
     pool: BuildPool | None,
-) -> AsyncIterator[Built]:
+) -> AsyncGenerator[Built, None]:
     """The batches of the input from ``start``, built, in order. Each is at most
     ``size`` records (or fewer, spanning ``max_bytes``): RecordReader.batches'
     batches, wherever they are built."""
     executor = pool.executor() if pool is not None and _picklable(builder) else None
-    if executor is None:
+    if pool is None or executor is None:
         async for built in _in_process(read, start, size, max_bytes, builder):
             yield built
         return
@@ -161,12 +161,12 @@ async def built_batches(
         segments = cutter.segments()
         async for segment in segments:
             pending.append((segment, _submit(loop, executor, builder, segment)))
-            while (built := await oldest(at_end=False)) is not None:
-                yield built
+            while (ready := await oldest(at_end=False)) is not None:
+                yield ready
             if stalled is not None:
                 break
-        while stalled is None and (built := await oldest(at_end=True)) is not None:
-            yield built
+        while stalled is None and (ready := await oldest(at_end=True)) is not None:
+            yield ready
         if stalled is None and cutter.irregular:
             stalled = Segment(b"", cutter.position(), None, None)
         if stalled is None:
@@ -229,6 +229,7 @@ async def _collect(
     if not agrees:
         return None
     if result.samples:  # rows the worker's builder sampled for the dataset's profile
+        assert hasattr(builder, "profile")  # only a builder with a profile samples rows (build_segment)
         for fields in result.samples:
             builder.profile.add(fields)
     docs = list(map(Encoded, result.raws))
@@ -321,9 +322,9 @@ def build_segment(builder: Builder, segment: Segment) -> _Result:
     records, cut_short = reader.parse_all(segment.data)
     # A builder that samples rows for a profile samples into a list here; the
     # parent's builder adds them to its profile in file order.
-    sampler = _Samples() if hasattr(builder, "profile") else None
-    if sampler is not None:
-        builder.profile = sampler
+    sampler: _Samples | None = None
+    if hasattr(builder, "profile"):
+        sampler = builder.profile = _Samples()
     docs, sources, errors = builder.build(records)
     return _Result(
         [doc.raw for doc in docs],
@@ -355,7 +356,13 @@ class _Sources(Sequence[Record]):
     def __len__(self) -> int:
         return len(self._rows)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> _Sources: ...
+
+    def __getitem__(self, index: int | slice) -> Record | _Sources:
         if isinstance(index, slice):
             return _Sources(self._rows[index], self._lines[index])
         return Record(self._rows[index], self._lines[index], None, None)
