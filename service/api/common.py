@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from ..auth.identity import caller
 from ..errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
@@ -33,7 +34,7 @@ def org_of(request: web.Request) -> str:
     return caller(request).org_id
 
 
-def query_params(request: web.Request, allowed: Iterable[str], repeatable: Iterable[str] = ()) -> Mapping[str, str]:
+def query_params(request: web.Request, allowed: Iterable[str], repeatable: Iterable[str] = ()) -> MultiMapping[str]:
     """The request's query, once it names only ``allowed`` parameters. Every
     handler declares what it reads: a typo (``type=`` for ``types=``) or a
     parameter this endpoint does not have (``dryrun`` for ``dry_run``) is a 400
@@ -112,7 +113,7 @@ def bool_param(query: Mapping[str, str], name: str, default: bool) -> bool:
     raise BadRequest(f"{name} must be true or false (or 1/0, yes/no), got {raw[:40]!r}", parameter=name)
 
 
-def list_param(query: Mapping[str, str], name: str, choices: frozenset[str] | None = None) -> list[str]:
+def list_param(query: MultiMapping[str], name: str, choices: frozenset[str] | None = None) -> list[str]:
     values = [v.strip() for raw in query.getall(name, []) for v in raw.split(",")]
     if "" in values:  # `kind=`, `state=a,,b`: a filter left blank is a mistake, not "any"
         raise BadRequest(f"{name} has an empty value; leave the parameter out to mean any.", parameter=name)
