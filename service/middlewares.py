@@ -92,10 +92,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        error = ServiceError(exc.reason if exc.text is None or exc.text.startswith(f"{exc.status}:") else exc.text)
-        error.status, error.title = exc.status, exc.reason
-        error.slug = exc.reason.lower().replace(" ", "-")
-        response = problem_response(error, request)
+        problem = ServiceError(exc.reason if exc.text is None or exc.text.startswith(f"{exc.status}:") else exc.text)
+        problem.status, problem.title = exc.status, exc.reason
+        problem.slug = exc.reason.lower().replace(" ", "-")
+        response = problem_response(problem, request)
         for name, value in exc.headers.items():  # Allow, Content-Range, ...
             if name not in ("Content-Type", "Content-Length"):
                 response.headers[name] = value
@@ -105,8 +105,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         # server error; aiohttp drops the connection quietly (found by fuzzing).
         raise
     except Exception as exc:
-        error = ServiceError("An unexpected error occurred; it has been logged.")
-        return server_error(error, request, f"unhandled {type(exc).__name__}", exc_info=True)
+        problem = ServiceError("An unexpected error occurred; it has been logged.")
+        return server_error(problem, request, f"unhandled {type(exc).__name__}", exc_info=True)
 
 
 @web.middleware
