@@ -48,7 +48,7 @@ class Bucket:
         # (What an org stores is counted by its reservations, not by its files.)
         await self.chunks.create_index([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)
 
-    def writer(self, file_id: ObjectId, filename: str, metadata: dict[str, Any]) -> ChunkWriter:
+    def writer(self, file_id: ObjectId | str, filename: str, metadata: dict[str, Any]) -> ChunkWriter:
         return ChunkWriter(self, file_id, filename, metadata)
 
     async def reader(self, file_id: Any, offset: int = 0, end: int | None = None) -> ChunkReader:
