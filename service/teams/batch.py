@@ -85,11 +85,10 @@ def screen(
     for row in rows:
         key = team_key(row.team)
         doc = existing.get(team_id(org_id, row.team))
-        ours = doc is not None and job_id is not None and doc.get("job_id") == job_id
-        if ours and doc.get("row") == row.row:
-            keep.append(row)
-            continue
-        if ours:
+        if doc is not None and job_id is not None and doc.get("job_id") == job_id:  # a team this job created
+            if doc.get("row") == row.row:
+                keep.append(row)
+                continue
             message = f"team {row.team!r} is already created by line {doc.get('line')} of this file"
         elif doc is not None:
             message = f"a team named {doc.get('name', row.team)!r} already exists in the organisation"
@@ -152,7 +151,7 @@ async def apply_batch(
     if not rows:
         return applied
     changes = _Changes()
-    new_teams = []
+    new_teams: list[dict[str, Any]] = []
     for row in rows:
         tid = team_id(org_id, row.team)
         manager, *members = row_users(org_id, row)
@@ -198,7 +197,7 @@ async def apply_batch(
         (teams.note_name(uid, name) for uid, name in fills.items() if users[uid].get("job_id") != job_id), UPDATES_IN_FLIGHT
     )
 
-    created = [
+    created: list[dict[str, Any]] = [
         {
             "_id": uid,
             "org_id": org_id,
