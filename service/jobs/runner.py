@@ -13,7 +13,7 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -204,7 +204,7 @@ class JobContext:
     async def checkpoint(
         self,
         position: dict[str, Any] | None = None,
-        errors: list[dict[str, Any]] = (),
+        errors: Sequence[dict[str, Any]] = (),
         on_pause: Callable[[], Awaitable[None]] | None = None,
     ) -> bool:
         """Persist progress and the resumable position, then stop if terminated
@@ -279,7 +279,7 @@ class JobContext:
             await runner.refresh()
         await self.checkpoint()
 
-    async def persist(self, position: dict[str, Any] | None = None, errors: list[dict[str, Any]] = ()) -> None:
+    async def persist(self, position: dict[str, Any] | None = None, errors: Sequence[dict[str, Any]] = ()) -> None:
         """Write progress, position and (the first MAX_ERRORS_KEPT) row errors and
         extend the lease, without waiting for anything; also learns the job's
         current state."""
@@ -601,7 +601,7 @@ class Runner:
         while True:
             await ctx.checkpoint()
             # An undoable kind's completion says that what an undo needs is kept.
-            undo = {"undoable": True} if self.kind.undoable else {}
+            undo: dict[str, Any] = {"undoable": True} if self.kind.undoable else {}
             done = await self.manager.repo.transition(
                 self.job_id, self.epoch, COMPLETE, progress=ctx.progress, **undo, **ctx.completion
             )
@@ -632,7 +632,7 @@ class Runner:
         if ctx.job.get("rollback"):
             await repo.save_rollback(self.job_id, self.epoch, {})
         end = ROLLBACK_END.get(self.state, ROLLBACK_END[JobState.TERMINATING])
-        reason = {"error": f"the download ended: {self.ended_because}"} if self.ended_because else {}
+        reason: dict[str, Any] = {"error": f"the download ended: {self.ended_because}"} if self.ended_because else {}
         done = await repo.transition(self.job_id, self.epoch, end, progress=ctx.progress, **reason)
         if done is None:
             self.lose()
