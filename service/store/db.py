@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -94,13 +95,13 @@ class Database:
         self.ttl_indexes = True  # False on a server without TTL indexes (FerretDB 1.24)
 
     @classmethod
-    def connect(cls, mongo: MongoSettings, timeout_seconds: float | None = 30.0, **client_options: object) -> Database:
+    def connect(cls, mongo: MongoSettings, timeout_seconds: float | None = 30.0, **client_options: Any) -> Database:
         """Every operation has a deadline (``timeoutMS``), so a half-open
         connection cannot hang a job or the lease loop; writes are acknowledged
         by a majority of the replica set unless the URI says otherwise (``w=``).
         ``timeout_seconds=None``: no deadline (the tests' own connection, whose
         ``distinct`` FerretDB 1.24 rejects with any maxTimeMS)."""
-        options: dict[str, object] = {} if timeout_seconds is None else {"timeoutMS": int(timeout_seconds * 1000)}
+        options: dict[str, Any] = {} if timeout_seconds is None else {"timeoutMS": int(timeout_seconds * 1000)}
         if "w=" not in urlsplit(mongo.uri).query:
             options["w"] = "majority"
         client: AsyncMongoClient = AsyncMongoClient(
