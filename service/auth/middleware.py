@@ -40,8 +40,8 @@ class Authenticator:
     async def identify(self, request: web.Request) -> Identity:
         settings = self.settings
         if settings.auth_disabled:
-            identity = Identity(settings.default_org_id, "anonymous", "anonymous (AUTH_DISABLED)", Role.ADMIN, "disabled")
-            return self._in_org(identity, [], request)
+            anonymous = Identity(settings.default_org_id, "anonymous", "anonymous (AUTH_DISABLED)", Role.ADMIN, "disabled")
+            return self._in_org(anonymous, [], request)
         token = self._bearer(request)
         if looks_like_key(token):
             identity = await self.keys.identify(token, dt.datetime.now(dt.timezone.utc))
