@@ -193,7 +193,7 @@ async def _sweep_orphan_chunks(bucket: Bucket, repo: JobRepo, started_before: Ob
             orphans = [
                 o
                 for o in orphans
-                if (states.get(owners[o]) if owners[o] else named.get(str(o), COMPLETED)) in (*UPLOAD_DONE, FAILED, None)
+                if (states.get(owner) if (owner := owners[o]) else named.get(str(o), COMPLETED)) in (*UPLOAD_DONE, FAILED, None)
             ]
         for file_id in orphans:
             await bucket.delete(file_id)
