@@ -26,8 +26,8 @@ import pymongo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.devdb import DevDatabase, database_server, with_database  # noqa: E402
-from tests.procs import ServiceProcess  # noqa: E402
+from tests.support.devdb import DevDatabase, database_server, with_database  # noqa: E402
+from tests.support.procs import ServiceProcess  # noqa: E402
 
 DATA = ROOT / "bench" / "data"
 RESULTS = ROOT / "bench" / "results"
@@ -67,7 +67,7 @@ def data_file(rows: int) -> Path:
 class BenchDatabase:
     """The database server a benchmark measures: the one MONGODB_URI names, if
     set (to measure on MongoDB), or else a local FerretDB started for the run
-    (tests.devdb.database_server decides). ``uri(name)`` hands out a database on
+    (tests.support.devdb.database_server decides). ``uri(name)`` hands out a database on
     it, dropped first (an earlier run's leftovers would skew the numbers);
     close() drops them again on a server the benchmark did not start, so a
     shared MongoDB is left as it was."""

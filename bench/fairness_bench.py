@@ -32,8 +32,8 @@ from pathlib import Path
 import aiohttp
 from common import RESULTS, BenchDatabase, ServiceProcess, machine, seconds_between, wait_job, write_results
 
-from tests.authkit import AUDIENCE, ISSUER, PEPPER, SigningKey
-from tests.helpers import make_csv
+from tests.support.authkit import AUDIENCE, ISSUER, PEPPER, SigningKey
+from tests.support.helpers import make_csv
 
 ORGS = 20
 REPLICAS = 2

@@ -28,7 +28,7 @@ from pathlib import Path
 import aiohttp
 from common import BenchDatabase, ServiceProcess, data_file, done, healthz_latency, machine, ok, p99, peak_rss_mb, write_results
 
-from tests.authkit import AUDIENCE, ISSUER, SigningKey  # common put the project on sys.path
+from tests.support.authkit import AUDIENCE, ISSUER, SigningKey  # common put the project on sys.path
 
 ORGS = 20
 EXPORTS = 4

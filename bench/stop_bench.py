@@ -57,7 +57,7 @@ from pymongo import AsyncMongoClient
 
 from service.store.records import job_prefix, prefix_range
 from service.store.teams import user_id
-from tests.helpers import manager_phone, sheet, team_rows
+from tests.support.helpers import manager_phone, sheet, team_rows
 
 POLL = 0.01
 WATCH = 0.02

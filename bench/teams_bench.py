@@ -35,7 +35,7 @@ from common import (
 from pymongo import AsyncMongoClient
 
 from service.store.teams import user_id
-from tests.helpers import manager_phone, sheet, shift_down, team_rows
+from tests.support.helpers import manager_phone, sheet, shift_down, team_rows
 
 
 async def post(http, url: str, body: bytes, **params) -> tuple[int, dict, float]:

@@ -23,7 +23,7 @@ from common import BenchDatabase, ServiceProcess, data_file, done, machine, seco
 from pymongo import AsyncMongoClient
 
 from service.store.records import dataset_prefix, prefix_range
-from tests.helpers import sheet, team_rows
+from tests.support.helpers import sheet, team_rows
 
 
 def ended(j: dict) -> bool:

@@ -7,7 +7,8 @@ built from the code in its place, so these pages cannot drift from it:
   serves at /api/v1/openapi.json), which is also published as openapi.json;
 - errors: the problem types, from service/errors.py;
 - indexes: the MongoDB indexes, from service/store/db.py;
-- metrics: the Prometheus metrics, from service/metrics.py.
+- metrics: the Prometheus metrics, from service/metrics.py;
+- settings: the environment variables, from service/settings.py (SETTINGS).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from service import errors  # noqa: E402
 from service.api.openapi import document  # noqa: E402
 from service.metrics import Metrics  # noqa: E402
+from service.settings import markdown_table  # noqa: E402
 from service.store.db import INDEXES, TTL_FIELDS, UNIQUE_INDEXES  # noqa: E402
 
 METHODS = ("get", "put", "post", "patch", "delete")
@@ -105,6 +107,7 @@ GENERATORS = {
     "errors": errors_table,
     "indexes": indexes_table,
     "metrics": metrics_table,
+    "settings": markdown_table,
 }
 
 

@@ -13,10 +13,10 @@ from service.app import create_app
 from service.settings import MongoSettings, Settings
 from service.store.db import Database
 
-from .authkit import Jwks, SigningKey, auth_settings
-from .devdb import DevDatabase, database_server, with_database
-from .index_coverage import QueryRecorder
-from .openapi_check import ResponseChecker
+from .support.authkit import Jwks, SigningKey, auth_settings
+from .support.devdb import DevDatabase, database_server, with_database
+from .support.index_coverage import QueryRecorder
+from .support.openapi_check import ResponseChecker
 
 # Every filter the apps of this test run send, checked after each test: each
 # must be served by an index on MongoDB (see index_coverage.py).
@@ -76,10 +76,11 @@ async def db(mongo) -> AsyncIterator[Database]:
     """A connection of the test's own, to look at what the service wrote; the
     database is dropped after the test.
 
-    A fixture that builds apps must request ``db`` before ``aiohttp_client`` or
-    ``aiohttp_server``, so the apps close before the drop: FerretDB on SQLite
-    dies of SIGBUS when a database is dropped while a job still writes to it
-    (a CI run lost its database that way)."""
+    The apps a test builds close before the drop whatever order it names its
+    fixtures in: ``aiohttp_client`` and ``aiohttp_server`` (below) are set up
+    after ``db``, so they are torn down before it. (FerretDB on SQLite dies of
+    SIGBUS when a database is dropped while a job still writes to it: a CI run
+    lost its database that way.)"""
     database = Database.connect(mongo, timeout_seconds=None)
     yield database
     try:
@@ -88,6 +89,19 @@ async def db(mongo) -> AsyncIterator[Database]:
         await database.client.drop_database(mongo.database)
     finally:
         await database.close()
+
+
+@pytest.fixture
+def aiohttp_client(db, aiohttp_client):
+    """pytest-aiohttp's ``aiohttp_client``, set up after ``db``: its apps close
+    before the test's database is dropped."""
+    return aiohttp_client
+
+
+@pytest.fixture
+def aiohttp_server(db, aiohttp_server):
+    """pytest-aiohttp's ``aiohttp_server``, set up after ``db`` (see above)."""
+    return aiohttp_server
 
 
 @pytest.fixture
@@ -100,7 +114,7 @@ def openapi_checker() -> Iterator[ResponseChecker]:
 
 
 @pytest.fixture
-def make_client(db, aiohttp_client, settings, openapi_checker) -> Callable[..., Awaitable[TestClient]]:
+def make_client(aiohttp_client, settings, openapi_checker) -> Callable[..., Awaitable[TestClient]]:
     async def make(**overrides: Any) -> TestClient:
         return openapi_checker.watch(
             await aiohttp_client(create_app(settings.replace(**overrides), command_listeners=[SUITE_QUERIES]))

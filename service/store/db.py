@@ -20,7 +20,7 @@ from .files import Bucket
 log = logging.getLogger(__name__)
 
 # Every index the service needs, by collection, and why; ensure_indexes creates
-# exactly these (and the GridFS buckets' own). tests/index_coverage.py checks
+# exactly these (and the GridFS buckets' own). tests/support/index_coverage.py checks
 # every filter the test suite sends against this table: each must be served by
 # the _id index or by one of these, and each of these must serve some filter.
 INDEXES: dict[str, list[tuple[str, list[tuple[str, int]]]]] = {

@@ -7,7 +7,7 @@ import io
 import signal
 import time
 
-from ..procs import ServiceProcess
+from ..support.procs import ServiceProcess
 
 # DB_TIMEOUT_SECONDS: FerretDB's scans can take long on a busy machine; the
 # tests are about fencing and hand-over, not about the operation deadline.

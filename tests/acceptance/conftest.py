@@ -5,8 +5,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import aiohttp
 import pytest
 
-from ..devdb import with_database
-from ..procs import ServiceProcess
+from ..support.devdb import with_database
+from ..support.procs import ServiceProcess
 from .api import Api
 
 

@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 
-from ..authkit import PEPPER
-from ..devdb import ROOT
+from ..support.authkit import PEPPER
+from ..support.devdb import ROOT
 from .api import FAST
 
 

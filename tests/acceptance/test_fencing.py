@@ -15,9 +15,9 @@ import pytest
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
-from ..devdb import DevDatabase, with_database
-from ..helpers import make_csv
-from ..procs import ServiceProcess
+from ..support.devdb import DevDatabase, with_database
+from ..support.helpers import make_csv
+from ..support.procs import ServiceProcess
 from .api import FAST
 from .test_replicas import assert_each_row_once, finishes_exactly, import_on_two_replicas
 

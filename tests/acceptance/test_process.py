@@ -9,9 +9,9 @@ import subprocess
 import sys
 import time
 
-from ..devdb import ROOT
-from ..helpers import make_csv
-from ..procs import exits_within
+from ..support.devdb import ROOT
+from ..support.helpers import make_csv
+from ..support.procs import exits_within
 
 
 def test_a_bad_setting_stops_the_process_at_once_with_a_clear_message():

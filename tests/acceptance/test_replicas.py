@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 from pymongo import AsyncMongoClient
 
-from ..devdb import DevDatabase, with_database
-from ..helpers import make_csv
-from ..procs import ServiceProcess, exits_within
+from ..support.devdb import DevDatabase, with_database
+from ..support.helpers import make_csv
+from ..support.procs import ServiceProcess, exits_within
 from .api import FAST
 
 N = 200_000

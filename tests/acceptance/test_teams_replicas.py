@@ -11,7 +11,7 @@ from pymongo import AsyncMongoClient
 
 from service.store.teams import team_id, user_id
 
-from ..helpers import manager_phone, member_phone, sheet, snapshot, team_rows
+from ..support.helpers import manager_phone, member_phone, sheet, snapshot, team_rows
 from .api import FAST
 
 ROWS = 1500

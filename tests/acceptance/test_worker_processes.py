@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..devdb import ROOT
-from ..helpers import make_csv
+from ..support.devdb import ROOT
+from ..support.helpers import make_csv
 from .api import FAST
 
 

@@ -69,7 +69,7 @@ async def server(serve) -> TestServer:
 @pytest.fixture
 async def api(aiohttp_client, server) -> TestClient:
     """The same server through its HTTP API, for what a test sets up or checks
-    without the page (tests/helpers.py works with it)."""
+    without the page (tests/support/helpers.py works with it)."""
     return await aiohttp_client(server)
 
 

@@ -10,7 +10,7 @@ import re
 
 from playwright.async_api import expect
 
-from ..helpers import get_job, make_csv, start_import, wait_for_state
+from ..support.helpers import get_job, make_csv, start_import, wait_for_state
 from .conftest import unlabelled
 
 N = 3000

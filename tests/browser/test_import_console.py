@@ -9,7 +9,7 @@ import time
 
 from playwright.async_api import expect
 
-from ..helpers import get_job, make_csv, start_import, wait_for, wait_for_state
+from ..support.helpers import get_job, make_csv, start_import, wait_for, wait_for_state
 from .conftest import screenshot, seen, unlabelled
 
 ROWS = 50_000

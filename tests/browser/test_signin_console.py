@@ -9,12 +9,12 @@ import time
 import pytest
 from playwright.async_api import expect
 
-# Identities arrive with issue 11 (service.auth, tests/authkit.py); until they
+# Identities arrive with issue 11 (service.auth, tests/support/authkit.py); until they
 # are on this branch there is no sign-in to test.
 tokens = pytest.importorskip("service.auth.tokens", reason="authentication (issue 11) is not merged yet")
 
-from ..authkit import ORG_A, As, auth_settings  # noqa: E402
-from ..helpers import control, make_csv, start_import, wait_for, wait_for_state  # noqa: E402
+from ..support.authkit import ORG_A, As, auth_settings  # noqa: E402
+from ..support.helpers import control, make_csv, start_import, wait_for, wait_for_state  # noqa: E402
 
 LEEWAY_SECONDS = tokens.LEEWAY_SECONDS
 

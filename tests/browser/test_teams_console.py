@@ -7,7 +7,7 @@ from playwright.async_api import expect
 
 from service.store.teams import user_id
 
-from ..helpers import manager_phone, sheet, shift_down, snapshot, team_rows
+from ..support.helpers import manager_phone, sheet, shift_down, snapshot, team_rows
 from .conftest import screenshot, unlabelled
 
 ORG = "default"

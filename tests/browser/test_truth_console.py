@@ -9,8 +9,8 @@ import re
 
 from playwright.async_api import expect
 
-from ..helpers import control, make_csv, start_import, wait_for, wait_for_state
 from ..integration.people import people, swap, to_csv
+from ..support.helpers import control, make_csv, start_import, wait_for, wait_for_state
 from .conftest import screenshot, unlabelled
 
 TYPES = "age:int,visited:date"

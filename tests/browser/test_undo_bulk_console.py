@@ -9,7 +9,7 @@ from playwright.async_api import expect
 
 from service.store.records import job_prefix, prefix_range
 
-from ..helpers import get_job, make_csv, post_teams, sheet, start_import, team_rows, wait_for, wait_for_state
+from ..support.helpers import get_job, make_csv, post_teams, sheet, start_import, team_rows, wait_for, wait_for_state
 from .conftest import screenshot, seen, unlabelled
 
 ORG = "default"

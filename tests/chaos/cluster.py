@@ -27,8 +27,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..devdb import ROOT, DevDatabase, with_database
-from ..procs import ServiceProcess
+from ..support.devdb import ROOT, DevDatabase, with_database
+from ..support.procs import ServiceProcess
 from .plan import LEASE_SECONDS, ORGS, REPLICAS
 
 PEPPER = "chaos-pepper-0123456789abcdef0123456789abcdef"

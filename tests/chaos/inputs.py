@@ -9,7 +9,7 @@ import io
 import random
 from dataclasses import dataclass
 
-from ..helpers import manager_phone, member_phone
+from ..support.helpers import manager_phone, member_phone
 
 HEADERS = {"people": ["id", "name", "day", "note"], "sales": ["id", "name", "amount", "note"]}
 TYPES = "id:int"

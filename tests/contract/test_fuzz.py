@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from ..devdb import with_database
-from ..procs import ServiceProcess
+from ..support.devdb import with_database
+from ..support.procs import ServiceProcess
 
 HERE = Path(__file__).resolve().parent
 ST = Path(sys.executable).with_name("st")

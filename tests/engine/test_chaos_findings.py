@@ -13,7 +13,7 @@ from service.errors import InvalidTransition, JobFailed
 from service.jobs.model import new_job_id
 from service.jobs.runner import JobContext, Kind
 
-from ..helpers import make_csv, start_import, wait_for_state
+from ..support.helpers import make_csv, start_import, wait_for_state
 from .conftest import wait_job
 
 

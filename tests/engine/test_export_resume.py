@@ -16,7 +16,7 @@ from service.jobs.kinds import exports
 from service.store import files
 from service.typedefs import MANAGER_KEY
 
-from ..helpers import get_job, make_csv, start_import, wait_for_state
+from ..support.helpers import get_job, make_csv, start_import, wait_for_state
 from .conftest import Replica
 
 # Short leases, so that a frozen replica loses its job in about 3 s.

@@ -18,7 +18,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from service.store import files
 from service.typedefs import MANAGER_KEY
 
-from ..helpers import (
+from ..support.helpers import (
     control,
     make_csv,
     post_teams,

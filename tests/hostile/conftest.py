@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from ..authkit import ORG_B, As, auth_settings
-from ..helpers import make_csv, start_import, wait_for_state
+from ..support.authkit import ORG_B, As, auth_settings
+from ..support.helpers import make_csv, start_import, wait_for_state
 
 
 @dataclass

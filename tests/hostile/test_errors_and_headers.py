@@ -11,7 +11,7 @@ from pymongo.errors import ServerSelectionTimeoutError
 
 from service.app import create_app
 
-from ..authkit import auth_settings, bearer
+from ..support.authkit import auth_settings, bearer
 
 SECRET = "mongodb://admin:hunter2@10.1.2.3:27017 (configured timeouts: timeoutMS: 30000.0ms)"
 

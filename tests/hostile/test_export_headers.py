@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 
-from ..helpers import wait_for_state
+from ..support.helpers import wait_for_state
 from .conftest import imported
 
 FORMULA = "=cmd|' /C calc'!A0"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ..helpers import get_job, make_csv, wait_for_state
+from ..support.helpers import get_job, make_csv, wait_for_state
 from .conftest import imported
 
 

@@ -12,7 +12,7 @@ import asyncio
 
 import aiohttp
 
-from ..helpers import control, make_csv, start_import, wait_for_state, wait_until_processed
+from ..support.helpers import control, make_csv, start_import, wait_for_state, wait_until_processed
 from .conftest import Stalled, imported
 
 MiB = 1024 * 1024

@@ -4,7 +4,7 @@ reservation), or retries could queue past the limit."""
 
 from __future__ import annotations
 
-from ..helpers import control, make_csv, start_import, wait_for, wait_for_state
+from ..support.helpers import control, make_csv, start_import, wait_for, wait_for_state
 
 
 async def test_a_retry_takes_a_queue_reservation_and_is_refused_when_the_queue_is_full(orgs_with, db):

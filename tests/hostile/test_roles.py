@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 
-from ..helpers import make_csv
+from ..support.helpers import make_csv
 from .conftest import exported, imported
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-from ..helpers import make_csv, wait_for_state
+from ..support.helpers import make_csv, wait_for_state
 from .conftest import Stalled, imported
 
 BIG = 20_000  # rows: far more CSV than a stalled client's buffers take in

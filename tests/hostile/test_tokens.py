@@ -13,7 +13,7 @@ import pytest
 
 from service.settings import ConfigError, Settings
 
-from ..authkit import ORG_B, PEPPER, As, auth_settings, bearer
+from ..support.authkit import ORG_B, PEPPER, As, auth_settings, bearer
 
 HTTPS_JWKS = "https://idp.example.com/.well-known/jwks.json"
 JWT_MODE = {"AUTH_JWKS_URL": HTTPS_JWKS, "AUTH_API_KEY_PEPPER": PEPPER}

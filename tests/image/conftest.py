@@ -16,7 +16,7 @@ import yaml
 from pymongo import AsyncMongoClient
 
 from ..acceptance.api import Api
-from ..devdb import with_database
+from ..support.devdb import with_database
 from .pod import CHART, Container, PodSpec, image_under_test
 
 MODES = ["plain", "restricted"]  # restricted: under the chart's security context

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from ..devdb import ROOT, free_port
+from ..support.devdb import ROOT, free_port
 
 CHART = ROOT / "helm" / "collect-jobs"
 HELM = ROOT / ".tools" / "bin" / "helm"

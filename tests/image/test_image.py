@@ -17,8 +17,8 @@ import time
 import pytest
 
 from ..acceptance.test_replicas import finishes_exactly
-from ..devdb import ROOT
-from ..helpers import make_csv
+from ..support.devdb import ROOT
+from ..support.helpers import make_csv
 from .conftest import MODES
 from .pod import base_image, podman
 

@@ -13,9 +13,9 @@ import time
 
 from service.auth.keys import key_hash
 
-from ..authkit import ORG_A, PEPPER, As, auth_settings
-from ..devdb import ROOT
-from ..helpers import make_csv, start_import
+from ..support.authkit import ORG_A, PEPPER, As, auth_settings
+from ..support.devdb import ROOT
+from ..support.helpers import make_csv, start_import
 
 
 async def create_key(admin: As, expect: int = 201, **spec) -> dict:

@@ -15,8 +15,8 @@ import pytest
 from service.api.console import load_console
 from service.auth.identity import public_reason
 
-from ..authkit import ORG_A, ORG_B, As
-from ..helpers import make_csv, sheet, start_import, team_rows, wait_for_state
+from ..support.authkit import ORG_A, ORG_B, As
+from ..support.helpers import make_csv, sheet, start_import, team_rows, wait_for_state
 
 # Routes that answer without a token, and why that is safe.
 OPEN = {

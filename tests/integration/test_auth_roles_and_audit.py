@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ..authkit import ORG_A, As
-from ..helpers import control, get_job, make_csv, start_import, wait_for_state, wait_until_processed
+from ..support.authkit import ORG_A, As
+from ..support.helpers import control, get_job, make_csv, start_import, wait_for_state, wait_until_processed
 
 
 async def test_a_viewer_reads_but_cannot_create_or_control_jobs(auth_client, idp_key):

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from ..authkit import AUDIENCE, ISSUER, ORG_A, SigningKey, auth_settings, bearer, hs256_with_public_key, unsigned_token
+from ..support.authkit import AUDIENCE, ISSUER, ORG_A, SigningKey, auth_settings, bearer, hs256_with_public_key, unsigned_token
 
 
 async def me(client, token: str):

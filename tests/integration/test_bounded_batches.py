@@ -15,7 +15,7 @@ from service.app import create_app
 from service.jobs.kinds.exports import REPLY_MAX_BYTES
 
 from ..conftest import SUITE_QUERIES
-from ..helpers import post_teams, sheet, start_import, wait_for_state
+from ..support.helpers import post_teams, sheet, start_import, wait_for_state
 
 ROW_BYTES = 100_000
 BUDGET = 512 * 1024

@@ -7,8 +7,8 @@ import asyncio
 
 from service.store.records import dataset_prefix, prefix_range
 
-from ..authkit import ORG_A, As
-from ..helpers import get_job, make_csv, start_import, wait_for, wait_for_state
+from ..support.authkit import ORG_A, As
+from ..support.helpers import get_job, make_csv, start_import, wait_for, wait_for_state
 
 JOBS = 50
 # Slow enough to still be running when the bulk pause lands on every job.

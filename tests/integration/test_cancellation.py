@@ -12,7 +12,7 @@ import pytest
 from service.jobs import fence
 from service.typedefs import MANAGER_KEY
 
-from ..helpers import make_csv, start_import, wait_for_state
+from ..support.helpers import make_csv, start_import, wait_for_state
 
 ENDS_WITHIN = 10.0
 

@@ -8,7 +8,7 @@ import pytest
 from service import datasets
 from service.typedefs import MANAGER_KEY
 
-from ..helpers import make_csv, start_import, wait_for_state
+from ..support.helpers import make_csv, start_import, wait_for_state
 
 
 async def test_a_datasets_description_names_only_its_last_imports_however_many_there_were(client, db, monkeypatch):

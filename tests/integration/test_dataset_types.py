@@ -3,7 +3,7 @@ completed import, which the import form pre-selects."""
 
 from __future__ import annotations
 
-from ..helpers import make_csv, start_import, wait_for_state
+from ..support.helpers import make_csv, start_import, wait_for_state
 
 
 async def test_the_dataset_says_the_types_of_its_latest_import(client):

@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 
-from ..helpers import make_csv, start_import, wait_for_state
+from ..support.helpers import make_csv, start_import, wait_for_state
 
 N = 500
 

@@ -8,7 +8,7 @@ import pytest
 
 from service.api import export_preview
 
-from ..helpers import make_csv, start_import, wait_for_state
+from ..support.helpers import make_csv, start_import, wait_for_state
 
 N = 3000
 

@@ -15,7 +15,7 @@ from service.app import create_app
 from service.store.records import ROW_DIGITS
 
 from ..conftest import SUITE_QUERIES
-from ..helpers import make_csv, start_import, wait_for_state
+from ..support.helpers import make_csv, start_import, wait_for_state
 
 
 class RecordFinds(monitoring.CommandListener):

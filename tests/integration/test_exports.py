@@ -10,7 +10,7 @@ import io
 import aiohttp
 import pytest
 
-from ..helpers import control, get_job, make_csv, start_import, wait_for, wait_for_state
+from ..support.helpers import control, get_job, make_csv, start_import, wait_for, wait_for_state
 
 N = 3000
 

@@ -13,7 +13,7 @@ from bson import ObjectId
 
 from service.api import idempotency
 
-from ..helpers import make_csv, sheet, team_rows, wait_for_state
+from ..support.helpers import make_csv, sheet, team_rows, wait_for_state
 
 CSV = make_csv(50)
 

@@ -9,7 +9,7 @@ import decimal
 import pytest
 from bson import Decimal128
 
-from ..helpers import start_import, wait_for_state
+from ..support.helpers import start_import, wait_for_state
 from .people import to_csv
 
 UTC = dt.timezone.utc

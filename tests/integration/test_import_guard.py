@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..helpers import control, start_import, wait_for_state
+from ..support.helpers import control, start_import, wait_for_state
 from .people import COLUMNS, change, people, swap, to_csv
 
 TYPES = "age:int,visited:date"

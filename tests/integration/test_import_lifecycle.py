@@ -11,7 +11,7 @@ from bson import ObjectId
 from service.jobs.model import PAUSE
 from service.typedefs import MANAGER_KEY
 
-from ..helpers import (
+from ..support.helpers import (
     control,
     get_job,
     make_csv,

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ..helpers import control, get_job, make_csv, start_import, wait_for_state, wait_until_processed, wait_until_settled
+from ..support.helpers import control, get_job, make_csv, start_import, wait_for_state, wait_until_processed, wait_until_settled
 
 SLOW = {"batch_size": 100}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from service.store.db import INDEXES, Database
 
-from ..index_coverage import QueryRecorder
+from ..support.index_coverage import QueryRecorder
 
 
 async def test_ensure_indexes_creates_exactly_the_declared_indexes(client, db):

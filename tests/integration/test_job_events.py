@@ -13,7 +13,7 @@ from pymongo import monitoring
 from service.app import create_app
 
 from ..conftest import SUITE_QUERIES
-from ..helpers import control, make_csv, start_import, wait_until_processed, wait_until_settled
+from ..support.helpers import control, make_csv, start_import, wait_until_processed, wait_until_settled
 
 
 async def read_events(resp) -> list[tuple[str, dict]]:

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service import logs
 
-from ..helpers import control, make_csv, start_import, wait_for_state, wait_until_processed, wait_until_settled
+from ..support.helpers import control, make_csv, start_import, wait_for_state, wait_until_processed, wait_until_settled
 
 
 async def scrape(client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -13,7 +13,7 @@ from service.api.openapi import document
 from service.jobs.model import ACTIONS
 from service.jobs.states import BULK_ACTIONS
 
-from ..helpers import make_csv, sheet, start_import, team_rows
+from ..support.helpers import make_csv, sheet, start_import, team_rows
 
 # Routes that are not API operations, each with its reason:
 NOT_OPERATIONS = {

@@ -5,7 +5,7 @@ it. Reading changes nothing."""
 
 from __future__ import annotations
 
-from ..helpers import control, get_job, make_csv, start_import, wait_for, wait_for_state
+from ..support.helpers import control, get_job, make_csv, start_import, wait_for, wait_for_state
 
 
 async def slow_import(client, **params) -> dict:

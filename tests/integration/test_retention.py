@@ -10,7 +10,7 @@ from bson import ObjectId
 
 from service.jobs.kinds.exports import result_file_id
 
-from ..helpers import control, make_csv, start_import, wait_for_state, wait_until_processed, wait_until_settled
+from ..support.helpers import control, make_csv, start_import, wait_for_state, wait_until_processed, wait_until_settled
 
 SECOND = 1 / 86400  # in days
 

@@ -17,7 +17,7 @@ from service.retention import sweep
 from service.store.files import CHUNK_BYTES, store_stream
 from service.typedefs import DB_KEY
 
-from ..helpers import control, make_csv, start_import, wait_for_state, wait_until_processed, wait_until_settled
+from ..support.helpers import control, make_csv, start_import, wait_for_state, wait_until_processed, wait_until_settled
 
 HOURS, DAYS = dt.timedelta(hours=1), dt.timedelta(days=1)
 

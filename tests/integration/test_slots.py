@@ -10,7 +10,7 @@ import datetime as dt
 
 from bson import ObjectId
 
-from ..helpers import control, get_job, make_csv, start_import, wait_for, wait_for_state
+from ..support.helpers import control, get_job, make_csv, start_import, wait_for, wait_for_state
 
 FAR = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)
 PAST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)

@@ -17,7 +17,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from service.jobs import fence
 from service.store.records import ROW_DIGITS
 
-from ..helpers import control, make_csv, start_import, wait_for, wait_for_state
+from ..support.helpers import control, make_csv, start_import, wait_for, wait_for_state
 
 # A 3 s lease leaves each write a deadline of 1-2 s.
 SLOW = {"job_lease_seconds": 3.0, "job_poll_seconds": 0.2, "db_retry_seconds": 5.0}

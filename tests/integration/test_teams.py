@@ -10,7 +10,7 @@ import aiohttp
 
 from service.store.teams import team_id, undo_range, user_id
 
-from ..helpers import (
+from ..support.helpers import (
     control,
     get_job,
     manager_phone,

@@ -16,7 +16,7 @@ from service.teams import batch
 from service.teams.batch import Undo, apply_batch, find_by_ids, row_users
 from service.teams.rows import RowParser, TeamRow
 
-from ..helpers import (
+from ..support.helpers import (
     control,
     manager_phone,
     member_phone,

@@ -14,7 +14,7 @@ from pymongo import monitoring
 from service.app import create_app
 
 from ..conftest import SUITE_QUERIES
-from ..helpers import control, get_job, post_teams, sheet, snapshot, team_rows, wait_for, wait_for_state
+from ..support.helpers import control, get_job, post_teams, sheet, snapshot, team_rows, wait_for, wait_for_state
 from .test_teams import seed_existing
 
 WATCHED = ("users", "teams")

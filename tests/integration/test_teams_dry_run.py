@@ -6,7 +6,7 @@ import aiohttp
 
 from service.store.teams import user_id
 
-from ..helpers import manager_phone, post_teams, sheet, shift_down, snapshot, team_rows
+from ..support.helpers import manager_phone, post_teams, sheet, shift_down, snapshot, team_rows
 
 ORG = "default"
 

@@ -13,7 +13,7 @@ from service.retention import sweep
 from service.store.records import job_prefix, prefix_range, record_id
 from service.store.teams import team_id, undo_range, user_id
 
-from ..helpers import (
+from ..support.helpers import (
     get_job,
     make_csv,
     manager_phone,

@@ -16,7 +16,7 @@ from service.retention import delete_job
 from service.store.clock import DbClock
 from service.store.teams import undo_range
 
-from ..helpers import control, get_job, make_csv, post_teams, sheet, start_import, team_rows, wait_for, wait_for_state
+from ..support.helpers import control, get_job, make_csv, post_teams, sheet, start_import, team_rows, wait_for, wait_for_state
 from .test_teams import ORG
 
 

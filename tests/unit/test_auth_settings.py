@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from service.settings import ConfigError, Settings
 
-from ..authkit import PEPPER, SigningKey
+from ..support.authkit import PEPPER, SigningKey
 
 
 def test_without_auth_settings_the_service_refuses_naming_the_variables():

@@ -123,7 +123,7 @@ def auth_settings(jwks_url: str, **overrides: Any) -> dict[str, Any]:
 
 class As:
     """A test client that sends one caller's token (and X-Org-Id) with every
-    request, so the helpers in tests/helpers.py work unchanged."""
+    request, so the helpers in tests/support/helpers.py work unchanged."""
 
     def __init__(self, client: Any, token: str, org: str | None = None) -> None:
         self.client = client
