@@ -93,6 +93,8 @@ def job_json(doc: dict[str, Any]) -> dict[str, Any]:
     }
     if doc.get("queue"):
         body["queue"] = doc["queue"]  # why a queued job waits (service/jobs/queue.py)
+    if doc.get("waiting"):
+        body["waiting"] = doc["waiting"]  # why a rollback or undo has not started (same)
     rollback = doc.get("rollback")
     if rollback:
         body["rollback"] = {

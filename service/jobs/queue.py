@@ -11,7 +11,7 @@ from typing import Any
 
 from ..settings import Settings
 from .repo import JobRepo
-from .states import JobState
+from .states import ROLLING_BACK, JobState
 
 # What a person calls a holder's state.
 STATE_WORDS = {
@@ -21,6 +21,20 @@ STATE_WORDS = {
     JobState.TERMINATING.value: "rolling back",
     JobState.UNDOING.value: "being undone",
 }
+
+
+def _may_wait_for_slot(doc: dict[str, Any]) -> bool:
+    """A rollback or undo that no runner has, of a job that had started: one
+    that never started wrote nothing and rolls back at once."""
+    return JobState(doc["state"]) in ROLLING_BACK and not doc.get("owner") and doc.get("started_at") is not None
+
+
+def _slot_taken(doc: dict[str, Any], limit: int, holders: list[dict[str, Any]]) -> dict[str, Any]:
+    what = UNDOING_WORDS.get(doc["state"], "rollback")
+    held = ", ".join(f"{h['_id']} ({STATE_WORDS.get(h['state'], h['state'])})" for h in holders)
+    text = f"the {what} waits for the org's {doc['kind']} slot, held by job {held}: it starts once that job has ended (a paused job keeps its slot)"
+    named = [{"id": h["_id"], "state": h["state"]} for h in holders]
+    return {"waiting_for": "org_slot", "reason": text, "holders": named, "limit": limit}
 
 
 def _jobs(n: int, kind: str) -> str:
@@ -44,14 +58,28 @@ def reason(kind: str, limit: int | None, holders: list[dict[str, Any]], position
     return {"waiting_for": "process_slot", "reason": text, "holders": named, "limit": limit}
 
 
+# What a rollback that waits for its org's slot is doing, in words.
+UNDOING_WORDS = {JobState.TERMINATING.value: "rollback", JobState.UNDOING.value: "undo"}
+
+
 async def explain(repo: JobRepo, kinds: Mapping[str, Any], settings: Settings, docs: Iterable[dict[str, Any]]) -> None:
     """Adds ``queue`` to each queued job of ``docs``: why it waits, and its
     ``position`` among ``of`` queued jobs of its org and kind (admission takes
-    an org's jobs of a kind oldest first)."""
+    an org's jobs of a kind oldest first); and ``waiting`` to a rollback or
+    undo that no replica runs because its org's slot is taken (it must not
+    run beside the org's next job of its kind: JobManager._may_run)."""
+    docs = list(docs)
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for doc in docs:
         if doc["state"] == JobState.QUEUED.value:
             groups.setdefault((doc["org_id"], doc["kind"]), []).append(doc)
+        elif _may_wait_for_slot(doc):
+            known = kinds.get(doc["kind"])
+            limit = known.org_limit(settings) if known is not None else None
+            if limit is not None:
+                holders = await repo.rollback_blocking(doc["org_id"], doc["kind"], doc["_id"], limit)
+                if len(holders) >= limit:
+                    doc["waiting"] = _slot_taken(doc, limit, holders)
     for (org_id, kind), waiting in groups.items():
         order = {job_id: i for i, job_id in enumerate(await repo.queued(org_id, kind, settings.max_queued_per_org), 1)}
         known = kinds.get(kind)

@@ -40,6 +40,17 @@ PROGRESS_FIELDS = ("progress", "checkpoint", "errors", "lease_until", "rollback"
 _UNLEASED: dict[str, Any] = {"$or": [{"lease_until": None}, {"lease_until": {"$exists": False}}]}
 
 
+def _rollback_blockers(org_id: str, kind: str, job_id: str) -> dict[str, Any]:
+    return {
+        "org_id": org_id,
+        "kind": kind,
+        "state": {"$in": _values(HOLDS_SLOT)},
+        "slot_released": {"$ne": True},
+        "_id": {"$ne": job_id},
+        "$or": [{"state": {"$nin": _values(ROLLING_BACK)}}, {"_id": {"$lt": job_id}}],
+    }
+
+
 def _values(states: Iterable[JobState]) -> list[str]:
     return [s.value for s in states]
 
@@ -177,16 +188,13 @@ class JobRepo:
         """How many of the org's other jobs of this kind come before this
         rollback for a slot: those that hold one and are not rolling back, and
         older rollbacks (so two waiting rollbacks never wait for each other)."""
-        return await self.jobs.count_documents(
-            {
-                "org_id": org_id,
-                "kind": kind,
-                "state": {"$in": _values(HOLDS_SLOT)},
-                "slot_released": {"$ne": True},
-                "_id": {"$ne": job_id},
-                "$or": [{"state": {"$nin": _values(ROLLING_BACK)}}, {"_id": {"$lt": job_id}}],
-            }
-        )
+        return await self.jobs.count_documents(_rollback_blockers(org_id, kind, job_id))
+
+    async def rollback_blocking(self, org_id: str, kind: str, job_id: str, limit: int) -> list[dict[str, Any]]:
+        """The first ``limit`` of those jobs, oldest first (id and state): what
+        a rollback or undo waiting for its org's slot is shown waiting for."""
+        query = _rollback_blockers(org_id, kind, job_id)
+        return await self.jobs.find(query, {"state": 1}, sort=[("_id", 1)], limit=limit).to_list()
 
     async def control_state(self, job_id: str) -> dict[str, Any] | None:
         """A job's state, rev and epoch (what a runner's gate follows)."""

@@ -159,11 +159,19 @@ async def test_a_failed_job_and_an_overlapping_running_one_terminated_in_either_
 
     order = [j1, j2] if first == "failed" else [j2, j1]
     await api.control(proc, order[0]["id"], "terminate")
-    await api.wait(proc, order[0]["id"], lambda j: j["state"] == "terminated", "the first rollback", timeout=600)
     if first == "failed":
-        assert (await api.job(proc, j2["id"]))["state"] == "running", "J1 was rolled back while J2 ran"
+        # J1's rollback must not run beside J2 (issue 21, finding 4): it waits
+        # for the org's teams slot that J2 holds, and says so.
+        waiting = await api.wait(proc, j1["id"], lambda j: "waiting" in j, "J1 to say it waits for J2", timeout=60)
+        assert waiting["state"] == "terminating" and waiting["waiting"]["holders"] == [{"id": j2["id"], "state": "running"}]
+        assert (await api.job(proc, j2["id"]))["state"] == "running"
+    else:
+        await api.wait(proc, j2["id"], lambda j: j["state"] == "terminated", "the first rollback", timeout=600)
+    # The second terminate: with first == "failed", J1's rollback runs first
+    # (the older rollback), then J2's.
     await api.control(proc, order[1]["id"], "terminate")
-    await api.wait(proc, order[1]["id"], lambda j: j["state"] == "terminated", "the second rollback", timeout=600)
+    for job in order:
+        await api.wait(proc, job["id"], lambda j: j["state"] == "terminated", "both rollbacks", timeout=600)
 
     after = await snapshot(store)
     expected = [{**u, "name": "Beatrice"} if u["_id"] == bystander["_id"] else u for u in before["users"]]

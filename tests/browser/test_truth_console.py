@@ -137,3 +137,23 @@ async def test_the_export_preview_shows_the_count_first_rows_and_estimates(serve
     assert await unlabelled(page) == []
     await screenshot(page, "export-preview")
     assert page.js_errors == []
+
+
+async def test_an_undo_waiting_for_its_orgs_slot_says_why_on_its_card(server, api, open_page):
+    done = await start_import(api, make_csv(200), dataset="first")
+    await wait_for_state(api, done["id"], "completed")
+    holder = await start_import(api, make_csv(50_000), batch_size=100, dataset="second")
+    await wait_for(api, holder["id"], lambda j: j["progress"].get("processed", 0) > 0, what="rows")
+    await control(api, holder["id"], "pause")
+    await wait_for_state(api, holder["id"], "paused")
+    assert (await api.post(f"/api/v1/jobs/{done['id']}/undo")).status == 200
+
+    page = await open_page(str(server.make_url("/#/jobs")))
+    card = page.locator(f'.job[data-job-id="{done["id"]}"]')
+    await expect(card.locator(".queue-text")).to_contain_text(
+        f"Waiting: the undo waits for the org's import slot, held by job {holder['id']} (paused)"
+    )
+    await screenshot(page, "jobs-undo-waiting")
+    await control(api, holder["id"], "terminate")
+    await wait_for_state(api, done["id"], "undone")
+    assert page.js_errors == []

@@ -65,3 +65,34 @@ async def test_a_job_without_an_org_limit_waits_for_a_process_slot(make_client):
     assert queue["position"] == 1 and queue["of"] == 1
     await control(client, running["id"], "terminate")
     await wait_for_state(client, export["id"], "completed")
+
+
+async def test_an_undo_waiting_for_its_orgs_slot_says_which_job_holds_it(client, db):
+    """An undo (or a rollback) of a job that had started waits for its org's
+    slot, so that it never runs beside the org's next job of its kind; the
+    API and the console say so, naming the holder, instead of showing an
+    `undoing` job that does nothing."""
+    done = await start_import(client, make_csv(200), dataset="first")
+    await wait_for_state(client, done["id"], "completed")
+    holder = await slow_import(client, dataset="second")
+    await control(client, holder["id"], "pause")
+    await wait_for_state(client, holder["id"], "paused")
+    resp = await client.post(f"/api/v1/jobs/{done['id']}/undo")
+    assert resp.status == 200, await resp.text()
+    before = await db.jobs.find_one({"_id": done["id"]})
+
+    undoing = await get_job(client, done["id"])
+    assert undoing["state"] == "undoing"
+    waiting = undoing["waiting"]
+    assert waiting["waiting_for"] == "org_slot" and waiting["limit"] == 1
+    assert waiting["holders"] == [{"id": holder["id"], "state": "paused"}]
+    assert waiting["reason"].startswith(f"the undo waits for the org's import slot, held by job {holder['id']} (paused)")
+    listed = {j["id"]: j for j in (await (await client.get("/api/v1/jobs?state=undoing")).json())["jobs"]}
+    assert listed[done["id"]]["waiting"] == waiting
+    assert "waiting" not in (await get_job(client, holder["id"]))
+    assert await db.jobs.find_one({"_id": done["id"]}) == before, "a GET writes nothing"
+
+    await control(client, holder["id"], "terminate")
+    await wait_for_state(client, done["id"], "undone")
+    assert "waiting" not in (await get_job(client, done["id"]))
+    assert await db.records.count_documents({}) == 0

@@ -119,6 +119,25 @@ def schemas() -> dict[str, Any]:
                         "limit": {"type": ["integer", "null"], "description": "the org's limit for the kind, if any"},
                     },
                 },
+                "waiting": {
+                    "type": "object",
+                    "description": "a terminating or undoing job that no replica runs yet: it waits for its org's slot "
+                    "of its kind, so that it never runs beside the org's next job of that kind (worked out when read)",
+                    "required": ["waiting_for", "reason", "holders", "limit"],
+                    "properties": {
+                        "waiting_for": {"type": "string", "enum": ["org_slot"]},
+                        "reason": {"type": "string", "description": "the same, in words, naming the holders and their states"},
+                        "holders": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["id", "state"],
+                                "properties": {"id": {"type": "string"}, "state": {"type": "string"}},
+                            },
+                        },
+                        "limit": {"type": "integer", "description": "the org's limit for the kind"},
+                    },
+                },
                 "rollback": {
                     "type": "object",
                     "description": "a rollback that has failed at least once: its attempts, last error, since when it "

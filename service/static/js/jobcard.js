@@ -15,8 +15,10 @@ function ordinal(n) {
   return `${n}${s}`;
 }
 
-/** Why a queued job waits, and its place in its org's queue (the API's `queue`). */
+/** Why a queued job waits, and its place in its org's queue (the API's `queue`);
+ * or why a rollback or undo has not started (the API's `waiting`). */
 export function queueText(job) {
+  if ((job.state === "terminating" || job.state === "undoing") && job.waiting) return `Waiting: ${job.waiting.reason}`;
   const q = job.queue;
   if (job.state !== "queued" || !q) return "";
   return `Waiting: ${q.reason} · ${ordinal(q.position)} of ${q.of} in the org's ${job.kind} queue`;
