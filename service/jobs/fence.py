@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
@@ -130,12 +131,35 @@ def is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, PyMongoError) and exc.timeout and not isinstance(exc, ConnectionFailure)
 
 
+def fate_unknown(exc: BaseException) -> bool:
+    """A write that may still land: the client gave up on it (its deadline
+    passed) or lost its connection after sending it, with no answer from the
+    server. (MongoDB stops a write at its maxTimeMS; FerretDB does not stop an
+    insert, so there one lands whenever the server gets to it.)"""
+    return isinstance(exc, PyMongoError) and (exc.timeout or isinstance(exc, ConnectionFailure))
+
+
 class Fence:
     """One job's gate for writes: a deadline from its lease, a probe, and the
     unit sizes of its writes."""
 
     def __init__(self, lease: Lease) -> None:
         self._lease = lease
+        # Writes whose fate is unknown (fate_unknown), each with what sends it
+        # again: settle() sends them until they have landed.
+        self._unsettled: dict[object, Callable[[], Awaitable[Any]]] = {}
+
+    async def settle(self) -> None:
+        """Sends every write whose fate is unknown again, until each has landed
+        (every handle's write is idempotent, so the late one then adds nothing).
+        After it, nothing this job sent can land later: the runner calls it
+        before the job shows ``paused`` and before a rollback deletes, so a
+        state shown is a state that holds. It raises like any write (the job
+        then stays ``pausing``, or its rollback backs off, and tries again)."""
+        while self._unsettled:
+            key, resend = next(iter(self._unsettled.items()))
+            await resend()
+            self._unsettled.pop(key, None)
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[None]:
@@ -150,8 +174,12 @@ class Fence:
         for attempt in range(SEND_ATTEMPTS):
             try:
                 async with self.write():
-                    return await op()
+                    result = await op()
+                self._unsettled.pop(op, None)
+                return result
             except PyMongoError as exc:
+                if fate_unknown(exc):
+                    self._unsettled.setdefault(op, lambda: self.send(op))
                 if not is_timeout(exc) or attempt + 1 == SEND_ATTEMPTS or not await self._lease.reachable():
                     raise
         raise AssertionError("unreachable")
@@ -172,6 +200,10 @@ class Fence:
         outage). ``done(n, result)`` sees each landed unit. Returns how many
         items were sent."""
         sent = 0
+        # Items sent in a unit whose fate is unknown: up to ``unknown_end``,
+        # they are sent again (settle() does, if this returns or raises first).
+        unknown: object | None = None
+        unknown_end = 0
         while sent < len(items):
             if stop():
                 return sent
@@ -181,6 +213,10 @@ class Fence:
                 async with self.write():
                     result = await op(items[sent : sent + n])
             except PyMongoError as exc:
+                if fate_unknown(exc) and sent + n > unknown_end:
+                    self._unsettled.pop(unknown, None)
+                    unknown, unknown_end = object(), sent + n
+                    self._unsettled[unknown] = functools.partial(self.in_units, units, items[sent:unknown_end], op)
                 if not is_timeout(exc) or n == 1 or not await self._lease.reachable():
                     raise
                 units.timed_out()
@@ -188,6 +224,9 @@ class Fence:
             units.landed(n, time.monotonic() - started)
             done(n, result)
             sent += n
+            if unknown is not None and sent >= unknown_end:
+                self._unsettled.pop(unknown, None)
+                unknown = None
         return sent
 
 

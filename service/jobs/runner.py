@@ -220,6 +220,7 @@ class JobContext:
         if on_pause is not None:
             await on_pause()
         log.info("job %s pausing at %s", self.job_id, self.progress.get("processed"))
+        await self.fence.settle()  # a write that may still land is landed first
         await self.persist()
         await runner.mark_paused()
         await runner.gate.wait()
@@ -618,8 +619,15 @@ class Runner:
         self.manager.metrics.rollback_started(ctx)
         log.info("job %s terminating: rolling back", self.job_id)
         before = ctx.mark()
+
+        async def settled_rollback(ctx: JobContext) -> None:
+            # A write of the run that may still land (an insert that timed out)
+            # lands before the rollback deletes, not after it.
+            await ctx.fence.settle()
+            await self.kind.rollback(ctx)
+
         try:
-            await self._retrying(ctx, self.kind.rollback)
+            await self._retrying(ctx, settled_rollback)
         except (JobStopped, asyncio.CancelledError):
             raise
         except Exception as exc:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import csv
 import io
 
 import pytest
 from pymongo.asynchronous.cursor import AsyncCursor
-from pymongo.errors import OperationFailure
+from pymongo.errors import BulkWriteError, NetworkTimeout, OperationFailure
 
 from service.errors import InvalidTransition, JobFailed
+from service.jobs.fence import Units
 from service.jobs.model import new_job_id
 from service.jobs.runner import JobContext, Kind
 
 from ..support.helpers import make_csv, start_import, wait_for_state
-from .conftest import wait_job
+from .conftest import create_job, wait_job
 
 
 async def test_a_failed_streamed_export_cannot_be_retried_since_its_client_is_gone(db, replicas):
@@ -67,3 +70,57 @@ async def test_an_export_whose_cursor_the_server_dropped_reads_on_and_writes_eac
     ids = [line[0] for line in csv.reader(io.StringIO(body.decode()))][1:]
     assert ids == [str(i) for i in range(1, rows + 1)]
     assert calls > 3
+
+
+@pytest.mark.parametrize("action", ["pause", "terminate"])
+async def test_a_write_that_timed_out_is_settled_before_the_job_shows_paused_or_rolls_back(db, replicas, action):
+    """Chaos seed 3 (a CI run on a loaded machine): an import's first unit timed
+    out on the client while FerretDB (which does not stop an insert at its
+    maxTimeMS) went on to apply it; a pause was known, so the batch was cut
+    there and the job showed `paused` with no row, and the rows landed after.
+    A write whose fate is unknown (it timed out, or its connection broke) is
+    now sent again until it has landed before the job may show paused, or
+    before its rollback deletes: the late one then adds nothing (the same
+    _ids). The server here applies the late write before a later one, as a
+    database does with writes to the same documents."""
+    ids = [f"late-{i}" for i in range(10)]
+    late: list[asyncio.Task] = []
+    store = db.db["late_writes"]
+
+    async def insert(chunk) -> None:
+        try:
+            await store.insert_many([{"_id": i} for i in chunk], ordered=False)
+        except BulkWriteError:
+            pass  # already there: a replay
+
+    async def applied_later(chunk) -> None:
+        await asyncio.sleep(1.0)  # the server gets to it after the client gave up
+        await insert(chunk)
+
+    async def run(ctx: JobContext) -> None:
+        async def op(chunk) -> None:
+            if not late:
+                await replica.manager.control("org-a", ctx.job_id, action)
+                # The server's own work, outside this write's deadline.
+                late.append(asyncio.create_task(applied_later(list(chunk)), context=contextvars.Context()))
+                raise NetworkTimeout("timed out")
+            await asyncio.gather(*late)  # behind the earlier write
+            await insert(chunk)
+
+        await ctx.fence.in_units(Units(10, 10), ids, op, stop=ctx.stop_known)
+        await ctx.checkpoint()
+
+    async def rollback(ctx: JobContext) -> None:
+        await ctx.fence.send(lambda: store.delete_many({}))
+
+    async def nothing(ctx: JobContext) -> None:
+        return None
+
+    replica = await replicas({"late": Kind(name="late", run=run, rollback=rollback, cleanup=nothing)})
+    job_id = await create_job(replica, "late", {})
+    final = "paused" if action == "pause" else "terminated"
+    await wait_job(db, job_id, lambda j: j["state"] == final, f"the job to show {final}")
+    shown = await store.count_documents({})
+    await asyncio.gather(*late)
+    assert await store.count_documents({}) == shown, f"rows landed after the job showed {final}"
+    assert shown == (len(ids) if action == "pause" else 0)
