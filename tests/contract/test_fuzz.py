@@ -27,7 +27,7 @@ from ..support.procs import ServiceProcess
 HERE = Path(__file__).resolve().parent
 ST = Path(sys.executable).with_name("st")
 MAX_EXAMPLES = os.environ.get("FUZZ_MAX_EXAMPLES", "25")
-MAX_SECONDS = os.environ.get("FUZZ_MAX_SECONDS", "120")
+MAX_SECONDS = os.environ.get("FUZZ_MAX_SECONDS", "90")
 
 
 def seed_dataset(url: str) -> None:
