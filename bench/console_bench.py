@@ -24,15 +24,8 @@ import aiohttp
 from common import BenchDatabase, ServiceProcess, done, machine, ok, upload, wait_job, write_results
 from playwright.async_api import async_playwright
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
+from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS  # common put the project on sys.path
+
 TARGET_MS = 1000
 TARGET_BYTES = 200 * 1024
 
@@ -76,7 +69,7 @@ async def main(jobs: int, rounds: int) -> None:
             await seed(proc.url, jobs, Path(tmp))
             cold, warm = [], []
             async with async_playwright() as playwright:
-                browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+                browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 for _ in range(rounds):
                     context = await browser.new_context(viewport={"width": 1280, "height": 860})
                     cold.append(await load(context, f"{proc.url}/", jobs))

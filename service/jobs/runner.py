@@ -152,32 +152,17 @@ class JobContext:
     @functools.cached_property
     def stored_records(self) -> Stored:
         """The job's share of MAX_RECORD_BYTES_PER_ORG (an import's rows, as CSV bytes)."""
-        limit = self.settings.max_record_bytes_per_org
-        return Stored(
-            self._runner.manager.reservations,
-            self.fence,
-            self.org_id,
-            RECORD_BYTES,
-            self.job_id,
-            limit,
-            "MAX_RECORD_BYTES_PER_ORG",
-            "imported records",
-        )
+        return self._stored(RECORD_BYTES, self.settings.max_record_bytes_per_org, "MAX_RECORD_BYTES_PER_ORG", "imported records")
 
     @functools.cached_property
     def stored_results(self) -> Stored:
         """The job's share of MAX_RESULT_BYTES_PER_ORG (an export's stored CSV)."""
-        limit = self.settings.max_result_bytes_per_org
-        return Stored(
-            self._runner.manager.reservations,
-            self.fence,
-            self.org_id,
-            RESULT_BYTES,
-            self.job_id,
-            limit,
-            "MAX_RESULT_BYTES_PER_ORG",
-            "stored export results",
+        return self._stored(
+            RESULT_BYTES, self.settings.max_result_bytes_per_org, "MAX_RESULT_BYTES_PER_ORG", "stored export results"
         )
+
+    def _stored(self, key: str, limit: int, setting: str, what: str) -> Stored:
+        return Stored(self._runner.manager.reservations, self.fence, self.org_id, key, self.job_id, limit, setting, what)
 
     @functools.cached_property
     def results(self) -> ResultFiles:

@@ -212,30 +212,16 @@ async def apply_batch(
         for uid, tids in changes.teams.items()
         if uid not in users
     ]
+
     # What the job is about to create is listed first (by _id: its rollback walks
     # the list rather than asking users and teams for the job's documents).
-    await teams.insert_undo(
-        [
-            {
-                "_id": created_id(job_id, CREATED_USER, d["_id"]),
-                "job_id": job_id,
-                "org_id": org_id,
-                "ref": d["_id"],
-                "created_at": now,
-            }
-            for d in created
+    def listed(kind: str, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {"_id": created_id(job_id, kind, d["_id"]), "job_id": job_id, "org_id": org_id, "ref": d["_id"], "created_at": now}
+            for d in docs
         ]
-        + [
-            {
-                "_id": created_id(job_id, CREATED_TEAM, d["_id"]),
-                "job_id": job_id,
-                "org_id": org_id,
-                "ref": d["_id"],
-                "created_at": now,
-            }
-            for d in new_teams
-        ]
-    )
+
+    await teams.insert_undo(listed(CREATED_USER, created) + listed(CREATED_TEAM, new_teams))
     applied.users_created = await teams.insert_users(created)
     applied.teams_created = await teams.insert_teams(new_teams)
 

@@ -14,15 +14,8 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from service.app import create_app
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
+from ..support.chromium import CHROMIUM, CHROMIUM_ARGS
+
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 # Generous: the machine is shared, and a poll ends as soon as the page agrees.
 TIMEOUT_MS = 60_000

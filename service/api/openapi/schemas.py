@@ -11,6 +11,17 @@ from ...jobs.model import JobState
 from ..exports import EXPORT_BATCH
 from ..exports import MAX_BATCH as MAX_EXPORT_BATCH
 
+# The jobs a waiting job waits for (its ``queue`` or ``waiting``), with their states.
+HOLDERS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["id", "state"],
+        "properties": {"id": {"type": "string"}, "state": {"type": "string"}},
+    },
+}
+
+
 NULLABLE_STRING = {"type": ["string", "null"]}
 DATE_TIME = {"type": "string", "format": "date-time"}
 COUNT = {"type": "integer", "minimum": 0}
@@ -108,14 +119,7 @@ def schemas() -> dict[str, Any]:
                             "every replica runs MAX_RUNNING_JOBS jobs",
                         },
                         "reason": {"type": "string", "description": "the same, in words, naming the holders and their states"},
-                        "holders": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["id", "state"],
-                                "properties": {"id": {"type": "string"}, "state": {"type": "string"}},
-                            },
-                        },
+                        "holders": HOLDERS,
                         "limit": {"type": ["integer", "null"], "description": "the org's limit for the kind, if any"},
                     },
                 },
@@ -127,14 +131,7 @@ def schemas() -> dict[str, Any]:
                     "properties": {
                         "waiting_for": {"type": "string", "enum": ["org_slot"]},
                         "reason": {"type": "string", "description": "the same, in words, naming the holders and their states"},
-                        "holders": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["id", "state"],
-                                "properties": {"id": {"type": "string"}, "state": {"type": "string"}},
-                            },
-                        },
+                        "holders": HOLDERS,
                         "limit": {"type": "integer", "description": "the org's limit for the kind"},
                     },
                 },
