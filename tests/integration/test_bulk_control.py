@@ -4,13 +4,16 @@ on two replicas (two apps on one database) against the real database."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 from service.store.records import dataset_prefix, prefix_range
 
 from ..support.authkit import ORG_A, As
 from ..support.helpers import get_job, make_csv, start_import, wait_for, wait_for_state
 
-JOBS = 20  # 50 took over 3 minutes of CI; 20 on two replicas still pages (PAGE)
+# The issue asks for 50 jobs: BULK_JOBS=50 runs that (about 190 s here); CI
+# runs 20 (about 25 s), which pages, crosses replicas and rolls back the same way.
+JOBS = int(os.environ.get("BULK_JOBS", "20"))
 PAGE = 8
 # Slow enough to still be running when the bulk pause lands on every job.
 ROWS, BATCH = 4_000, 10
