@@ -60,7 +60,7 @@ MAX_BATCH = 10_000
 # because each batch costs a checkpoint and the event loop's turns (the
 # README's CPU benchmark has the figures). The writes go out in smaller units
 # sized by time (service/jobs/fence.py), so a pause does not wait for a batch;
-# a batch is also at most BATCH_MAX_BYTES of the file.
+# a batch is also at most BATCH_MAX_BYTES (the setting) of the file.
 IMPORT_BATCH = 10_000
 DRY_RUN_BATCH = 1000
 HEADER_MODES = ("any", "match")
@@ -426,7 +426,7 @@ async def _accept_import(
         try:
             source = await db.uploads.reader(upload.file_id, header.data_start.offset)
             try:
-                await first.read(source.read, header.data_start)
+                await first.read(source.read, header.data_start, settings.batch_max_bytes)
             finally:
                 await source.close()
         except BaseException:
@@ -474,7 +474,7 @@ async def dry_run(request: web.Request, org_id: str, options: ImportOptions) -> 
     body = StreamedBody(chunks, settings.max_upload_bytes)
     header = await body.header()
     specs = options.check_header(header, imports)
-    batches = RecordReader(body.read, header.data_start).batches(DRY_RUN_BATCH)
+    batches = RecordReader(body.read, header.data_start).batches(DRY_RUN_BATCH, settings.batch_max_bytes)
     held: list[Record] = []
     if options.auto:
         # The job infers types from its first GUARD_ROWS rows; so does its dry run,

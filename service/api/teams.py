@@ -101,7 +101,7 @@ async def dry_run(request: web.Request, org_id: str, region: str) -> web.Respons
     parser = RowParser(layout, len(header.names), region)
     review = Review(org_id, layout)
     seen: dict[str, int] = {}
-    async for records in RecordReader(body.read, header.data_start).batches(DRY_RUN_BATCH):
+    async for records in RecordReader(body.read, header.data_start).batches(DRY_RUN_BATCH, settings.batch_max_bytes):
         parsed: list[TeamRow | RowError] = await parse_batch(parser, records)
         if len(seen) >= TRACKED_ROWS:
             seen = {}  # past the limit, repeated names are only caught within a batch

@@ -20,9 +20,6 @@ from itertools import accumulate, repeat
 
 READ_CHUNK = 256 * 1024
 MAX_RECORD_BYTES = 16 * 1024 * 1024
-# A batch ends at its row count or once its records took this many bytes of the
-# file, whichever comes first: 10,000 rows of 100 KB would otherwise be 1 GB.
-BATCH_MAX_BYTES = 2 * 1024 * 1024
 BOM = b"\xef\xbb\xbf"
 _TEXT_LINE = re.compile(r"[^\n]*\n")
 
@@ -258,7 +255,7 @@ class RecordReader:
     def position(self) -> Position:
         return Position(self._base + self._feed.consumed, self._feed.line_no, self._row)
 
-    async def batches(self, size: int, max_bytes: int = BATCH_MAX_BYTES) -> AsyncIterator[list[Record]]:
+    async def batches(self, size: int, max_bytes: int) -> AsyncIterator[list[Record]]:
         """Yields lists of at most ``size`` records, ending a list early once its
         records span ``max_bytes`` of the file (so at most one record more); the
         position after each list is a record boundary, safe to checkpoint."""

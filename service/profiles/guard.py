@@ -38,7 +38,7 @@ async def guard(ctx: Any) -> None:
     first = FirstRows(params["columns"], column_specs(params), params.get("null_values") or [], rows)
     source = await ctx.upload.reader(params["data_start"]["offset"])
     try:
-        await first.read(source.read, Position(**params["data_start"]))
+        await first.read(source.read, Position(**params["data_start"]), ctx.settings.batch_max_bytes)
     finally:
         await source.close()
     imports = await ctx.profiles.history()

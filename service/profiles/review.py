@@ -85,8 +85,8 @@ class FirstRows:
             self.check.add(record.fields)
         return True
 
-    async def read(self, read: Callable[[int], Awaitable[bytes]], start: Position) -> FirstRows:
-        async for records in RecordReader(read, start).batches(min(self.limit, 1000)):
+    async def read(self, read: Callable[[int], Awaitable[bytes]], start: Position, max_bytes: int) -> FirstRows:
+        async for records in RecordReader(read, start).batches(min(self.limit, 1000), max_bytes):
             for record in records:
                 if not self.add(record):
                     return self

@@ -171,7 +171,7 @@ async def test_the_upload_counter_counts_what_the_reader_reads_in_any_chunking()
         data = random_csv(rng, irregular=False)
         reader = RecordReader(source(data, 1 << 20), Position(0, 0, 0))
         read = 0
-        async for batch in reader.batches(1000):
+        async for batch in reader.batches(1000, 1 << 20):
             read += len(batch)
         chunk = rng.choice([1, 2, 3, 7, 64, 1 << 16])
         counter = RecordCounter()

@@ -38,7 +38,7 @@ def source(data: bytes, chunk: int):
 async def read_all(data: bytes, chunk: int, start: Position, batch: int = 2):
     reader = RecordReader(source(data[start.offset :], chunk), start)
     out, positions = [], []
-    async for records_ in reader.batches(batch):
+    async for records_ in reader.batches(batch, 1 << 20):
         out.extend(records_)
         positions.append(reader.position())
     return out, positions
@@ -65,7 +65,7 @@ async def test_resuming_from_any_checkpoint_yields_exactly_the_remaining_records
 async def test_batches_never_exceed_the_batch_size():
     data = b"a\n" + b"".join(b"%d\n" % i for i in range(1000))
     reader = RecordReader(source(data[2:], 97), Position(2, 1, 0))
-    sizes = [len(b) async for b in reader.batches(64)]
+    sizes = [len(b) async for b in reader.batches(64, 1 << 20)]
     assert sum(sizes) == 1000 and max(sizes) == 64
 
 
@@ -74,7 +74,7 @@ async def test_an_unclosed_quote_does_not_hold_the_rest_of_the_file_in_memory(mo
     data = b'1,"never closed\n' + b"x,y\n" * 2000
     reader = RecordReader(source(data, 256), Position(0, 1, 0))
     first_batch = None
-    async for batch in reader.batches(10):
+    async for batch in reader.batches(10, 1 << 20):
         first_batch = batch
         break
     assert first_batch is not None, "records are released once the record limit is passed"
