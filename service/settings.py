@@ -216,59 +216,43 @@ def cpu_workers() -> int:
     return max(1, min(cpus, MAX_CPU_WORKERS))
 
 
-def _int(low: int, high: int) -> Callable[[str, str], int]:
-    def parse(name: str, raw: str) -> int:
+def _number(convert: Callable[[str], float], what: str, low: float, high: float, unit: str = "") -> Callable[[str, str], Any]:
+    """A number of ``convert``'s type between ``low`` and ``high`` (a low of 0
+    for days means more than 0)."""
+    units = f" {unit}" if unit else ""
+    shown = [f"{b:g}" if isinstance(b, float) else str(b) for b in (low, high)]
+
+    def parse(name: str, raw: str) -> Any:
         try:
-            value = int(raw)
+            value = convert(raw)
         except ValueError:
-            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+            raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
+        if unit == "days" and not low < value <= high:
+            raise ConfigError(f"{name} must be more than {shown[0]} and at most {shown[1]} days, got {raw}")
         if not low <= value <= high:
-            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+            raise ConfigError(f"{name} must be between {shown[0]} and {shown[1]}{units}, got {raw}")
         return value
 
     return parse
+
+
+def _int(low: int, high: int) -> Callable[[str, str], int]:
+    return _number(int, "an integer", low, high)
 
 
 def _seconds(low: float, high: float) -> Callable[[str, str], float]:
-    def parse(name: str, raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-        if not low <= value <= high:
-            raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds, got {raw}")
-        return value
-
-    return parse
-
-
-def _choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
-    def parse(name: str, raw: str) -> str:
-        if raw.upper() not in choices:
-            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
-        return raw.upper()
-
-    return parse
-
-
-def _lower_choice(choices: tuple[str, ...]) -> Callable[[str, str], str]:
-    def parse(name: str, raw: str) -> str:
-        if raw.lower() not in choices:
-            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
-        return raw.lower()
-
-    return parse
+    return _number(float, "a number of seconds", low, high, "seconds")
 
 
 def _days() -> Callable[[str, str], float]:
-    def parse(name: str, raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name} must be a number of days, got {raw!r}") from None
-        if not 0 < value <= 36500:
-            raise ConfigError(f"{name} must be more than 0 and at most 36500 days, got {raw}")
-        return value
+    return _number(float, "a number of days", 0, 36500, "days")
+
+
+def _choice(choices: tuple[str, ...], case: Callable[[str], str] = str.upper) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        if case(raw) not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        return case(raw)
 
     return parse
 
@@ -411,7 +395,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "LOG_FORMAT",
-        _lower_choice(("auto", "json", "text")),
+        _choice(("auto", "json", "text"), str.lower),
         "`auto`",
         "`json` (one object per line, with the job's fields), `text`, or `auto`: text on a terminal, JSON otherwise",
         VALUE,
