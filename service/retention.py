@@ -112,7 +112,7 @@ async def sweep(db: Database, settings: Settings, now: dt.datetime | None = None
     """One pass of every expiry; returns how many of each it removed."""
     now = now or utcnow()
     repo = repo or JobRepo(db.jobs, db.job_progress, DbClock(), settings.job_lease_seconds)
-    done = {"results": 0, "undo_windows": 0, "jobs": 0, "failed": 0, "audit": 0, "uploads": 0, "orphans": 0}
+    done = {"results": 0, "undo_windows": 0, "jobs": 0, "failed": 0, "audit": 0, "uploads": 0, "orphans": 0, "attempts": 0}
     result_cutoff = now - dt.timedelta(days=settings.result_retention_days)
     while batch := await repo.expired_results(result_cutoff, SWEEP_CHUNK):
         for job in batch:
@@ -136,6 +136,7 @@ async def sweep(db: Database, settings: Settings, now: dt.datetime | None = None
     done["uploads"] = await _sweep_uploads(db.uploads, repo, started_before)
     for bucket in (db.uploads, db.exports):
         done["orphans"] += await _sweep_orphan_chunks(bucket, repo, started_before, exports=bucket is db.exports)
+    done["attempts"] = await _sweep_attempt_files(db.exports, repo, str(started_before))
     if any(done.values()):
         log.info("retention: removed %s", ", ".join(f"{n} {what}" for what, n in done.items() if n))
     return done
@@ -200,6 +201,24 @@ async def _sweep_orphan_chunks(bucket: Bucket, repo: JobRepo, started_before: Ob
             count += 1
         if after is None:
             return count
+
+
+async def _sweep_attempt_files(bucket: Bucket, repo: JobRepo, started_before: str) -> int:
+    """Export attempts' files ("<job>:<epoch>", whole or chunks only) of jobs
+    started before the grace that no longer exist, or that ended without the
+    file as their result. A failed export's files stay: its retry continues
+    from its last durable attempt."""
+    count, after = 0, None
+    while ids := await bucket.named_before(started_before, after, SWEEP_CHUNK):
+        after = ids[-1]
+        owners = {i: attempt_job_id(i) for i in ids}
+        jobs = await repo.results([j for j in owners.values() if j])
+        for file_id, owner in owners.items():
+            job = jobs.get(owner) if owner else None
+            if owner and (job is None or (job["state"] in UPLOAD_DONE and job["file_id"] != file_id)):
+                await bucket.delete(file_id)
+                count += 1
+    return count
 
 
 async def retention_ctx(app: web.Application) -> AsyncIterator[None]:

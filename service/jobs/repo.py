@@ -502,6 +502,13 @@ class JobRepo:
             return {}
         return {j["_id"]: j["state"] async for j in self.jobs.find({"_id": {"$in": job_ids}}, {"state": 1})}
 
+    async def results(self, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Each of these jobs' state and result file (``params.file_id``), by id."""
+        if not job_ids:
+            return {}
+        cursor = self.jobs.find({"_id": {"$in": job_ids}}, {"state": 1, "params.file_id": 1})
+        return {j["_id"]: {"state": j["state"], "file_id": j.get("params", {}).get("file_id")} async for j in cursor}
+
     async def file_states(self, file_ids: list[str]) -> dict[str, str]:
         """The state of the job that writes each of these files (an export's
         ``params.file_id``), for those a job names."""

@@ -86,6 +86,18 @@ class Bucket:
         present = {f["_id"] async for f in self.files.find({"_id": {"$in": ids}}, {"_id": 1})}
         return [i for i in ids if i not in present], ids[-1]
 
+    async def named_before(self, cutoff: str, after: str | None, limit: int) -> list[str]:
+        """The string ids before ``cutoff`` (after ``after``), of files whole or
+        chunks only, the next ``limit`` of them in order: an export attempt's
+        file is named "<job id>:<epoch>", so its name sorts by its job's start.
+        (The ObjectId ranges above never match a string _id.)"""
+        bounds = {"$lt": cutoff, "$gt": after or ""}
+        whole = await self.files.find({"_id": bounds}, {"_id": 1}, sort=[("_id", 1)], limit=limit).to_list()
+        firsts = await self.chunks.find(
+            {"files_id": bounds, "n": 0}, {"files_id": 1}, sort=[("files_id", 1)], limit=limit
+        ).to_list()
+        return sorted({f["_id"] for f in whole} | {c["files_id"] for c in firsts})[:limit]
+
     async def delete(self, file_id: Any) -> None:
         """Deletes the file, or what a writer left of it (chunks without a files
         document, after a crash); no error if there is nothing."""

@@ -118,3 +118,30 @@ async def test_a_failed_job_older_than_the_failed_job_retention_is_terminated_an
     assert await file_left(db, "uploads", ObjectId(failed["params"]["file_id"])) == (0, 0)
     events = [e["action"] async for e in db.audit.find({"job_id": failed["id"]}, sort=[("_id", 1)])]
     assert events == ["job.create", "job.terminate"]
+
+
+async def test_an_export_attempts_file_whose_job_is_gone_is_deleted_after_the_grace(client, db, settings):
+    """An export attempt writes a file named "<job>:<epoch>", a string _id that
+    the sweeps by ObjectId range never matched: a replica killed mid-attempt
+    left such files (whole or chunks only) of jobs later deleted, for ever.
+    The result of a completed export stays."""
+    app_db = client.app[DB_KEY]
+    gone = str(ObjectId())  # a job that no longer exists
+    left = []
+    for epoch, whole in ((1, True), (2, False)):
+        writer = app_db.exports.writer(f"{gone}:{epoch:08d}", "x.csv", {"org_id": "default"})
+        await writer.write(b"x" * (2 * CHUNK_BYTES + 10))
+        await (writer.close() if whole else writer.sync())  # with its files document, or chunks only
+        left.append(writer.file_id)
+    data = await start_import(client, make_csv(100), dataset="people")
+    await wait_for_state(client, data["id"], "completed")
+    export = await (await client.post("/api/v1/jobs/export", json={"dataset": "people"})).json()
+    await wait_for_state(client, export["id"], "completed")
+    result = (await db.jobs.find_one({"_id": export["id"]}))["params"]["file_id"]
+
+    await sweep(app_db, settings, now=utcnow() + 5 * HOURS)
+    assert [await file_left(db, "exports", f) for f in left] == [(1, 3), (0, 3)]
+    await sweep(app_db, settings, now=utcnow() + 7 * HOURS)
+    assert [await file_left(db, "exports", f) for f in left] == [(0, 0), (0, 0)]
+    assert (await file_left(db, "exports", result))[0] == 1
+    assert (await client.get(f"/api/v1/jobs/{export['id']}/result")).status == 200
