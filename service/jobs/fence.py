@@ -150,16 +150,20 @@ class Fence:
         self._unsettled: dict[object, Callable[[], Awaitable[Any]]] = {}
 
     async def settle(self) -> None:
-        """Sends every write whose fate is unknown again, until each has landed
-        (every handle's write is idempotent, so the late one then adds nothing).
-        After it, nothing this job sent can land later: the runner calls it
-        before the job shows ``paused`` and before a rollback deletes, so a
-        state shown is a state that holds. It raises like any write (the job
-        then stays ``pausing``, or its rollback backs off, and tries again)."""
+        """Sends every write whose fate is unknown again, until each has landed:
+        a replay of the same write adds nothing, and a database that applies
+        writes to the same documents in order has applied the late one by then.
+        The runner calls it before each run of a step (so a write is never
+        replayed after later writes of the job: a file's reset after the chunks
+        written since), before the job shows ``paused`` and before a rollback
+        deletes. It raises like any write (the job then stays ``pausing``, or
+        the step backs off, and tries again). What it cannot cover: a write
+        sent by another process (a replica that stalled or stopped), whose
+        deadline stops it on MongoDB (maxTimeMS) but not on FerretDB."""
         while self._unsettled:
-            key, resend = next(iter(self._unsettled.items()))
+            key = next(iter(self._unsettled))
+            resend = self._unsettled.pop(key)  # a resend that fails records itself again
             await resend()
-            self._unsettled.pop(key, None)
 
     @contextlib.asynccontextmanager
     async def write(self) -> AsyncIterator[None]:

@@ -532,6 +532,9 @@ class Runner:
         delay, failing_since, mark = RETRY_FIRST_DELAY, None, ctx.mark()
         while True:
             try:
+                # What the last run left in doubt lands first, before this run
+                # writes anything after it (Fence.settle).
+                await ctx.fence.settle()
                 await step(ctx)
                 return
             except Exception as exc:
@@ -605,14 +608,10 @@ class Runner:
         log.info("job %s terminating: rolling back", self.job_id)
         before = ctx.mark()
 
-        async def settled_rollback(ctx: JobContext) -> None:
-            # A write of the run that may still land (an insert that timed out)
-            # lands before the rollback deletes, not after it.
-            await ctx.fence.settle()
-            await self.kind.rollback(ctx)
-
         try:
-            await self._retrying(ctx, settled_rollback)
+            # _retrying settles first: a write of the run that may still land
+            # (an insert that timed out) lands before the rollback deletes.
+            await self._retrying(ctx, self.kind.rollback)
         except (JobStopped, asyncio.CancelledError):
             raise
         except Exception as exc:

@@ -9,7 +9,7 @@ import io
 
 import pytest
 from pymongo.asynchronous.cursor import AsyncCursor
-from pymongo.errors import BulkWriteError, NetworkTimeout, OperationFailure
+from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, OperationFailure
 
 from service.errors import InvalidTransition, JobFailed
 from service.jobs.fence import Units
@@ -124,3 +124,47 @@ async def test_a_write_that_timed_out_is_settled_before_the_job_shows_paused_or_
     await asyncio.gather(*late)
     assert await store.count_documents({}) == shown, f"rows landed after the job showed {final}"
     assert shown == (len(ids) if action == "pause" else 0)
+
+
+async def test_a_write_left_in_doubt_is_settled_before_the_step_runs_again_not_replayed_over_later_writes(db, replicas):
+    """Review of the fix above: an export attempt's file reset (a delete of its
+    chunks) applied but its answer was lost (AutoReconnect); the step ran
+    again and wrote and synced the file; at the pause, the reset still listed
+    as unsettled was sent again and deleted every chunk written since. What
+    a run leaves in doubt is now settled before the next run writes."""
+    runs = 0
+    seen: dict[str, object] = {}
+
+    async def run(ctx: JobContext) -> None:
+        nonlocal runs
+        runs += 1
+        grid = ctx.results.writer("f.csv")
+        if runs == 1:
+            real = grid._writer.reset
+
+            async def reset_then_break() -> None:
+                await real()
+                if not seen.get("broke"):
+                    seen["broke"] = True
+                    raise AutoReconnect("connection closed")  # applied; the answer was lost
+
+            grid._writer.reset = reset_then_break  # type: ignore[method-assign]
+        await grid.reset()
+        size = ctx._db.exports.chunk_size
+        await grid.write(b"x" * (3 * size + 10))
+        stored = await grid.sync()
+        seen["file_id"] = ctx.results.file_id
+        seen["before"] = await ctx._db.exports.chunks.count_documents({"files_id": ctx.results.file_id})
+        await replica.manager.control("org-a", ctx.job_id, "pause")
+        await ctx.checkpoint({"file_id": ctx.results.file_id, "bytes": stored})
+
+    async def nothing(ctx: JobContext) -> None:
+        return None
+
+    replica = await replicas({"exp": Kind(name="exp", run=run, rollback=nothing, cleanup=nothing)})
+    job_id = await create_job(replica, "exp", {})
+    await wait_job(db, job_id, lambda j: j["state"] == "paused", "the job to show paused")
+    after = await db.exports.chunks.count_documents({"files_id": seen["file_id"]})
+    assert runs == 2 and after == seen["before"] == 4, "a replayed reset deleted the file written after it"
+    await replica.manager.control("org-a", job_id, "terminate")
+    await wait_job(db, job_id, lambda j: j["state"] == "terminated", "the job to end")
