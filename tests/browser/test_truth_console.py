@@ -154,6 +154,7 @@ async def test_an_undo_waiting_for_its_orgs_slot_says_why_on_its_card(server, ap
         f"Waiting: the undo waits for the org's import slot, held by job {holder['id']} (paused)"
     )
     await screenshot(page, "jobs-undo-waiting")
+    assert await card.locator(".queue-text").is_visible(), "a live update took the reason away"
     await control(api, holder["id"], "terminate")
     await wait_for_state(api, done["id"], "undone")
     assert page.js_errors == []

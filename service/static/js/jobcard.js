@@ -310,6 +310,9 @@ export class JobCard {
       const kept = Object.fromEntries(KEPT.filter((k) => !(k in job) && k in last).map((k) => [k, last[k]]));
       // A queued job's reason comes with GET: a live update keeps the last one.
       if (!("queue" in job) && job.state === "queued" && last.state === "queued" && last.queue) kept.queue = last.queue;
+      // So does a waiting rollback's, until it has rolled anything back.
+      const still = job.state === last.state && (job.progress || {}).rolled_back === (last.progress || {}).rolled_back;
+      if (!("waiting" in job) && still && last.waiting) kept.waiting = last.waiting;
       job = { ...job, ...kept };
     }
     if (this.pending && this.settles(job)) this.pending = null;
