@@ -23,6 +23,12 @@ STATE_WORDS = {
 }
 
 
+def _holders(holders: list[dict[str, Any]]) -> tuple[list[dict[str, str]], str]:
+    """The holders as the API lists them, and in words."""
+    named = [{"id": h["_id"], "state": h["state"]} for h in holders]
+    return named, ", ".join(f"{h['_id']} ({STATE_WORDS.get(h['state'], h['state'])})" for h in holders)
+
+
 def _may_wait_for_slot(doc: dict[str, Any]) -> bool:
     """A rollback or undo that no runner has, of a job that had started: one
     that never started wrote nothing and rolls back at once."""
@@ -31,9 +37,8 @@ def _may_wait_for_slot(doc: dict[str, Any]) -> bool:
 
 def _slot_taken(doc: dict[str, Any], limit: int, holders: list[dict[str, Any]]) -> dict[str, Any]:
     what = UNDOING_WORDS.get(doc["state"], "rollback")
-    held = ", ".join(f"{h['_id']} ({STATE_WORDS.get(h['state'], h['state'])})" for h in holders)
+    named, held = _holders(holders)
     text = f"the {what} waits for the org's {doc['kind']} slot, held by job {held}: it starts once that job has ended (a paused job keeps its slot)"
-    named = [{"id": h["_id"], "state": h["state"]} for h in holders]
     return {"waiting_for": "org_slot", "reason": text, "holders": named, "limit": limit}
 
 
@@ -43,8 +48,7 @@ def _jobs(n: int, kind: str) -> str:
 
 def reason(kind: str, limit: int | None, holders: list[dict[str, Any]], position: int, max_running: int) -> dict[str, Any]:
     """The ``queue`` of a job at ``position`` (1 = next) in its org's queue of ``kind``."""
-    named = [{"id": h["_id"], "state": h["state"]} for h in holders]
-    held = ", ".join(f"{h['_id']} ({STATE_WORDS.get(h['state'], h['state'])})" for h in holders)
+    named, held = _holders(holders)
     if limit is not None and len(holders) + position - 1 >= limit and holders:
         if limit == 1:
             text = f"the org's {kind} slot is held by job {held}"
