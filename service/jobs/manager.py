@@ -24,7 +24,7 @@ from ..settings import Settings
 from ..store.clock import DbClock
 from ..store.db import Database
 from ..typedefs import DB_KEY, MANAGER_KEY, METRICS_KEY, SETTINGS_KEY
-from .repo import Claim, ControlResult, JobRepo
+from .repo import Claim, ControlResult, JobRepo, rollback_needs_slot
 from .reservations import QUEUED, STREAMS, Reservations
 from .runner import Kind, Runner
 from .states import DOWNLOAD_ENDED, ROLLING_BACK, USER_TRANSITIONS, JobState, values
@@ -287,7 +287,7 @@ class JobManager:
         that kind (a teams rollback deleting a user that job is adding). A job
         that never started wrote nothing: its rollback runs at once."""
         limit = self.kinds[job["kind"]].org_limit(self.settings)
-        if job["state"] not in values(ROLLING_BACK) or limit is None or job.get("started_at") is None:
+        if limit is None or not rollback_needs_slot(job):
             return True
         return await self.repo.rollback_blockers(job["org_id"], job["kind"], job["_id"]) < limit
 

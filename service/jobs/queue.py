@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..settings import Settings
-from .repo import JobRepo
-from .states import ROLLING_BACK, JobState
+from .repo import JobRepo, rollback_needs_slot
+from .states import JobState
 
 # What a person calls a holder's state.
 STATE_WORDS = {
@@ -27,12 +27,6 @@ def _holders(holders: list[dict[str, Any]]) -> tuple[list[dict[str, str]], str]:
     """The holders as the API lists them, and in words."""
     named = [{"id": h["_id"], "state": h["state"]} for h in holders]
     return named, ", ".join(f"{h['_id']} ({STATE_WORDS.get(h['state'], h['state'])})" for h in holders)
-
-
-def _may_wait_for_slot(doc: dict[str, Any]) -> bool:
-    """A rollback or undo that no runner has, of a job that had started: one
-    that never started wrote nothing and rolls back at once."""
-    return JobState(doc["state"]) in ROLLING_BACK and not doc.get("owner") and doc.get("started_at") is not None
 
 
 def _slot_taken(doc: dict[str, Any], limit: int, holders: list[dict[str, Any]]) -> dict[str, Any]:
@@ -77,7 +71,7 @@ async def explain(repo: JobRepo, kinds: Mapping[str, Any], settings: Settings, d
     for doc in docs:
         if doc["state"] == JobState.QUEUED.value:
             groups.setdefault((doc["org_id"], doc["kind"]), []).append(doc)
-        elif _may_wait_for_slot(doc):
+        elif not doc.get("owner") and rollback_needs_slot(doc):  # no runner has it
             known = kinds.get(doc["kind"])
             limit = known.org_limit(settings) if known is not None else None
             if limit is not None:

@@ -40,6 +40,14 @@ PROGRESS_FIELDS = ("progress", "checkpoint", "errors", "lease_until", "rollback"
 _UNLEASED: dict[str, Any] = {"$or": [{"lease_until": None}, {"lease_until": {"$exists": False}}]}
 
 
+def rollback_needs_slot(job: dict[str, Any]) -> bool:
+    """A rollback (or undo) that must wait for its org's slot of its kind while
+    the slot is taken: one of a job that had started. A job that never started
+    wrote nothing and rolls back at once (JobManager._may_run; the queue's
+    ``waiting`` says why such a rollback has not begun)."""
+    return job["state"] in _values(ROLLING_BACK) and job.get("started_at") is not None
+
+
 def _rollback_blockers(org_id: str, kind: str, job_id: str) -> dict[str, Any]:
     return {
         "org_id": org_id,
