@@ -216,9 +216,11 @@ def cpu_workers() -> int:
     return max(1, min(cpus, MAX_CPU_WORKERS))
 
 
-def _number(convert: Callable[[str], float], what: str, low: float, high: float, unit: str = "") -> Callable[[str, str], Any]:
-    """A number of ``convert``'s type between ``low`` and ``high`` (a low of 0
-    for days means more than 0)."""
+def _number(
+    convert: Callable[[str], float], what: str, low: float, high: float, unit: str = "", above_low: bool = False
+) -> Callable[[str, str], Any]:
+    """A number of ``convert``'s type between ``low`` and ``high`` (more than
+    ``low`` when ``above_low``)."""
     units = f" {unit}" if unit else ""
     shown = [f"{b:g}" if isinstance(b, float) else str(b) for b in (low, high)]
 
@@ -227,8 +229,8 @@ def _number(convert: Callable[[str], float], what: str, low: float, high: float,
             value = convert(raw)
         except ValueError:
             raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
-        if unit == "days" and not low < value <= high:
-            raise ConfigError(f"{name} must be more than {shown[0]} and at most {shown[1]} days, got {raw}")
+        if above_low and not low < value <= high:
+            raise ConfigError(f"{name} must be more than {shown[0]} and at most {shown[1]}{units}, got {raw}")
         if not low <= value <= high:
             raise ConfigError(f"{name} must be between {shown[0]} and {shown[1]}{units}, got {raw}")
         return value
@@ -245,7 +247,7 @@ def _seconds(low: float, high: float) -> Callable[[str, str], float]:
 
 
 def _days() -> Callable[[str, str], float]:
-    return _number(float, "a number of days", 0, 36500, "days")
+    return _number(float, "a number of days", 0, 36500, "days", above_low=True)
 
 
 def _choice(choices: tuple[str, ...], case: Callable[[str], str] = str.upper) -> Callable[[str, str], str]:
