@@ -24,7 +24,7 @@ to forgive."""
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 import aiohttp
@@ -51,6 +51,7 @@ class Checker:
         self.timings: dict[str, float] = {}
         self.docs: dict[str, list[dict]] = {}
         self.chunks: dict[str, dict[Any, int]] = {}
+        self.rendered: dict[tuple, str] = {}  # (import, columns) -> its rows' CSV
 
     def fail(self, invariant: str, job: str | None, detail: str, *docs: Any) -> None:
         self.violations.append(Violation(invariant, job, detail, list(docs)))
@@ -85,6 +86,18 @@ class Checker:
                 counts[chunk.get("files_id")] += 1
             self.chunks[bucket] = counts
         self.job_ids = {d["_id"] async for d in db["jobs"].find({}, {"_id": 1})}
+        # Indexed once by job (a run of an hour has thousands of jobs and tens of
+        # thousands of documents: a scan per job would make the checks quadratic).
+        self.by_job: dict[str, dict[Any, list[dict]]] = {}
+        for name, docs in self.docs.items():
+            index: dict[Any, list[dict]] = defaultdict(list)
+            for d in docs:
+                owners = {d.get("job_id"), (d.get("metadata") or {}).get("job_id")} - {None}
+                if name == "undo_log":
+                    owners.add(str(d["_id"]).partition(":")[0])
+                for owner in owners:
+                    index[owner].append(d)
+            self.by_job[name] = index
 
     def jobs(self, kind: str, state: str | None = None) -> list[Job]:
         return [
@@ -106,7 +119,7 @@ class Checker:
                 continue
             docs = self.records.get(job.id, [])
             rows = [d.get("row") for d in docs]
-            dupes = sorted({r for r in rows if rows.count(r) > 1})
+            dupes = sorted(r for r, n in Counter(rows).items() if n > 1)
             if dupes:
                 self.fail(
                     "import-rows-once",
@@ -147,9 +160,7 @@ class Checker:
     # -- leftovers ---------------------------------------------------------
 
     def tagged(self, collection: str, job_id: str) -> list[dict]:
-        return [
-            d for d in self.docs[collection] if d.get("job_id") == job_id or (d.get("metadata") or {}).get("job_id") == job_id
-        ]
+        return self.by_job[collection].get(job_id, [])
 
     async def leftovers(self) -> None:
         for job in self.driver.by_id.values():
@@ -158,7 +169,7 @@ class Checker:
             state = self.state(job)
             # A completed teams job keeps its undo entries for its undo window
             # (JOB_UNDO_DAYS); any other final job has none left.
-            undo = [d for d in self.docs["undo_log"] if d["_id"].startswith(f"{job.id}:")]
+            undo = [d for d in self.by_job["undo_log"].get(job.id, []) if str(d["_id"]).startswith(f"{job.id}:")]
             if undo and not (state == "completed" and job.kind == "teams"):
                 self.fail("left-nothing", job.id, f"{state} {job.kind} job left {len(undo)} undo entries", *undo)
             uploads = self.tagged("uploads.files", job.id)
@@ -304,7 +315,7 @@ class Checker:
         given = [(i, imports[i].input) for i in named]
         if not all(isinstance(g, ImportInput) for _, g in given):
             return None
-        return export_csv(columns, given)  # type: ignore[arg-type]
+        return export_csv(columns, given, self.rendered)  # type: ignore[arg-type]
 
     async def exports(self) -> None:
         for job in self.jobs("export", "completed"):

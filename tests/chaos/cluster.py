@@ -103,15 +103,19 @@ class Cluster:
 
     # -- faults ------------------------------------------------------------
 
-    async def fault(self, kind: str, args: dict) -> None:
+    async def fault(self, kind: str, args: dict) -> bool:
+        """Inject one fault and undo it after ``down`` seconds; False when its
+        target is already down or stopped (a fault of another lane)."""
         down = float(args.get("down", 0))
         if kind == "db":
+            if not self.db_up:
+                return False
             await self._db_outage(down, bool(args.get("abrupt")))
-            return
+            return True
         name = args["replica"]
         proc = self.replicas[name]
         if name in self.down or name in self.stopped:
-            return
+            return False
         window = Window(kind, name, time.time())
         self.windows.append(window)
         try:
@@ -140,6 +144,7 @@ class Cluster:
                 await self._restart(name)
         finally:
             window.end = time.time()
+        return True
 
     async def _restart(self, name: str) -> None:
         await asyncio.to_thread(self.replicas[name].start)

@@ -19,6 +19,7 @@ import asyncio
 import datetime as dt
 import random
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -168,18 +169,27 @@ class Driver:
         await self.at(self.plan.duration)
 
     async def nemesis(self) -> None:
+        lanes: dict[int, list[Event]] = defaultdict(list)
         for event in self.plan.events:
-            if event.what != "fault":
-                continue
+            if event.what == "fault":
+                lanes[event.args.get("lane", 0)].append(event)
+        await asyncio.gather(*(self.lane(events) for events in lanes.values()))
+
+    async def lane(self, events: list[Event]) -> None:
+        """One lane's faults, one at a time in the plan's order."""
+        for event in events:
             await self.at(event.t)
             if self.now() > self.plan.duration:
                 break
             kind, args = event.args["kind"], dict(event.args)
             if args.get("replica") == "owner":
                 args["replica"] = self.newest_owner() or args["fallback"]
-            self.log(f"{self.now():7.2f}s fault {kind} {args}")
-            self.count(f"fault.{kind}")
-            await self.cluster.fault(kind, args)
+            started = self.now()
+            if await self.cluster.fault(kind, args):
+                self.log(f"{started:7.2f}s fault {kind} {args}")
+                self.count(f"fault.{kind}")
+            else:
+                self.count("fault.skipped (target already down)")
 
     def newest_owner(self) -> str | None:
         live = [j for j in self.jobs.values() if j.owner in self.cluster.replicas and j.state not in FINAL]

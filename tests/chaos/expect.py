@@ -26,16 +26,25 @@ def cell(value) -> str:
     return "'" + text if isinstance(value, str) and text.startswith(FORMULA_STARTS) else text
 
 
-def export_csv(columns: list[str], imports: Iterable[tuple[str, ImportInput]]) -> bytes:
+def export_csv(columns: list[str], imports: Iterable[tuple[str, ImportInput]], cache: dict | None = None) -> bytes:
     """An export of the given completed imports: their good rows in _id order,
-    which is the import's id, then the row number (zero-padded in the _id)."""
+    which is the import's id, then the row number (zero-padded in the _id).
+    ``cache`` (import id -> its rows' CSV) spares a long run rendering every
+    import again for each export that names it."""
+    cache = {} if cache is None else cache
+    parts = [_csv_line(columns)]
+    for job_id, given in sorted(imports, key=lambda pair: pair[0]):
+        key = (job_id, tuple(columns))
+        if key not in cache:
+            cache[key] = "".join(_csv_line([cell(given.good[row].get(c)) for c in columns]) for row in sorted(given.good))
+        parts.append(cache[key])
+    return "".join(parts).encode("utf-8")
+
+
+def _csv_line(cells: list[str]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(columns)
-    for _, given in sorted(imports, key=lambda pair: pair[0]):
-        for row in sorted(given.good):
-            writer.writerow([cell(given.good[row].get(c)) for c in columns])
-    return out.getvalue().encode("utf-8")
+    csv.writer(out, lineterminator="\r\n").writerow(cells)
+    return out.getvalue()
 
 
 def team_id(org: str, name: str) -> str:
@@ -70,14 +79,15 @@ class TeamsModel:
             for row in sheet.rows:
                 if row.valid and row.manager_name:
                     model.any_names[user_id(org, row.manager)].add(row.manager_name)
+        keys = {j: [fold(r.team) for r in s.rows] for j, s in everyone.items()}
         for job, (sheet, errors) in sorted(completed.items()):
-            keys_here = [fold(r.team) for r in sheet.rows]
+            keys_here = keys[job]
             for row in sheet.rows:
                 key = fold(row.team)
                 if row.row in errors:
                     if not row.valid:
                         continue
-                    elsewhere = any(key in {fold(r.team) for r in s.rows} for j, s in everyone.items() if j != job)
+                    elsewhere = any(key in keys[j] for j in everyone if j != job)
                     if not (elsewhere or keys_here.count(key) > 1):
                         model.problems.append(
                             (job, "row refused", f"row {row.row} ({row.team!r}) is valid and its team is in no other sheet")

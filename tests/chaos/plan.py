@@ -73,7 +73,7 @@ def _pick(rng: random.Random, weighted: tuple[tuple[str, int], ...]) -> str:
     return rng.choices([w[0] for w in weighted], [w[1] for w in weighted])[0]
 
 
-def generate(seed: int, duration: float) -> Plan:
+def generate(seed: int, duration: float, lanes: int = 1) -> Plan:
     rng = random.Random(seed)
     replicas = list(REPLICAS)
     events: list[Event] = []
@@ -130,11 +130,30 @@ def generate(seed: int, duration: float) -> Plan:
             )
         t += rng.expovariate(1 / 1.0)
 
-    # Faults, one at a time, none in the first seconds nor past the end.
+    # Faults, one at a time in each lane, none in the first seconds nor past the
+    # end. One lane by default (CI's seeds); ``lanes`` > 1 adds lanes of replica
+    # faults that overlap the first, and a lane of its own for the database, so a
+    # long run injects thousands (a fault whose replica is already down or
+    # stopped is skipped and counted as such).
+    for lane in range(max(1, lanes)):
+        events += _faults(rng, duration, replicas, lane, lanes > 1)
+    events.sort(key=lambda e: e.t)
+    return Plan(seed, duration, events)
+
+
+def _faults(rng: random.Random, duration: float, replicas: list[str], lane: int, overlapping: bool) -> list[Event]:
+    """One lane of faults. Lane 0 of a single-lane plan mixes every kind; with
+    overlapping lanes, lane 0 is the database's and the others the replicas'."""
+    events: list[Event] = []
+    kinds = FAULTS
+    if overlapping:
+        kinds = tuple(f for f in FAULTS if (f[0] == "db") == (lane == 0))
     t = 4 + rng.uniform(0, 3)
     while t < duration - 2:
-        kind = _pick(rng, FAULTS)
-        args = {"kind": kind}
+        kind = _pick(rng, kinds)
+        args: dict[str, Any] = {"kind": kind}
+        if overlapping:
+            args["lane"] = lane
         if kind == "db":
             args.update(down=round(rng.choice((rng.uniform(2, 6), rng.uniform(8, 14))), 1), abrupt=rng.random() < 0.5)
         else:
@@ -149,6 +168,7 @@ def generate(seed: int, duration: float) -> Plan:
             else:  # clock_step
                 args["down"] = round(2 * LEASE_SECONDS + rng.uniform(0.5, 3), 1)
         events.append(Event(round(t, 2), "fault", args))
-        t += args["down"] + rng.uniform(2, 6)
-    events.sort(key=lambda e: e.t)
-    return Plan(seed, duration, events)
+        # The database's own lane rests longer: a database down most of the
+        # time would leave nothing to interleave with.
+        t += args["down"] + (rng.uniform(10, 25) if overlapping and lane == 0 else rng.uniform(2, 6))
+    return events

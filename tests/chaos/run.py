@@ -78,7 +78,7 @@ class Result:
         return "\n".join(
             [
                 f"CHAOS RUN FAILED: seed {self.plan.seed}, duration {self.plan.duration:g} s "
-                f"(replay: python bench/chaos.py --seed {self.plan.seed} --duration {self.plan.duration:g})",
+                f"(replay: python bench/chaos.py --replay {self.log_dir}/schedule.json)",
                 f"first violated invariant: {first.describe()}",
                 *(f"also: {v.describe()}" for v in self.violations[1:10]),
                 f"replica and database logs, schedule.json (for --replay): {self.log_dir}",
@@ -165,13 +165,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--duration", type=float, default=90, help="seconds of work and faults (then the run settles and checks)")
+    p.add_argument(
+        "--lanes",
+        type=int,
+        default=1,
+        help="fault lanes: 1 (one fault at a time, CI's runs) or more (the database's own lane plus lanes of replica faults that overlap)",
+    )
     p.add_argument("--replay", type=Path, help="a schedule saved as JSON (--save-schedule); overrides --seed/--duration")
     p.add_argument("--save-schedule", type=Path, help="write the schedule as JSON here")
     p.add_argument("--print-schedule", action="store_true", help="print the schedule and exit")
     p.add_argument("--markdown", type=Path, help="write the summary as markdown here")
     p.add_argument("--keep-logs", type=Path, help="keep the replicas' logs in this directory")
     args = p.parse_args(argv)
-    plan = Plan.from_json(args.replay.read_text()) if args.replay else generate(args.seed, args.duration)
+    plan = Plan.from_json(args.replay.read_text()) if args.replay else generate(args.seed, args.duration, args.lanes)
     if args.save_schedule:
         args.save_schedule.write_text(plan.to_json())
     if args.print_schedule:
