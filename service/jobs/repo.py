@@ -422,7 +422,9 @@ class JobRepo:
         returns the job's state, rev and epoch, or None when this runner lost it."""
         update: dict[str, Any] = {"$set": {"progress": progress, "checkpoint": checkpoint, "lease_until": self.lease_until()}}
         if new_errors:
-            update["$push"] = {"errors": {"$each": new_errors}}
+            # $addToSet: errors re-sent after a save whose answer was lost
+            # (JobContext.persist) are not listed twice.
+            update["$addToSet"] = {"errors": {"$each": new_errors}}
         result = await self.runs.update_one({"_id": job_id, "epoch": epoch}, update)
         if result.matched_count == 0:
             return None

@@ -125,6 +125,7 @@ class JobContext:
         self.completion: dict[str, Any] = {}
         self.rolling_back = False
         self._errors_kept = len(job.get("errors") or [])
+        self._unsaved_errors: list[dict[str, Any]] = []
         self._rate_since = (time.monotonic(), self.progress.get("processed", 0))
 
     # -- what job code reads and writes ------------------------------------------
@@ -271,8 +272,13 @@ class JobContext:
         current state."""
         if position is not None:
             self.position = position
-        room = max(0, MAX_ERRORS_KEPT - self._errors_kept)
-        kept = list(errors[:room])
+        room = max(0, MAX_ERRORS_KEPT - self._errors_kept - len(self._unsaved_errors))
+        # A save whose answer was lost leaves its batch's errors unsaved: the
+        # step goes on from the position it tried to save (its writes landed),
+        # so the next save carries them. Errors are added as a set: one that
+        # did land is not added twice.
+        kept = self._unsaved_errors + list(errors[:room])
+        self._unsaved_errors = kept
         self._update_rates()
         runner = self._runner
         runner.manager.metrics.progress(self)
@@ -281,6 +287,7 @@ class JobContext:
         if doc is None:
             runner.lose()
             raise JobStopped("another replica owns this job now")
+        self._unsaved_errors = []
         self._errors_kept += len(kept)
         runner.lease_renewed(sent)
         runner.apply(doc)

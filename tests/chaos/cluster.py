@@ -66,6 +66,10 @@ class Cluster:
     windows: list[Window] = field(default_factory=list)
     stopped: set[str] = field(default_factory=set)  # SIGSTOPped now
     down: set[str] = field(default_factory=set)  # not running now
+    # Under a fault now, from its first signal to its restart: a SIGTERMed
+    # replica still shutting down is not yet "down", and another lane must not
+    # kill it meanwhile (two lanes would restart it twice).
+    faulted: set[str] = field(default_factory=set)
     db_up: bool = True
 
     @property
@@ -114,8 +118,9 @@ class Cluster:
             return True
         name = args["replica"]
         proc = self.replicas[name]
-        if name in self.down or name in self.stopped:
+        if name in self.faulted or name in self.down or name in self.stopped:
             return False
+        self.faulted.add(name)
         window = Window(kind, name, time.time())
         self.windows.append(window)
         try:
@@ -144,6 +149,7 @@ class Cluster:
                 await self._restart(name)
         finally:
             window.end = time.time()
+            self.faulted.discard(name)
         return True
 
     async def _restart(self, name: str) -> None:

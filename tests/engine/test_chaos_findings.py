@@ -14,6 +14,7 @@ from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, Operat
 from service.errors import InvalidTransition, JobFailed
 from service.jobs.fence import Units
 from service.jobs.model import new_job_id
+from service.jobs.repo import JobRepo
 from service.jobs.runner import JobContext, Kind
 
 from ..support.helpers import make_csv, start_import, wait_for_state
@@ -168,3 +169,34 @@ async def test_a_write_left_in_doubt_is_settled_before_the_step_runs_again_not_r
     assert runs == 2 and after == seen["before"] == 4, "a replayed reset deleted the file written after it"
     await replica.manager.control("org-a", job_id, "terminate")
     await wait_job(db, job_id, lambda j: j["state"] == "terminated", "the job to end")
+
+
+@pytest.mark.parametrize("landed", [True, False], ids=["landed", "lost"])
+async def test_a_checkpoint_whose_answer_was_lost_keeps_its_batchs_row_errors_once(client, db, monkeypatch, landed):
+    """Chaos run with overlapping faults (seed 7, four lanes): a teams job's
+    checkpoint lost its connection; the step ran again from the position it had
+    tried to save, and the row errors of that batch were never written: the job
+    completed with five rows neither created nor reported. Whether the lost
+    write landed or not, every bad row is reported once and `failed` counts
+    exactly the rows reported."""
+    real = JobRepo.save_progress
+    broken = 0
+
+    async def save_progress(self, job_id, epoch, progress, checkpoint, new_errors):
+        nonlocal broken
+        if new_errors and broken == 0:
+            broken += 1
+            if landed:
+                await real(self, job_id, epoch, progress, checkpoint, new_errors)
+            raise AutoReconnect("connection closed")
+        return await real(self, job_id, epoch, progress, checkpoint, new_errors)
+
+    monkeypatch.setattr(JobRepo, "save_progress", save_progress)
+    lines = ["id,name,day"] + [f"{'x' if i % 7 == 0 else i},name {i},2017-01-01" for i in range(1, 101)]
+    job = await start_import(client, ("\n".join(lines) + "\n").encode(), types="id:int", batch_size=10, max_errors=1000)
+    done = await wait_for_state(client, job["id"], "completed", "failed")
+    assert broken == 1
+    assert done["state"] == "completed", done.get("error")
+    reported = [e["line"] for e in done["errors"]]
+    assert sorted(reported) == [i + 1 for i in range(7, 101, 7)], "each bad row reported, once"
+    assert done["progress"]["failed"] == len(reported)
