@@ -73,7 +73,6 @@ class Settings:
     max_event_streams_per_org: int = 100
     result_retention_days: float = 7.0
     job_retention_days: float = 30.0
-    retention_sweep_seconds: float = 3600.0
     # How long an upload, or chunks without a files document, may have no job
     # before the sweep reclaims them (judged from the upload's start); longer
     # than the longest upload.
@@ -575,13 +574,6 @@ SETTINGS: tuple[Setting, ...] = (
         _days(),
         "`30`",
         "finished jobs that may be deleted (see Storage and retention) are deleted this many days after they finished",
-        VALUE,
-    ),
-    Setting(
-        "RETENTION_SWEEP_SECONDS",
-        _seconds(1, 86400),
-        "`3600`",
-        "how often each replica sweeps for expired results and jobs",
         VALUE,
     ),
     Setting(
