@@ -117,7 +117,6 @@ class Settings:
     auth_jwt_audience: str = ""
     auth_org_claim: str = "org_id"
     auth_roles_claim: str = "roles"
-    auth_jwks_min_refresh_seconds: float = 60.0
     # How long cached JWKS keys are trusted after the last good read: past it,
     # while the provider stays unreachable, tokens are refused with a 503.
     auth_jwks_max_stale_seconds: float = 86400.0
@@ -657,7 +656,7 @@ SETTINGS: tuple[Setting, ...] = (
         "AUTH_JWKS_MAX_STALE_SECONDS",
         _seconds(1, 30 * 86400),
         "`86400`",
-        "how long cached JWKS keys are trusted after the last successful read while the provider is unreachable; past it, JWTs are refused with a 503 (API keys keep working) until a read succeeds. The JWKS is re-read at least every half of this (and at least hourly)",
+        "how long cached JWKS keys are trusted after the last successful read while the provider is unreachable; past it, JWTs are refused with a 503 (API keys keep working) until a read succeeds. The JWKS is re-read at least every half of this (and at least hourly), and never more than once a minute",
         VALUE,
     ),
     Setting(
@@ -700,13 +699,6 @@ SETTINGS: tuple[Setting, ...] = (
         _pattern(r"[A-Za-z0-9_:./-]{1,100}", "a role name"),
         "`collect-jobs:support`",
         "the roles-claim value that may act in any organisation named in `X-Org-Id`. On a shared identity provider, map it only to this application's own role (e.g. a client role of this service's client, emitted only in tokens whose `aud` is this service), never to a generic `support` group other applications use",
-        VALUE,
-    ),
-    Setting(
-        "AUTH_JWKS_MIN_REFRESH_SECONDS",
-        _seconds(0, 86400),
-        "`60`",
-        "least time between two reads of the JWKS (an unknown `kid` triggers one)",
         VALUE,
     ),
     Setting(
