@@ -11,7 +11,7 @@ after that the sweep requests its terminate, through the same guarded
 transition as a user's, so its rollback removes what it wrote (and the job,
 now terminated, expires like any other).
 
-Each replica sweeps every RETENTION_SWEEP_SECONDS:
+Each replica sweeps when it starts and then every SWEEP_SECONDS (an hour):
 
 - export files of jobs that finished more than RESULT_RETENTION_DAYS ago;
 - the undo window of completed imports and teams jobs that finished more than
@@ -66,6 +66,11 @@ from .typedefs import DB_KEY, MANAGER_KEY, SETTINGS_KEY
 log = logging.getLogger(__name__)
 
 SWEEP_CHUNK = 200
+# How often each replica sweeps. Fixed, not a setting: every retention period is
+# counted in days (UPLOAD_GRACE_SECONDS in hours), so an hour more or less
+# before a sweep finds what expired changes nothing an operator could want,
+# and a sweep's cost is the work it finds, not how often it looks.
+SWEEP_SECONDS = 3600.0
 COMPLETED, TERMINATED, FAILED = JobState.COMPLETED.value, JobState.TERMINATED.value, JobState.FAILED.value
 UNDONE = JobState.UNDONE.value
 # Finished jobs that may be deleted (see the module docstring): each kind says
@@ -228,8 +233,6 @@ async def retention_ctx(app: web.Application) -> AsyncIterator[None]:
     def failed(exc: Exception) -> None:  # an outage: the next sweep retries
         log.warning("retention sweep failed: %s", exc)
 
-    task = asyncio.create_task(
-        repeat(lambda: sweep(db, settings, repo=repo), settings.retention_sweep_seconds, failed), name="retention-sweeper"
-    )
+    task = asyncio.create_task(repeat(lambda: sweep(db, settings, repo=repo), SWEEP_SECONDS, failed), name="retention-sweeper")
     yield
     await stop(task)

@@ -73,7 +73,6 @@ class Settings:
     max_event_streams_per_org: int = 100
     result_retention_days: float = 7.0
     job_retention_days: float = 30.0
-    retention_sweep_seconds: float = 3600.0
     # How long an upload, or chunks without a files document, may have no job
     # before the sweep reclaims them (judged from the upload's start); longer
     # than the longest upload.
@@ -118,7 +117,6 @@ class Settings:
     auth_jwt_audience: str = ""
     auth_org_claim: str = "org_id"
     auth_roles_claim: str = "roles"
-    auth_jwks_min_refresh_seconds: float = 60.0
     # How long cached JWKS keys are trusted after the last good read: past it,
     # while the provider stays unreachable, tokens are refused with a 503.
     auth_jwks_max_stale_seconds: float = 86400.0
@@ -578,13 +576,6 @@ SETTINGS: tuple[Setting, ...] = (
         VALUE,
     ),
     Setting(
-        "RETENTION_SWEEP_SECONDS",
-        _seconds(1, 86400),
-        "`3600`",
-        "how often each replica sweeps for expired results and jobs",
-        VALUE,
-    ),
-    Setting(
         "FAILED_JOB_RETENTION_DAYS",
         _days(),
         "`30`",
@@ -665,7 +656,7 @@ SETTINGS: tuple[Setting, ...] = (
         "AUTH_JWKS_MAX_STALE_SECONDS",
         _seconds(1, 30 * 86400),
         "`86400`",
-        "how long cached JWKS keys are trusted after the last successful read while the provider is unreachable; past it, JWTs are refused with a 503 (API keys keep working) until a read succeeds. The JWKS is re-read at least every half of this (and at least hourly)",
+        "how long cached JWKS keys are trusted after the last successful read while the provider is unreachable; past it, JWTs are refused with a 503 (API keys keep working) until a read succeeds. The JWKS is re-read at least every half of this (and at least hourly), and never more than once a minute",
         VALUE,
     ),
     Setting(
@@ -708,13 +699,6 @@ SETTINGS: tuple[Setting, ...] = (
         _pattern(r"[A-Za-z0-9_:./-]{1,100}", "a role name"),
         "`collect-jobs:support`",
         "the roles-claim value that may act in any organisation named in `X-Org-Id`. On a shared identity provider, map it only to this application's own role (e.g. a client role of this service's client, emitted only in tokens whose `aud` is this service), never to a generic `support` group other applications use",
-        VALUE,
-    ),
-    Setting(
-        "AUTH_JWKS_MIN_REFRESH_SECONDS",
-        _seconds(0, 86400),
-        "`60`",
-        "least time between two reads of the JWKS (an unknown `kid` triggers one)",
         VALUE,
     ),
     Setting(

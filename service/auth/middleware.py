@@ -149,9 +149,7 @@ async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
     async with aiohttp.ClientSession() as session:
         verifier = None
         if settings.auth_jwks_url:
-            cache = JwksCache(
-                settings.auth_jwks_url, session, settings.auth_jwks_min_refresh_seconds, settings.auth_jwks_max_stale_seconds
-            )
+            cache = JwksCache(settings.auth_jwks_url, session, settings.auth_jwks_max_stale_seconds)
             verifier = JwtVerifier(cache, settings.auth_jwt_issuer, settings.auth_jwt_audience)
         elif settings.auth_jwt_public_key:
             verifier = JwtVerifier(StaticKey(settings.auth_jwt_public_key), settings.auth_jwt_issuer, settings.auth_jwt_audience)

@@ -1,7 +1,7 @@
 """JWTs of the platform's identity provider, verified with PyJWT against a static
 PEM key or the provider's JWKS. The JWKS is fetched with aiohttp (PyJWKClient's
 urllib would block the event loop), cached, and fetched again when a token names
-a key id it does not hold, at most once per AUTH_JWKS_MIN_REFRESH_SECONDS: a
+a key id it does not hold, at most once per JWKS_MIN_REFRESH_SECONDS: a
 flood of made-up key ids cannot turn into a flood of requests to the provider."""
 
 from __future__ import annotations
@@ -23,6 +23,11 @@ ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384")
 FAMILY = {"RSA": ("RS256", "RS384", "RS512"), "EC": ("ES256", "ES384")}
 LEEWAY_SECONDS = 30  # clock skew tolerated on exp, nbf and iat
 JWKS_MAX_AGE_SECONDS = 3600  # keys are re-read this often even without an unknown kid
+# Least time between two reads of the JWKS, whatever asks (an unknown kid, keys
+# due for a re-read). Fixed, not a setting: it only stops made-up key ids from
+# becoming a flood of requests to the provider, and a minute suits every
+# provider (a key rotated in is accepted within a minute of its first token).
+JWKS_MIN_REFRESH_SECONDS = 60.0
 FETCH_TIMEOUT_SECONDS = 5
 
 
@@ -38,10 +43,10 @@ class KeysUnavailable(Exception):
 class JwksCache:
     """The provider's signing keys by key id, refreshed on demand."""
 
-    def __init__(self, url: str, session: aiohttp.ClientSession, min_refresh_seconds: float, max_stale_seconds: float) -> None:
+    def __init__(self, url: str, session: aiohttp.ClientSession, max_stale_seconds: float) -> None:
         self.url = url
         self.session = session
-        self.min_refresh_seconds = min_refresh_seconds
+        self.min_refresh_seconds = JWKS_MIN_REFRESH_SECONDS
         self.max_stale_seconds = max_stale_seconds
         # Re-read well before the keys go stale, so one failed read is not fatal.
         self.max_age_seconds = min(JWKS_MAX_AGE_SECONDS, max_stale_seconds / 2)

@@ -8,6 +8,7 @@ import time
 
 from bson import ObjectId
 
+from service import retention
 from service.jobs.kinds.exports import result_file_id
 
 from ..support.helpers import control, make_csv, start_import, wait_for_state, wait_until_processed, wait_until_settled
@@ -73,8 +74,9 @@ async def test_only_finished_jobs_that_hold_nothing_can_be_deleted(client, db):
     assert (await client.delete(f"/api/v1/jobs/{ObjectId()}")).status == 404
 
 
-async def test_results_and_then_jobs_expire_while_completed_imports_stay(make_client, db):
-    client = await make_client(result_retention_days=1 * SECOND, job_retention_days=4 * SECOND, retention_sweep_seconds=1)
+async def test_results_and_then_jobs_expire_while_completed_imports_stay(make_client, db, monkeypatch):
+    monkeypatch.setattr(retention, "SWEEP_SECONDS", 1.0)  # the hourly sweep, every second
+    client = await make_client(result_retention_days=1 * SECOND, job_retention_days=4 * SECOND)
     imported = await start_import(client, make_csv(200))
     await wait_for_state(client, imported["id"], "completed")
     job = await export(client)

@@ -35,15 +35,15 @@ def test_a_full_configuration_is_read():
             "AUTH_JWT_AUDIENCE": "collect-jobs",
             "AUTH_ORG_CLAIM": "https://example.com/org",
             "AUTH_ROLES_CLAIM": "groups",
-            "AUTH_JWKS_MIN_REFRESH_SECONDS": "30",
+            "AUTH_JWKS_MAX_STALE_SECONDS": "7200",
             "AUTH_API_KEY_PEPPER": PEPPER,
         }
     )
     settings.check_auth()
-    assert (settings.auth_org_claim, settings.auth_roles_claim, settings.auth_jwks_min_refresh_seconds) == (
+    assert (settings.auth_org_claim, settings.auth_roles_claim, settings.auth_jwks_max_stale_seconds) == (
         "https://example.com/org",
         "groups",
-        30.0,
+        7200.0,
     )
     assert PEPPER not in repr(settings)
 
@@ -61,7 +61,7 @@ def test_a_pem_key_with_escaped_newlines_is_read():
         ({"AUTH_JWT_PUBLIC_KEY": "not a key"}, "AUTH_JWT_PUBLIC_KEY must be a PEM"),
         ({"AUTH_API_KEY_PEPPER": "short"}, "AUTH_API_KEY_PEPPER must be at least 32"),
         ({"AUTH_ORG_CLAIM": "org id"}, "AUTH_ORG_CLAIM must be a claim name"),
-        ({"AUTH_JWKS_MIN_REFRESH_SECONDS": "-1"}, "AUTH_JWKS_MIN_REFRESH_SECONDS must be between"),
+        ({"AUTH_JWKS_MAX_STALE_SECONDS": "-1"}, "AUTH_JWKS_MAX_STALE_SECONDS must be between"),
     ],
 )
 def test_bad_auth_settings_fail_fast_naming_the_variable(env, message):
