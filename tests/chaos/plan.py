@@ -169,6 +169,10 @@ def _faults(rng: random.Random, duration: float, replicas: list[str], lane: int,
                 args["down"] = round(2 * LEASE_SECONDS + rng.uniform(0.5, 3), 1)
         events.append(Event(round(t, 2), "fault", args))
         # The database's own lane rests longer: a database down most of the
-        # time would leave nothing to interleave with.
-        t += args["down"] + (rng.uniform(10, 25) if overlapping and lane == 0 else rng.uniform(2, 6))
+        # time would leave nothing to interleave with. Replica lanes rest less:
+        # a fault whose target another lane holds is skipped.
+        if not overlapping:
+            t += args["down"] + rng.uniform(2, 6)
+        else:
+            t += args["down"] + (rng.uniform(10, 25) if lane == 0 else rng.uniform(1, 3))
     return events
