@@ -26,6 +26,7 @@ from aiohttp import web
 from ..auth.identity import IDENTITY_KEY, Identity, Role, caller, check_role, public
 from ..errors import BadRequest, Gone, JobNotFound, NotFound
 from ..jobs.model import utcnow
+from ..jobs.params import ExportParams
 from ..typedefs import DB_KEY, MANAGER_KEY
 from .common import json_object, json_response, org_of, query_params
 from .exports import check_result, export_params, send_result, stream_export
@@ -88,14 +89,14 @@ async def create_download(request: web.Request, claim: Claim) -> web.Response:
         if not isinstance(spec["export"], dict):
             raise BadRequest("export must be an object with the export's options.", parameter="export")
         params = await export_params(request.app[MANAGER_KEY].repo, org_id, spec["export"])
-        ticket.update(kind="export", spec=spec["export"], filename=params["filename"])
+        ticket.update(kind="export", spec=spec["export"], filename=params.filename)
     else:
         job_id = spec["job_id"]
         if not isinstance(job_id, str) or not job_id:
             raise BadRequest("job_id must be the id of a completed export job.", parameter="job_id")
         job = await request.app[MANAGER_KEY].repo.get(org_id, job_id)
         check_result(job)
-        ticket.update(kind="result", job_id=job_id, filename=job["params"]["filename"])
+        ticket.update(kind="result", job_id=job_id, filename=ExportParams.from_doc(job["params"]).filename)
     now = utcnow()
     await request.app[DB_KEY].expire(request.app[DB_KEY].download_tickets, "expires_at", now)
     ticket.update(created_at=now, expires_at=now + dt.timedelta(seconds=TICKET_SECONDS), used_at=None)

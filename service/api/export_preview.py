@@ -28,6 +28,7 @@ from pymongo.errors import ExecutionTimeout
 
 from ..datasets import COMMITTED, WITH_FAILED
 from ..jobs.kinds.exports import CsvRenderer, export_query
+from ..jobs.params import ExportParams
 from ..jobs.repo import JobRepo
 from ..store.records import job_prefix, row_id
 
@@ -52,18 +53,17 @@ def _window(part: Part, start: int, rows: int) -> dict[str, str]:
     return {"$gte": row_id(part.prefix, start), "$lt": row_id(part.prefix, min(start + rows, part.rows + 1))}
 
 
-async def _parts(repo: JobRepo, org_id: str, params: dict[str, Any]) -> list[Part]:
-    states = WITH_FAILED if params.get("include_failed") else COMMITTED
-    wanted = set(params["jobs"])
+async def _parts(repo: JobRepo, org_id: str, params: ExportParams) -> list[Part]:
+    states = WITH_FAILED if params.include_failed else COMMITTED
+    wanted = set(params.jobs)
     return [
-        Part(job_prefix(org_id, params["dataset"], job["_id"]), int((job.get("params") or {}).get("rows") or 0))
-        async for job in repo.imports(org_id, params["dataset"], states)
+        Part(job_prefix(org_id, params.dataset, job["_id"]), int((job.get("params") or {}).get("rows") or 0))
+        async for job in repo.imports(org_id, params.dataset, states)
         if job["_id"] in wanted
     ]
 
 
-def _matches(params: dict[str, Any], doc: dict[str, Any]) -> bool:
-    field = params.get("date_field")
+def _matches(field: str | None, bounds: tuple[dt.datetime | None, dt.datetime | None], doc: dict[str, Any]) -> bool:
     if not field:
         return True
     value = (doc.get("data") or {}).get(field)
@@ -71,13 +71,14 @@ def _matches(params: dict[str, Any], doc: dict[str, Any]) -> bool:
         return False
     if value.tzinfo is None:  # a client without tz_aware reads naive UTC
         value = value.replace(tzinfo=dt.timezone.utc)
-    from_, to = params.get("bounds", (None, None))
+    from_, to = bounds
     return (from_ is None or value >= from_) and (to is None or value < to)
 
 
 class Preview:
-    def __init__(self, records: AsyncCollection, org_id: str, params: dict[str, Any], parts: list[Part]) -> None:
+    def __init__(self, records: AsyncCollection, org_id: str, params: ExportParams, parts: list[Part]) -> None:
         self.records, self.params, self.parts = records, params, parts
+        self.bounds = params.bounds()
         self.query = export_query(org_id, params)
         self.read = 0  # records read, and the seconds it took: the read rate
         self.read_seconds = 0.0
@@ -112,7 +113,7 @@ class Preview:
 
     async def count(self, total: int) -> dict[str, Any]:
         """The rows in range: exact where that is cheap, else estimated."""
-        if not self.params.get("date_field"):
+        if not self.params.date_field:
             return {"rows_in_range": total, "exact": True, "counted": "all rows of the dataset's imports, from their row counts"}
         if total <= SAMPLE_WINDOWS * WINDOW_ROWS:
             matched = 0
@@ -136,7 +137,7 @@ class Preview:
                 if position < part.rows:
                     docs = await self.window(part, position + 1, WINDOW_ROWS, False)
                     seen += len(docs)
-                    matched += sum(1 for d in docs if _matches(self.params, d))
+                    matched += sum(1 for d in docs if _matches(self.params.date_field, self.bounds, d))
                     break
                 position -= part.rows
         share = matched / seen if seen else 0.0
@@ -148,31 +149,28 @@ class Preview:
         }
 
 
-def _cells(params: dict[str, Any], docs: list[dict[str, Any]]) -> list[list[str]]:
+def _cells(params: ExportParams, docs: list[dict[str, Any]]) -> list[list[str]]:
     """The rows as the export writes them (the same renderer)."""
-    renderer = CsvRenderer(params["columns"], params["types"], params["neutralize"])
+    renderer = CsvRenderer(params.columns, params.types, params.neutralize)
     renderer.add(docs)
     return list(csv.reader(io.StringIO(renderer.take().decode("utf-8"), newline="")))
 
 
-async def preview(records: AsyncCollection, repo: JobRepo, org_id: str, params: dict[str, Any], total: int) -> dict[str, Any]:
+async def preview(records: AsyncCollection, repo: JobRepo, org_id: str, params: ExportParams, total: int) -> dict[str, Any]:
     """What POST /jobs/export?dry_run=true answers; ``params`` are those
     export_params() validated, ``total`` the dataset's rows (from its imports)."""
-    from ..csvio.schema import parse_datetime
-
-    params = {**params, "bounds": tuple(parse_datetime(params[k], clamp=True) if params.get(k) else None for k in ("from", "to"))}
     job = Preview(records, org_id, params, await _parts(repo, org_id, params))
     began = time.monotonic()
     first, complete = await job.first_rows()
     counted = await job.count(total)
     rows = _cells(params, first)
-    header_bytes = len((",".join(params["columns"]) + "\r\n").encode())
-    row_bytes = sum(len((",".join(r) + "\r\n").encode()) for r in rows) / len(rows) if rows else params.get("row_bytes") or 0
+    header_bytes = len((",".join(params.columns) + "\r\n").encode())
+    row_bytes = sum(len((",".join(r) + "\r\n").encode()) for r in rows) / len(rows) if rows else params.row_bytes
     rate = job.read / job.read_seconds if job.read_seconds > 0 and job.read else None
     return {
         "dry_run": True,
-        "dataset": params["dataset"],
-        "columns": params["columns"],
+        "dataset": params.dataset,
+        "columns": params.columns,
         **counted,
         "rows_read": total,
         "first_rows": rows,

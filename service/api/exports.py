@@ -18,6 +18,7 @@ from ..datasets import COMMITTED, WITH_FAILED, describe, import_ids
 from ..errors import BadRequest, Gone, InvalidTransition, NotFound
 from ..jobs.kinds.exports import ResponseSink, result_file_id
 from ..jobs.model import JobState, new_job_id
+from ..jobs.params import ExportParams
 from ..jobs.repo import JobRepo
 from ..store.files import ChunkReader
 from ..typedefs import DB_KEY, MANAGER_KEY
@@ -46,7 +47,7 @@ DISCONNECT_POLL_SECONDS = 0.5
 STREAM_PARAMS = FIELDS - {"dataset"}
 
 
-async def export_params(repo: JobRepo, org_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+async def export_params(repo: JobRepo, org_id: str, spec: dict[str, Any]) -> ExportParams:
     """Validates an export request against what the dataset really has. Only
     names found in the dataset and parsed dates reach the query."""
     unknown = sorted(set(spec) - FIELDS)
@@ -112,24 +113,23 @@ async def export_params(repo: JobRepo, org_id: str, spec: dict[str, Any]) -> dic
     neutralize = spec.get("neutralize_formulas", True)
     if not isinstance(neutralize, bool):
         raise BadRequest("neutralize_formulas must be true or false.", parameter="neutralize_formulas")
-    return {
-        "dataset": name,
-        "date_field": date_field,
-        "from": bounds["from"].isoformat() if "from" in bounds else None,
-        "to": bounds["to"].isoformat() if "to" in bounds else None,
-        "columns": fields,
-        "types": {c: dataset.types[c] for c in fields if c in dataset.types},
-        "neutralize": neutralize,
-        "batch_size": batch_size,
-        "row_bytes": dataset.row_bytes,
-        # The imports whose rows it reads, fixed when the export is created.
-        "jobs": await import_ids(repo, org_id, name, states),
-        "include_failed": include_failed,
+    return ExportParams(
+        dataset=name,
+        date_field=date_field,
+        from_=bounds["from"].isoformat() if "from" in bounds else None,
+        to=bounds["to"].isoformat() if "to" in bounds else None,
+        columns=fields,
+        types={c: dataset.types[c] for c in fields if c in dataset.types},
+        neutralize=neutralize,
+        batch_size=batch_size,
+        row_bytes=dataset.row_bytes,
+        jobs=await import_ids(repo, org_id, name, states),
+        include_failed=include_failed,
         # Without a date filter the dataset's size is already known from its
         # imports; only a filtered export has to count.
-        "expected_rows": None if bounds else dataset.rows,
-        "filename": f"{name}.csv",
-    }
+        expected_rows=None if bounds else dataset.rows,
+        filename=f"{name}.csv",
+    )
 
 
 @requires(Role.OPERATOR)
@@ -144,15 +144,20 @@ async def create_export(request: web.Request, claim: Claim) -> web.Response:
     manager = request.app[MANAGER_KEY]
     if bool_param(query, "dry_run", False):
         params = await export_params(manager.repo, org_id, spec)
-        total = params["expected_rows"] or await manager.repo.inserted(org_id, params["jobs"])
+        total = params.expected_rows or await manager.repo.inserted(org_id, params.jobs)
         body = await preview(request.app[DB_KEY].records, manager.repo, org_id, params, total)
         return json_response(body)
     async with manager.queue_slot(org_id, claim.resource_id):
-        params = await export_params(manager.repo, org_id, spec)
-        params["file_id"] = str(ObjectId())
+        params = (await export_params(manager.repo, org_id, spec)).replace(file_id=str(ObjectId()))
         await claim.bind(json_digest(spec))
         job = await manager.create(
-            {"_id": claim.resource_id, "org_id": org_id, "kind": "export", "created_by": caller(request).who(), "params": params},
+            {
+                "_id": claim.resource_id,
+                "org_id": org_id,
+                "kind": "export",
+                "created_by": caller(request).who(),
+                "params": params.to_doc(),
+            },
             progress={"processed": 0, "total": None, "bytes": 0, "percent": 0.0},
         )
     await audit.record(request, "job.create", job_id=job["_id"], state_after=job["state"])
@@ -195,23 +200,23 @@ async def post_stream_export(request: web.Request) -> web.StreamResponse:
     return await stream_export(request, org_id, params)
 
 
-async def stream_export(request: web.Request, org_id: str, params: dict[str, Any]) -> web.StreamResponse:
+async def stream_export(request: web.Request, org_id: str, params: ExportParams) -> web.StreamResponse:
     """The export streamed into the response as it is read: the download starts at
     once. It is a job (X-Job-Id): pause stalls the stream, terminate aborts it so
     the browser shows a failed download, and a client that leaves terminates it."""
-    params = {**params, "stream": True}
+    params = params.replace(stream=True)
     job_id = new_job_id()
     manager = request.app[MANAGER_KEY]
     async with manager.stream_slot(org_id, job_id):
         return await _stream(request, org_id, job_id, params)
 
 
-async def _stream(request: web.Request, org_id: str, job_id: str, params: dict[str, Any]) -> web.StreamResponse:
+async def _stream(request: web.Request, org_id: str, job_id: str, params: ExportParams) -> web.StreamResponse:
     manager = request.app[MANAGER_KEY]
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="{params["filename"]}"',
+            "Content-Disposition": f'attachment; filename="{params.filename}"',
             "X-Job-Id": job_id,
             "Cache-Control": "no-store",
         }
@@ -219,7 +224,7 @@ async def _stream(request: web.Request, org_id: str, job_id: str, params: dict[s
     response.enable_chunked_encoding()
     await response.prepare(request)
     runner = await manager.start_attached(
-        {"_id": job_id, "org_id": org_id, "kind": "export", "created_by": caller(request).who(), "params": params},
+        {"_id": job_id, "org_id": org_id, "kind": "export", "created_by": caller(request).who(), "params": params.to_doc()},
         {"processed": 0, "total": None, "bytes": 0, "percent": 0.0},
         ResponseSink(response, manager.settings.stream_idle_seconds),
     )
@@ -276,7 +281,7 @@ def if_range_holds(request: web.Request, etag: str) -> bool:
 
 def check_result(job: dict[str, Any]) -> None:
     """Whether a job has a stored result to download: 404, 410 or 409 if not."""
-    if job["kind"] != "export" or job["params"].get("stream"):
+    if job["kind"] != "export" or ExportParams.from_doc(job["params"]).stream:
         raise NotFound("Only background export jobs have a stored result.")
     if job["state"] == JobState.TERMINATED.value:
         raise Gone("This export was terminated and its file deleted.")
@@ -305,7 +310,7 @@ async def send_result(request: web.Request, job: dict[str, Any]) -> web.StreamRe
         status=status,
         headers={
             "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="{job["params"]["filename"]}"',
+            "Content-Disposition": f'attachment; filename="{ExportParams.from_doc(job["params"]).filename}"',
             "Accept-Ranges": "bytes",
             "ETag": etag,
         },

@@ -27,6 +27,7 @@ from ..csvio.schema import (
     split_specs,
 )
 from ..errors import BadRequest, InvalidCsv, PayloadTooLarge, RequestTimeout, TooManyRequests, UnsupportedMediaType
+from ..jobs.params import ImportParams
 from ..jobs.reservations import TOUCH_SECONDS, UPLOAD_BYTES, UPLOADS, Reservations
 from ..profiles import store as profiles
 from ..profiles.findings import compare_header
@@ -226,7 +227,7 @@ class Upload:
     sha256: str
 
     def params(self) -> dict[str, Any]:
-        """What every job that reads the upload keeps in its params."""
+        """What every job that reads the upload keeps in its params (UploadParams' fields)."""
         return {
             "filename": self.filename,
             "file_id": str(self.file_id),
@@ -442,22 +443,22 @@ async def _accept_import(
             "org_id": org_id,
             "kind": "import",
             "created_by": caller(request).who(),
-            "params": {
-                "dataset": options.dataset,
+            "params": ImportParams(
+                dataset=options.dataset,
                 **upload.params(),
-                "columns": header.columns,
-                "column_mapping": header.mapping,
-                "types": types,
-                "formats": formats,
-                "types_auto": options.auto,
-                "inferred_types": inferred,
-                "null_values": options.null_values,
-                "guard": options.guard,
-                "header_mode": options.header,
-                "batch_size": batch_size,
-                "on_error": on_error,
-                "max_errors": max_errors,
-            },
+                columns=header.columns,
+                column_mapping=header.mapping,
+                types=types,
+                formats=formats,
+                types_auto=options.auto,
+                inferred_types=inferred,
+                null_values=options.null_values,
+                guard=options.guard,
+                header_mode=options.header,
+                batch_size=batch_size,
+                on_error=on_error,
+                max_errors=max_errors,
+            ).to_doc(),
         },
         progress={"processed": 0, "total": upload.rows, "inserted": 0, "failed": 0, "percent": 0.0},
     )

@@ -12,6 +12,7 @@ from ..auth.identity import Role, caller, requires
 from ..csvio.records import RecordReader
 from ..csvio.schema import Header
 from ..errors import BadRequest, InvalidCsv
+from ..jobs.params import TeamsParams
 from ..teams.batch import check_batch
 from ..teams.review import TRACKED_ROWS, Review
 from ..teams.rows import RowError, RowParser, TeamRow, column_layout, parse_batch, supported_region
@@ -65,17 +66,16 @@ async def create_teams(request: web.Request, claim: Claim) -> web.Response:
                 "org_id": org_id,
                 "kind": "teams",
                 "created_by": caller(request).who(),
-                "params": {
+                "params": TeamsParams(
                     **upload.params(),
-                    "layout": layout,
-                    "width": len(upload.header.names),
-                    "region": region,
-                    # It lists what it creates in its undo log (service/store/teams.py).
-                    "created_list": True,
-                    "batch_size": batch_size,
-                    "on_error": on_error,
-                    "max_errors": max_errors,
-                },
+                    layout=layout,
+                    width=len(upload.header.names),
+                    region=region,
+                    created_list=True,
+                    batch_size=batch_size,
+                    on_error=on_error,
+                    max_errors=max_errors,
+                ).to_doc(),
             },
             progress={
                 "processed": 0,

@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pymongo
 from bson import ObjectId
@@ -25,6 +25,7 @@ from ..background import end_if_cancelled
 from ..errors import InvalidTransition, JobFailed, JobStopped, JobTerminated
 from ..logs import bind_job, runner_state
 from .fence import PROBE_SECONDS, Fence, Profiles, ReadOnly, Records, ResultFiles, Stored, Teams, Upload
+from .params import DatasetParams, Params, RawParams, RowParams, UploadParams
 from .repo import MAX_ERRORS_KEPT, Claim
 from .reservations import RECORD_BYTES, RESULT_BYTES, UPLOAD_BYTES
 from .states import ACTIVE, COMPLETE, DOWNLOAD_ENDED, FAIL, PAUSE_SELF, PAUSED, ROLLBACK_END, ROLLING_BACK, TERMINATE, JobState
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from .manager import JobManager
     from .repo import JobRepo
 
+P = TypeVar("P", bound=Params)
 log = logging.getLogger(__name__)
 
 RETRY_FIRST_DELAY = 0.5
@@ -72,6 +74,8 @@ class Kind:
     """The one object a job kind gives the engine; nothing outside the kind's
     module asks ``if kind == ...``.
 
+    - ``params`` is the class of its parameters (service/jobs/params.py),
+      parsed once from the stored job; job code reads ``ctx.params_as(cls)``;
     - ``run`` continues from ``ctx.position`` (None at the start);
     - ``rollback`` removes everything the job wrote and must itself be safe to
       run again from the start (a terminate, on any replica);
@@ -99,6 +103,7 @@ class Kind:
     undoable: bool = False
     undo_preview: Callable[[Database, JobRepo, dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
     drop_undo: Callable[[Database, dict[str, Any]], Awaitable[None]] | None = None
+    params: type[Params] = RawParams
 
 
 class JobContext:
@@ -110,7 +115,7 @@ class JobContext:
         self.job = job
         self.job_id: str = job["_id"]
         self.org_id: str = job["org_id"]
-        self.params: dict[str, Any] = job.get("params") or {}
+        self._params: Params | None = None
         self._db = runner.manager.db
         self.settings = runner.manager.settings
         # Writes go only through the handles below, each fenced by the lease.
@@ -130,10 +135,25 @@ class JobContext:
 
     # -- what job code reads and writes ------------------------------------------
 
+    @property
+    def params(self) -> Params:
+        """The job's parameters, parsed once, when first read (inside the job's
+        run: a stored job that does not parse fails as an internal error
+        instead of crashing every replica that claims it)."""
+        if self._params is None:
+            self._params = self._runner.kind.params.from_doc(self.job.get("params") or {})
+        return self._params
+
+    def params_as(self, cls: type[P]) -> P:
+        """The job's parameters as its kind's class (or a class it extends)."""
+        if not isinstance(self.params, cls):
+            raise TypeError(f"a {type(self.params).__name__} job has no {cls.__name__}")
+        return self.params
+
     @functools.cached_property
     def records(self) -> Records:
         """The job's own records (an import's rows)."""
-        return Records(self._db.records, self.fence, self.org_id, self.params["dataset"], self.job_id)
+        return Records(self._db.records, self.fence, self.org_id, self.params_as(DatasetParams).dataset, self.job_id)
 
     @functools.cached_property
     def all_records(self) -> ReadOnly:
@@ -146,7 +166,7 @@ class JobContext:
         return Upload(
             self._db.uploads,
             self.fence,
-            ObjectId(self.params["file_id"]),
+            ObjectId(self.params_as(UploadParams).file_id),
             lambda: reservations.release(self.org_id, UPLOAD_BYTES, self.job_id),
         )
 
@@ -176,7 +196,7 @@ class JobContext:
 
     @functools.cached_property
     def profiles(self) -> Profiles:
-        return Profiles(self._db.profiles, self.fence, self.org_id, self.params["dataset"], self.job_id)
+        return Profiles(self._db.profiles, self.fence, self.org_id, self.params_as(DatasetParams).dataset, self.job_id)
 
     async def states_of(self, job_ids: list[str]) -> dict[str, str]:
         """The states of other jobs (an export's imports), to read."""
@@ -225,11 +245,10 @@ class JobContext:
         (already counted in ``progress["failed"]``): fails the job with the first
         one, after persisting the batch. Such a failure is the file's, so a retry
         cannot cure it."""
-        params = self.params
-        fail_fast = params["on_error"] == "fail"
-        if errors and (fail_fast or self.progress["failed"] > params["max_errors"]):
+        params = self.params_as(RowParams)
+        if errors and (params.fail_fast or self.progress["failed"] > params.max_errors):
             await self.persist(position, errors)
-            reason = "on_error=fail" if fail_fast else f"more than max_errors={params['max_errors']} rows failed"
+            reason = "on_error=fail" if params.fail_fast else f"more than max_errors={params.max_errors} rows failed"
             raise JobFailed(f"stopped at line {errors[0]['line']} ({reason}): {errors[0]['message']}", retryable=False)
 
     def stop_known(self) -> bool:

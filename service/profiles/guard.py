@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..csvio.records import Position
+from ..jobs.params import ImportParams
 from .review import FirstRows
 
 log = logging.getLogger(__name__)
@@ -21,24 +21,19 @@ GUARDS = ("off", "warn", "pause")
 KEPT_FINDINGS = 20
 
 
-def column_specs(params: dict[str, Any]) -> dict[str, str]:
-    """{column: type spec} of an import's typed columns, from its params."""
-    formats = params.get("formats") or {}
-    return {c: f"{t}:{formats[c]}" if c in formats else t for c, t in (params.get("types") or {}).items()}
-
-
 async def guard(ctx: Any) -> None:
     """Runs once, before the first write (``ctx`` is the import's JobContext);
     the outcome is kept in ``progress["guard"]`` so a restarted job does not ask again."""
-    params, progress = ctx.params, ctx.progress
-    mode = params.get("guard", "off")
+    params, progress = ctx.params_as(ImportParams), ctx.progress
+    mode = params.guard
     if mode == "off" or "guard" in progress or ctx.position is not None:
         return
     rows = ctx.settings.guard_rows
-    first = FirstRows(params["columns"], column_specs(params), params.get("null_values") or [], rows)
-    source = await ctx.upload.reader(params["data_start"]["offset"])
+    first = FirstRows(params.columns, params.column_specs(), params.null_values, rows)
+    start = params.start(None)
+    source = await ctx.upload.reader(start.offset)
     try:
-        await first.read(source.read, Position(**params["data_start"]), ctx.settings.batch_max_bytes)
+        await first.read(source.read, start, ctx.settings.batch_max_bytes)
     finally:
         await source.close()
     imports = await ctx.profiles.history()

@@ -15,6 +15,7 @@ import pytest
 from bson import ObjectId
 from pymongo.asynchronous.collection import AsyncCollection
 
+from service.jobs.params import ImportParams
 from service.store import files
 from service.typedefs import MANAGER_KEY
 
@@ -154,7 +155,14 @@ async def test_rollbacks_backing_off_cannot_hide_a_newer_job_that_needs_a_runner
 
 async def insert_import_job(repo: Any) -> str:
     job_id = str(ObjectId())
-    params = {"dataset": "people", "file_id": str(ObjectId()), "batch_size": 100, "columns": ["a"]}
+    params = ImportParams(
+        filename="people.csv",
+        file_id=str(ObjectId()),
+        data_start={"offset": 0, "line": 1, "row": 0},
+        batch_size=100,
+        dataset="people",
+        columns=["a"],
+    ).to_doc()
     await repo.create({"_id": job_id, "org_id": "default", "kind": "import", "created_by": "test", "params": params}, {})
     return job_id
 

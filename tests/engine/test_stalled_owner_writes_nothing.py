@@ -19,6 +19,7 @@ import pytest
 from bson import ObjectId
 
 from service.jobs.fence import Units, attempt_file_id
+from service.jobs.params import DatasetParams, UploadParams
 from service.jobs.runner import JobContext, Kind
 from service.store.db import Database
 from service.store.files import CHUNK_BYTES
@@ -277,6 +278,11 @@ async def _user_lacks(db: Database, field: str) -> bool:
     return doc is not None and field not in doc
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProbeParams(DatasetParams, UploadParams):
+    """The probe writes records and profiles (a dataset) and deletes an upload."""
+
+
 def probe_kind(case: Case) -> Kind:
     """A kind whose first attempt makes the case's write and whose later
     attempts (the adopter's) do nothing."""
@@ -300,7 +306,7 @@ def probe_kind(case: Case) -> Kind:
     async def cleanup(ctx: JobContext) -> None:
         return None
 
-    return Kind(name="probe", run=run, rollback=rollback, cleanup=cleanup)
+    return Kind(name="probe", run=run, rollback=rollback, cleanup=cleanup, params=ProbeParams)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -311,7 +317,10 @@ async def test_an_owner_stalled_inside_a_write_past_its_lease_sends_nothing_afte
     kinds = {"probe": probe_kind(case)}
     first = await replicas(kinds)
     hold.arm(first)
-    job_id = await create_job(first, "probe", {"dataset": DATASET, "file_id": str(ObjectId())})
+    params = ProbeParams(
+        dataset=DATASET, filename="probe.csv", file_id=str(ObjectId()), data_start={"offset": 0, "line": 1, "row": 0}
+    )
+    job_id = await create_job(first, "probe", params.to_doc())
     await case.seed(db, job_id)
     assert not await case.landed(db, job_id), "the case's check must see the write as not landed yet"
     if case.phase == "rollback":

@@ -16,6 +16,7 @@ from bson import decode, encode
 
 from service.csvio.records import Position, Record, RecordCounter, RecordReader
 from service.jobs.kinds.imports import RowBuilder
+from service.jobs.params import ImportParams
 from service.jobs.workers import BuildPool, built_batches
 from service.settings import Settings, cpu_workers
 from service.store.records import RecordEncoder, record_id
@@ -26,11 +27,24 @@ from .test_records import source
 class Job:
     """What RowBuilder reads of a job's context."""
 
-    def __init__(self, columns: list[str], types: dict[str, str] | None = None) -> None:
-        self.params = {"columns": columns, "types": types or {}, "dataset": "people"}
+    def __init__(self, columns: list[str], types: dict[str, str] | None = None, nulls: list[str] | None = None) -> None:
+        self.params = ImportParams(
+            filename="people.csv",
+            file_id="0" * 24,
+            data_start={"offset": 0, "line": 1, "row": 0},
+            batch_size=1000,
+            dataset="people",
+            columns=columns,
+            types=types or {},
+            null_values=nulls or [],
+        )
         self.org_id = "acme"
         self.job_id = "6b0281ee996d3c2cf9fce104"
         self.decimal128 = True  # MongoDB stores Decimal128
+
+    def params_as(self, cls: type) -> ImportParams:
+        assert isinstance(self.params, cls)
+        return self.params
 
 
 def random_csv(rng: random.Random, irregular: bool) -> bytes:
@@ -204,8 +218,7 @@ def test_a_row_over_mongodbs_document_limit_is_a_row_error_and_its_neighbours_ar
 def test_the_builder_stores_what_the_typer_converts_and_reports_what_it_refuses(types, nulls):
     """With nothing to convert, the builder skips convert() for well-formed rows
     (RowTyper.plain_width): documents and row errors must be those convert() gives."""
-    job = Job(["a", "b"], types)
-    job.params["null_values"] = nulls
+    job = Job(["a", "b"], types, nulls)
     builder = RowBuilder(job)
     records = [
         Record(1, 2, ["x", "1"], None),

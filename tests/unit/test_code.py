@@ -49,3 +49,19 @@ def test_job_code_cannot_write_but_through_its_fenced_handles():
                 if UNFENCED_WRITE.search(line):
                     found.append(f"{path.relative_to(ROOT).as_posix()}:{number}: {line.strip()}")
     assert not found, "writes outside the fenced handles:\n" + "\n".join(found)
+
+
+# Job code reads its parameters as the attributes of its kind's params class
+# (service/jobs/params.py), parsed once: never a key of the stored dict.
+PARAMS_BY_KEY = re.compile(r"\bparams(?:\[|\.get\()|\[[\"']params[\"']\]\s*(?:\[|\.get\()")
+
+
+def test_job_code_reads_its_params_as_typed_attributes_not_by_key():
+    found = []
+    for entry in (*JOB_CODE, "service/jobs/runner.py", "service/api/exports.py", "service/api/export_preview.py"):
+        paths = sorted((ROOT / entry).rglob("*.py")) if (ROOT / entry).is_dir() else [ROOT / entry]
+        for path in paths:
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if PARAMS_BY_KEY.search(line):
+                    found.append(f"{path.relative_to(ROOT).as_posix()}:{number}: {line.strip()}")
+    assert not found, "params read by key:\n" + "\n".join(found)

@@ -22,12 +22,13 @@ from aiohttp import ClientConnectionResetError
 from bson import Decimal128, ObjectId
 from pymongo.errors import OperationFailure
 
-from ...csvio.schema import is_decimal_text, parse_datetime
+from ...csvio.schema import is_decimal_text
 from ...errors import JobFailed
 from ...store.db import Database
 from ...store.records import dataset_prefix, job_prefix, prefix_range
 from ...store.windows import WindowedReader
 from ..fence import FencedWriter, QuotaExceeded, delete_attempts
+from ..params import ExportParams
 from ..reservations import RESULT_BYTES, Reservations
 from ..runner import JobContext, Kind
 
@@ -97,23 +98,24 @@ class ResponseSink:
                 raise ClientStalled(f"the client accepted no bytes for {self.idle_seconds:g} s (STREAM_IDLE_SECONDS)") from None
 
 
-def export_query(org_id: str, params: dict[str, Any]) -> dict[str, Any]:
+def export_query(org_id: str, params: ExportParams) -> dict[str, Any]:
     """The filter, built only from validated parts: the dataset's _id range, the
     imports whose rows it reads (completed ones, fixed when the export was
     created), and a date range on a column the dataset is known to have."""
     query: dict[str, Any] = {
-        "_id": prefix_range(dataset_prefix(org_id, params["dataset"])),
+        "_id": prefix_range(dataset_prefix(org_id, params.dataset)),
         "org_id": org_id,
-        "dataset": params["dataset"],
-        "job_id": {"$in": params.get("jobs", [])},
+        "dataset": params.dataset,
+        "job_id": {"$in": params.jobs},
     }
-    if params.get("date_field"):
+    if params.date_field:
+        from_, to = params.bounds()
         bounds: dict[str, Any] = {}
-        if params.get("from"):
-            bounds["$gte"] = parse_datetime(params["from"], clamp=True)
-        if params.get("to"):
-            bounds["$lt"] = parse_datetime(params["to"], clamp=True)
-        query[f"data.{params['date_field']}"] = bounds
+        if from_ is not None:
+            bounds["$gte"] = from_
+        if to is not None:
+            bounds["$lt"] = to
+        query[f"data.{params.date_field}"] = bounds
     return query
 
 
@@ -227,13 +229,12 @@ class CsvRenderer:
         return text
 
 
-def cursor_batch(params: dict[str, Any]) -> int:
+def cursor_batch(params: ExportParams) -> int:
     """Documents per cursor reply, so one reply stays near REPLY_MAX_BYTES: from
     the dataset's widest average row (known from its imports' files) plus what
     BSON adds per column (its name, a type byte, a length) and per document."""
-    row = params.get("row_bytes") or 0
-    doc = row + sum(len(c) + 8 for c in params["columns"]) + 256
-    return max(1, min(params["batch_size"], REPLY_MAX_BYTES // doc))
+    doc = params.row_bytes + sum(len(c) + 8 for c in params.columns) + 256
+    return max(1, min(params.batch_size, REPLY_MAX_BYTES // doc))
 
 
 async def start_file(ctx: JobContext, grid: FencedWriter) -> dict[str, Any] | None:
@@ -259,12 +260,12 @@ async def run(ctx: JobContext) -> None:
     record progress only. A streamed export restarts from the beginning
     whenever it is started (its client is gone when it could be adopted). A
     pause within one run re-queries after the last row written."""
-    params = ctx.params
+    params = ctx.params_as(ExportParams)
     records = ctx.all_records
     query = export_query(ctx.org_id, params)
-    batch_size = params["batch_size"]
+    batch_size = params.batch_size
     max_bytes = ctx.settings.batch_max_bytes
-    renderer = CsvRenderer(params["columns"], params["types"], params["neutralize"])
+    renderer = CsvRenderer(params.columns, params.types, params.neutralize)
     progress = ctx.progress
 
     grid: FencedWriter | None = None
@@ -273,13 +274,13 @@ async def run(ctx: JobContext) -> None:
     if ctx.sink is None:
         # This attempt's own file: an attempt that stalls and wakes after
         # another took the job over can only ever touch its own.
-        grid = ctx.results.writer(params["filename"])
+        grid = ctx.results.writer(params.filename)
         sink = grid
         resumed = await start_file(ctx, grid)
     else:
         sink = ctx.sink
     if resumed is None:
-        progress.update(processed=0, bytes=0, percent=0.0, total=params.get("expected_rows"))
+        progress.update(processed=0, bytes=0, percent=0.0, total=params.expected_rows)
     else:
         progress.update(processed=resumed["rows"], bytes=resumed["bytes"])
     # A filtered export's total is counted once, beside the export rather than
@@ -298,14 +299,14 @@ async def run(ctx: JobContext) -> None:
         the data it was asked for nor the data there is now). Looked at once a
         second, by the imports' ids."""
         nonlocal checked_at
-        if (not now and time.monotonic() - checked_at < GONE_CHECK_SECONDS) or not params.get("jobs"):
+        if (not now and time.monotonic() - checked_at < GONE_CHECK_SECONDS) or not params.jobs:
             return
         checked_at = time.monotonic()
-        states = await ctx.states_of(params["jobs"])
-        gone = sorted(j for j in params["jobs"] if states.get(j) not in KEPT_IMPORT_STATES)
+        states = await ctx.states_of(params.jobs)
+        gone = sorted(j for j in params.jobs if states.get(j) not in KEPT_IMPORT_STATES)
         if gone:
             raise JobFailed(
-                f"import {gone[0]} of dataset {params['dataset']!r} was undone or terminated while this export "
+                f"import {gone[0]} of dataset {params.dataset!r} was undone or terminated while this export "
                 "read it; start a new export for the data as it is now",
                 retryable=False,
             )
@@ -351,7 +352,7 @@ async def run(ctx: JobContext) -> None:
             # written (service/store/windows.py): the first row never waits
             # for the database to sort the whole match.
             per_reply = cursor_batch(params)
-            prefixes = [job_prefix(ctx.org_id, params["dataset"], j) for j in params.get("jobs", [])]
+            prefixes = [job_prefix(ctx.org_id, params.dataset, j) for j in params.jobs]
             cursor = WindowedReader(records, query, {"data": 1}, prefixes, per_reply, after=last_id)
             paused = lost = False
 
@@ -458,10 +459,11 @@ async def cleanup(ctx: JobContext) -> None:
 
 async def delete_result(db: Database, job: dict[str, Any]) -> None:
     """A finished export's stored files: its result and any attempt's."""
-    if job["params"].get("stream"):
+    params = ExportParams.from_doc(job["params"])
+    if params.stream:
         return
-    if ObjectId.is_valid(job["params"].get("file_id") or ""):
-        await db.exports.delete(ObjectId(job["params"]["file_id"]))
+    if ObjectId.is_valid(params.file_id or ""):
+        await db.exports.delete(ObjectId(params.file_id))
     await delete_attempts(db.exports, job["_id"])
     await Reservations(db.reservations).release(job["org_id"], RESULT_BYTES, job["_id"])
 
@@ -470,12 +472,13 @@ def result_file_id(job: dict[str, Any]) -> Any:
     """The stored result of a completed export: the file of the attempt that
     finished (``job:epoch``), or, for a job from before attempts had their own
     files, the ObjectId it was created with."""
-    file_id = job["params"]["file_id"]
-    return ObjectId(file_id) if ObjectId.is_valid(file_id) else file_id
+    file_id = ExportParams.from_doc(job["params"]).file_id
+    return ObjectId(file_id) if file_id is not None and ObjectId.is_valid(file_id) else file_id
 
 
 KIND = Kind(
     name="export",
+    params=ExportParams,
     run=run,
     rollback=rollback,
     cleanup=cleanup,

@@ -9,14 +9,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ...csvio.records import Position, Record
+from ...csvio.records import Record
 from ...csvio.rows import TOO_LARGE, RowTyper, row_error
-from ...profiles.guard import column_specs, guard
+from ...profiles.guard import guard
 from ...profiles.profile import PROFILE_ROWS, TableProfile
 from ...store.records import RecordEncoder, job_prefix, prefix_range
 from ...store.writes import MAX_DOCUMENT_BYTES, Encoded
 from ..fence import Units
 from ..model import utcnow
+from ..params import ImportParams
 from ..runner import JobContext, Kind
 from ..workers import Built, built_batches
 
@@ -37,13 +38,12 @@ class RowBuilder:
     evenly spread sample of the rows for the dataset's profile."""
 
     def __init__(self, ctx: JobContext) -> None:
-        params = ctx.params
-        self.columns: list[str] = params["columns"]
-        nulls = params.get("null_values") or []
-        self.typer = RowTyper(self.columns, column_specs(params), nulls, ctx.decimal128)
-        self.tags = (ctx.org_id, params["dataset"], ctx.job_id)
-        self.profile = TableProfile(self.columns, nulls)
-        self.every = max(1, -(-(params.get("rows") or 0) // PROFILE_ROWS))
+        params = ctx.params_as(ImportParams)
+        self.columns: list[str] = params.columns
+        self.typer = RowTyper(self.columns, params.column_specs(), params.null_values, ctx.decimal128)
+        self.tags = (ctx.org_id, params.dataset, ctx.job_id)
+        self.profile = TableProfile(self.columns, params.null_values)
+        self.every = max(1, -(-(params.rows or 0) // PROFILE_ROWS))
 
     def build(self, batch: list[Record]) -> tuple[list[Encoded], list[Record], list[dict[str, Any]]]:
         """Documents come out already encoded, so the encoding is done while the
@@ -114,17 +114,17 @@ async def run(ctx: JobContext) -> None:
     about one unit whatever the batch size. A batch cut short is not counted;
     the job pauses (or stops) at the position before it, and sends the rest
     of it when resumed (a replayed row is a no-op: its _id exists)."""
-    params = ctx.params
-    start = Position(**(ctx.position or params["data_start"]))
-    data_start = params["data_start"]["offset"]
+    params = ctx.params_as(ImportParams)
+    start = params.start(ctx.position)
+    data_start = params.data_start["offset"]
     progress = ctx.progress
     for key in ("processed", "inserted", "failed"):
         progress.setdefault(key, 0)
-    progress.setdefault("total", params.get("rows"))
+    progress.setdefault("total", params.rows)
     await guard(ctx)
     builder = RowBuilder(ctx)
-    fail_fast = params["on_error"] == "fail"
-    units = Units(FIRST_UNIT_ROWS, params["batch_size"])
+    fail_fast = params.fail_fast
+    units = Units(FIRST_UNIT_ROWS, params.batch_size)
     in_flight: _Batch | None = None
     cut: _Batch | None = None
     leaving = False
@@ -209,7 +209,7 @@ async def run(ctx: JobContext) -> None:
             return None
 
     try:
-        batches = built_batches(source.read, start, params["batch_size"], ctx.settings.batch_max_bytes, builder, ctx.workers)
+        batches = built_batches(source.read, start, params.batch_size, ctx.settings.batch_max_bytes, builder, ctx.workers)
         while (built := await next_built()) is not None:
             docs, sources, errors, processed, position = (
                 built.docs,
@@ -269,14 +269,14 @@ def _summary(ctx: JobContext, builder: RowBuilder) -> dict[str, Any]:
     """What the dataset's profile keeps of this import. Stored as the job's rows
     are all in, just before it completes; a terminate after that forgets it again.
     A job that moved to another replica midway profiled only the rows read there."""
-    params = ctx.params
+    params = ctx.params_as(ImportParams)
     return {
         "job_id": ctx.job_id,
         "at": utcnow(),
         "rows": ctx.progress.get("inserted", 0),
         "rows_profiled": builder.profile.rows,
-        "columns": params["columns"],
-        "types": column_specs(params),
+        "columns": params.columns,
+        "types": params.column_specs(),
         "profile": builder.profile.column_docs(),
     }
 
@@ -301,7 +301,7 @@ async def rollback(ctx: JobContext) -> None:
             # client but landed, and its rows were not counted).
             progress["rollback_total"] = await ctx.records.count()
         checkpoint = ctx.position if ctx.position and "row" in ctx.position else {"row": 0}
-        last_row = checkpoint["row"] + 2 * ctx.params["batch_size"]
+        last_row = checkpoint["row"] + 2 * ctx.params_as(ImportParams).batch_size
         units = Units(FIRST_UNIT_ROWS, ROLLBACK_MAX_ROWS)
 
         def done(n: int, deleted: int) -> None:
@@ -337,7 +337,8 @@ async def undo_preview(db: Any, repo: Any, job: dict[str, Any]) -> dict[str, Any
     be told cheaply: the service never updates a record, and an outside update
     leaves no mark on it (finding them would mean comparing every row with its
     file); an undo deletes them with the rest, as a terminate would."""
-    query = {"_id": prefix_range(job_prefix(job["org_id"], job["params"]["dataset"], job["_id"]))}
+    dataset = ImportParams.from_doc(job["params"]).dataset
+    query = {"_id": prefix_range(job_prefix(job["org_id"], dataset, job["_id"]))}
     rows = await db.records.count_documents(query)
     inserted = (job.get("progress") or {}).get("inserted", 0)
     return {
@@ -345,12 +346,13 @@ async def undo_preview(db: Any, repo: Any, job: dict[str, Any]) -> dict[str, Any
         "inserted": inserted,
         "deleted_since": max(0, inserted - rows),
         "changed_since": None,
-        "dataset": job["params"]["dataset"],
+        "dataset": dataset,
     }
 
 
 KIND = Kind(
     name="import",
+    params=ImportParams,
     run=run,
     rollback=rollback,
     cleanup=cleanup,

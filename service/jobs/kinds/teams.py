@@ -7,31 +7,32 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from ...csvio.records import Position, RecordReader
+from ...csvio.records import RecordReader
 from ...store.teams import drop_undo_log
 from ...teams.batch import Undo, apply_batch, check_batch
 from ...teams.batch import undo_preview as preview
 from ...teams.rows import RowError, RowParser, parse_batch
 from ..model import utcnow
+from ..params import TeamsParams
 from ..runner import JobContext, Kind
 
 COUNTERS = ("processed", "teams_created", "users_created", "users_updated", "failed")
 
 
 async def run(ctx: JobContext) -> None:
-    params, progress, org_id, teams = ctx.params, ctx.progress, ctx.org_id, ctx.teams
+    params, progress, org_id, teams = ctx.params_as(TeamsParams), ctx.progress, ctx.org_id, ctx.teams
     for key in COUNTERS:
         progress.setdefault(key, 0)
-    progress.setdefault("total", params.get("rows"))
+    progress.setdefault("total", params.rows)
     failed_by_kind = Counter(progress.get("failed_by_kind") or {})
-    parser = RowParser(params["layout"], params["width"], params["region"])
-    fail_fast = params["on_error"] == "fail"
+    parser = RowParser(params.layout, params.width, params.region)
+    fail_fast = params.fail_fast
 
-    start = Position(**(ctx.position or params["data_start"]))
+    start = params.start(ctx.position)
     source = await ctx.upload.reader(start.offset)
     try:
         reader = RecordReader(source.read, start)
-        async for records in reader.batches(params["batch_size"], ctx.settings.batch_max_bytes):
+        async for records in reader.batches(params.batch_size, ctx.settings.batch_max_bytes):
             position = reader.position().as_dict()
             parsed = await parse_batch(parser, records)
             rows, rejected, users = await check_batch(
@@ -75,7 +76,7 @@ async def rollback(ctx: JobContext) -> None:
         progress["users_restored"] += changed[0]
         progress["users_deleted"] += changed[1]
         await ctx.checkpoint()
-    if ctx.params.get("created_list"):
+    if ctx.params_as(TeamsParams).created_list:
         # The job listed what it created: walked by _id, on any database.
         while (listed := await undo.listed_users()) is not None:
             progress["users_deleted"] += listed[0]
@@ -120,6 +121,7 @@ async def drop_undo(db: Any, job: dict[str, Any]) -> None:
 # job's teams, and the users they list, survive it.
 KIND = Kind(
     name="teams",
+    params=TeamsParams,
     run=run,
     rollback=rollback,
     cleanup=cleanup,
