@@ -66,7 +66,9 @@ def test_an_older_stored_form_parses_with_the_defaults_and_keys_no_field_names_a
     old = {**UPLOAD, "data_start": START, "dataset": "people", "columns": ["id"], "batch_size": 100, "retired_key": 1}
     params = ImportParams.from_doc(old)
     assert params.guard == "off" and params.header_mode == "any" and params.types == {} and params.on_error == "skip"
-    teams = TeamsParams.from_doc({**UPLOAD, "data_start": START, "layout": {"team": 0}, "width": 4, "region": "US", "batch_size": 5})
+    teams = TeamsParams.from_doc(
+        {**UPLOAD, "data_start": START, "layout": {"team": 0}, "width": 4, "region": "US", "batch_size": 5}
+    )
     assert teams.created_list is False, "a job from before the created list is rolled back by its tags"
 
 
