@@ -10,6 +10,7 @@ from JobRepo, never gathered in one document."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import deque
 from dataclasses import dataclass
 
@@ -34,15 +35,17 @@ class Dataset:
     row_bytes: int = 0  # the widest average row of its imports' files, in bytes (sizes export cursor replies)
 
 
-async def describe(repo: JobRepo, org_id: str, name: str, states: tuple[JobState, ...] = COMMITTED) -> Dataset | None:
-    """The dataset as the imports in ``states`` wrote it; None when the org has
-    no such import (another org's is not visible)."""
+async def describe(
+    repo: JobRepo, org_id: str, name: str, states: tuple[JobState, ...] = COMMITTED, as_of: dt.datetime | None = None
+) -> Dataset | None:
+    """The dataset as the imports in ``states`` (finished by ``as_of``) wrote
+    it; None when the org has no such import (another org's is not visible)."""
     columns: dict[str, None] = {}
     types: dict[str, str] = {}
     recent: deque[str] = deque(maxlen=RECENT_IMPORTS)
     pending: list[str] = []
     imports = rows = row_bytes = 0
-    async for job in repo.imports(org_id, name, states):
+    async for job in repo.imports(org_id, name, states, as_of):
         imports += 1
         recent.append(job["_id"])
         pending.append(job["_id"])
@@ -62,9 +65,7 @@ async def describe(repo: JobRepo, org_id: str, name: str, states: tuple[JobState
     return Dataset(name, list(columns), types, rows, imports, list(recent), row_bytes)
 
 
-async def import_ids(repo: JobRepo, org_id: str, name: str, states: tuple[JobState, ...] = COMMITTED) -> list[str]:
-    """Every import in ``states`` of the dataset, oldest first: what an export's
-    ``params.jobs`` holds today, since the export kind reads records by that
-    list. It grows with the dataset; it goes once the export kind reads the
-    imports completed before the export's creation itself (see issue 21)."""
-    return [job["_id"] async for job in repo.imports(org_id, name, states)]
+async def import_ids(repo: JobRepo, org_id: str, name: str, states: tuple[JobState, ...], as_of: dt.datetime | None) -> list[str]:
+    """The ids of the imports an export reads (see ExportParams): kept in
+    memory while it runs, never stored."""
+    return [job["_id"] async for job in repo.imports(org_id, name, states, as_of)]

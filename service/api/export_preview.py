@@ -26,7 +26,6 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import ExecutionTimeout
 
-from ..datasets import COMMITTED, WITH_FAILED
 from ..jobs.kinds.exports import CsvRenderer, export_query
 from ..jobs.params import ExportParams
 from ..jobs.repo import JobRepo
@@ -54,12 +53,9 @@ def _window(part: Part, start: int, rows: int) -> dict[str, str]:
 
 
 async def _parts(repo: JobRepo, org_id: str, params: ExportParams) -> list[Part]:
-    states = WITH_FAILED if params.include_failed else COMMITTED
-    wanted = set(params.jobs)
     return [
         Part(job_prefix(org_id, params.dataset, job["_id"]), int((job.get("params") or {}).get("rows") or 0))
-        async for job in repo.imports(org_id, params.dataset, states)
-        if job["_id"] in wanted
+        async for job in repo.imports(org_id, params.dataset, params.import_states, params.as_of())
     ]
 
 
@@ -76,10 +72,12 @@ def _matches(field: str | None, bounds: tuple[dt.datetime | None, dt.datetime | 
 
 
 class Preview:
-    def __init__(self, records: AsyncCollection, org_id: str, params: ExportParams, parts: list[Part]) -> None:
+    def __init__(
+        self, records: AsyncCollection, org_id: str, params: ExportParams, imports: list[str], parts: list[Part]
+    ) -> None:
         self.records, self.params, self.parts = records, params, parts
         self.bounds = params.bounds()
-        self.query = export_query(org_id, params)
+        self.query = export_query(org_id, params, imports)
         self.read = 0  # records read, and the seconds it took: the read rate
         self.read_seconds = 0.0
 
@@ -156,10 +154,13 @@ def _cells(params: ExportParams, docs: list[dict[str, Any]]) -> list[list[str]]:
     return list(csv.reader(io.StringIO(renderer.take().decode("utf-8"), newline="")))
 
 
-async def preview(records: AsyncCollection, repo: JobRepo, org_id: str, params: ExportParams, total: int) -> dict[str, Any]:
+async def preview(
+    records: AsyncCollection, repo: JobRepo, org_id: str, params: ExportParams, imports: list[str], total: int
+) -> dict[str, Any]:
     """What POST /jobs/export?dry_run=true answers; ``params`` are those
-    export_params() validated, ``total`` the dataset's rows (from its imports)."""
-    job = Preview(records, org_id, params, await _parts(repo, org_id, params))
+    export_params() validated, ``imports`` the ids of the imports it reads,
+    ``total`` their rows."""
+    job = Preview(records, org_id, params, imports, await _parts(repo, org_id, params))
     began = time.monotonic()
     first, complete = await job.first_rows()
     counted = await job.count(total)

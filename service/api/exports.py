@@ -17,7 +17,7 @@ from ..csvio.schema import MAX_COLUMNS, parse_datetime
 from ..datasets import COMMITTED, WITH_FAILED, describe, import_ids
 from ..errors import BadRequest, Gone, InvalidTransition, NotFound
 from ..jobs.kinds.exports import ResponseSink, result_file_id
-from ..jobs.model import JobState, new_job_id
+from ..jobs.model import JobState, new_job_id, utcnow
 from ..jobs.params import ExportParams
 from ..jobs.repo import JobRepo
 from ..store.files import ChunkReader
@@ -58,7 +58,9 @@ async def export_params(repo: JobRepo, org_id: str, spec: dict[str, Any]) -> Exp
     if not isinstance(include_failed, bool):
         raise BadRequest("include_failed must be true or false.", parameter="include_failed")
     states = WITH_FAILED if include_failed else COMMITTED
-    dataset = await describe(repo, org_id, name, states)
+    # The export reads the imports finished by now (ExportParams.imports_as_of).
+    as_of = utcnow()
+    dataset = await describe(repo, org_id, name, states, as_of)
     if dataset is None:
         raise NotFound(
             f"Your organisation has no dataset {name!r} with a completed import (exports read completed imports only).",
@@ -123,7 +125,8 @@ async def export_params(repo: JobRepo, org_id: str, spec: dict[str, Any]) -> Exp
         neutralize=neutralize,
         batch_size=batch_size,
         row_bytes=dataset.row_bytes,
-        jobs=await import_ids(repo, org_id, name, states),
+        imports=dataset.imports,
+        imports_as_of=as_of.isoformat(),
         include_failed=include_failed,
         # Without a date filter the dataset's size is already known from its
         # imports; only a filtered export has to count.
@@ -144,8 +147,9 @@ async def create_export(request: web.Request, claim: Claim) -> web.Response:
     manager = request.app[MANAGER_KEY]
     if bool_param(query, "dry_run", False):
         params = await export_params(manager.repo, org_id, spec)
-        total = params.expected_rows or await manager.repo.inserted(org_id, params.jobs)
-        body = await preview(request.app[DB_KEY].records, manager.repo, org_id, params, total)
+        imports = await import_ids(manager.repo, org_id, params.dataset, params.import_states, params.as_of())
+        total = params.expected_rows or await manager.repo.inserted(org_id, imports)
+        body = await preview(request.app[DB_KEY].records, manager.repo, org_id, params, imports, total)
         return json_response(body)
     async with manager.queue_slot(org_id, claim.resource_id):
         params = (await export_params(manager.repo, org_id, spec)).replace(file_id=str(ObjectId()))

@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Self
 
 from ..csvio.records import Position
 from ..csvio.schema import parse_datetime
+from ..datasets import COMMITTED, WITH_FAILED
+from .model import JobState
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,7 +132,7 @@ class TeamsParams(RowParams):
 
 @dataclass(frozen=True, kw_only=True)
 class ExportParams(DatasetParams):
-    OMITTED_WHEN_EMPTY: ClassVar[frozenset[str]] = frozenset({"file_id", "stream"})
+    OMITTED_WHEN_EMPTY: ClassVar[frozenset[str]] = frozenset({"file_id", "stream", "jobs"})
 
     columns: list[str]
     date_field: str | None = None
@@ -141,14 +143,30 @@ class ExportParams(DatasetParams):
     neutralize: bool = True
     batch_size: int = 10_000
     row_bytes: int = 0
-    # The imports whose rows it reads, fixed when the export is created.
-    jobs: list[str] = field(default_factory=list)
+    # The imports it reads: those of the dataset (completed, or failed too
+    # with include_failed) that had finished by ``imports_as_of``, when it was
+    # created; ``imports`` says how many there were, so one undone or
+    # terminated since is noticed. Nothing here grows with the dataset.
+    imports: int = 0
+    imports_as_of: str | None = None
+    # An export stored before imports_as_of listed its imports' ids instead.
+    jobs: list[str] | None = None
     include_failed: bool = False
     # Known without counting when there is no date filter.
     expected_rows: int | None = None
     filename: str = "export.csv"
     file_id: str | None = None  # a background export's result file
     stream: bool = False  # streamed to the client that asked, no file
+
+    @property
+    def import_states(self) -> tuple[JobState, ...]:
+        """The states of the imports it reads: completed, and failed when asked."""
+        return WITH_FAILED if self.include_failed else COMMITTED
+
+    def as_of(self) -> dt.datetime | None:
+        """When the imports it reads had finished (None: an export stored
+        before, which lists them in ``jobs``)."""
+        return parse_datetime(self.imports_as_of) if self.imports_as_of else None
 
     def bounds(self) -> tuple[dt.datetime | None, dt.datetime | None]:
         """The date range as datetimes (a bound out of BSON's range clamped)."""

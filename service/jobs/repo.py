@@ -527,11 +527,17 @@ class JobRepo:
         cursor = self.jobs.find({"params.file_id": {"$in": file_ids}}, {"state": 1, "params.file_id": 1})
         return {j["params"]["file_id"]: j["state"] async for j in cursor}
 
-    async def imports(self, org_id: str, dataset: str, states: Iterable[JobState]) -> AsyncIterator[dict[str, Any]]:
-        """A dataset's imports in ``states``, oldest first, with what describes them
-        (params.columns, types, file_bytes, rows), streamed."""
+    async def imports(
+        self, org_id: str, dataset: str, states: Iterable[JobState], finished_by: dt.datetime | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """A dataset's imports in ``states`` (that had finished by ``finished_by``),
+        oldest first, with what describes them (params.columns, types,
+        file_bytes, rows), streamed."""
+        query: dict[str, Any] = {"org_id": org_id, "kind": "import", "params.dataset": dataset, "state": {"$in": _values(states)}}
+        if finished_by is not None:
+            query["finished_at"] = {"$lte": finished_by}
         cursor = self.jobs.find(
-            {"org_id": org_id, "kind": "import", "params.dataset": dataset, "state": {"$in": _values(states)}},
+            query,
             {"params.columns": 1, "params.types": 1, "params.file_bytes": 1, "params.rows": 1, "finished_at": 1},
             sort=[("_id", 1)],
         )

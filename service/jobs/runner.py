@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
 import logging
 import secrets
@@ -22,6 +23,7 @@ from bson import ObjectId
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from ..background import end_if_cancelled
+from ..datasets import import_ids
 from ..errors import InvalidTransition, JobFailed, JobStopped, JobTerminated
 from ..logs import bind_job, runner_state
 from .fence import PROBE_SECONDS, Fence, Profiles, ReadOnly, Records, ResultFiles, Stored, Teams, Upload
@@ -197,6 +199,11 @@ class JobContext:
     @functools.cached_property
     def profiles(self) -> Profiles:
         return Profiles(self._db.profiles, self.fence, self.org_id, self.params_as(DatasetParams).dataset, self.job_id)
+
+    async def dataset_imports(self, dataset: str, states: tuple[JobState, ...], as_of: dt.datetime | None) -> list[str]:
+        """The ids of a dataset's imports in ``states`` that had finished by
+        ``as_of``, oldest first, to read (an export's)."""
+        return await import_ids(self._runner.manager.repo, self.org_id, dataset, states, as_of)
 
     async def states_of(self, job_ids: list[str]) -> dict[str, str]:
         """The states of other jobs (an export's imports), to read."""

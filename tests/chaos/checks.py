@@ -23,6 +23,7 @@ to forgive."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections import Counter, defaultdict
 from typing import Any
@@ -301,7 +302,20 @@ class Checker:
         params = self.final[job.id].get("params") or {}
         dataset = params.get("dataset") or job.args.get("dataset")
         imports = {j.id: j for j in self.jobs("import", "completed") if j.org == job.org and j.args.get("dataset") == dataset}
-        named = params.get("jobs") or []
+        named = params.get("jobs")
+        if named is None:
+            # The imports that had finished when it was created (the run
+            # undoes nothing: a completed import stays completed).
+            as_of = dt.datetime.fromisoformat(params["imports_as_of"])
+            named = sorted(i for i in imports if dt.datetime.fromisoformat(self.final[i]["finished_at"]) <= as_of)
+            if len(named) != params.get("imports"):
+                self.fail(
+                    "export-content",
+                    job.id,
+                    f"the export was created over {params.get('imports')} imports, but {len(named)} completed imports "
+                    f"of {dataset!r} had finished by {params['imports_as_of']}",
+                )
+                return None
         strangers = [i for i in named if i not in imports]
         if strangers:
             self.fail(

@@ -249,7 +249,7 @@ async def test_an_export_reads_only_completed_imports_so_running_ones_do_not_cha
     await wait_for(client, running["id"], lambda j: j["progress"].get("inserted", 0) >= 500)
 
     first = await start_export(client)
-    assert first["params"]["jobs"] == [done["id"]]
+    assert first["params"]["imports"] == 1
     await wait_for_state(client, first["id"], "completed")
     second = await start_export(client)
     await wait_for_state(client, second["id"], "completed")
@@ -261,7 +261,7 @@ async def test_an_export_reads_only_completed_imports_so_running_ones_do_not_cha
     await control(client, running["id"], "pause")
     await wait_for_state(client, running["id"], "paused")
     paused_export = await start_export(client, include_failed=True)
-    assert paused_export["params"]["jobs"] == [done["id"]], "paused imports are not committed either"
+    assert paused_export["params"]["imports"] == 1, "paused imports are not committed either"
     await control(client, running["id"], "terminate")
     await wait_for_state(client, running["id"], "terminated")
     await wait_for_state(client, paused_export["id"], "completed")
@@ -281,3 +281,23 @@ async def test_a_failed_imports_rows_are_exported_only_when_asked(client, db):
     assert len(parse(body)) - 1 == (await get_job(client, failed["id"]))["progress"]["inserted"]
     retry = await control(client, failed["id"], "retry", expect=409)
     assert retry["state"] == "failed" and "cannot be cured by a retry" in retry["detail"]
+
+
+async def test_an_import_that_completes_after_the_export_was_created_is_not_in_it(make_client, db):
+    """The export reads the imports that had finished when it was created
+    (params.imports_as_of), found again when it runs, not a stored list of
+    their ids: one that completes while the export waits is not read. One
+    runner slot: the export waits in the queue until the later import is done."""
+    client = await make_client(max_running_jobs=1)
+    done = await start_import(client, make_csv(300, columns=5), types="id:int,day:date")
+    await wait_for_state(client, done["id"], "completed")
+    later = await start_import(client, make_csv(3_000, columns=5, start=10_001), types="id:int,day:date", batch_size=100)
+    await wait_for(client, later["id"], lambda j: j["progress"].get("inserted", 0) > 0)
+    export = await start_export(client)
+    assert export["state"] == "queued" and export["params"]["imports"] == 1
+    await wait_for_state(client, later["id"], "completed", timeout=120)
+    finished = await wait_for_state(client, export["id"], "completed")
+    assert finished["started_at"] >= (await get_job(client, later["id"]))["finished_at"], "it ran after the import completed"
+    assert "jobs" not in finished["params"]
+    _, body, _ = await result(client, export["id"])
+    assert parse(body)[1:] == expected_rows(range(1, 301))

@@ -90,3 +90,11 @@ def test_each_kind_declares_its_params_class_and_what_its_handles_need():
 def test_a_kind_without_a_class_reads_its_stored_params_as_they_are():
     raw = RawParams.from_doc({"rows": 3})
     assert isinstance(raw, Params) and raw.doc == {"rows": 3} and raw.to_doc() == {"rows": 3}
+
+
+def test_an_export_stored_before_imports_as_of_keeps_its_list_of_imports():
+    old = {"dataset": "sales", "columns": ["a"], "jobs": ["j1", "j2"], "filename": "sales.csv", "file_id": "f"}
+    params = ExportParams.from_doc(old)
+    assert params.jobs == ["j1", "j2"] and params.as_of() is None
+    new = ExportParams(dataset="sales", columns=["a"], imports=2, imports_as_of="2026-12-02T10:00:00+00:00")
+    assert "jobs" not in new.to_doc() and new.to_doc()["imports"] == 2 and new.as_of() is not None

@@ -98,7 +98,7 @@ class ResponseSink:
                 raise ClientStalled(f"the client accepted no bytes for {self.idle_seconds:g} s (STREAM_IDLE_SECONDS)") from None
 
 
-def export_query(org_id: str, params: ExportParams) -> dict[str, Any]:
+def export_query(org_id: str, params: ExportParams, imports: list[str]) -> dict[str, Any]:
     """The filter, built only from validated parts: the dataset's _id range, the
     imports whose rows it reads (completed ones, fixed when the export was
     created), and a date range on a column the dataset is known to have."""
@@ -106,7 +106,7 @@ def export_query(org_id: str, params: ExportParams) -> dict[str, Any]:
         "_id": prefix_range(dataset_prefix(org_id, params.dataset)),
         "org_id": org_id,
         "dataset": params.dataset,
-        "job_id": {"$in": params.jobs},
+        "job_id": {"$in": imports},
     }
     if params.date_field:
         from_, to = params.bounds()
@@ -237,6 +237,22 @@ def cursor_batch(params: ExportParams) -> int:
     return max(1, min(params.batch_size, REPLY_MAX_BYTES // doc))
 
 
+async def read_imports(ctx: JobContext, params: ExportParams) -> list[str]:
+    """The ids of the imports the export reads: those that had finished when
+    it was created (ExportParams.imports_as_of), all still there, or it fails.
+    An export stored before that listed them itself."""
+    if params.jobs is not None:
+        return params.jobs
+    imports = await ctx.dataset_imports(params.dataset, params.import_states, params.as_of())
+    if len(imports) < params.imports:
+        raise JobFailed(
+            f"{params.imports - len(imports)} of the {params.imports} imports of dataset {params.dataset!r} this export "
+            "reads were undone, terminated or retried since it was created; start a new export for the data as it is now",
+            retryable=False,
+        )
+    return imports
+
+
 async def start_file(ctx: JobContext, grid: FencedWriter) -> dict[str, Any] | None:
     """Where a background export goes on: the last durable position of an
     earlier attempt (or of this one's run before an outage), once this
@@ -262,7 +278,8 @@ async def run(ctx: JobContext) -> None:
     pause within one run re-queries after the last row written."""
     params = ctx.params_as(ExportParams)
     records = ctx.all_records
-    query = export_query(ctx.org_id, params)
+    imports = await read_imports(ctx, params)
+    query = export_query(ctx.org_id, params, imports)
     batch_size = params.batch_size
     max_bytes = ctx.settings.batch_max_bytes
     renderer = CsvRenderer(params.columns, params.types, params.neutralize)
@@ -299,11 +316,11 @@ async def run(ctx: JobContext) -> None:
         the data it was asked for nor the data there is now). Looked at once a
         second, by the imports' ids."""
         nonlocal checked_at
-        if (not now and time.monotonic() - checked_at < GONE_CHECK_SECONDS) or not params.jobs:
+        if (not now and time.monotonic() - checked_at < GONE_CHECK_SECONDS) or not imports:
             return
         checked_at = time.monotonic()
-        states = await ctx.states_of(params.jobs)
-        gone = sorted(j for j in params.jobs if states.get(j) not in KEPT_IMPORT_STATES)
+        states = await ctx.states_of(imports)
+        gone = sorted(j for j in imports if states.get(j) not in KEPT_IMPORT_STATES)
         if gone:
             raise JobFailed(
                 f"import {gone[0]} of dataset {params.dataset!r} was undone or terminated while this export "
@@ -352,7 +369,7 @@ async def run(ctx: JobContext) -> None:
             # written (service/store/windows.py): the first row never waits
             # for the database to sort the whole match.
             per_reply = cursor_batch(params)
-            prefixes = [job_prefix(ctx.org_id, params.dataset, j) for j in params.jobs]
+            prefixes = [job_prefix(ctx.org_id, params.dataset, j) for j in imports]
             cursor = WindowedReader(records, query, {"data": 1}, prefixes, per_reply, after=last_id)
             paused = lost = False
 

@@ -34,9 +34,10 @@ const PARAM_LABELS = {
   header_mode: "Header check",
   include_failed: "Include failed imports",
   jobs: "Imports read",
+  imports: "Imports read",
 };
 // Internal bookkeeping a person has no use for.
-const HIDDEN_PARAMS = new Set(["file_id", "data_start", "layout", "width", "expected_rows", "row_bytes", "created_list"]);
+const HIDDEN_PARAMS = new Set(["file_id", "data_start", "layout", "width", "expected_rows", "row_bytes", "created_list", "imports_as_of"]);
 const ACTION_LABELS = {
   "job.create": "Created",
   "job.pause": "Pause",
@@ -56,6 +57,7 @@ function paramsList(job) {
     if (key === "header" && plain(value) === plain(params.columns)) continue;
     let shown = key === "file_bytes" ? bytes(value) : key === "rows" ? count(value) : plain(value);
     if (key === "jobs" && Array.isArray(value)) shown = `${count(value.length)} completed import${value.length === 1 ? "" : "s"}`;
+    if (key === "imports" && params.imports_as_of) shown = `${count(value)} import${value === 1 ? "" : "s"} finished by ${time(params.imports_as_of)}`;
     if (typeof value === "boolean") shown = value ? "yes" : "no";
     rows.push(h("dt", {}, PARAM_LABELS[key] || key), h("dd", {}, shown));
   }
