@@ -470,12 +470,18 @@ class Teams:
         return lambda: self._users.update_one({"_id": uid}, update)
 
     async def concurrently(self, calls: Iterable[Callable[[], Awaitable[Any]]], in_flight: int) -> None:
-        """Single-document writes, a few at a time, each group fenced."""
+        """Single-document writes (idempotent), a few at a time, each sent as
+        its own fenced write (Fence.send: one whose fate is unknown is settled
+        before the job shows paused or runs the step again). A group ends
+        when each of its writes has landed or failed; then the first failure
+        is raised."""
         pending = list(calls)
         for start in range(0, len(pending), in_flight):
             group = pending[start : start + in_flight]
-            async with self._fence.write():
-                await asyncio.gather(*(call() for call in group))
+            results = await asyncio.gather(*(self._fence.send(call) for call in group), return_exceptions=True)
+            failed = next((r for r in results if isinstance(r, BaseException)), None)
+            if failed is not None:
+                raise failed
 
     # -- rollback --------------------------------------------------------------
 

@@ -68,8 +68,10 @@ class Hold:
     def release(self) -> None:
         self.released.set()
 
-    async def point(self) -> None:
-        if self.replica is not None and self.replica.owns_task(asyncio.current_task()):
+    async def point(self, gate: fence.Fence) -> None:
+        # A fence is its runner's (its lease): a write sent from a task the
+        # runner started (a group of concurrent sends) is held too.
+        if self.replica is not None and any(r is gate._lease for r in self.replica.manager.runners.values()):
             self.replica = None
             self.entered.set()
             await self.released.wait()
@@ -83,7 +85,7 @@ def hold(monkeypatch: pytest.MonkeyPatch) -> Hold:
     @contextlib.asynccontextmanager
     async def write(self: fence.Fence) -> AsyncIterator[None]:
         async with real_write(self):
-            await held.point()
+            await held.point(self)
             yield
 
     monkeypatch.setattr(fence.Fence, "write", write)

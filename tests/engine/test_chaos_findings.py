@@ -200,3 +200,47 @@ async def test_a_checkpoint_whose_answer_was_lost_keeps_its_batchs_row_errors_on
     reported = [e["line"] for e in done["errors"]]
     assert sorted(reported) == [i + 1 for i in range(7, 101, 7)], "each bad row reported, once"
     assert done["progress"]["failed"] == len(reported)
+
+
+async def test_a_teams_update_that_timed_out_lands_before_the_rollback_not_after_it(db, replicas):
+    """Review of Fence.settle: a teams job's single-user updates
+    (Teams.concurrently) went out inside one fenced block, not as fenced
+    sends, so one that timed out on the client was not recorded: the step
+    failed, the terminate was seen, and the rollback compensated the user
+    before the late update landed, which then put back what the rollback had
+    taken away. Each update is now a fenced send: sent again (and settled)
+    until it has landed."""
+    store = db.db["late_users"]
+    await store.insert_one({"_id": "u1", "teams": []})
+    late: list[asyncio.Task] = []
+
+    async def add_team() -> None:
+        await store.update_one({"_id": "u1"}, {"$addToSet": {"teams": "t1"}})
+
+    async def applied_later() -> None:
+        await asyncio.sleep(1.0)  # the server gets to it after the client gave up
+        await add_team()
+
+    async def run(ctx: JobContext) -> None:
+        async def change() -> None:
+            if not late:
+                await replica.manager.control("org-a", ctx.job_id, "terminate")
+                late.append(asyncio.create_task(applied_later(), context=contextvars.Context()))
+                raise NetworkTimeout("timed out")
+            await asyncio.gather(*late)  # behind the earlier write
+            await add_team()
+
+        await ctx.teams.concurrently([change], 4)
+        await ctx.checkpoint()
+
+    async def rollback(ctx: JobContext) -> None:
+        await ctx.fence.send(lambda: store.update_one({"_id": "u1"}, {"$pull": {"teams": "t1"}}))
+
+    async def nothing(ctx: JobContext) -> None:
+        return None
+
+    replica = await replicas({"late": Kind(name="late", run=run, rollback=rollback, cleanup=nothing)})
+    job_id = await create_job(replica, "late", {})
+    await wait_job(db, job_id, lambda j: j["state"] == "terminated", "the job to be terminated")
+    await asyncio.gather(*late)
+    assert (await store.find_one({"_id": "u1"}))["teams"] == [], "an update landed after the rollback"
