@@ -404,13 +404,17 @@ class FencedWriter:
         return self._writer.written
 
     async def write(self, data: bytes) -> None:
-        async with self._fence.write():
-            await self._writer.write(data)
+        self._writer.add(data)
+        while self._writer.full():
+            await self._fence.send(self._writer.store_some)
 
     async def sync(self) -> int:
-        """Stores all written so far (the short last chunk too); returns its length."""
-        async with self._fence.write():
-            return await self._writer.sync()
+        """Stores all written so far (the short last chunk too); returns its length.
+        Like every store of this writer it is a fenced send: one whose answer
+        is lost is sent again (the same chunks, the same short chunk) before
+        the step runs again or the job shows paused, so a late one cannot
+        land over what was written after it."""
+        return await self._fence.send(self._writer.sync)
 
     async def resume(self, source_id: str, length: int) -> bool:
         """Goes on after the first ``length`` bytes that a sync() of ``source_id``
@@ -424,8 +428,9 @@ class FencedWriter:
         await self._fence.send(self._writer.reset)
 
     async def close(self) -> StoredFile:
-        async with self._fence.write():
-            return await self._writer.close()
+        self._writer.seal()
+        await self._fence.send(self._writer.sync)
+        return await self._fence.send(self._writer.store_files_document)
 
 
 class Teams:

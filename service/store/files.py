@@ -134,19 +134,35 @@ class ChunkWriter:
         return self.length + len(self._buffer)
 
     async def write(self, data: bytes) -> None:
+        self.add(data)
+        while self.full():
+            await self.store_some()
+
+    # write() as steps, for a caller that sends each store as a fenced write of
+    # its own (FencedWriter): add() and seal() only cut chunks in memory; each
+    # store_*() may be sent again after a failure, with the same effect.
+
+    def add(self, data: bytes) -> None:
+        """Cuts what fills whole chunks into the chunks waiting to be stored."""
         self._buffer += data
         size = self.bucket.chunk_size
         while len(self._buffer) >= size:
             self._add(bytes(self._buffer[:size]))
             del self._buffer[:size]
-            if len(self._pending) >= CHUNKS_PER_WRITE:
-                await self._insert()
+
+    def full(self) -> bool:
+        return len(self._pending) >= CHUNKS_PER_WRITE
+
+    async def store_some(self) -> None:
+        """Stores up to CHUNKS_PER_WRITE waiting chunks (a replay finds them there)."""
+        await self._insert(CHUNKS_PER_WRITE)
 
     async def sync(self) -> int:
         """Stores everything written so far: the whole chunks waiting, and the
         rest as a short last chunk, replaced as it fills (GridFS allows only the
         last chunk to be short). Until close() writes the files document no
-        reader sees the file at all. Returns the bytes stored."""
+        reader sees the file at all. Returns the bytes stored. Sent again, it
+        stores the same."""
         await self._insert()
         if self._buffer:
             chunk = {"files_id": self.file_id, "n": self._n, "data": bytes(self._buffer)}
@@ -205,19 +221,35 @@ class ChunkWriter:
         await self.bucket.chunks.delete_many({"files_id": self.file_id})
 
     async def close(self) -> StoredFile:
+        self.seal()
+        await self._insert()
+        return await self.store_files_document()
+
+    def seal(self) -> None:
+        """The rest of the buffer becomes the last chunk, waiting to be stored."""
         if self._buffer:
             self._add(bytes(self._buffer))
             self._buffer.clear()
-        await self._insert()
-        await self.bucket.files.insert_one(
-            {
-                "_id": self.file_id,
-                "length": self.length,
-                "chunkSize": self.bucket.chunk_size,
-                "uploadDate": dt.datetime.now(dt.timezone.utc),
-                "filename": self.filename,
-                "metadata": self.metadata,
-            }
+
+    def sealed(self) -> bool:
+        return not self._pending and not self._buffer
+
+    async def store_files_document(self) -> StoredFile:
+        """Makes the file visible, once all its chunks are stored; one already
+        there (a replay) is this one."""
+        assert self.sealed(), "the file's chunks are stored before its files document"
+        await insert_new(
+            self.bucket.files,
+            [
+                {
+                    "_id": self.file_id,
+                    "length": self.length,
+                    "chunkSize": self.bucket.chunk_size,
+                    "uploadDate": dt.datetime.now(dt.timezone.utc),
+                    "filename": self.filename,
+                    "metadata": self.metadata,
+                }
+            ],
         )
         return StoredFile(self.file_id, self.length)
 
@@ -231,7 +263,9 @@ class ChunkWriter:
         self._n += 1
         self.length += len(data)
 
-    async def _insert(self) -> None:
+    async def _insert(self, most: int | None = None) -> None:
+        """Stores the waiting chunks (the first ``most``); each leaves the list
+        only once stored, so a failed store is sent again with the same effect."""
         if not self._pending:
             return
         if self._pending[0]["n"] == self._short:
@@ -241,9 +275,10 @@ class ChunkWriter:
             self._pending = self._pending[1:]
         # A chunk written before a retry is already there (the same bytes); a
         # write-concern error is a failure, or an upload would have a silent hole.
-        if self._pending:
-            await insert_new(self.bucket.chunks, self._pending)
-        self._pending = []
+        batch = self._pending if most is None else self._pending[:most]
+        if batch:
+            await insert_new(self.bucket.chunks, batch)
+        self._pending = self._pending[len(batch) :]
 
 
 class ChunkReader:

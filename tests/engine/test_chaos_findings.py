@@ -8,8 +8,9 @@ import csv
 import io
 
 import pytest
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.cursor import AsyncCursor
-from pymongo.errors import AutoReconnect, BulkWriteError, NetworkTimeout, OperationFailure
+from pymongo.errors import AutoReconnect, BulkWriteError, ExecutionTimeout, NetworkTimeout, OperationFailure
 
 from service.errors import InvalidTransition, JobFailed
 from service.jobs.fence import Units
@@ -202,45 +203,87 @@ async def test_a_checkpoint_whose_answer_was_lost_keeps_its_batchs_row_errors_on
     assert done["progress"]["failed"] == len(reported)
 
 
-async def test_a_teams_update_that_timed_out_lands_before_the_rollback_not_after_it(db, replicas):
+async def test_a_teams_update_that_ran_out_of_time_is_sent_again_by_itself_not_by_failing_the_step(db, replicas):
     """Review of Fence.settle: a teams job's single-user updates
     (Teams.concurrently) went out inside one fenced block, not as fenced
-    sends, so one that timed out on the client was not recorded: the step
-    failed, the terminate was seen, and the rollback compensated the user
-    before the late update landed, which then put back what the rollback had
-    taken away. Each update is now a fenced send: sent again (and settled)
-    until it has landed."""
-    store = db.db["late_users"]
+    sends, so they were the one write of a job outside Fence.send: one that
+    ran out of its time on the server failed the whole step (run again from
+    its checkpoint after a backoff) where any other write is sent again by
+    itself, and one whose fate was unknown was not recorded for settle().
+    Each update is now a fenced send like every other write."""
+    store = db.db["slow_users"]
     await store.insert_one({"_id": "u1", "teams": []})
-    late: list[asyncio.Task] = []
-
-    async def add_team() -> None:
-        await store.update_one({"_id": "u1"}, {"$addToSet": {"teams": "t1"}})
-
-    async def applied_later() -> None:
-        await asyncio.sleep(1.0)  # the server gets to it after the client gave up
-        await add_team()
+    runs = 0
+    timed_out: list[bool] = []
 
     async def run(ctx: JobContext) -> None:
+        nonlocal runs
+        runs += 1
+
         async def change() -> None:
-            if not late:
-                await replica.manager.control("org-a", ctx.job_id, "terminate")
-                late.append(asyncio.create_task(applied_later(), context=contextvars.Context()))
-                raise NetworkTimeout("timed out")
-            await asyncio.gather(*late)  # behind the earlier write
-            await add_team()
+            if not timed_out:
+                timed_out.append(True)
+                raise ExecutionTimeout("operation exceeded time limit", 50)
+            await store.update_one({"_id": "u1"}, {"$addToSet": {"teams": "t1"}})
 
         await ctx.teams.concurrently([change], 4)
         await ctx.checkpoint()
 
-    async def rollback(ctx: JobContext) -> None:
-        await ctx.fence.send(lambda: store.update_one({"_id": "u1"}, {"$pull": {"teams": "t1"}}))
+    async def nothing(ctx: JobContext) -> None:
+        return None
+
+    replica = await replicas({"slow": Kind(name="slow", run=run, rollback=nothing, cleanup=nothing)})
+    job_id = await create_job(replica, "slow", {})
+    await wait_job(db, job_id, lambda j: j["state"] == "completed", "the job to complete")
+    assert timed_out and runs == 1, "the timed-out update failed the step, which ran again"
+    assert (await store.find_one({"_id": "u1"}))["teams"] == ["t1"]
+
+
+async def test_an_export_files_store_that_ran_out_of_time_is_sent_again_by_itself(db, replicas, monkeypatch):
+    """Review of Fence.settle: an export attempt's file writes (FencedWriter:
+    its whole chunks, sync()'s short last chunk, the files document) went out
+    inside fenced blocks, not as fenced sends: a store that ran out of its
+    time on the server failed the step, which then re-read and re-rendered
+    from the last durable position, and one whose fate was unknown was not
+    recorded for settle(). Each store is now a fenced send that can be sent
+    again with the same effect (a chunk leaves the writer's list only once
+    stored; the short chunk is replaced whole)."""
+    real = AsyncCollection.replace_one
+    timed_out: list[bool] = []
+
+    async def replace_one(self, *args, **kwargs):
+        if self.name == "exports.chunks" and not timed_out:
+            timed_out.append(True)
+            raise ExecutionTimeout("operation exceeded time limit", 50)
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncCollection, "replace_one", replace_one)
+    seen: dict[str, object] = {}
+    runs = 0
+
+    async def run(ctx: JobContext) -> None:
+        nonlocal runs
+        runs += 1
+        grid = ctx.results.writer("f.csv")
+        size = ctx._db.exports.chunk_size
+        await grid.reset()
+        await grid.write(b"a" * (3 * size + 10))
+        await grid.sync()  # chunk 3 stored short (10 bytes): the store that runs out of time
+        await grid.write(b"b" * size)
+        stored = await grid.sync()  # chunk 3 whole, chunk 4 short
+        seen["file_id"], seen["size"], seen["stored"] = ctx.results.file_id, size, stored
+        await replica.manager.control("org-a", ctx.job_id, "pause")
+        await ctx.checkpoint({"file_id": ctx.results.file_id, "bytes": stored})
 
     async def nothing(ctx: JobContext) -> None:
         return None
 
-    replica = await replicas({"late": Kind(name="late", run=run, rollback=rollback, cleanup=nothing)})
-    job_id = await create_job(replica, "late", {})
-    await wait_job(db, job_id, lambda j: j["state"] == "terminated", "the job to be terminated")
-    await asyncio.gather(*late)
-    assert (await store.find_one({"_id": "u1"}))["teams"] == [], "an update landed after the rollback"
+    replica = await replicas({"exp": Kind(name="exp", run=run, rollback=nothing, cleanup=nothing)})
+    job_id = await create_job(replica, "exp", {})
+    await wait_job(db, job_id, lambda j: j["state"] == "paused", "the job to show paused")
+    assert timed_out and runs == 1, "the store that ran out of time failed the step, which ran again"
+    chunks = await db.exports.chunks.find({"files_id": seen["file_id"]}, sort=[("n", 1)]).to_list(None)
+    assert [len(c["data"]) for c in chunks] == [seen["size"]] * 4 + [10]
+    assert seen["stored"] == 4 * seen["size"] + 10
+    await replica.manager.control("org-a", job_id, "terminate")
+    await wait_job(db, job_id, lambda j: j["state"] == "terminated", "the job to end")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from service.jobs import fence
 from service.jobs.kinds import exports
 from service.store import files
 from service.typedefs import MANAGER_KEY
@@ -47,7 +48,7 @@ async def test_an_export_whose_owner_died_is_adopted_from_its_checkpoint_and_its
     rendered: Counter[str] = Counter()  # rows each replica read and rendered
     replicas: dict[str, Replica] = {"a": first}
     held, release = asyncio.Event(), asyncio.Event()
-    real_add, real_write = exports.CsvRenderer.add, files.ChunkWriter.write
+    real_add, real_write = exports.CsvRenderer.add, fence.FencedWriter.write
 
     def owner() -> str:
         return next((name for name, r in replicas.items() if r.owns_task(asyncio.current_task())), "?")
@@ -56,15 +57,15 @@ async def test_an_export_whose_owner_died_is_adopted_from_its_checkpoint_and_its
         rendered[owner()] += len(docs)
         return real_add(self, docs)
 
-    async def write(self: files.ChunkWriter, data: bytes) -> None:
+    async def write(self: fence.FencedWriter, data: bytes) -> None:
         # A stalls inside a write of its file once past its second chunk.
-        if owner() == "a" and self.length + len(self._buffer) > 2 * files.CHUNK_BYTES and not held.is_set():
+        if owner() == "a" and self.written > 2 * files.CHUNK_BYTES and not held.is_set():
             held.set()
             await release.wait()
         await real_write(self, data)
 
     monkeypatch.setattr(exports.CsvRenderer, "add", add)
-    monkeypatch.setattr(files.ChunkWriter, "write", write)
+    monkeypatch.setattr(fence.FencedWriter, "write", write)
     resp = await a.post("/api/v1/jobs/export", json={"dataset": "people", "batch_size": 200})
     job = await resp.json()
     await asyncio.wait_for(held.wait(), 120)

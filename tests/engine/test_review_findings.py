@@ -69,9 +69,9 @@ async def test_a_stalled_export_owner_that_wakes_after_adoption_leaves_the_adopt
     held = HeldCall()
     real_insert = files.ChunkWriter._insert
 
-    async def insert(self: files.ChunkWriter) -> None:
+    async def insert(self: files.ChunkWriter, most: int | None = None) -> None:
         await held.point()
-        await real_insert(self)
+        await real_insert(self, most)
 
     monkeypatch.setattr(files.ChunkWriter, "_insert", insert)
     a = await make_client(**FAST)
