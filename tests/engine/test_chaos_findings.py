@@ -22,6 +22,22 @@ from ..support.helpers import make_csv, start_import, wait_for_state
 from .conftest import create_job, wait_job
 
 
+async def nothing(ctx: JobContext) -> None:
+    return None
+
+
+async def start_one(replicas, name: str, run, rollback=nothing, params: dict | None = None):
+    """One replica running a kind of the test's own, and one job of it."""
+    replica = await replicas({name: Kind(name=name, run=run, rollback=rollback, cleanup=nothing)})
+    return replica, await create_job(replica, name, params or {})
+
+
+async def pause_here(ctx: JobContext, position: dict) -> None:
+    """The job asks for its own pause, then checkpoints: it shows paused there."""
+    await ctx._runner.manager.control("org-a", ctx.job_id, "pause")
+    await ctx.checkpoint(position)
+
+
 async def test_a_failed_streamed_export_cannot_be_retried_since_its_client_is_gone(db, replicas):
     """Chaos seed 21: a streamed export failed when the database went away;
     its retry was accepted and the replica that claimed it crashed on every
@@ -29,9 +45,6 @@ async def test_a_failed_streamed_export_cannot_be_retried_since_its_client_is_go
 
     async def run(ctx: JobContext) -> None:
         raise JobFailed("the database became unreachable during the download")
-
-    async def nothing(ctx: JobContext) -> None:
-        return None
 
     replica = await replicas({"stream": Kind(name="stream", run=run, rollback=nothing, cleanup=nothing)})
     job_id = new_job_id()
@@ -115,11 +128,7 @@ async def test_a_write_that_timed_out_is_settled_before_the_job_shows_paused_or_
     async def rollback(ctx: JobContext) -> None:
         await ctx.fence.send(lambda: store.delete_many({}))
 
-    async def nothing(ctx: JobContext) -> None:
-        return None
-
-    replica = await replicas({"late": Kind(name="late", run=run, rollback=rollback, cleanup=nothing)})
-    job_id = await create_job(replica, "late", {})
+    replica, job_id = await start_one(replicas, "late", run, rollback)
     final = "paused" if action == "pause" else "terminated"
     await wait_job(db, job_id, lambda j: j["state"] == final, f"the job to show {final}")
     shown = await store.count_documents({})
@@ -157,14 +166,9 @@ async def test_a_write_left_in_doubt_is_settled_before_the_step_runs_again_not_r
         stored = await grid.sync()
         seen["file_id"] = ctx.results.file_id
         seen["before"] = await ctx._db.exports.chunks.count_documents({"files_id": ctx.results.file_id})
-        await replica.manager.control("org-a", ctx.job_id, "pause")
-        await ctx.checkpoint({"file_id": ctx.results.file_id, "bytes": stored})
+        await pause_here(ctx, {"file_id": ctx.results.file_id, "bytes": stored})
 
-    async def nothing(ctx: JobContext) -> None:
-        return None
-
-    replica = await replicas({"exp": Kind(name="exp", run=run, rollback=nothing, cleanup=nothing)})
-    job_id = await create_job(replica, "exp", {})
+    replica, job_id = await start_one(replicas, "exp", run)
     await wait_job(db, job_id, lambda j: j["state"] == "paused", "the job to show paused")
     after = await db.exports.chunks.count_documents({"files_id": seen["file_id"]})
     assert runs == 2 and after == seen["before"] == 4, "a replayed reset deleted the file written after it"
@@ -229,11 +233,7 @@ async def test_a_teams_update_that_ran_out_of_time_is_sent_again_by_itself_not_b
         await ctx.teams.concurrently([change], 4)
         await ctx.checkpoint()
 
-    async def nothing(ctx: JobContext) -> None:
-        return None
-
-    replica = await replicas({"slow": Kind(name="slow", run=run, rollback=nothing, cleanup=nothing)})
-    job_id = await create_job(replica, "slow", {})
+    _, job_id = await start_one(replicas, "slow", run)
     await wait_job(db, job_id, lambda j: j["state"] == "completed", "the job to complete")
     assert timed_out and runs == 1, "the timed-out update failed the step, which ran again"
     assert (await store.find_one({"_id": "u1"}))["teams"] == ["t1"]
@@ -272,14 +272,9 @@ async def test_an_export_files_store_that_ran_out_of_time_is_sent_again_by_itsel
         await grid.write(b"b" * size)
         stored = await grid.sync()  # chunk 3 whole, chunk 4 short
         seen["file_id"], seen["size"], seen["stored"] = ctx.results.file_id, size, stored
-        await replica.manager.control("org-a", ctx.job_id, "pause")
-        await ctx.checkpoint({"file_id": ctx.results.file_id, "bytes": stored})
+        await pause_here(ctx, {"file_id": ctx.results.file_id, "bytes": stored})
 
-    async def nothing(ctx: JobContext) -> None:
-        return None
-
-    replica = await replicas({"exp": Kind(name="exp", run=run, rollback=nothing, cleanup=nothing)})
-    job_id = await create_job(replica, "exp", {})
+    replica, job_id = await start_one(replicas, "exp", run)
     await wait_job(db, job_id, lambda j: j["state"] == "paused", "the job to show paused")
     assert timed_out and runs == 1, "the store that ran out of time failed the step, which ran again"
     chunks = await db.exports.chunks.find({"files_id": seen["file_id"]}, sort=[("n", 1)]).to_list(None)

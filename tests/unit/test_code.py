@@ -40,14 +40,20 @@ UNFENCED_WRITE = re.compile(
 )
 
 
-def test_job_code_cannot_write_but_through_its_fenced_handles():
+def lines_matching(pattern: re.Pattern[str], entries: tuple[str, ...]) -> list[str]:
+    """``path:line: text`` of each line that matches, in the files and folders named."""
     found = []
-    for entry in JOB_CODE:
+    for entry in entries:
         paths = sorted((ROOT / entry).rglob("*.py")) if (ROOT / entry).is_dir() else [ROOT / entry]
         for path in paths:
             for number, line in enumerate(path.read_text().splitlines(), 1):
-                if UNFENCED_WRITE.search(line):
+                if pattern.search(line):
                     found.append(f"{path.relative_to(ROOT).as_posix()}:{number}: {line.strip()}")
+    return found
+
+
+def test_job_code_cannot_write_but_through_its_fenced_handles():
+    found = lines_matching(UNFENCED_WRITE, JOB_CODE)
     assert not found, "writes outside the fenced handles:\n" + "\n".join(found)
 
 
@@ -57,11 +63,6 @@ PARAMS_BY_KEY = re.compile(r"\bparams(?:\[|\.get\()|\[[\"']params[\"']\]\s*(?:\[
 
 
 def test_job_code_reads_its_params_as_typed_attributes_not_by_key():
-    found = []
-    for entry in (*JOB_CODE, "service/jobs/runner.py", "service/api/exports.py", "service/api/export_preview.py"):
-        paths = sorted((ROOT / entry).rglob("*.py")) if (ROOT / entry).is_dir() else [ROOT / entry]
-        for path in paths:
-            for number, line in enumerate(path.read_text().splitlines(), 1):
-                if PARAMS_BY_KEY.search(line):
-                    found.append(f"{path.relative_to(ROOT).as_posix()}:{number}: {line.strip()}")
+    readers = (*JOB_CODE, "service/jobs/runner.py", "service/api/exports.py", "service/api/export_preview.py")
+    found = lines_matching(PARAMS_BY_KEY, readers)
     assert not found, "params read by key:\n" + "\n".join(found)
