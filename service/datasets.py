@@ -11,7 +11,9 @@ from JobRepo, never gathered in one document."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .jobs.model import JobState
@@ -33,6 +35,16 @@ class Dataset:
     imports: int  # how many imports wrote it
     recent: list[str]  # the last RECENT_IMPORTS of them, oldest first
     row_bytes: int = 0  # the widest average row of its imports' files, in bytes (sizes export cursor replies)
+    digest: str = ""  # imports_digest() of their ids, oldest first
+
+
+def imports_digest(ids: Iterable[str]) -> str:
+    """A fixed-size name for a list of import ids (in _id order): an export
+    keeps it, not the list, to know it reads the imports it was created over."""
+    h = hashlib.sha256()
+    for job_id in ids:
+        h.update(job_id.encode() + b"\n")
+    return h.hexdigest()
 
 
 async def describe(
@@ -45,8 +57,10 @@ async def describe(
     recent: deque[str] = deque(maxlen=RECENT_IMPORTS)
     pending: list[str] = []
     imports = rows = row_bytes = 0
+    digest = hashlib.sha256()
     async for job in repo.imports(org_id, name, states, as_of):
         imports += 1
+        digest.update(job["_id"].encode() + b"\n")
         recent.append(job["_id"])
         pending.append(job["_id"])
         if len(pending) >= ROWS_CHUNK:
@@ -62,7 +76,7 @@ async def describe(
     if not imports:
         return None
     rows += await repo.inserted(org_id, pending)
-    return Dataset(name, list(columns), types, rows, imports, list(recent), row_bytes)
+    return Dataset(name, list(columns), types, rows, imports, list(recent), row_bytes, digest.hexdigest())
 
 
 async def import_ids(repo: JobRepo, org_id: str, name: str, states: tuple[JobState, ...], as_of: dt.datetime | None) -> list[str]:

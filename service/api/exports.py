@@ -17,7 +17,7 @@ from ..csvio.schema import MAX_COLUMNS, parse_datetime
 from ..datasets import COMMITTED, WITH_FAILED, describe, import_ids
 from ..errors import BadRequest, Gone, InvalidTransition, NotFound
 from ..jobs.kinds.exports import ResponseSink, result_file_id
-from ..jobs.model import JobState, new_job_id, utcnow
+from ..jobs.model import JobState, new_job_id
 from ..jobs.params import ExportParams
 from ..jobs.repo import JobRepo
 from ..store.files import ChunkReader
@@ -58,8 +58,9 @@ async def export_params(repo: JobRepo, org_id: str, spec: dict[str, Any]) -> Exp
     if not isinstance(include_failed, bool):
         raise BadRequest("include_failed must be true or false.", parameter="include_failed")
     states = WITH_FAILED if include_failed else COMMITTED
-    # The export reads the imports finished by now (ExportParams.imports_as_of).
-    as_of = utcnow()
+    # The export reads the imports finished by now (ExportParams.imports_as_of),
+    # by the server's clock, which dates their finish too.
+    as_of = await repo.server_now()
     dataset = await describe(repo, org_id, name, states, as_of)
     if dataset is None:
         raise NotFound(
@@ -127,6 +128,7 @@ async def export_params(repo: JobRepo, org_id: str, spec: dict[str, Any]) -> Exp
         row_bytes=dataset.row_bytes,
         imports=dataset.imports,
         imports_as_of=as_of.isoformat(),
+        imports_digest=dataset.digest,
         include_failed=include_failed,
         # Without a date filter the dataset's size is already known from its
         # imports; only a filtered export has to count.

@@ -592,14 +592,12 @@ class Profiles:
         from ..profiles import store
 
         assert entry["job_id"] == self._job_id
-        async with self._fence.write():
-            await store.record_import(self._profiles, self._org_id, self._dataset, entry)
+        await self._fence.send(lambda: store.record_import(self._profiles, self._org_id, self._dataset, entry))
 
     async def forget(self) -> None:
         from ..profiles import store
 
-        async with self._fence.write():
-            await store.forget_import(self._profiles, self._org_id, self._dataset, self._job_id)
+        await self._fence.send(lambda: store.forget_import(self._profiles, self._org_id, self._dataset, self._job_id))
 
 
 class ReadOnly:

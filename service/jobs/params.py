@@ -132,7 +132,7 @@ class TeamsParams(RowParams):
 
 @dataclass(frozen=True, kw_only=True)
 class ExportParams(DatasetParams):
-    OMITTED_WHEN_EMPTY: ClassVar[frozenset[str]] = frozenset({"file_id", "stream", "jobs"})
+    OMITTED_WHEN_EMPTY: ClassVar[frozenset[str]] = frozenset({"file_id", "stream"})
 
     columns: list[str]
     date_field: str | None = None
@@ -144,12 +144,18 @@ class ExportParams(DatasetParams):
     batch_size: int = 10_000
     row_bytes: int = 0
     # The imports it reads: those of the dataset (completed, or failed too
-    # with include_failed) that had finished by ``imports_as_of``, when it was
-    # created; ``imports`` says how many there were, so one undone or
-    # terminated since is noticed. Nothing here grows with the dataset.
+    # with include_failed) that had finished by ``imports_as_of``, the
+    # database server's time when it was created (finished_at is the server's
+    # too); ``imports`` says how many there were and ``imports_digest`` which
+    # (a hash of their ids), so one undone, terminated or retried since is
+    # noticed. Nothing here grows with the dataset.
     imports: int = 0
     imports_as_of: str | None = None
+    imports_digest: str | None = None
     # An export stored before imports_as_of listed its imports' ids instead.
+    # A new one stores null: a replica of that older version, running beside
+    # this one during a rolling update, then fails such an export loudly
+    # ($in needs a list) instead of reading no rows.
     jobs: list[str] | None = None
     include_failed: bool = False
     # Known without counting when there is no date filter.

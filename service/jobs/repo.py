@@ -389,14 +389,18 @@ class JobRepo:
         target = transition.target
         now = utcnow()
         values: dict[str, Any] = {"state": target.value, "updated_at": now, **fields}
+        update: dict[str, Any] = {"$set": values, "$inc": {"rev": 1}}
         release = release or target in FINISHED
         if target in FINISHED:
-            values["finished_at"] = now
+            # The server's time when the job finished, not this replica's: an
+            # export reads the imports finished by its creation (server_now()),
+            # whatever the replicas' clocks say.
+            update["$currentDate"] = {"finished_at": True}
         if release:
             values["owner"] = None
         job = await self.jobs.find_one_and_update(
             {"_id": job_id, "epoch": epoch, "state": {"$in": _values(transition.sources)}},
-            {"$set": values, "$inc": {"rev": 1}},
+            update,
             return_document=ReturnDocument.AFTER,
         )
         if job is None:
@@ -543,6 +547,13 @@ class JobRepo:
         )
         async for job in cursor:
             yield job
+
+    async def server_now(self) -> dt.datetime:
+        """The database server's time now (``hello``'s localTime): what the
+        server's own ``$currentDate`` is compared with."""
+        reply = await self.jobs.database.command("hello")
+        now = reply["localTime"]
+        return now if now.tzinfo is not None else now.replace(tzinfo=dt.timezone.utc)
 
     async def inserted(self, org_id: str, job_ids: list[str]) -> int:
         """The rows these jobs inserted, by their progress."""

@@ -133,6 +133,7 @@ class JobContext:
         self.rolling_back = False
         self._errors_kept = len(job.get("errors") or [])
         self._unsaved_errors: list[dict[str, Any]] = []
+        self._failure: JobFailed | None = None  # decided by fail_on_row_errors()
         self._rate_since = (time.monotonic(), self.progress.get("processed", 0))
 
     # -- what job code reads and writes ------------------------------------------
@@ -254,9 +255,20 @@ class JobContext:
         cannot cure it."""
         params = self.params_as(RowParams)
         if errors and (params.fail_fast or self.progress["failed"] > params.max_errors):
-            await self.persist(position, errors)
             reason = "on_error=fail" if params.fail_fast else f"more than max_errors={params.max_errors} rows failed"
-            raise JobFailed(f"stopped at line {errors[0]['line']} ({reason}): {errors[0]['message']}", retryable=False)
+            # Kept until it is raised: if the save below loses its answer, the
+            # step is not run again past the bad row; the next run raises it
+            # (raise_pending_failure) once the batch is saved.
+            self._failure = JobFailed(f"stopped at line {errors[0]['line']} ({reason}): {errors[0]['message']}", retryable=False)
+            await self.persist(position, errors)
+            raise self._failure
+
+    async def raise_pending_failure(self) -> None:
+        """Before a step runs again: a row failure decided by the run before,
+        whose batch's save lost its answer, is saved and raised now."""
+        if self._failure is not None and not self.rolling_back:
+            await self.persist()
+            raise self._failure
 
     def stop_known(self) -> bool:
         """Whether this replica already knows the job must pause or stop, without
@@ -568,6 +580,7 @@ class Runner:
                 # What the last run left in doubt lands first, before this run
                 # writes anything after it (Fence.settle).
                 await ctx.fence.settle()
+                await ctx.raise_pending_failure()
                 await step(ctx)
                 return
             except Exception as exc:

@@ -282,3 +282,30 @@ async def test_an_export_files_store_that_ran_out_of_time_is_sent_again_by_itsel
     assert seen["stored"] == 4 * seen["size"] + 10
     await replica.manager.control("org-a", job_id, "terminate")
     await wait_job(db, job_id, lambda j: j["state"] == "terminated", "the job to end")
+
+
+async def test_on_error_fail_still_fails_when_the_failing_batchs_save_loses_its_answer(client, db, monkeypatch):
+    """Review: fail_on_row_errors saves the batch, then fails the job; when that
+    save lost its answer, the step ran again from the position it had tried
+    to save, past the bad row, and the job completed: on_error=fail forgotten,
+    the rows after the bad one in that batch neither written nor reported.
+    The failure is now kept and raised before the step runs again."""
+    real = JobRepo.save_progress
+    broken = 0
+
+    async def save_progress(self, job_id, epoch, progress, checkpoint, new_errors):
+        nonlocal broken
+        if new_errors and broken == 0:
+            broken += 1
+            await real(self, job_id, epoch, progress, checkpoint, new_errors)
+            raise AutoReconnect("connection closed")
+        return await real(self, job_id, epoch, progress, checkpoint, new_errors)
+
+    monkeypatch.setattr(JobRepo, "save_progress", save_progress)
+    lines = ["id,name,day"] + [f"{'x' if i == 15 else i},name {i},2017-01-01" for i in range(1, 101)]
+    job = await start_import(client, ("\n".join(lines) + "\n").encode(), types="id:int", batch_size=10, on_error="fail")
+    done = await wait_for_state(client, job["id"], "completed", "failed")
+    assert broken == 1
+    assert done["state"] == "failed" and "line 16" in done["error"], done
+    assert await db.records.count_documents({"job_id": job["id"]}) == 14, "rows before the bad one, none after"
+    assert [e["line"] for e in done["errors"]] == [16]

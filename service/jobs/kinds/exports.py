@@ -23,6 +23,7 @@ from bson import Decimal128, ObjectId
 from pymongo.errors import OperationFailure
 
 from ...csvio.schema import is_decimal_text
+from ...datasets import imports_digest
 from ...errors import JobFailed
 from ...store.db import Database
 from ...store.records import dataset_prefix, job_prefix, prefix_range
@@ -244,10 +245,14 @@ async def read_imports(ctx: JobContext, params: ExportParams) -> list[str]:
     if params.jobs is not None:
         return params.jobs
     imports = await ctx.dataset_imports(params.dataset, params.import_states, params.as_of())
-    if len(imports) < params.imports:
+    changed = len(imports) != params.imports or (
+        params.imports_digest is not None and imports_digest(imports) != params.imports_digest
+    )
+    if changed:
         raise JobFailed(
-            f"{params.imports - len(imports)} of the {params.imports} imports of dataset {params.dataset!r} this export "
-            "reads were undone, terminated or retried since it was created; start a new export for the data as it is now",
+            f"the imports of dataset {params.dataset!r} this export reads are not those it was created over "
+            f"({params.imports}; {len(imports)} of them now): one was undone, terminated or retried since; "
+            "start a new export for the data as it is now",
             retryable=False,
         )
     return imports
