@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -11,7 +13,7 @@ from aiohttp import web
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
+from pymongo.errors import ConnectionFailure, OperationFailure, PyMongoError
 
 from ..settings import MongoSettings
 from ..typedefs import DB_KEY, DB_LISTENERS_KEY, SETTINGS_KEY
@@ -151,14 +153,30 @@ class Database:
         await self.client.close()
 
 
+# A replica that starts while the database is away (restarting, failing
+# over) waits for it, this long between tries, for up to DB_RETRY_SECONDS:
+# exiting would leave a Kubernetes pod in CrashLoopBackOff, minutes longer
+# than the outage.
+START_RETRY_SECONDS = 1.0
+
+
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: connect and create indexes before serving; close last."""
     settings = app[SETTINGS_KEY]
     database = Database.connect(settings.mongo, settings.db_timeout_seconds, event_listeners=app[DB_LISTENERS_KEY])
+    deadline = time.monotonic() + settings.db_retry_seconds
     try:
-        await database.ensure_indexes()
-        await database.detect_features()
-    except Exception:
+        while True:
+            try:
+                await database.ensure_indexes()
+                await database.detect_features()
+                break
+            except PyMongoError as exc:
+                if not (isinstance(exc, ConnectionFailure) or exc.timeout) or time.monotonic() >= deadline:
+                    raise
+                log.warning("the database is not reachable yet (%s); trying again in %g s", exc, START_RETRY_SECONDS)
+                await asyncio.sleep(START_RETRY_SECONDS)
+    except BaseException:
         await database.close()
         raise
     app[DB_KEY] = database

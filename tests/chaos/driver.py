@@ -185,7 +185,15 @@ class Driver:
             if args.get("replica") == "owner":
                 args["replica"] = self.newest_owner() or args["fallback"]
             started = self.now()
-            if await self.cluster.fault(kind, args):
+            try:
+                injected = await self.cluster.fault(kind, args)
+            except Exception as exc:  # a replica that did not come back: the run goes on without it
+                self.violations.append(
+                    Violation("replica-restart", None, f"{kind} on {args.get('replica', 'the database')}: {exc}", [args])
+                )
+                self.log(f"{started:7.2f}s fault {kind} {args} could not be undone: {exc}")
+                continue
+            if injected:
                 self.log(f"{started:7.2f}s fault {kind} {args}")
                 self.count(f"fault.{kind}")
             else:
