@@ -158,3 +158,19 @@ async def test_an_undo_waiting_for_its_orgs_slot_says_why_on_its_card(server, ap
     await control(api, holder["id"], "terminate")
     await wait_for_state(api, done["id"], "undone")
     assert page.js_errors == []
+
+
+async def test_an_export_job_page_says_how_many_imports_it_reads_and_as_of_when(api, server, open_page):
+    """The export keeps a count and a time, not the list of its imports'
+    ids (issue 21): its page says so in words."""
+    await import_history(api, seeds=(1, 2))
+    resp = await api.post("/api/v1/jobs/export", json={"dataset": "people"})
+    export = await resp.json()
+    assert resp.status == 202, export
+    await wait_for_state(api, export["id"], "completed")
+    page = await open_page(str(server.make_url(f"/#/jobs/{export['id']}")))
+    params = page.locator("dl.params")
+    await expect(params).to_contain_text(re.compile(r"Imports read\s*2 imports finished by \w+ \d"))
+    await expect(params).not_to_contain_text("imports_as_of")
+    await expect(params).not_to_contain_text("imports_digest")
+    await screenshot(page, "job-export")

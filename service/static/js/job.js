@@ -37,7 +37,7 @@ const PARAM_LABELS = {
   imports: "Imports read",
 };
 // Internal bookkeeping a person has no use for.
-const HIDDEN_PARAMS = new Set(["file_id", "data_start", "layout", "width", "expected_rows", "row_bytes", "created_list", "imports_as_of"]);
+const HIDDEN_PARAMS = new Set(["file_id", "data_start", "layout", "width", "expected_rows", "row_bytes", "created_list", "imports_as_of", "imports_digest"]);
 const ACTION_LABELS = {
   "job.create": "Created",
   "job.pause": "Pause",
