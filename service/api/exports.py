@@ -6,6 +6,7 @@ ticket instead (service/api/downloads.py), which streams through here too."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 from aiohttp import web
@@ -154,7 +155,7 @@ async def create_export(request: web.Request, claim: Claim) -> web.Response:
         body = await preview(request.app[DB_KEY].records, manager.repo, org_id, params, imports, total)
         return json_response(body)
     async with manager.queue_slot(org_id, claim.resource_id):
-        params = (await export_params(manager.repo, org_id, spec)).replace(file_id=str(ObjectId()))
+        params = dataclasses.replace(await export_params(manager.repo, org_id, spec), file_id=str(ObjectId()))
         await claim.bind(json_digest(spec))
         job = await manager.create(
             {
@@ -210,7 +211,7 @@ async def stream_export(request: web.Request, org_id: str, params: ExportParams)
     """The export streamed into the response as it is read: the download starts at
     once. It is a job (X-Job-Id): pause stalls the stream, terminate aborts it so
     the browser shows a failed download, and a client that leaves terminates it."""
-    params = params.replace(stream=True)
+    params = dataclasses.replace(params, stream=True)
     job_id = new_job_id()
     manager = request.app[MANAGER_KEY]
     async with manager.stream_slot(org_id, job_id):

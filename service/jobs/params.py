@@ -47,9 +47,6 @@ class Params:
                 given[f.name] = doc[key]
         return cls(**given)
 
-    def replace(self, **changes: Any) -> Self:
-        return dataclasses.replace(self, **changes)
-
 
 @dataclass(frozen=True, kw_only=True)
 class RawParams(Params):

@@ -56,7 +56,7 @@ def test_an_exports_plain_form_names_from_as_the_api_does_and_leaves_out_what_do
     doc = background.to_doc()
     assert doc["from"] == "2017-01-01T00:00:00+00:00" and "from_" not in doc
     assert doc["file_id"] == "f1" and "stream" not in doc, "a background export has a file and no stream flag"
-    streamed = background.replace(file_id=None, stream=True).to_doc()
+    streamed = dataclasses.replace(background, file_id=None, stream=True).to_doc()
     assert streamed["stream"] is True and "file_id" not in streamed
     assert ExportParams.from_doc(doc) == background
     assert [b.year if b else None for b in background.bounds()] == [2017, None]
