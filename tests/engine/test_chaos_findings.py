@@ -38,6 +38,24 @@ async def pause_here(ctx: JobContext, position: dict) -> None:
     await ctx.checkpoint(position)
 
 
+def break_first_save_with_errors(monkeypatch, landed: bool) -> list[int]:
+    """The first save of progress that carries row errors loses its answer
+    (after landing, or not); returns a list that counts how many broke."""
+    real = JobRepo.save_progress
+    broken: list[int] = []
+
+    async def save_progress(self, job_id, epoch, progress, checkpoint, new_errors):
+        if new_errors and not broken:
+            broken.append(1)
+            if landed:
+                await real(self, job_id, epoch, progress, checkpoint, new_errors)
+            raise AutoReconnect("connection closed")
+        return await real(self, job_id, epoch, progress, checkpoint, new_errors)
+
+    monkeypatch.setattr(JobRepo, "save_progress", save_progress)
+    return broken
+
+
 async def test_a_failed_streamed_export_cannot_be_retried_since_its_client_is_gone(db, replicas):
     """Chaos seed 21: a streamed export failed when the database went away;
     its retry was accepted and the replica that claimed it crashed on every
@@ -184,23 +202,11 @@ async def test_a_checkpoint_whose_answer_was_lost_keeps_its_batchs_row_errors_on
     completed with five rows neither created nor reported. Whether the lost
     write landed or not, every bad row is reported once and `failed` counts
     exactly the rows reported."""
-    real = JobRepo.save_progress
-    broken = 0
-
-    async def save_progress(self, job_id, epoch, progress, checkpoint, new_errors):
-        nonlocal broken
-        if new_errors and broken == 0:
-            broken += 1
-            if landed:
-                await real(self, job_id, epoch, progress, checkpoint, new_errors)
-            raise AutoReconnect("connection closed")
-        return await real(self, job_id, epoch, progress, checkpoint, new_errors)
-
-    monkeypatch.setattr(JobRepo, "save_progress", save_progress)
+    broken = break_first_save_with_errors(monkeypatch, landed)
     lines = ["id,name,day"] + [f"{'x' if i % 7 == 0 else i},name {i},2017-01-01" for i in range(1, 101)]
     job = await start_import(client, ("\n".join(lines) + "\n").encode(), types="id:int", batch_size=10, max_errors=1000)
     done = await wait_for_state(client, job["id"], "completed", "failed")
-    assert broken == 1
+    assert broken == [1]
     assert done["state"] == "completed", done.get("error")
     reported = [e["line"] for e in done["errors"]]
     assert sorted(reported) == [i + 1 for i in range(7, 101, 7)], "each bad row reported, once"
@@ -290,22 +296,11 @@ async def test_on_error_fail_still_fails_when_the_failing_batchs_save_loses_its_
     to save, past the bad row, and the job completed: on_error=fail forgotten,
     the rows after the bad one in that batch neither written nor reported.
     The failure is now kept and raised before the step runs again."""
-    real = JobRepo.save_progress
-    broken = 0
-
-    async def save_progress(self, job_id, epoch, progress, checkpoint, new_errors):
-        nonlocal broken
-        if new_errors and broken == 0:
-            broken += 1
-            await real(self, job_id, epoch, progress, checkpoint, new_errors)
-            raise AutoReconnect("connection closed")
-        return await real(self, job_id, epoch, progress, checkpoint, new_errors)
-
-    monkeypatch.setattr(JobRepo, "save_progress", save_progress)
+    broken = break_first_save_with_errors(monkeypatch, landed=True)
     lines = ["id,name,day"] + [f"{'x' if i == 15 else i},name {i},2017-01-01" for i in range(1, 101)]
     job = await start_import(client, ("\n".join(lines) + "\n").encode(), types="id:int", batch_size=10, on_error="fail")
     done = await wait_for_state(client, job["id"], "completed", "failed")
-    assert broken == 1
+    assert broken == [1]
     assert done["state"] == "failed" and "line 16" in done["error"], done
     assert await db.records.count_documents({"job_id": job["id"]}) == 14, "rows before the bad one, none after"
     assert [e["line"] for e in done["errors"]] == [16]
