@@ -388,7 +388,7 @@ class Checker:
                 for w in windows
             )
             if not excused:
-                windows = [
+                described = [
                     f"{w.kind} {w.target} {w.start - self.driver.t0:.2f}-{(w.end or 0) - self.driver.t0:.2f}s"
                     for w in self.cluster.windows
                 ]
@@ -396,7 +396,7 @@ class Checker:
                     "no-5xx",
                     None,
                     f"{r.status} from {r.replica} for {r.method} {r.path} at {r.t - self.driver.t0:.2f}s",
-                    {"body": r.error, "fault windows": windows},
+                    {"body": r.error, "fault windows": described},
                 )
 
 
