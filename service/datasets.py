@@ -15,6 +15,7 @@ import hashlib
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from .jobs.model import JobState
 from .jobs.repo import JobRepo
@@ -43,8 +44,13 @@ def imports_digest(ids: Iterable[str]) -> str:
     keeps it, not the list, to know it reads the imports it was created over."""
     h = hashlib.sha256()
     for job_id in ids:
-        h.update(job_id.encode() + b"\n")
+        _add_to_digest(h, job_id)
     return h.hexdigest()
+
+
+def _add_to_digest(h: Any, job_id: str) -> None:
+    """The one form of an id in imports_digest (describe() adds its ids as it streams them)."""
+    h.update(job_id.encode() + b"\n")
 
 
 async def describe(
@@ -60,7 +66,7 @@ async def describe(
     digest = hashlib.sha256()
     async for job in repo.imports(org_id, name, states, as_of):
         imports += 1
-        digest.update(job["_id"].encode() + b"\n")
+        _add_to_digest(digest, job["_id"])
         recent.append(job["_id"])
         pending.append(job["_id"])
         if len(pending) >= ROWS_CHUNK:
